@@ -1,0 +1,162 @@
+"""The study loop: metrics, exact resume, non-finite handling, config loading of the seed's dicts."""
+
+import math
+
+import pytest
+import torch
+
+from tune_sd.engine import Study, load_checkpoint
+from tune_sd.engine.config import Config, resolve
+from tune_sd.errors import ConfigError, StudyError
+
+SMALL = ["disc.hid_num=2", "disc.hid_size=16", "arch.lat_size=3", "data.split_sizes=[60,20,20]",
+         "data.n_points=100", "avg_hor=4"]
+
+
+def small(*extra, **dotted):
+    return resolve(overrides=SMALL + list(extra), **dotted)
+
+
+def test_step_returns_the_documented_metrics():
+    study = Study(small())
+    m = study.step()
+    assert set(m) >= {"epoch", "acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp",
+                      "grad_max", "time_s", "nonfinite"}
+    assert m["epoch"] == 1 and 0 <= m["acc"] <= 1 and m["nonfinite"] == 0
+    for _ in range(5):
+        m = study.step()
+    # avg_acc is the moving average of acc_mean over avg_hor epochs
+    assert m["avg_acc"] == pytest.approx(sum(study.history["acc_mean"][-4:]) / 4)
+    # acc_mean is a mean of per-step accuracies over 2k samples
+    k2 = 2 * study.cfg.arch.lat_size
+    assert round(m["acc_mean"] * k2 * study.cfg.disc.iters) == pytest.approx(m["acc_mean"] * k2 * study.cfg.disc.iters)
+
+
+@pytest.mark.parametrize("extra", [
+    [],
+    ["ext=[grad]", "disc.hid_num=[2,2]", "disc.hid_size=[8,16]", "library.iter_sample=true"],
+    ["ext=[input,grad]", "ext_type=stack", "disc.loss_fun=bce"],
+    ["generator.type=dsn", "ext=[input]"],
+    ["generator.type=gp", "disc.gp=0"],
+])
+def test_resume_is_bit_for_bit(extra, tmp_path):
+    cfg = small(*extra, epochs=12)
+    straight = Study(cfg)
+    straight.run()
+
+    first = Study(cfg)
+    first.run(epochs=5)
+    first.save(tmp_path / "checkpoint.pt")
+    del first
+    resumed = Study.from_checkpoint(tmp_path / "checkpoint.pt")
+    assert resumed.epoch == 5
+    resumed.run()
+    for m in ("acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max"):
+        assert resumed.history[m] == straight.history[m], m
+    for p, q in zip(resumed.critic.parameters(), straight.critic.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    a, b, c = Study(small(seed=3)), Study(small(seed=3)), Study(small(seed=4))
+    for s in (a, b, c):
+        s.run(epochs=3)
+    assert a.history["loss_real"] == b.history["loss_real"] != c.history["loss_real"]
+
+
+def test_checkpoint_holds_only_tensors_and_plain_containers(tmp_path):
+    study = Study(small())
+    study.run(epochs=2)
+    path = study.save(tmp_path / "ck.pt")
+    state = torch.load(path, weights_only=True)  # would raise on anything else
+    assert state["epoch"] == 2 and state["config"]["disc"]["hid_size"] == 16
+    assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed away
+
+
+def test_broken_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(StudyError, match="checkpoint"):
+        load_checkpoint(bad)
+    with pytest.raises(StudyError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_runtime_and_epochs_end_the_run():
+    study = Study(small(epochs=4))
+    study.run()
+    assert study.epoch == 4 and study.done
+    study = Study(small(epochs=10_000, runtime=1e-9))
+    study.run()
+    assert study.epoch == 1
+
+
+def test_library_overflow_is_counted_and_fails_the_run_clearly(tmp_path):
+    lib = tmp_path / "overflow.lib"
+    lib.write_text("np.exp(1000*N0*X10[:,0])\n")
+    study = Study(small(**{"library.path": str(lib)}))
+    with pytest.raises(StudyError, match="non-finite"):
+        study.run(epochs=20)
+
+
+def test_seed_notebook_dict_loads_as_is():
+    hp = {
+        "arch": {"in_size": 1, "out_size": 1, "hid_num": (2, 0), "hid_size": 32, "hid_type": ("MLP", "MLP"),
+                 "hid_kwargs": {"alpha": None, "norm": None, "prune": None}, "lat_size": 5},
+        "epochs": 100000, "runtime": None, "batch_size": 700,
+        "disc": {"hid_num": 6, "hid_size": 128, "emb_size": None, "lr": 1e-4, "wd": 1e-7,
+                 "betas": (0.9, 0.999), "iters": 5, "gp": 1e-5},
+    }
+    cfg = Config.from_dict(hp)
+    assert cfg.disc.wd == 1e-7 and cfg.arch.hid_num == [2, 0] and cfg.generator_type == "mlp"
+    ext = dict(hp, ext=["grad"], ext_type="embed", ext_size=1)
+    assert Config.from_dict(ext).derived_ext_size == 1
+    Study(Config.from_dict(dict(hp, epochs=1))).step()
+
+
+def test_defaults_are_the_step15_setting():
+    cfg = resolve()
+    assert (cfg.disc.hid_num, cfg.disc.hid_size, cfg.disc.lr, cfg.disc.wd, cfg.disc.iters, cfg.disc.gp) == \
+        (6, 128, 1e-4, 1e-4, 5, 1e-5)
+    assert cfg.arch.lat_size == 5 and cfg.arch.hid_num == [2, 0] and cfg.arch.hid_size == 32
+    assert cfg.data.features == [0] and cfg.avg_hor == 500 and cfg.library.path == "F10_v1"
+    study = Study(cfg)
+    assert study.X.shape == (700, 1)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["disc.lr=0"], "disc.lr"),
+    (["disc.nope=1"], "disc.nope"),
+    (["nope=1"], "nope"),
+    (["ext=[stack]"], "ext"),
+    (["ext=[grad]", "ext_size=3"], "ext_size"),
+    (["disc.hid_num=[2,4]"], "disc.hid_num"),
+    (["arch.in_size=2"], "arch.in_size"),
+    (["disc.betas=[0.9]"], "disc.betas"),
+    (["generator.type=vae"], "generator.type"),
+    (["disc.iters=two"], "disc.iters"),
+])
+def test_bad_config_names_the_key(overrides, key):
+    with pytest.raises(ConfigError) as e:
+        resolve(overrides=overrides)
+    assert str(e.value).startswith(key)
+
+
+def test_batch_size_must_match_the_points():
+    with pytest.raises(ConfigError, match="batch_size"):
+        Study(small(batch_size=5))
+
+
+def test_unknown_library_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="F10_v1"):
+        Study(small(**{"library.path": "no-such-library"}))
+
+
+def test_config_file_errors_name_the_file_and_line(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("disc:\n  lr: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"c.yaml, line \d"):
+        resolve(f)
+    f.write_text("disc:\n  lrr: 1\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: disc.lrr"):
+        resolve(f)

@@ -1,0 +1,428 @@
+"""The run config: one validated, typed tree whose keys mirror the notebook's hyperparameter dict.
+
+A dict from the seed notebook (``arch``, ``disc``, ``ext``, ``ext_type``, ``ext_size``, ``epochs``,
+``runtime``, ``batch_size``) loads as it is; our own sections (``generator``, ``library``, ``data``)
+and top-level keys (``seed``, ``avg_hor`` ...) fill in the rest. Every leaf has a default (the Step 15
+setting), a check, and a line of help. An unknown key or a bad value raises :class:`ConfigError`
+naming the dotted key and what is allowed.
+
+Configs are plain data: YAML is read with ``yaml.safe_load`` and nothing in it is ever executed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from tune_sd.errors import ConfigError
+
+# --------------------------------------------------------------------------------------------
+# checks: each takes (key, value) and returns the normalised value or raises ConfigError
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{key}: {value!r} is not allowed (allowed: {allowed})")
+
+
+def _as_number(key, value, allowed):
+    if isinstance(value, bool):
+        _fail(key, value, allowed)
+    if isinstance(value, str):  # YAML 1.1 reads "1e-5" as a string
+        try:
+            value = float(value)
+        except ValueError:
+            _fail(key, value, allowed)
+    if not isinstance(value, (int, float)):
+        _fail(key, value, allowed)
+    return value
+
+
+def integer(lo: int | None = None, hi: int | None = None, optional: bool = False) -> Callable:
+    allowed = "an integer" + (f" >= {lo}" if lo is not None else "") + (f" <= {hi}" if hi is not None else "")
+    allowed += " or null" if optional else ""
+
+    def check(key, value):
+        if value is None and optional:
+            return None
+        value = _as_number(key, value, allowed)
+        if float(value) != int(value):
+            _fail(key, value, allowed)
+        value = int(value)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            _fail(key, value, allowed)
+        return value
+
+    return check
+
+
+def real(lo: float | None = None, hi: float | None = None, lo_open=False, hi_open=False, optional=False) -> Callable:
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+    allowed = "a number" + (" " + " and ".join(parts) if parts else "") + (" or null" if optional else "")
+
+    def check(key, value):
+        if value is None and optional:
+            return None
+        value = float(_as_number(key, value, allowed))
+        if not math.isfinite(value):
+            _fail(key, value, allowed)
+        if lo is not None and (value < lo or (lo_open and value == lo)):
+            _fail(key, value, allowed)
+        if hi is not None and (value > hi or (hi_open and value == hi)):
+            _fail(key, value, allowed)
+        return value
+
+    return check
+
+
+def choice(*options: str, optional: bool = False) -> Callable:
+    allowed = ", ".join(options) + (" or null" if optional else "")
+
+    def check(key, value):
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or value.lower() not in options:
+            _fail(key, value, allowed)
+        return value.lower()
+
+    return check
+
+
+def boolean(key, value):
+    if not isinstance(value, bool):
+        _fail(key, value, "true or false")
+    return value
+
+
+def text(optional: bool = False) -> Callable:
+    def check(key, value):
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value:
+            _fail(key, value, "a non-empty string" + (" or null" if optional else ""))
+        return value
+
+    return check
+
+
+def int_or_pair(lo: int) -> Callable:
+    """An int, or a pair of ints (the notebook's tuples, e.g. ``(2, 0)``, are YAML lists)."""
+    one = integer(lo)
+    allowed = f"an integer >= {lo} or a pair of them, e.g. [2, 4]"
+
+    def check(key, value):
+        if isinstance(value, (list, tuple)):
+            if len(value) != 2:
+                _fail(key, value, allowed)
+            return [one(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        if value is None:
+            _fail(key, value, allowed)
+        return one(key, value)
+
+    return check
+
+
+def list_of(item: Callable, length: int | None = None, optional=False, unique=False, allowed="") -> Callable:
+    def check(key, value):
+        if value is None and optional:
+            return None
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and length is None:
+            value = [value]  # a single item where a list is expected: `ext: grad`
+        if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+            _fail(key, value, allowed or (f"a list of {length}" if length else "a list"))
+        out = [item(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        if unique and len(set(map(str, out))) != len(out):
+            _fail(key, value, allowed + " (without repeats)")
+        return out
+
+    return check
+
+
+def ext_kind(key, value):
+    if isinstance(value, str) and value.lower() == "stack":
+        raise ConfigError(f"{key}: 'stack' is a way to feed extra information, not a kind of it "
+                          "(allowed: input, grad); set ext_type: stack instead")
+    return choice("input", "grad")(key, value)
+
+
+def hid_kwargs(key, value):
+    # the notebook's network options (alpha, norm, prune); kept so that its dicts load as-is
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        _fail(key, value, "a mapping with keys alpha, norm, prune")
+    for k, v in value.items():
+        if k not in ("alpha", "norm", "prune"):
+            raise ConfigError(f"{key}.{k}: unknown key (allowed: alpha, norm, prune)")
+        if v is not None and not isinstance(v, (int, float, str, bool)):
+            _fail(f"{key}.{k}", v, "a number, a string or null")
+    return dict(value)
+
+
+def splits(key, value):
+    return list_of(integer(0), length=3, allowed="three sizes [train, val, test]")(key, value)
+
+
+# --------------------------------------------------------------------------------------------
+# the schema
+
+
+@dataclass(frozen=True)
+class Field:
+    default: Any
+    check: Callable
+    help: str
+
+
+SCHEMA: dict[str, Field] = {
+    # the generator network (only its first part, inputs -> latent, is used by Step 15)
+    "arch.in_size": Field(None, integer(1, optional=True), "input features of the generator (null: from data.features)"),
+    "arch.out_size": Field(1, integer(1), "outputs of the network's second part (unused by the SD study)"),
+    "arch.hid_num": Field([2, 0], int_or_pair(0), "hidden layers (inputs->latent, latent->output)"),
+    "arch.hid_size": Field(32, int_or_pair(1), "hidden units per layer (int or pair)"),
+    "arch.hid_type": Field(["MLP", "MLP"], list_of(choice("mlp", "dsn"), 2, allowed="a pair of MLP/DSN"),
+                           "network types of the two parts"),
+    "arch.hid_kwargs": Field(None, hid_kwargs, "the notebook's network options (unused)"),
+    "arch.lat_size": Field(5, integer(1, 4096), "latent units = fake functions per epoch"),
+    # the critic
+    "disc.hid_num": Field(6, int_or_pair(0), "hidden layers of the critic ([embedding, main] with ext_type embed)"),
+    "disc.hid_size": Field(128, int_or_pair(1), "hidden units of the critic ([embedding, main] with ext_type embed)"),
+    "disc.emb_size": Field(None, integer(1, optional=True), "numbers per point fed to the embedding (null: derived)"),
+    "disc.lr": Field(1e-4, real(0, 10, lo_open=True), "Adam learning rate"),
+    "disc.wd": Field(1e-4, real(0, 10), "Adam weight decay"),
+    "disc.betas": Field([0.9, 0.999], list_of(real(0, 1, hi_open=True), 2, allowed="a pair in [0, 1)"), "Adam betas"),
+    "disc.iters": Field(5, integer(1, 10000), "critic optimizer steps per epoch"),
+    "disc.gp": Field(1e-5, real(0, 1e6), "gradient penalty weight (0: off)"),
+    "disc.loss_fun": Field("wasserstein", choice("wasserstein", "bce"), "critic loss"),
+    # extra information for the critic
+    "ext": Field(None, list_of(ext_kind, optional=True, unique=True, allowed="a list of input, grad"),
+                 "extra information per point: [input], [grad] or [input, grad]"),
+    "ext_type": Field("embed", choice("embed", "stack"), "how extra information is fed: embed or stack"),
+    "ext_size": Field(None, integer(1, optional=True), "extra numbers per point (null: derived from ext)"),
+    # the run
+    "epochs": Field(1000, integer(1), "epochs to train"),
+    "runtime": Field(None, real(0, lo_open=True, optional=True), "stop after this many seconds (null: no limit)"),
+    "batch_size": Field(None, integer(1, optional=True), "points per function (the notebook's; null: all train points)"),
+    "seed": Field(0, integer(0, 2**63 - 1), "seed of every random generator of the run"),
+    "avg_hor": Field(500, integer(1), "moving-average horizon of avg_acc (epochs)"),
+    "report_every": Field(25, integer(1), "epochs per report (Tune iteration; flushes of tune-sd train)"),
+    "checkpoint_every": Field(10, integer(1), "reports per checkpoint"),
+    # fake functions
+    "generator.type": Field(None, choice("mlp", "dsn", "gp", optional=True), "mlp, dsn or gp (null: arch.hid_type[0])"),
+    "generator.length_scale": Field(1.0, real(0, lo_open=True), "gp: RBF length scale"),
+    "generator.variance": Field(0.01, real(0, lo_open=True), "gp: prior variance"),
+    "generator.jitter": Field(1e-6, real(0, 1), "gp: relative jitter on the covariance diagonal"),
+    # real functions
+    "library.path": Field("F10_v1", text(), "library file, or the name of one in funs/"),
+    "library.shuffle": Field(True, boolean, "draw functions at random (false: the first ones, in order)"),
+    "library.iter_sample": Field(False, boolean, "a fresh real batch for every critic step"),
+    # input points
+    "data.path": Field(None, text(optional=True), ".npy/.npz/.parquet/.gz file or folder (null: the default data)"),
+    "data.var": Field("X10", text(), "variable name of the inputs in library files"),
+    "data.features": Field([0], list_of(integer(0), unique=True, allowed="a list of column indices"),
+                           "input columns used"),
+    "data.split": Field("train", choice("train", "val", "test"), "which split gives the points"),
+    "data.n_points": Field(1000, integer(1), "default data: number of points"),
+    "data.n_features": Field(2, integer(1), "default data: number of features"),
+    "data.split_sizes": Field([700, 200, 100], splits, "default data: train/val/test sizes"),
+    "data.seed": Field(0, integer(0), "default data: seed"),
+    "data.split_path": Field(None, text(optional=True), "split given as plain index files (folder, .npz, .json, .yaml)"),
+    "data.allow_pickle": Field(False, boolean, "read the original project's pickled split file (runs code in it)"),
+    "data.key": Field(None, text(optional=True), "array name inside an .npz file"),
+}
+
+SECTIONS = sorted({k.split(".")[0] for k in SCHEMA if "." in k})
+
+
+def defaults() -> dict:
+    """The Step 15 defaults as a nested dict."""
+    return unflatten({k: copy.deepcopy(f.default) for k, f in SCHEMA.items()})
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """Nested dict -> {dotted key: leaf}. Mappings under known leaf keys (hid_kwargs) stay leaves."""
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key not in SCHEMA:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def unflatten(flat: dict) -> dict:
+    out: dict = {}
+    for key, v in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
+
+
+class Section(dict):
+    """A nested dict with attribute access: ``cfg.disc.lr``."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _sectioned(tree: dict) -> Section:
+    return Section({k: _sectioned(v) if isinstance(v, dict) and k in SECTIONS else v for k, v in tree.items()})
+
+
+def _known_keys(prefix: str) -> list[str]:
+    n = len(prefix)
+    return sorted({k[n:].split(".")[0] for k in SCHEMA if k.startswith(prefix)})
+
+
+class Config(Section):
+    """A validated run config. Build with :meth:`from_dict`, :func:`load_config` or :func:`resolve`."""
+
+    @classmethod
+    def from_dict(cls, tree: dict | None, where: str = "") -> "Config":
+        tree = tree or {}
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {type(tree).__name__}")
+        merged = {k: copy.deepcopy(f.default) for k, f in SCHEMA.items()}
+        for key, value in flatten(tree).items():
+            if key not in SCHEMA:
+                prefix = ""
+                for part in key.split(".")[:-1]:  # the deepest known section above the key
+                    if any(k.startswith(prefix + part + ".") for k in SCHEMA):
+                        prefix += part + "."
+                    else:
+                        break
+                allowed = ", ".join(_known_keys(prefix))
+                place = f" in {prefix[:-1]}" if prefix else ""
+                raise ConfigError(f"{where}{key}: unknown key{place} (allowed: {allowed})")
+            merged[key] = value
+        for key, value in merged.items():  # defaults pass the same checks, so values are normalised alike
+            merged[key] = SCHEMA[key].check(where + key, value)
+        cfg = cls(_sectioned(unflatten(merged)))
+        cfg._cross_check(where)
+        return cfg
+
+    def _cross_check(self, where: str) -> None:
+        for name in ("hid_num", "hid_size"):
+            if isinstance(self.disc[name], list) and not (self.ext and self.ext_type == "embed"):
+                raise ConfigError(f"{where}disc.{name}: a pair {self.disc[name]} needs ext with ext_type: embed "
+                                  "(the first number is the embedding's); give one integer")
+        n_feat = len(self.data.features)
+        if self.arch.in_size is not None and self.arch.in_size != n_feat:
+            raise ConfigError(f"{where}arch.in_size: {self.arch.in_size} but data.features {self.data.features} "
+                              f"selects {n_feat} column(s); set arch.in_size: {n_feat} or null")
+        if self.ext_size is not None and self.ext_size != self.derived_ext_size:
+            raise ConfigError(f"{where}ext_size: {self.ext_size} but ext {self.ext} with {n_feat} input feature(s) "
+                              f"gives {self.derived_ext_size}; set ext_size: {self.derived_ext_size} or null")
+        if self.ext_size is not None and not self.ext:
+            raise ConfigError(f"{where}ext_size: {self.ext_size} given without ext")
+
+    # ---- derived values
+    @property
+    def derived_ext_size(self) -> int:
+        """Extra numbers per point: d for input, d for grad (d = number of input features)."""
+        return len(self.ext or []) * len(self.data.features)
+
+    @property
+    def generator_type(self) -> str:
+        return self.generator.type or self.arch.hid_type[0]
+
+    def to_dict(self) -> dict:
+        """Plain nested dicts and lists, safe for YAML and Tune."""
+        return copy.deepcopy(_plain(self))
+
+    def flat(self) -> dict:
+        return flatten(self.to_dict())
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **dotted) -> "Config":
+        """A copy with dotted overrides, e.g. ``cfg.replace(**{"disc.lr": 1e-3})``."""
+        tree = self.to_dict()
+        return Config.from_dict(merge(tree, unflatten(dotted)))
+
+
+def _plain(node):
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v) for v in node]
+    return node
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Deep merge of nested dicts; ``over`` wins. Leaf mappings (hid_kwargs) are replaced whole."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"disc.lr=1e-5"`` -> ("disc.lr", 1e-5). Values are YAML scalars or flow lists: ``[2,4]``."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set disc.lr=1e-5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: cannot read the value ({str(e).splitlines()[0]})") from None
+    return key, value
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with ``safe_load``; errors name the file and line."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    try:
+        tree = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{line}: not valid YAML ({problem})") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(tree).__name__}")
+    return tree
+
+
+def resolve(path: str | Path | None = None, overrides: list[str] | tuple = (), **dotted) -> Config:
+    """The config of one run: defaults <- YAML file <- ``--set`` overrides <- keyword overrides."""
+    tree = read_yaml(path) if path else {}
+    where = f"{path}: " if path else ""
+    Config.from_dict(tree, where=where)  # file errors are reported against the file
+    extra = dict(parse_override(o) for o in overrides)
+    extra.update(dotted)
+    for key, value in extra.items():
+        tree = merge(tree, unflatten({key: value}))
+    return Config.from_dict(tree)
+
+
+def load_config(path: str | Path) -> Config:
+    return resolve(path)

@@ -1,0 +1,66 @@
+"""Untrained MLPs: the fake functions of Step 15."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._base import Generator
+
+
+def layer_sizes(d: int, hid_num: int, hid_size: int, out: int) -> list[int]:
+    return [d] + [hid_size] * hid_num + [out]
+
+
+class MLPGenerator(Generator):
+    """Latent units of freshly initialised MLPs, inputs -> ``hid_num`` x ``hid_size`` ReLU -> ``lat_size``.
+
+    Initialisation is PyTorch's default for ``nn.Linear``: weights and biases uniform on
+    [-1/sqrt(fan_in), 1/sqrt(fan_in)]. A draw of k functions uses ceil(k / lat_size) networks, all
+    evaluated at once with batched matrix products; the Jacobian is carried forward in closed form
+    (a ReLU passes the derivative where it is active), so no autograd is needed.
+    """
+
+    name = "mlp"
+
+    def __init__(self, X: torch.Tensor, hid_num: int, hid_size: int, lat_size: int):
+        super().__init__(X)
+        self.sizes = layer_sizes(self.d, hid_num, hid_size, lat_size)
+        self.lat_size = lat_size
+
+    def draw_weights(self, m: int, rng: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        layers = []
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+            bound = 1.0 / math.sqrt(fan_in)
+            W = self._uniform((m, fan_in, fan_out), bound, rng)
+            b = self._uniform((m, 1, fan_out), bound, rng)
+            layers.append((W, b))
+        return layers
+
+    def forward(self, layers, with_grad: bool):
+        """Values [m, n, out] and Jacobians [m, n, d, out] of m networks on X."""
+        m = layers[0][0].shape[0]
+        h = self.X.expand(m, self.n, self.d)
+        # the Jacobian of the input w.r.t. itself: identity per point, broadcast over networks/points
+        J = torch.eye(self.d, device=self.X.device, dtype=self.X.dtype).expand(1, 1, self.d, self.d) if with_grad else None
+        last = len(layers) - 1
+        for i, (W, b) in enumerate(layers):
+            h = torch.baddbmm(b, h, W)
+            if with_grad:
+                J = J @ W.unsqueeze(1)
+            if i < last:
+                active = h > 0
+                h = h * active
+                if with_grad:
+                    J = J * active.unsqueeze(2)
+        return h, J
+
+    def sample(self, k, rng, with_grad=True):
+        m = -(-k // self.lat_size)
+        h, J = self.forward(self.draw_weights(m, rng), with_grad)
+        values = h.transpose(1, 2).reshape(m * self.lat_size, self.n)[:k]
+        if not with_grad:
+            return values, None
+        grads = J.permute(0, 3, 1, 2).reshape(m * self.lat_size, self.n, self.d)[:k]
+        return values, grads

@@ -1,0 +1,517 @@
+"""Function libraries (``funs/*.lib``): reading, sampling of fake functions, and checking.
+
+One function per non-blank line, columns separated by ``;``::
+
+    value ; d value/d x_0 ; d value/d x_1 ; ...
+
+Derivative columns are optional (an empty one, or one not written, comes from autograd); ``0`` is
+a zero derivative. Lines starting with ``#`` are comments, and ``#`` starts a comment anywhere on a
+line. Expressions are compiled by :mod:`tune_sd.engine.expr`; nothing is ever ``eval``-ed.
+
+:meth:`FunctionLibrary.sample` is on the training hot path: it draws which lines to use, fresh
+coefficients per sample, and evaluates every distinct line once for all of its samples.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from tune_sd.engine.expr import CompiledExpr, compile_expr
+from tune_sd.errors import LibraryError
+
+__all__ = [
+    "FunctionCheck",
+    "FunctionLibrary",
+    "LibraryCheck",
+    "LibraryFunction",
+    "check_library",
+    "format_check",
+    "load_library",
+    "parse_library",
+]
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+class LibraryFunction:
+    """One line of a library: its value expression and its given derivative columns.
+
+    ``derivs[c]`` is the given expression of d value / d x_c, or ``None`` where it comes from
+    autograd; columns past ``len(derivs)`` also come from autograd.
+    """
+
+    __slots__ = ("line", "text", "value", "derivs", "coeffs_n", "coeffs_u", "columns")
+
+    def __init__(
+        self, line: int, text: str, value: CompiledExpr, derivs: list[CompiledExpr | None]
+    ) -> None:
+        self.line = line
+        self.text = text
+        self.value = value
+        self.derivs = derivs
+        exprs = [value] + [d for d in derivs if d is not None]
+        self.coeffs_n = max(e.coeffs_n for e in exprs)
+        self.coeffs_u = max(e.coeffs_u for e in exprs)
+        self.columns = frozenset().union(*(e.columns for e in exprs))
+
+    @property
+    def coeff_names(self) -> list[str]:
+        """The coefficients the line uses, e.g. ``['N0', 'N1', 'U0']``."""
+        exprs = [self.value] + [d for d in self.derivs if d is not None]
+        n_used = sorted(set().union(*(e.n_used for e in exprs)))
+        u_used = sorted(set().union(*(e.u_used for e in exprs)))
+        return [f"N{i}" for i in n_used] + [f"U{i}" for i in u_used]
+
+    def __repr__(self) -> str:
+        return f"LibraryFunction(line={self.line}, text={self.text!r})"
+
+
+class _Plan:
+    """How to evaluate one function for inputs with ``d`` columns (cached per ``d``)."""
+
+    __slots__ = ("value", "n_coeffs", "u_coeffs", "auto_cols", "given", "kinds")
+
+    def __init__(self, fn: LibraryFunction, d: int, where: str, var: str) -> None:
+        if len(fn.derivs) > d:
+            raise LibraryError(
+                f"{where}, line {fn.line}: {len(fn.derivs)} derivative columns but the data "
+                f"has {d} input feature(s)"
+            )
+        if fn.columns and max(fn.columns) >= d:
+            c = max(fn.columns)
+            raise LibraryError(
+                f"{where}, line {fn.line}: uses {var}[:,{c}] but the data has {d} input "
+                f"feature(s) (columns 0..{d - 1})"
+            )
+        self.value = fn.value
+        self.n_coeffs = fn.coeffs_n
+        self.u_coeffs = fn.coeffs_u
+        auto: list[int] = []
+        given: list[tuple[int, CompiledExpr]] = []
+        # kinds[c]: ("auto", i) -> i-th autograd gradient; ("given", expr); ("zero", None)
+        kinds: list[tuple[str, object]] = []
+        for c in range(d):
+            expr = fn.derivs[c] if c < len(fn.derivs) else None
+            if expr is None:
+                if c in fn.value.columns:
+                    kinds.append(("auto", len(auto)))
+                    auto.append(c)
+                else:
+                    kinds.append(("zero", None))
+            elif expr.constant == 0.0:
+                kinds.append(("zero", None))
+            else:
+                kinds.append(("given", expr))
+                given.append((c, expr))
+        self.auto_cols = tuple(auto)
+        self.given = tuple(given)
+        self.kinds = tuple(kinds)
+
+
+class FunctionLibrary:
+    """A parsed library: ``path``, ``var`` (data variable name) and ``functions`` (one per line)."""
+
+    def __init__(
+        self,
+        path: str,
+        var: str,
+        functions: list[LibraryFunction],
+        n_features: int | None = None,
+    ) -> None:
+        self.path = path
+        self.var = var
+        self.functions = functions
+        self.n_features = n_features
+        self._plans: dict[int, list[_Plan]] = {}
+
+    def __len__(self) -> int:
+        return len(self.functions)
+
+    def __repr__(self) -> str:
+        return f"FunctionLibrary({self.path!r}, {len(self.functions)} functions)"
+
+    def _plans_for(self, d: int) -> list[_Plan]:
+        plans = self._plans.get(d)
+        if plans is None:
+            plans = [_Plan(fn, d, self.path, self.var) for fn in self.functions]
+            self._plans[d] = plans
+        return plans
+
+    def sample(
+        self,
+        k: int,
+        X: Tensor,
+        generator: torch.Generator | None = None,
+        with_grad: bool = True,
+        shuffle: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Draw ``k`` fake functions and evaluate them on the points ``X`` (``[n, d]``).
+
+        Picks ``k`` lines uniformly with replacement (with ``shuffle=False``: lines
+        ``0, 1, ..., L-1, 0, 1, ...`` in order, no index draw), draws fresh coefficients per sample and
+        returns ``(values [k, n], derivatives [k, n, d])`` (``derivatives`` is ``None`` when
+        ``with_grad`` is false). Random draws, in this order: the line indices
+        (``torch.randint``), then for each distinct sampled line in ascending order its N
+        coefficients ``[coeffs_n, c_j, 1]`` (``torch.randn``) and its U coefficients
+        (``torch.rand``). Each distinct line is evaluated once, for all its samples together.
+        """
+        if X.dim() != 2:
+            raise ValueError(f"X must be a 2-D tensor [n_points, n_features], got shape {tuple(X.shape)}")
+        X = X.detach()
+        n_points, d = X.shape
+        plans = self._plans_for(d)
+        device, dtype = X.device, X.dtype
+        n_funcs = len(self.functions)
+        groups: list[tuple[int, int, Tensor | None]] = []
+        with torch.no_grad():
+            if not shuffle:
+                for j in range(min(n_funcs, k)):
+                    count = len(range(j, k, n_funcs))
+                    pos = None if count == k else torch.arange(j, k, n_funcs, device=device)
+                    groups.append((j, count, pos))
+            elif n_funcs == 1:
+                torch.randint(n_funcs, (k,), generator=generator, device=device)  # keeps the draw order
+                groups = [(0, k, None)] if k else []
+            else:
+                idx = torch.randint(n_funcs, (k,), generator=generator, device=device)
+                counts = torch.bincount(idx, minlength=n_funcs).tolist()
+                order = torch.argsort(idx, stable=True)
+                start = 0
+                for j, count in enumerate(counts):
+                    if count:
+                        pos = None if count == k else order[start : start + count]
+                        groups.append((j, count, pos))
+                        start += count
+            xt = X.t()
+            x_cols = {c: xt[c].unsqueeze(0) for c in range(d)}  # [1, n] views, no copies
+            values = torch.empty((k, n_points), dtype=dtype, device=device)
+            derivs = torch.empty((k, n_points, d), dtype=dtype, device=device) if with_grad else None
+            # Pass 1: draws (in the documented order) and values, building one autograd graph.
+            pending: list[tuple[_Plan, int, Tensor | None, object, object, int]] = []
+            all_leaves: list[Tensor] = []
+            all_values: list[Tensor] = []
+            for j, count, pos in groups:
+                plan = plans[j]
+                shape = (count, n_points)
+                n = (
+                    torch.randn((plan.n_coeffs, count, 1), generator=generator, device=device, dtype=dtype)
+                    if plan.n_coeffs
+                    else ()
+                )
+                u = (
+                    torch.rand((plan.u_coeffs, count, 1), generator=generator, device=device, dtype=dtype)
+                    if plan.u_coeffs
+                    else ()
+                )
+                first_leaf = len(all_leaves)
+                if with_grad and plan.auto_cols:
+                    with torch.enable_grad():
+                        leaves = [xt[c].expand(shape).requires_grad_() for c in plan.auto_cols]
+                        local = dict(x_cols)
+                        local.update(zip(plan.auto_cols, leaves))
+                        v = plan.value(local, n, u, shape)
+                    all_leaves.extend(leaves)
+                    if v.requires_grad:
+                        all_values.append(v)
+                    v = v.detach()
+                else:
+                    v = plan.value(x_cols, n, u, shape)
+                _put(values, pos, v)
+                if with_grad:
+                    pending.append((plan, count, pos, n, u, first_leaf))
+            if not with_grad:
+                return values, None
+            # One backward pass for all distinct lines: each sample's value at a point depends only
+            # on that sample's leaf at that point, so the gradient of the total sum is per-point.
+            grads: tuple[Tensor | None, ...] = (None,) * len(all_leaves)
+            if all_values:
+                with torch.enable_grad():
+                    total = all_values[0].sum()
+                    for extra in all_values[1:]:
+                        total = total + extra.sum()
+                    grads = torch.autograd.grad(total, all_leaves, allow_unused=True)
+            # Pass 2: derivative columns (autograd, given, or zero), scattered into place.
+            assert derivs is not None
+            for plan, count, pos, n, u, first_leaf in pending:
+                shape = (count, n_points)
+                zero = None
+                cols: list[Tensor] = []
+                for kind, what in plan.kinds:
+                    if kind == "auto":
+                        g = grads[first_leaf + what]  # type: ignore[operator]
+                        if g is not None:
+                            cols.append(g)
+                            continue
+                    elif kind == "given":
+                        cols.append(what(x_cols, n, u, shape))  # type: ignore[operator]
+                        continue
+                    if zero is None:
+                        zero = torch.zeros((), dtype=dtype, device=device).expand(shape)
+                    cols.append(zero)
+                if pos is None:
+                    torch.stack(cols, dim=-1, out=derivs)
+                else:
+                    derivs.index_copy_(0, pos, torch.stack(cols, dim=-1))
+        return values, derivs
+
+
+def _put(out: Tensor, pos: Tensor | None, v: Tensor) -> None:
+    if pos is None:
+        out.copy_(v)
+    else:
+        out.index_copy_(0, pos, v)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _split_line(raw: str) -> str:
+    """The code part of a line: without a ``#`` comment and surrounding whitespace."""
+    cut = raw.find("#")
+    if cut >= 0:
+        raw = raw[:cut]
+    return raw.strip()
+
+
+def parse_library(
+    text: str,
+    var: str = "X10",
+    n_features: int | None = None,
+    name: str = "<string>",
+) -> FunctionLibrary:
+    """Parse library text (see the module docstring); errors name ``name`` and the line."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    functions: list[LibraryFunction] = []
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        if raw.endswith("\r"):
+            raw = raw[:-1]
+        if "\0" in raw:
+            raise LibraryError(
+                f"{name}, line {lineno}: NUL byte (binary data?); a library must be UTF-8 text"
+            )
+        code = _split_line(raw)
+        if not code:
+            continue
+        parts = code.split(";")
+        multi = len(parts) > 1
+
+        def where(col: int) -> str:
+            return f"{name}, line {lineno}, column {col}" if multi else f"{name}, line {lineno}"
+
+        if n_features is not None and len(parts) - 1 > n_features:
+            raise LibraryError(
+                f"{name}, line {lineno}: {len(parts) - 1} derivative columns but the data has "
+                f"{n_features} input feature(s)"
+            )
+        if not parts[0].strip():
+            raise LibraryError(f"{where(1)}: the value column is empty")
+        value = compile_expr(parts[0], var, where=where(1), n_features=n_features)
+        derivs: list[CompiledExpr | None] = []
+        for col, part in enumerate(parts[1:], start=2):
+            if not part.strip():
+                derivs.append(None)  # empty column: from autograd
+            else:
+                derivs.append(compile_expr(part, var, where=where(col), n_features=n_features))
+        while derivs and derivs[-1] is None:
+            derivs.pop()
+        functions.append(LibraryFunction(lineno, code, value, derivs))
+    if not functions:
+        raise LibraryError(f"{name}, line 1: the library has no functions (only blank lines or comments)")
+    return FunctionLibrary(name, var, functions, n_features)
+
+
+def load_library(
+    path: str | os.PathLike[str], var: str = "X10", n_features: int | None = None
+) -> FunctionLibrary:
+    """Read and parse a library file. Raises :class:`LibraryError` naming file and line."""
+    name = os.fspath(path)
+    try:
+        size = os.path.getsize(name)
+        if size > MAX_FILE_BYTES:
+            raise LibraryError(
+                f"{name}, line 1: file is {size} bytes, too large for a library "
+                f"(at most {MAX_FILE_BYTES})"
+            )
+        data = Path(name).read_bytes()
+    except OSError as exc:
+        raise LibraryError(f"{name}, line 1: cannot read library file: {exc.strerror or exc}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise LibraryError(
+            f"{name}, line {line}: NUL byte (binary data?); a library must be UTF-8 text"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise LibraryError(
+            f"{name}, line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+            "a library must be UTF-8 text"
+        ) from None
+    return parse_library(text, var=var, n_features=n_features, name=name)
+
+
+# -- checking -----------------------------------------------------------------------------------
+
+
+@dataclass
+class FunctionCheck:
+    """What :func:`check_library` found for one line."""
+
+    line: int
+    text: str
+    coeffs: str
+    columns: list[int]
+    vmin: float
+    vmax: float
+    nonfinite: int
+    deriv_given: int
+    deriv_max_abs_err: float | None
+    deriv_ok: bool
+    deriv_bad_cols: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LibraryCheck:
+    """What :func:`check_library` found for a library."""
+
+    path: str
+    functions: list[FunctionCheck]
+    ok: bool
+    problems: list[str]
+    var: str = "X10"
+
+
+def check_library(
+    path: str | os.PathLike[str],
+    X: Tensor,
+    var: str = "X10",
+    n_samples: int = 256,
+    seed: int = 0,
+    rtol: float = 1e-3,
+    atol: float = 1e-5,
+) -> LibraryCheck:
+    """Evaluate every line of a library on ``X`` over ``n_samples`` coefficient draws.
+
+    Reports each line's value range and non-finite count, and compares each given derivative
+    column against autograd of the value (same draws, in float64). Raises :class:`LibraryError`
+    when the file itself is invalid.
+    """
+    X = torch.as_tensor(X).detach().to(device="cpu", dtype=torch.float64)
+    if X.dim() == 1:
+        X = X.unsqueeze(1)
+    if X.dim() != 2:
+        raise ValueError(f"X must be a 2-D tensor [n_points, n_features], got shape {tuple(X.shape)}")
+    name = os.fspath(path)
+    lib = load_library(name, var=var, n_features=X.shape[1])
+    n_points, d = X.shape
+    gen = torch.Generator().manual_seed(seed)
+    xt = X.t()
+    x_cols = {c: xt[c].unsqueeze(0) for c in range(d)}
+    shape = (n_samples, n_points)
+    results: list[FunctionCheck] = []
+    problems: list[str] = []
+    for fn in lib.functions:
+        n = torch.randn((fn.coeffs_n, n_samples, 1), generator=gen, dtype=torch.float64)
+        u = torch.rand((fn.coeffs_u, n_samples, 1), generator=gen, dtype=torch.float64)
+        used = sorted(fn.value.columns)
+        with torch.enable_grad():
+            leaves = [xt[c].expand(shape).requires_grad_() for c in used]
+            local = dict(x_cols)
+            local.update(zip(used, leaves))
+            v = fn.value(local, n, u, shape)
+            if leaves and v.requires_grad:
+                grads = torch.autograd.grad(v.sum(), leaves, allow_unused=True)
+            else:
+                grads = (None,) * len(leaves)
+        v = v.detach()
+        auto = dict(zip(used, grads))
+        finite = torch.isfinite(v)
+        nonfinite = int(v.numel() - finite.sum().item())
+        if nonfinite < v.numel():
+            vmin = float(v[finite].min())
+            vmax = float(v[finite].max())
+        else:
+            vmin = vmax = math.nan
+        if nonfinite:
+            problems.append(
+                f"line {fn.line}: {nonfinite} of {v.numel()} values are not finite (NaN or inf) "
+                f"on the data"
+            )
+        given = 0
+        max_err: float | None = None
+        bad_cols: list[int] = []
+        with torch.no_grad():
+            for c, expr in enumerate(fn.derivs):
+                if expr is None:
+                    continue
+                given += 1
+                g = expr(x_cols, n, u, shape)
+                a = auto.get(c)
+                if a is None:
+                    a = torch.zeros(shape, dtype=torch.float64)
+                both = torch.isfinite(g) & torch.isfinite(a)
+                diff = (g - a).abs()
+                err = float(diff[both].max()) if bool(both.any()) else 0.0
+                close = torch.isclose(g, a, rtol=rtol, atol=atol, equal_nan=True)
+                if not bool(close.all()):
+                    if bool(close[both].all()):  # mismatch only where one side is not finite
+                        err = math.inf
+                    bad_cols.append(c)
+                    problems.append(
+                        f"line {fn.line}: derivative column {c + 1} (d/d{var}[:,{c}]) differs "
+                        f"from autograd by up to {err:.3g}"
+                    )
+                max_err = err if max_err is None else max(max_err, err)
+        results.append(
+            FunctionCheck(
+                line=fn.line,
+                text=fn.text,
+                coeffs=" ".join(fn.coeff_names),
+                columns=sorted(fn.columns),
+                vmin=vmin,
+                vmax=vmax,
+                nonfinite=nonfinite,
+                deriv_given=given,
+                deriv_max_abs_err=max_err,
+                deriv_ok=not bad_cols,
+                deriv_bad_cols=bad_cols,
+            )
+        )
+    return LibraryCheck(path=name, functions=results, ok=not problems, problems=problems, var=var)
+
+
+def format_check(check: LibraryCheck) -> str:
+    """One line per function, then ``OK: N functions`` or the problems."""
+    lines = []
+    width = 44
+    for f in check.functions:
+        text = f.text if len(f.text) <= width else f.text[: width - 3] + "..."
+        if f.deriv_given == 0:
+            deriv = "deriv autograd"
+        elif f.deriv_ok:
+            deriv = "deriv OK"
+        else:
+            deriv = "deriv MISMATCH " + ", ".join(
+                f"col {c + 1} (d/d{check.var}[:,{c}])" for c in f.deriv_bad_cols
+            )
+            if f.deriv_max_abs_err is not None:
+                deriv += f" (max err {f.deriv_max_abs_err:.3g})"
+        lines.append(
+            f"line {f.line:>3}: {text:<{width}}  coeffs {f.coeffs or '-':<10}  "
+            f"values [{f.vmin:.4g}, {f.vmax:.4g}]  non-finite {f.nonfinite}  {deriv}"
+        )
+    if check.ok:
+        lines.append(f"OK: {len(check.functions)} functions")
+    else:
+        lines.append(f"PROBLEMS in {check.path} ({len(check.problems)}):")
+        lines.extend(f"  {p}" for p in check.problems)
+    return "\n".join(lines)

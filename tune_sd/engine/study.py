@@ -1,0 +1,188 @@
+"""One SD training run: the notebook's training cell as a resumable object.
+
+Per epoch (``Study.step``): sample fake functions from the generator, sample real ones from the
+library, add the extra information, fit the critic for ``iters`` steps, record the metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tune_sd.errors import ConfigError, StudyError
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config
+from .critic import Critic, critic_input
+from .data import load_data
+from .generators import make_generator
+from .library import load_library
+
+METRICS = ("acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max", "nonfinite", "time_s")
+
+FUNS_DIR = Path(os.environ.get("TUNE_SD_FUNS", Path(__file__).resolve().parents[2] / "funs"))
+
+
+class NonFiniteLossError(StudyError):
+    """The critic's loss became NaN or infinite: the run cannot go on."""
+
+
+def library_path(name: str) -> Path:
+    """A library given as a path, or by name (``F10_v1``) from the shipped ``funs/`` folder."""
+    for candidate in (Path(name), FUNS_DIR / name, FUNS_DIR / f"{name}.lib"):
+        if candidate.is_file():
+            return candidate
+    shipped = sorted(p.stem for p in FUNS_DIR.glob("*.lib")) if FUNS_DIR.is_dir() else []
+    raise ConfigError(f"library.path: {name!r} is neither a file nor a library in {FUNS_DIR} "
+                      f"(shipped: {', '.join(shipped) or 'none'})")
+
+
+def _seeds(seed: int, n: int) -> list[int]:
+    # independent streams for the critic's initial weights and for sampling, from one trial seed
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64) >> np.uint64(1)]
+
+
+class Study:
+    """Train a critic to tell library functions from generator functions.
+
+    ``step()`` runs one epoch and returns its metrics; ``state_dict()`` / ``load_state_dict()`` cover
+    the critic, its optimizer, the random state and the metric history, so that a run stopped at
+    epoch e and resumed continues bit for bit like the uninterrupted run.
+    """
+
+    def __init__(self, config: Config | dict | None = None, device: str | torch.device = "cpu"):
+        self.cfg = config if isinstance(config, Config) else Config.from_dict(config)
+        cfg = self.cfg
+        self.device = torch.device(device)
+        d = cfg.data
+        self.data = load_data(d.path, var=d.var, n_points=d.n_points, n_features=d.n_features,
+                              split_sizes=tuple(d.split_sizes), seed=d.seed, split_path=d.split_path,
+                              allow_pickle=d.allow_pickle, key=d.key)
+        self.X = self.data.points(d.split, d.features, device=self.device)
+        self.n_points, self.n_features = self.X.shape
+        if cfg.batch_size is not None and cfg.batch_size != self.n_points:
+            raise ConfigError(f"batch_size: {cfg.batch_size} but the {d.split} split has {self.n_points} points "
+                              "(every function is given on all of them); set batch_size: null")
+        self.library = load_library(library_path(cfg.library.path), var=d.var, n_features=self.n_features)
+        self.generator = make_generator(cfg, self.X)
+        init_seed, sample_seed = _seeds(cfg.seed, 2)
+        self.critic = Critic.from_config(cfg, self.n_points, rng=torch.Generator().manual_seed(init_seed),
+                                         device=self.device)
+        self.rng = torch.Generator(self.device).manual_seed(sample_seed)
+        self.ext = list(cfg.ext or [])
+        self.needs_grad = "grad" in self.ext
+        self.epoch = 0
+        self.elapsed = 0.0
+        self.history: dict[str, list[float]] = {m: [] for m in METRICS}
+        self._window: deque[float] = deque(maxlen=cfg.avg_hor)
+
+    # ------------------------------------------------------------------ the loop
+    @property
+    def done(self) -> bool:
+        runtime = self.cfg.runtime
+        return self.epoch >= self.cfg.epochs or (runtime is not None and self.elapsed >= runtime)
+
+    def sample_fake(self, k: int):
+        values, grads = self.generator.sample(k, self.rng, with_grad=self.needs_grad)
+        return values, critic_input(values, self._ext_parts(grads), self.cfg.ext_type)
+
+    def sample_real(self, batches: int, k: int):
+        values, grads = self.library.sample(batches * k, self.X, self.rng, with_grad=self.needs_grad,
+                                            shuffle=self.cfg.library.shuffle)
+        values = values.view(batches, k, self.n_points)
+        grads = grads.view(batches, k, self.n_points, self.n_features) if grads is not None else None
+        return values, critic_input(values, self._ext_parts(grads), self.cfg.ext_type)
+
+    def _ext_parts(self, grads):
+        return [self.X if kind == "input" else grads for kind in self.ext]
+
+    def step(self) -> dict:
+        """One epoch: fresh fake and real functions, ``iters`` critic steps, the epoch's metrics."""
+        start = time.perf_counter()
+        k = self.cfg.arch.lat_size
+        fake_values, fake = self.sample_fake(k)
+        real_values, real = self.sample_real(self.cfg.disc.iters if self.cfg.library.iter_sample else 1, k)
+        # exp overflow and the like in a library must not pass silently
+        nonfinite = int((~torch.isfinite(real)).sum() + (~torch.isfinite(fake)).sum())
+        stats = self.critic.fit(real, fake, self.rng)
+        if not all(map(math.isfinite, (stats.loss_real, stats.loss_fake, stats.loss_gp))):
+            hint = (f"; the samples held {nonfinite} non-finite value(s) (e.g. exp overflow in {self.library.path})"
+                    if nonfinite else "; try a lower disc.lr or a larger disc.gp")
+            raise NonFiniteLossError(f"epoch {self.epoch + 1}: the critic's loss became non-finite "
+                                     f"(loss_real={stats.loss_real}, loss_fake={stats.loss_fake}, "
+                                     f"loss_gp={stats.loss_gp}){hint}")
+        self.epoch += 1
+        self.elapsed += time.perf_counter() - start
+        self._window.append(stats.acc_mean)
+        metrics = {
+            "epoch": self.epoch, "acc": stats.acc, "acc_mean": stats.acc_mean,
+            "avg_acc": sum(self._window) / len(self._window), "loss_real": stats.loss_real,
+            "loss_fake": stats.loss_fake, "loss_gp": stats.loss_gp, "grad_max": stats.grad_max,
+            "nonfinite": nonfinite, "time_s": self.elapsed,
+        }
+        for m in METRICS:
+            self.history[m].append(metrics[m])
+        return metrics
+
+    def run(self, epochs: int | None = None, callback=None) -> dict | None:
+        """Step until ``done`` (or ``epochs`` more epochs); ``callback(metrics)`` after each epoch."""
+        metrics, stop = None, (self.epoch + epochs if epochs is not None else None)
+        while not self.done and (stop is None or self.epoch < stop):
+            metrics = self.step()
+            if callback is not None:
+                callback(metrics)
+        return metrics
+
+    def curve(self, start: int = 0) -> dict[str, list]:
+        """The per-epoch metric history from epoch ``start`` + 1 on, as columns."""
+        cols = {"epoch": list(range(start + 1, self.epoch + 1))}
+        cols.update({m: self.history[m][start:] for m in METRICS})
+        return cols
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "format": "tune_sd.study/1",
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "elapsed": self.elapsed,
+            "history": {m: torch.tensor(v, dtype=torch.float64) for m, v in self.history.items()},
+            "critic": self.critic.state_dict(),
+            "optimizer": self.critic.optimizer.state_dict(),
+            "rng": self.rng.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            self.critic.load_state_dict(state["critic"])
+            self.critic.optimizer.load_state_dict(state["optimizer"])
+            self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
+            history = {m: [float(x) for x in state["history"][m].tolist()] for m in METRICS}
+            self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise StudyError(f"checkpoint does not fit this config ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0]})") from None
+        history["nonfinite"] = [int(x) for x in history["nonfinite"]]
+        self.history = history
+        self._window = deque(history["acc_mean"][-self.cfg.avg_hor:], maxlen=self.cfg.avg_hor)
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(self.state_dict(), path)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device="cpu", **overrides) -> "Study":
+        """Rebuild a study from its checkpoint; ``overrides`` (dotted keys such as ``epochs``) may
+        change what does not alter the networks, e.g. raise ``epochs``."""
+        state = load_checkpoint(path)
+        cfg = Config.from_dict(state["config"])
+        if overrides:
+            cfg = cfg.replace(**overrides)
+        study = cls(cfg, device=device)
+        study.load_state_dict(state)
+        return study

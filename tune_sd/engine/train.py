@@ -1,0 +1,110 @@
+"""``tune-sd train``: one run of a study in a folder, without Ray.
+
+The folder holds ``config.yaml``, ``checkpoint.pt`` and ``curve.parquet`` (one row per epoch). The
+checkpoint and the curve are written together from the same history (checkpoint first), so that
+whatever the moment a run is stopped, ``--resume`` continues exactly where the checkpoint is and the
+curve ends up with every epoch once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from tune_sd.errors import StudyError
+
+from .checkpoint import load_checkpoint
+from .config import Config, merge, parse_override, unflatten
+from .study import Study
+
+SAVE_EVERY_S = 30.0  # wall-clock seconds between saves of a long run (and at every checkpoint_every reports)
+
+
+def write_curve(study: Study, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(study.curve())
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+class TrainRun:
+    def __init__(self, study: Study, out: Path):
+        self.study, self.out = study, out
+
+    @classmethod
+    def start(cls, cfg: Config, out: Path, device="cpu") -> "TrainRun":
+        out = Path(out)
+        if (out / "checkpoint.pt").exists():
+            raise StudyError(f"{out}: already holds a run (checkpoint.pt); continue it with "
+                             f"--resume {out} or choose another --out")
+        study = Study(cfg, device=device)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        return cls(study, out)
+
+    @classmethod
+    def resume(cls, out, overrides=(), device="cpu") -> "TrainRun":
+        out = Path(out)
+        state = load_checkpoint(out / "checkpoint.pt")
+        tree = state["config"]
+        for key, value in map(parse_override, overrides):
+            tree = merge(tree, unflatten({key: value}))
+        cfg = Config.from_dict(tree)
+        study = Study(cfg, device=device)
+        study.load_state_dict(state)
+        (out / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        return cls(study, out)
+
+    def save(self) -> None:
+        self.study.save(self.out / "checkpoint.pt")
+        write_curve(self.study, self.out / "curve.parquet")
+
+    def run(self, progress: bool = True) -> int:
+        study, cfg = self.study, self.study.cfg
+        save_epochs = cfg.report_every * cfg.checkpoint_every
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.epochs, initial=study.epoch, desc="epochs", unit="ep", dynamic_ncols=True,
+                       mininterval=0.5, file=sys.stderr)
+        last_save = time.monotonic()
+        metrics = None
+        try:
+            while not study.done:
+                metrics = study.step()
+                if bar is not None:
+                    bar.update(1)
+                    if study.epoch % 10 == 0 or study.done:
+                        bar.set_postfix(acc=f"{metrics['acc']:.2f}", avg_acc=f"{metrics['avg_acc']:.3f}",
+                                        refresh=False)
+                if study.epoch % save_epochs == 0 or time.monotonic() - last_save > SAVE_EVERY_S:
+                    self.save()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            self.save()
+            if bar is not None:
+                bar.close()
+            print(f"interrupted at epoch {study.epoch}; continue with: tune-sd train --resume {self.out}",
+                  file=sys.stderr)
+            return 130
+        except StudyError:
+            self.save()  # everything up to the failing epoch stays on disk
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        self.save()
+        if metrics is None:
+            print(f"{self.out}: already at epoch {study.epoch} of {cfg.epochs}; raise epochs with "
+                  f"--set epochs=N to go on")
+        else:
+            print(f"epoch {study.epoch}: acc {metrics['acc']:.3f}, avg_acc {metrics['avg_acc']:.3f} "
+                  f"({study.elapsed:.1f} s) -> {self.out}")
+        return 0
