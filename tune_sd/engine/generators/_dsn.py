@@ -38,9 +38,8 @@ class DSNGenerator(Generator):
             if with_grad:
                 J = J @ W.unsqueeze(1)
             if i < last:
-                active = h > 0
-                h = h * active
                 if with_grad:
-                    J = J * active.unsqueeze(2)
+                    J = J * (h > 0).unsqueeze(2)
+                h = torch.relu(h)
         values = h[..., 0]                                      # [k, n]
         return values, (J[..., 0] if with_grad else None)       # [k, n, d]

@@ -28,14 +28,25 @@ class MLPGenerator(Generator):
         super().__init__(X)
         self.sizes = layer_sizes(self.d, hid_num, hid_size, lat_size)
         self.lat_size = lat_size
+        self._bounds: dict[int, torch.Tensor] = {}
 
     def draw_weights(self, m: int, rng: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        layers = []
+        """Weights and biases of m networks: one uniform draw for all of them, then views per layer
+        (a draw per tensor would cost more than the networks' forward pass)."""
+        bounds = self._bounds.get(m)
+        if bounds is None:
+            parts = []
+            for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+                parts.append(torch.full((m * (fan_in + 1) * fan_out,), 1.0 / math.sqrt(fan_in)))
+            bounds = self._bounds[m] = torch.cat(parts).to(self.X.device, self.X.dtype)
+        flat = torch.rand(bounds.shape, generator=rng, device=self.X.device, dtype=self.X.dtype)
+        flat = flat.mul_(2).sub_(1).mul_(bounds)
+        layers, start = [], 0
         for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
-            bound = 1.0 / math.sqrt(fan_in)
-            W = self._uniform((m, fan_in, fan_out), bound, rng)
-            b = self._uniform((m, 1, fan_out), bound, rng)
-            layers.append((W, b))
+            size = m * (fan_in + 1) * fan_out
+            block = flat[start:start + size].view(m, fan_in + 1, fan_out)
+            layers.append((block[:, :fan_in], block[:, fan_in:]))  # weights [m, in, out], bias [m, 1, out]
+            start += size
         return layers
 
     def forward(self, layers, with_grad: bool):
@@ -50,10 +61,9 @@ class MLPGenerator(Generator):
             if with_grad:
                 J = J @ W.unsqueeze(1)
             if i < last:
-                active = h > 0
-                h = h * active
                 if with_grad:
-                    J = J * active.unsqueeze(2)
+                    J = J * (h > 0).unsqueeze(2)
+                h = torch.relu(h)
         return h, J
 
     def sample(self, k, rng, with_grad=True):
