@@ -1,0 +1,41 @@
+"""The engine on a GPU: skipped cleanly on machines without CUDA."""
+
+import pytest
+import torch
+
+from tune_sd.engine import Study, resolve
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+SMALL = ["disc.hid_num=2", "disc.hid_size=16", "arch.lat_size=3", "data.n_points=100",
+         "data.split_sizes=[60,20,20]", "epochs=10"]
+MODES = [[], ["ext=[grad]", "disc.hid_num=[2,2]", "disc.hid_size=[8,16]"], ["ext=[input,grad]", "ext_type=stack"],
+         ["generator.type=dsn"], ["generator.type=gp", "library.iter_sample=true"]]
+
+
+@cuda
+@pytest.mark.parametrize("extra", MODES)
+def test_study_runs_on_the_gpu_and_resumes_exactly(extra, tmp_path):
+    cfg = resolve(overrides=SMALL + extra)
+    straight = Study(cfg, device="cuda")
+    assert straight.X.is_cuda and next(straight.critic.parameters()).is_cuda
+    straight.run()
+    half = Study(cfg, device="cuda")
+    half.run(epochs=4)
+    half.save(tmp_path / "ck.pt")
+    resumed = Study.from_checkpoint(tmp_path / "ck.pt", device="cuda")
+    resumed.run()
+    assert resumed.history["loss_real"] == straight.history["loss_real"]
+    assert resumed.history["acc_mean"] == straight.history["acc_mean"]
+
+
+@cuda
+def test_a_gpu_checkpoint_loads_on_the_cpu(tmp_path):
+    cfg = resolve(overrides=SMALL)
+    study = Study(cfg, device="cuda")
+    study.run(epochs=3)
+    study.save(tmp_path / "ck.pt")
+    cpu = Study.from_checkpoint(tmp_path / "ck.pt", device="cpu")
+    assert cpu.epoch == 3 and not next(cpu.critic.parameters()).is_cuda
+    cpu.run()
+    assert cpu.epoch == 10
