@@ -54,6 +54,68 @@ def _add_lib(sub):
     c.set_defaults(func=cmd_lib_check)
 
 
+EPILOG_SWEEP = """\
+examples:
+  tune-sd sweep sd-study --quick                  a few-minute local sweep (embedded Ray on 127.0.0.1)
+  tune-sd sweep sd-study --num-samples 40 --epochs 20000 --cpus-per-trial 1
+  tune-sd sweep my_space.yaml --search bayes --max-concurrent 2
+  tune-sd sweep sd-study --address auto --storage /shared/results   on a running Ray cluster
+  tune-sd sweep sd-study --dry-run                show the resolved space and sampled configs
+
+results: <storage>/<name>/ (Tune's trial folders, TensorBoard events, checkpoints),
+curves.parquet and trials.parquet beside them. Watch with: tensorboard --logdir <storage>/<name>
+"""
+
+
+def _add_sweep(sub):
+    p = sub.add_parser("sweep", help="run a study (a search space) as a Ray Tune sweep", epilog=EPILOG_SWEEP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run a search space (a name from `tune-sd spaces` or a YAML path) as a "
+                                   "Ray Tune sweep; options not given come from the space's tune: block.")
+    p.add_argument("space", help="study name (see `tune-sd spaces`) or path of a YAML space")
+    p.add_argument("--num-samples", type=int, help="trials to sample (grid: repeats of the grid)")
+    p.add_argument("--epochs", type=int, help="epochs per trial")
+    p.add_argument("--scheduler", choices=["asha", "fifo", "median"], help="trial scheduler (default asha)")
+    p.add_argument("--search", choices=["random", "grid", "bayes"], help="search (default: the space's method)")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
+    p.add_argument("--storage", metavar="DIR|URI", help="results root (default ./results or $TUNE_SD_STORAGE)")
+    p.add_argument("--name", help="sweep name (default: the study's name)")
+    p.add_argument("--address", help="Ray cluster address, e.g. auto (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--max-concurrent", type=int, help="most trials running at once")
+    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2)")
+    p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
+    p.add_argument("--reduction-factor", type=float, help="asha: reduction factor (default 3)")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)")
+    p.add_argument("--quick", action="store_true", help="a smoke run: few samples and epochs, still early stopping")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved space and sampled configs; run nothing")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
+    p.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("resume", help="continue an interrupted sweep",
+                       description="Continue a sweep whose driver stopped: unfinished and errored trials go on "
+                                   "from their last checkpoints (Tuner.restore).")
+    r.add_argument("name", help="sweep name under --storage, or the sweep folder")
+    r.add_argument("--storage", metavar="DIR|URI", help="results root (default ./results)")
+    r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    r.set_defaults(func=cmd_resume)
+
+    st = sub.add_parser("status", help="table of a sweep's trials (state, epochs, avg_acc, node)")
+    st.add_argument("name", help="sweep name under --storage, or the sweep folder")
+    st.add_argument("--storage", metavar="DIR", help="results root (default ./results)")
+    st.set_defaults(func=cmd_status)
+
+    ex = sub.add_parser("export", help="(re)write a sweep's curves.parquet and trials.parquet")
+    ex.add_argument("name", help="sweep name under --storage, or the sweep folder")
+    ex.add_argument("--storage", metavar="DIR", help="results root (default ./results)")
+    ex.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("spaces", help="list the studies in search_spaces/")
+    sp.set_defaults(func=cmd_spaces)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tune-sd",
@@ -61,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tune-sd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
+    _add_sweep(sub)
     _add_lib(sub)
     return parser
 
@@ -83,6 +146,70 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else Path("results/train") / datetime.now().strftime("%Y%m%d-%H%M%S")
         run = TrainRun.start(cfg, out, device=args.device)
     return run.run(progress=not args.no_progress)
+
+
+# ---------------------------------------------------------------------------------------- sweeps
+
+
+def cmd_sweep(args) -> int:
+    from tune_sd.tune.spaces import load_space
+    from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep, run_sweep
+
+    space = load_space(args.space)
+    opts = SweepOptions(num_samples=args.num_samples, epochs=args.epochs, scheduler=args.scheduler,
+                        search=args.search, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                        storage=args.storage, name=args.name, max_concurrent=args.max_concurrent,
+                        max_failures=args.max_failures, grace_period=args.grace_period,
+                        reduction_factor=args.reduction_factor, quick=args.quick, seed=args.seed,
+                        overrides=args.overrides)
+    plan = plan_sweep(space, opts)
+    if args.dry_run:
+        print(describe(plan))
+        return 0
+    exp_dir = run_sweep(plan, address=args.address, dashboard=args.dashboard)
+    from tune_sd.tune.results import status_table
+
+    print(status_table(exp_dir))
+    print(f"\nresults: {exp_dir}\nTensorBoard: tensorboard --logdir {exp_dir}")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from tune_sd.tune.results import status_table
+    from tune_sd.tune.sweep import resume_sweep
+
+    exp_dir = resume_sweep(args.name, args.storage, args.address)
+    print(status_table(exp_dir))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from tune_sd.tune.results import status_table
+    from tune_sd.tune.sweep import find_sweep
+
+    print(status_table(find_sweep(args.name, args.storage)))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from tune_sd.tune.results import export
+    from tune_sd.tune.sweep import find_sweep
+
+    curves, trials = export(find_sweep(args.name, args.storage))
+    print(f"wrote {curves}\nwrote {trials}")
+    return 0
+
+
+def cmd_spaces(args) -> int:
+    from tune_sd.tune.spaces import list_spaces
+
+    spaces = list_spaces()
+    if not spaces:
+        print("no studies found in search_spaces/")
+    width = max((len(n) for n, _ in spaces), default=0)
+    for name, desc in spaces:
+        print(f"{name:<{width}}  {desc}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------- lib

@@ -215,6 +215,7 @@ SCHEMA: dict[str, Field] = {
     "avg_hor": Field(500, integer(1), "moving-average horizon of avg_acc (epochs)"),
     "report_every": Field(25, integer(1), "epochs per report (Tune iteration; flushes of tune-sd train)"),
     "checkpoint_every": Field(10, integer(1), "reports per checkpoint"),
+    "figure_every": Field(20, integer(0), "reports per TensorBoard figure of real vs fake samples (0: none)"),
     # fake functions
     "generator.type": Field(None, choice("mlp", "dsn", "gp", optional=True), "mlp, dsn or gp (null: arch.hid_type[0])"),
     "generator.length_scale": Field(1.0, real(0, lo_open=True), "gp: RBF length scale"),

@@ -88,12 +88,14 @@ class Study:
         runtime = self.cfg.runtime
         return self.epoch >= self.cfg.epochs or (runtime is not None and self.elapsed >= runtime)
 
-    def sample_fake(self, k: int):
-        values, grads = self.generator.sample(k, self.rng, with_grad=self.needs_grad)
+    def sample_fake(self, k: int, rng: torch.Generator | None = None):
+        """k fake functions: (values [k, n], critic input). ``rng`` defaults to the run's own."""
+        values, grads = self.generator.sample(k, rng or self.rng, with_grad=self.needs_grad)
         return values, critic_input(values, self._ext_parts(grads), self.cfg.ext_type)
 
-    def sample_real(self, batches: int, k: int):
-        values, grads = self.library.sample(batches * k, self.X, self.rng, with_grad=self.needs_grad,
+    def sample_real(self, batches: int, k: int, rng: torch.Generator | None = None):
+        """batches x k library functions: (values [batches, k, n], critic input)."""
+        values, grads = self.library.sample(batches * k, self.X, rng or self.rng, with_grad=self.needs_grad,
                                             shuffle=self.cfg.library.shuffle)
         values = values.view(batches, k, self.n_points)
         grads = grads.view(batches, k, self.n_points, self.n_features) if grads is not None else None

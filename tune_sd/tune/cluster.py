@@ -1,0 +1,29 @@
+"""Connecting to Ray: an embedded local Ray on loopback (the default) or an existing cluster."""
+
+from __future__ import annotations
+
+import os
+
+LOCAL_IP = "127.0.0.1"
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+            dashboard: bool = False) -> bool:
+    """Start or join Ray. Returns True when this call started a local instance (the caller shuts it
+    down); joining a cluster (``address`` or ``RAY_ADDRESS``) returns False.
+
+    A local Ray listens on 127.0.0.1 only and runs no dashboard unless asked: on Linux, Ray 2.x
+    advertises loopback when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` and the node IP is 127.0.0.1.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return False
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host=LOCAL_IP,
+             _node_ip_address=LOCAL_IP, log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    return True

@@ -1,0 +1,225 @@
+"""Results of a sweep as Parquet tables, read from Tune's experiment folder without starting Ray.
+
+``curves.parquet``: one row per trial per report; ``trials.parquet``: one row per trial. A trial that
+was restored or retried reports some iterations twice in its ``result.json``; the last report of an
+iteration wins, so every iteration appears once.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tune_sd.engine.config import flatten
+from tune_sd.errors import StudyError
+
+CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
+                 "loss_fake", "loss_gp", "grad_max", "time_s", "node"]
+TRIAL_COLUMNS = ["trial_id", "status", "epochs", "final_avg_acc", "best_avg_acc", "stopped_early", "checkpoint", "node"]
+EXTRA_METRICS = ["nonfinite", "node_ip", "host"]
+LABELS = ["variant", "rung"]
+META_FILE = "tune_sd.json"  # written by the sweep: study name, planned epochs, options
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    status: str
+    path: Path
+    config: dict
+    error: str | None
+
+
+def read_meta(exp_dir: Path) -> dict:
+    f = Path(exp_dir) / META_FILE
+    if f.exists():
+        try:
+            return json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+    return {}
+
+
+def _experiment_states(exp_dir: Path) -> dict[str, dict]:
+    """trial_id -> {'status', 'relative_logdir', 'error_filename'} from Tune's newest experiment state."""
+    files = sorted(glob.glob(str(exp_dir / "experiment_state-*.json")), key=os.path.getmtime)
+    if not files:
+        return {}
+    try:
+        state = json.loads(Path(files[-1]).read_text())
+        out = {}
+        for trial_json, meta_json in state["trial_data"]:
+            t = _json_value(trial_json)
+            m = _json_value(meta_json)
+            out[str(_json_value(t["trial_id"]))] = {
+                "status": str(_json_value(t["status"])),
+                "relative_logdir": str(_json_value(t["relative_logdir"])),
+                "error_filename": _json_value(m.get("error_filename")),
+            }
+        return out
+    except (OSError, KeyError, TypeError, ValueError):
+        return {}  # an unknown state layout: statuses are then read from the results alone
+
+
+def _json_value(v):
+    """Tune's state file nests JSON in JSON strings in some versions and not in others."""
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    return v
+
+
+def find_trials(exp_dir: Path) -> list[TrialRecord]:
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise StudyError(f"{exp_dir}: no such sweep folder")
+    states = _experiment_states(exp_dir)
+    by_dir = {s["relative_logdir"]: (tid, s) for tid, s in states.items()}
+    trials = []
+    for params in sorted(exp_dir.glob("*/params.json")):
+        trial_dir = params.parent
+        try:
+            config = json.loads(params.read_text())
+        except (OSError, json.JSONDecodeError):
+            config = {}
+        tid, state = by_dir.get(trial_dir.name, (None, None))
+        if tid is None:
+            tid = _trial_id_from_results(trial_dir) or trial_dir.name
+        error = None
+        err_file = trial_dir / "error.txt"
+        if err_file.exists():
+            error = err_file.read_text(errors="replace").strip().splitlines()[-1][:500] if err_file.stat().st_size else None
+        trials.append(TrialRecord(tid, state["status"] if state else "UNKNOWN", trial_dir, config, error))
+    return trials
+
+
+def _trial_id_from_results(trial_dir: Path) -> str | None:
+    for row in _read_results(trial_dir):
+        if "trial_id" in row:
+            return row["trial_id"]
+    return None
+
+
+def _read_results(trial_dir: Path) -> list[dict]:
+    f = trial_dir / "result.json"
+    if not f.exists():
+        return []
+    rows = []
+    for line in f.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed process
+    return rows
+
+
+def _unique_iterations(rows: list[dict]) -> list[dict]:
+    last: dict[int, dict] = {}
+    for row in rows:
+        if "training_iteration" in row:
+            last[int(row["training_iteration"])] = row
+    return [last[i] for i in sorted(last)]
+
+
+def _cfg_columns(config: dict) -> dict:
+    out = {}
+    for key, value in flatten({k: v for k, v in config.items() if k not in LABELS}).items():
+        # pairs such as hid_num [2, 4] become text, so that a column has one type in every tool
+        out[f"cfg.{key}"] = json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
+    return out
+
+
+def _latest_checkpoint(trial_dir: Path) -> str | None:
+    cks = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+    return str(cks[-1]) if cks else None
+
+
+def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(curves, trials) data frames of a sweep folder."""
+    exp_dir = Path(exp_dir)
+    meta = read_meta(exp_dir)
+    experiment, study = meta.get("name", exp_dir.name), meta.get("study", "")
+    planned = meta.get("epochs")
+    curve_rows, trial_rows = [], []
+    for trial in find_trials(exp_dir):
+        rows = _unique_iterations(_read_results(trial.path))
+        cfg_cols = _cfg_columns(trial.config)
+        labels = {k: trial.config[k] for k in LABELS if k in trial.config}
+        for r in rows:
+            row = {"trial_id": trial.trial_id, "experiment": experiment, "study": study,
+                   "iteration": int(r["training_iteration"])}
+            for c in CURVE_COLUMNS[4:] + EXTRA_METRICS:
+                row[c] = r.get(c)
+            curve_rows.append({**row, **labels, **cfg_cols})
+        last = rows[-1] if rows else {}
+        error = last.get("error") or trial.error
+        status = trial.status
+        if error and status != "ERROR":
+            status = "ERROR"
+        avg = [r["avg_acc"] for r in rows if isinstance(r.get("avg_acc"), (int, float)) and math.isfinite(r["avg_acc"])]
+        epochs = int(last.get("epoch", 0) or 0)
+        target = trial.config.get("epochs", planned)
+        stopped_early = bool(status == "TERMINATED" and not error and target is not None and epochs < int(target))
+        trial_rows.append({
+            "trial_id": trial.trial_id, "status": status, "epochs": epochs,
+            "final_avg_acc": avg[-1] if avg else None, "best_avg_acc": max(avg) if avg else None,
+            "stopped_early": stopped_early, "checkpoint": _latest_checkpoint(trial.path),
+            "node": last.get("node"), "error": error, "experiment": experiment, "study": study,
+            "path": str(trial.path), **labels, **cfg_cols,
+        })
+    curves = pd.DataFrame(curve_rows)
+    trials = pd.DataFrame(trial_rows)
+    if curves.empty:
+        curves = pd.DataFrame(columns=CURVE_COLUMNS)
+    if trials.empty:
+        trials = pd.DataFrame(columns=TRIAL_COLUMNS)
+    return curves, trials
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+    tmp.replace(path)
+
+
+def export(exp_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``curves.parquet`` and ``trials.parquet`` into the sweep folder (atomically)."""
+    exp_dir = Path(exp_dir)
+    curves, trials = collect(exp_dir)
+    _write(curves, exp_dir / "curves.parquet")
+    _write(trials, exp_dir / "trials.parquet")
+    return exp_dir / "curves.parquet", exp_dir / "trials.parquet"
+
+
+def status_table(exp_dir: str | Path) -> str:
+    """A plain-text table of the trials: state, epochs, avg_acc, node."""
+    _, trials = collect(exp_dir)
+    if trials.empty:
+        return f"{exp_dir}: no trials yet"
+    label = "variant" if "variant" in trials.columns else None
+    head = f"{'trial':<14} {'state':<11} {'epochs':>8} {'avg_acc':>8} {'best':>7} {'node':<13}"
+    lines = [head + (f" {label}" if label else ""), "-" * len(head)]
+    for _, t in trials.sort_values("trial_id").iterrows():
+        state = t.status + ("*" if t.stopped_early else "")
+        fa = "-" if pd.isna(t.final_avg_acc) else f"{t.final_avg_acc:.3f}"
+        ba = "-" if pd.isna(t.best_avg_acc) else f"{t.best_avg_acc:.3f}"
+        line = f"{t.trial_id:<14} {state:<11} {t.epochs:>8} {fa:>8} {ba:>7} {str(t.node or '-'):<13}"
+        lines.append(line + (f" {t[label]}" if label else ""))
+    counts = trials.status.value_counts().to_dict()
+    lines.append("")
+    lines.append(", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+                 + f"; {int(trials.stopped_early.sum())} stopped early (*)")
+    return "\n".join(lines)

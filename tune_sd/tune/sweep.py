@@ -1,0 +1,313 @@
+"""A sweep: a search space run as Ray Tune trials, with its results exported as Parquet.
+
+Every option is resolved in one order: the command line, then the space's ``tune:`` block, then
+the defaults below. ``--quick`` shrinks samples and epochs to a smoke run that still shows early
+stopping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tune_sd.engine.config import Config, flatten, merge, parse_override, unflatten
+from tune_sd.errors import ConfigError, StudyError
+
+from .results import META_FILE, export, read_meta
+
+DEFAULTS = {
+    "metric": "avg_acc", "mode": "max", "scheduler": "asha", "num_samples": 10, "cpus_per_trial": 1.0,
+    "gpus_per_trial": 0.0, "max_concurrent": None, "max_failures": 2, "grace_period": None,
+    "reduction_factor": 3.0,
+}
+QUICK = {"num_samples": 6, "epochs": 400, "report_every": 20, "avg_hor": 100, "grace_period": 100,
+         "reduction_factor": 2.0, "figure_every": 5, "checkpoint_every": 5}
+SEARCHES = ("random", "grid", "bayes")
+
+
+@dataclass
+class SweepOptions:
+    num_samples: int | None = None
+    epochs: int | None = None
+    scheduler: str | None = None
+    search: str | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    storage: str | None = None
+    name: str | None = None
+    max_concurrent: int | None = None
+    max_failures: int | None = None
+    grace_period: int | None = None
+    reduction_factor: float | None = None
+    quick: bool = False
+    seed: int = 0
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SweepPlan:
+    """Everything a sweep needs, resolved, before Ray starts."""
+
+    space: object
+    name: str
+    storage: str
+    settings: dict  # metric, mode, scheduler, search, num_samples, resources, ... (resolved)
+    base: dict      # the space's base with what the sweep fixes (nested)
+    fixed: dict     # what the sweep fixes on top of the space: dotted keys (tune: block, CLI, --quick)
+
+    @property
+    def exp_dir(self) -> Path:
+        return Path(self.storage) / self.name
+
+
+def storage_root(storage: str | None) -> str:
+    """Local storage as an absolute path (Tune needs one); URIs such as s3://bucket/path as they are."""
+    storage = storage or os.environ.get("TUNE_SD_STORAGE") or "results"
+    if "://" in storage:
+        return storage
+    return str(Path(storage).expanduser().resolve())
+
+
+def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
+    tune_block = dict(space.tune or {})
+
+    def pick(key):
+        value = getattr(opts, key, None)
+        if value is None:
+            value = tune_block.get(key)
+        if value is None:
+            value = DEFAULTS.get(key)
+        return value
+
+    settings = {k: pick(k) for k in DEFAULTS}
+    settings["search"] = opts.search or tune_block.get("search") or space.method
+    if settings["search"] not in SEARCHES:
+        raise ConfigError(f"search: {settings['search']!r} is not allowed (allowed: {', '.join(SEARCHES)})")
+    # what the sweep fixes on top of the space (tune: block, command line, --quick), as dotted keys
+    fixed = {k: tune_block[k] for k in ("report_every", "checkpoint_every", "figure_every", "epochs")
+             if tune_block.get(k) is not None}
+    if opts.epochs is not None:
+        fixed["epochs"] = opts.epochs
+    fixed.update(dict(map(parse_override, opts.overrides)))
+    base = merge(space.base or {}, unflatten(fixed))
+    cfg = Config.from_dict(base, where="base: ")
+    if opts.quick:
+        settings["num_samples"] = min(settings["num_samples"], QUICK["num_samples"])
+        settings["grace_period"] = QUICK["grace_period"]
+        settings["reduction_factor"] = QUICK["reduction_factor"]
+        fixed["epochs"] = min(cfg.epochs, opts.epochs or QUICK["epochs"])
+        for key in ("report_every", "avg_hor", "figure_every", "checkpoint_every"):
+            fixed[key] = min(cfg[key], QUICK[key]) if cfg[key] else QUICK[key]
+        base = merge(space.base or {}, unflatten(fixed))
+        cfg = Config.from_dict(base, where="base: ")
+    settings["epochs"] = cfg.epochs
+    settings["report_every"] = cfg.report_every
+    settings["seed"] = opts.seed
+    if settings["gpus_per_trial"] < 0 or settings["cpus_per_trial"] <= 0:
+        raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    name = opts.name or space.name
+    return SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
+                     fixed=fixed)
+
+
+def describe(plan: SweepPlan, n: int = 3) -> str:
+    """The resolved space and the first sampled trial configs, for ``--dry-run``."""
+    import yaml
+
+    s = plan.settings
+    resolved = plan.space.resolved()
+    lines = [f"sweep {plan.name!r} of study {plan.space.name!r} -> {plan.exp_dir}",
+             f"search {s['search']}, scheduler {s['scheduler']}, metric {s['metric']} ({s['mode']}), "
+             f"samples {s['num_samples']}, epochs {s['epochs']}, report every {s['report_every']}, "
+             f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial", "",
+             "parameters:"]
+    for key, block in resolved.get("parameters", {}).items():
+        lines.append(f"  {key}: {yaml.safe_dump(block, default_flow_style=True, width=1000).strip()}")
+    lines.append("")
+    samples = plan.space.sample(n, seed=plan.settings["seed"])
+    for i, sample in enumerate(samples):
+        cfg = Config.from_dict(merge(sample, unflatten(plan.fixed)))
+        lines.append(f"trial {i}:")
+        flat = flatten(_differences(cfg.to_dict()))
+        lines.append("  " + ", ".join(f"{k}={json.dumps(v)}" for k, v in flat.items()))
+    return "\n".join(lines)
+
+
+def _differences(tree: dict) -> dict:
+    """The keys of a config that differ from the defaults (what a trial actually sets)."""
+    from tune_sd.engine.config import defaults, flatten
+
+    base = flatten(defaults())
+    return unflatten({k: v for k, v in flatten(tree).items() if base.get(k, object()) != v})
+
+
+# ------------------------------------------------------------------------------------ running
+
+
+def _trainable(settings: dict):
+    from ray import tune
+
+    from .trainable import SDTrainable
+
+    resources = {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]}
+    return tune.with_resources(SDTrainable, resources)
+
+
+def _param_space_and_searcher(plan: SweepPlan):
+    from ray import tune
+
+    s = plan.settings
+    if s["search"] == "bayes":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+        import optuna
+
+        sampler = optuna.samplers.TPESampler(seed=s["seed"])
+        searcher = OptunaSearch(space=plan.space.optuna_space(), sampler=sampler)
+        if s["max_concurrent"]:
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=s["max_concurrent"])
+        param_space = merge(plan.base, {"seed": s["seed"]}) if "seed" not in plan.space.params else plan.base
+        # Optuna suggests every swept key, constants included; the base carries the rest
+        param_space = {k: v for k, v in flatten(param_space).items() if k not in plan.space.params}
+        param_space = unflatten(param_space)
+        return param_space, searcher
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    # the space (its base and what it sweeps), then what the sweep fixes on top
+    param_space = merge(plan.space.param_space(grid=s["search"] == "grid"), unflatten(plan.fixed))
+    if "seed" not in plan.space.params and "seed" not in plan.base:
+        # a distinct, reproducible engine seed per trial (the searcher's random state draws it)
+        param_space["seed"] = tune.randint(0, 2**31 - 1)
+    searcher = BasicVariantGenerator(random_state=s["seed"], max_concurrent=s["max_concurrent"] or 0)
+    return param_space, searcher
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Tune's default spells out every parameter)."""
+    return f"trial_{trial.trial_id}"
+
+
+def _swept_columns(space) -> dict:
+    """Progress table columns: the swept keys only, by their last name."""
+    cols = {}
+    for key, block in space.params.items():
+        if "value" in block or len(block.get("values", [None, None])) < 2:
+            continue
+        short = key.split(".")[-1]
+        cols[key.replace(".", "/")] = short if short not in cols.values() else key
+    return cols
+
+
+def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None):
+    from ray import tune
+    from ray.tune import CLIReporter
+
+    reporter = CLIReporter(metric_columns={"epoch": "epoch", "avg_acc": "avg_acc", "acc": "acc"},
+                           parameter_columns=columns or None, max_progress_rows=30, max_report_frequency=30,
+                           sort_by_metric=True, print_intermediate_tables=True)
+    return tune.RunConfig(
+        name=plan_name, storage_path=storage,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=True),
+        failure_config=tune.FailureConfig(max_failures=int(settings["max_failures"])),
+        sync_config=tune.SyncConfig(sync_artifacts=True),
+        progress_reporter=reporter, verbose=1, log_to_file=True)
+
+
+def _quiet_ray_output():
+    # one compact table refresh instead of Ray's per-trial boxes
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def write_meta(plan: SweepPlan) -> None:
+    plan.exp_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"name": plan.name, "study": plan.space.name, "space_path": str(plan.space.path or ""),
+            "epochs": plan.settings["epochs"], "settings": plan.settings, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (plan.exp_dir / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+
+
+def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False) -> Path:
+    """Run the sweep to the end and export its Parquet tables; returns the sweep folder."""
+    if "://" not in plan.storage and list(plan.exp_dir.glob("experiment_state-*.json")):
+        raise StudyError(f"{plan.exp_dir} already holds a sweep; continue it with `tune-sd resume {plan.name}` "
+                         f"or start a new one with --name")
+    _quiet_ray_output()
+    import ray
+    from ray import tune
+
+    from .cluster import connect
+
+    started = connect(address, dashboard=dashboard)
+    try:
+        if "://" not in plan.storage:
+            write_meta(plan)
+        param_space, searcher = _param_space_and_searcher(plan)
+        s = plan.settings
+        from .schedulers import make_scheduler
+
+        scheduler = make_scheduler(s["scheduler"], epochs=s["epochs"], report_every=s["report_every"],
+                                   grace_period=s["grace_period"], reduction_factor=s["reduction_factor"])
+        tuner = tune.Tuner(
+            _trainable(s), param_space=param_space,
+            tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
+                                        search_alg=searcher, num_samples=int(s["num_samples"]),
+                                        reuse_actors=False, trial_dirname_creator=trial_dirname),
+            run_config=_run_config(plan.name, plan.storage, s, _swept_columns(plan.space)))
+        tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    return finish(plan.exp_dir, plan.storage)
+
+
+def finish(exp_dir: Path, storage: str) -> Path:
+    if "://" in storage:
+        print(f"results are in {exp_dir}; export them with `tune-sd export` from a machine that mounts it")
+        return exp_dir
+    curves, trials = export(exp_dir)
+    print(f"wrote {curves} and {trials}", file=sys.stderr)
+    return exp_dir
+
+
+def find_sweep(name: str, storage: str | None) -> Path:
+    """A sweep folder by name under the storage root, or by path."""
+    p = Path(name)
+    if p.is_dir() and (list(p.glob("experiment_state-*.json")) or (p / META_FILE).exists()):
+        return p.resolve()
+    root = storage_root(storage)
+    cand = Path(root) / name
+    if cand.is_dir():
+        return cand
+    known = sorted(d.name for d in Path(root).iterdir() if d.is_dir()) if Path(root).is_dir() else []
+    raise StudyError(f"no sweep {name!r} under {root} (found: {', '.join(known) or 'none'}); "
+                     f"give --storage or the sweep folder's path")
+
+
+def resume_sweep(name: str, storage: str | None = None, address: str | None = None) -> Path:
+    """Continue an interrupted sweep: unfinished and errored trials go on from their checkpoints."""
+    exp_dir = find_sweep(name, storage)
+    if not list(exp_dir.glob("experiment_state-*.json")):
+        raise StudyError(f"{exp_dir}: holds no Tune experiment state to resume")
+    meta = read_meta(exp_dir)
+    settings = meta.get("settings") or dict(DEFAULTS)
+    _quiet_ray_output()
+    import ray
+    from ray import tune
+
+    from .cluster import connect
+
+    started = connect(address)
+    try:
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings), resume_unfinished=True,
+                                   resume_errored=True)
+        tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    return finish(exp_dir, str(exp_dir.parent))

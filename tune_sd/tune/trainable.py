@@ -1,0 +1,129 @@
+"""The Ray Tune trainable: a thin adapter around the engine's ``Study``.
+
+Set-up builds a study from the trial's config; each training iteration runs ``report_every`` epochs
+and reports the last epoch's metrics; checkpoints are the study's ``state_dict`` (every
+``checkpoint_every`` reports and at the end); a restored trial continues the same curve.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import ray
+import torch
+from ray import tune
+
+from tune_sd.engine import Config, NonFiniteLossError, Study
+from tune_sd.engine.checkpoint import load_checkpoint, save_checkpoint
+from tune_sd.engine.config import SCHEMA, flatten, unflatten
+
+# keys a trial config may carry beside the engine's: labels that end up as Parquet columns
+LABELS = ("variant", "rung")
+CHECKPOINT_FILE = "study.pt"
+# fault injection for tests of retries: "<marker file>:<epoch>" makes the first attempt that reaches
+# that epoch raise once (the marker file records that it did)
+FAIL_ONCE_ENV = "TUNE_SD_FAIL_ONCE"
+
+
+def split_trial_config(config: dict) -> tuple[dict, dict]:
+    """A trial's config (nested, or with dotted keys from a searcher) -> (engine tree, labels)."""
+    flat = {}
+    labels = {}
+    for key, value in flatten(dict(config)).items():
+        if key in LABELS:
+            labels[key] = value
+        else:
+            flat[key] = decode_value(key, value)
+    return unflatten(flat), labels
+
+
+def decode_value(key: str, value):
+    """Searchers such as Optuna only handle scalar choices, so pairs travel as strings "[2, 4]"."""
+    if isinstance(value, str) and value[:1] in "[{" and value and key in SCHEMA:
+        import yaml
+
+        return yaml.safe_load(value)
+    return value
+
+
+class SDTrainable(tune.Trainable):
+    def setup(self, config: dict):
+        tree, self.labels = split_trial_config(config)
+        self.cfg = Config.from_dict(tree)
+        gpus = ray.get_gpu_ids()
+        device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
+        cpus = self.trial_resources.required_resources.get("CPU", 1) if self.trial_resources else 1
+        torch.set_num_threads(max(1, int(cpus)))  # a trial uses the cores it was given, no more
+        self.study = Study(self.cfg, device=device)
+        self.reports = 0
+        node_id = ray.get_runtime_context().get_node_id()
+        self.node = node_id[:12]
+        # the address the node registered with (127.0.0.1 for a local Ray), not a guess from routing
+        self.node_ip = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), "")
+        self.host = socket.gethostname()
+        self._writer = None
+
+    # ------------------------------------------------------------------ one report
+    def step(self) -> dict:
+        study, cfg = self.study, self.cfg
+        metrics = None
+        try:
+            for _ in range(cfg.report_every):
+                if study.done:
+                    break
+                self._maybe_fail(study.epoch + 1)
+                metrics = study.step()
+        except NonFiniteLossError as e:
+            # the run cannot go on: end the trial as an error with its reason, and let the sweep go on
+            last = {m: study.history[m][-1] for m in study.history} if study.epoch else {}
+            return {**last, "epoch": study.epoch, "error": str(e), "done": True, **self._where()}
+        if metrics is None:  # restored at its last epoch
+            metrics = {m: study.history[m][-1] for m in study.history} | {"epoch": study.epoch}
+        self.reports += 1
+        result = {**metrics, **self._where(), "done": study.done}
+        if cfg.checkpoint_every and self.reports % cfg.checkpoint_every == 0:
+            result["should_checkpoint"] = True
+        if cfg.figure_every and (self.reports % cfg.figure_every == 0 or self.reports == 1):
+            self._figure()
+        return result
+
+    def _where(self) -> dict:
+        return {"node": self.node, "node_ip": self.node_ip, "host": self.host, **self.labels}
+
+    def _maybe_fail(self, epoch: int) -> None:
+        spec = os.environ.get(FAIL_ONCE_ENV)
+        if not spec:
+            return
+        marker, _, at = spec.rpartition(":")
+        marker = Path(f"{marker}.{self.trial_id}")
+        if epoch == int(at) and not marker.exists():
+            marker.write_text("failed once\n")
+            raise RuntimeError(f"injected failure at epoch {epoch} ({FAIL_ONCE_ENV})")
+
+    def _figure(self) -> None:
+        """Real vs fake samples on the input points, as the notebook's scatter plot, in TensorBoard."""
+        from tune_sd.tune.figures import samples_figure
+
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=self.logdir)
+        fig = samples_figure(self.study)
+        self._writer.add_figure("samples/real_vs_fake", fig, global_step=self.study.epoch, close=True)
+        self._writer.flush()
+
+    # ------------------------------------------------------------------ state
+    def save_checkpoint(self, checkpoint_dir: str):
+        save_checkpoint(self.study.state_dict(), Path(checkpoint_dir) / CHECKPOINT_FILE)
+        return None
+
+    def load_checkpoint(self, checkpoint):
+        path = Path(checkpoint if isinstance(checkpoint, (str, os.PathLike)) else checkpoint.path)
+        self.study.load_state_dict(load_checkpoint(path / CHECKPOINT_FILE))
+        self.reports = self.study.epoch // self.cfg.report_every
+
+    def cleanup(self):
+        if self._writer is not None:
+            self._writer.close()
