@@ -15,6 +15,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
     A local Ray listens on 127.0.0.1 only and runs no dashboard unless asked: on Linux, Ray 2.x
     advertises loopback when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` and the node IP is 127.0.0.1.
     """
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        _loopback_only()
     import ray
 
     if ray.is_initialized():
@@ -23,7 +25,21 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
     if address:
         ray.init(address=address, log_to_driver=False)
         return False
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host=LOCAL_IP,
              _node_ip_address=LOCAL_IP, log_to_driver=False, configure_logging=True, logging_level="WARNING")
     return True
+
+
+def _loopback_only() -> None:
+    """Make a local Ray bind and advertise 127.0.0.1 only.
+
+    Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` once, when it is first imported; the variable is
+    set for the processes Ray starts, and the value already read is corrected when Ray was imported
+    before this call (e.g. by ``ray.tune``).
+    """
+    import sys
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False

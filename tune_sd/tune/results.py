@@ -165,9 +165,11 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 row[c] = r.get(c)
             curve_rows.append({**row, **labels, **cfg_cols})
         last = rows[-1] if rows else {}
-        error = last.get("error") or trial.error
         status = trial.status
-        if error and status != "ERROR":
+        # error.txt stays after a retry succeeded: it counts only for a trial that ended in error
+        failed = status == "ERROR" or (status == "UNKNOWN" and trial.error and not last.get("done"))
+        error = last.get("error") or (trial.error if failed else None)
+        if error:
             status = "ERROR"
         avg = [r["avg_acc"] for r in rows if isinstance(r.get("avg_acc"), (int, float)) and math.isfinite(r["avg_acc"])]
         epochs = int(last.get("epoch", 0) or 0)

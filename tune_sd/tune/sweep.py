@@ -167,7 +167,7 @@ def _param_space_and_searcher(plan: SweepPlan):
         import optuna
 
         sampler = optuna.samplers.TPESampler(seed=s["seed"])
-        searcher = OptunaSearch(space=plan.space.optuna_space(), sampler=sampler)
+        searcher = OptunaSearch(space=plan.space.optuna_space(), sampler=sampler, metric=s["metric"], mode=s["mode"])
         if s["max_concurrent"]:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=s["max_concurrent"])
         param_space = merge(plan.base, {"seed": s["seed"]}) if "seed" not in plan.space.params else plan.base
@@ -191,14 +191,15 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _swept_columns(space) -> dict:
-    """Progress table columns: the swept keys only, by their last name."""
+def _swept_columns(space, sep: str = "/") -> dict:
+    """Progress table columns: the swept keys only, by their last name. Nested trial configs are
+    looked up with "/"; a searcher's flat dotted keys (Optuna) with the dotted key itself."""
     cols = {}
     for key, block in space.params.items():
         if "value" in block or len(block.get("values", [None, None])) < 2:
             continue
         short = key.split(".")[-1]
-        cols[key.replace(".", "/")] = short if short not in cols.values() else key
+        cols[key.replace(".", sep)] = short if short not in cols.values() else key
     return cols
 
 
@@ -258,7 +259,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
                                         search_alg=searcher, num_samples=int(s["num_samples"]),
                                         reuse_actors=False, trial_dirname_creator=trial_dirname),
-            run_config=_run_config(plan.name, plan.storage, s, _swept_columns(plan.space)))
+            run_config=_run_config(plan.name, plan.storage, s,
+                                   _swept_columns(plan.space, "." if s["search"] == "bayes" else "/")))
         tuner.fit()
     finally:
         if started:

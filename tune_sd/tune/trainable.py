@@ -22,8 +22,8 @@ from tune_sd.engine.config import SCHEMA, flatten, unflatten
 # keys a trial config may carry beside the engine's: labels that end up as Parquet columns
 LABELS = ("variant", "rung")
 CHECKPOINT_FILE = "study.pt"
-# fault injection for tests of retries: "<marker file>:<epoch>" makes the first attempt that reaches
-# that epoch raise once (the marker file records that it did)
+# fault injection for tests of retries: "<experiment name>:<marker prefix>:<epoch>" makes each trial of
+# that experiment raise once when it reaches that epoch (a marker file per trial records that it did)
 FAIL_ONCE_ENV = "TUNE_SD_FAIL_ONCE"
 
 
@@ -77,7 +77,8 @@ class SDTrainable(tune.Trainable):
                 metrics = study.step()
         except NonFiniteLossError as e:
             # the run cannot go on: end the trial as an error with its reason, and let the sweep go on
-            last = {m: study.history[m][-1] for m in study.history} if study.epoch else {}
+            # every metric is present (NaN before the first epoch), as the scheduler expects its metric
+            last = {m: (h[-1] if h else float("nan")) for m, h in study.history.items()}
             return {**last, "epoch": study.epoch, "error": str(e), "done": True, **self._where()}
         if metrics is None:  # restored at its last epoch
             metrics = {m: study.history[m][-1] for m in study.history} | {"epoch": study.epoch}
@@ -96,7 +97,10 @@ class SDTrainable(tune.Trainable):
         spec = os.environ.get(FAIL_ONCE_ENV)
         if not spec:
             return
-        marker, _, at = spec.rpartition(":")
+        experiment, marker, at = spec.split(":")
+        storage = getattr(self, "_storage", None)
+        if storage is None or storage.experiment_dir_name != experiment:
+            return
         marker = Path(f"{marker}.{self.trial_id}")
         if epoch == int(at) and not marker.exists():
             marker.write_text("failed once\n")

@@ -1,0 +1,156 @@
+"""The Ray Tune platform with a real local Ray: ASHA, retries, NaN trials, Optuna, TensorBoard, Parquet."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import psutil
+import pytest
+import torch
+
+from tune_helpers import assert_complete_curves, read_tables, write_space
+from tune_sd.engine import Study
+from tune_sd.engine.config import Config
+from tune_sd.tune.results import CURVE_COLUMNS, TRIAL_COLUMNS
+from tune_sd.tune.spaces import load_space
+from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+
+pytestmark = pytest.mark.slow
+
+
+def _listeners():
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet") if c.status == "LISTEN"}
+
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    """One local Ray for this module, started and shut down here (never `ray stop`)."""
+    import ray
+
+    from tune_sd.tune.cluster import connect
+
+    marker = tmp_path_factory.mktemp("fail") / "failed"
+    os.environ["TUNE_SD_FAIL_ONCE"] = f"retry:{marker}:50"  # before Ray starts, so that workers see it
+    before = _listeners()
+    started = connect(num_cpus=2)
+    assert started, "a Ray instance was already running in this process"
+    new = _listeners() - before
+    yield {"marker": marker, "new_listeners": new}
+    ray.shutdown()
+    os.environ.pop("TUNE_SD_FAIL_ONCE", None)
+
+
+def sweep(path, storage, name, **opts):
+    plan = plan_sweep(load_space(str(path)), SweepOptions(storage=str(storage), name=name, **opts))
+    return run_sweep(plan)
+
+
+def test_local_ray_listens_on_loopback_only(ray_local):
+    assert ray_local["new_listeners"], "Ray opened no port at all?"
+    outside = {(ip, port) for ip, port in ray_local["new_listeners"] if not ip.endswith("127.0.0.1")}
+    assert not outside, f"Ray listens beyond loopback: {outside}"
+
+
+def test_asha_sweep_stops_a_non_learner_and_writes_complete_tables(ray_local, tmp_path):
+    space = write_space(tmp_path, "asha", {"disc": {"parameters": {"lr": {"values": [1e-3, 1e-7]}}}},
+                        tune={"scheduler": "asha", "num_samples": 2, "grace_period": 80, "reduction_factor": 2,
+                              "max_concurrent": 2})
+    exp = sweep(space, tmp_path / "store", "asha")
+    curves, trials = read_tables(exp)
+    assert list(curves.columns[:len(CURVE_COLUMNS)]) == CURVE_COLUMNS
+    assert set(TRIAL_COLUMNS) <= set(trials.columns)
+    assert "cfg.disc.lr" in curves.columns and "cfg.disc.lr" in trials.columns
+    assert len(trials) == 4 and set(trials.status) == {"TERMINATED"}
+    assert_complete_curves(curves)
+    stopped = trials[trials.stopped_early]
+    assert len(stopped) >= 1 and (stopped.epochs < 240).all()
+    assert (trials[~trials.stopped_early].epochs == 240).all()
+    assert (stopped["cfg.disc.lr"] == 1e-7).all()  # the non-learner is what ASHA cuts
+    # each trial's last curve row is its trials.parquet summary
+    for _, t in trials.iterrows():
+        c = curves[curves.trial_id == t.trial_id]
+        assert c.epoch.max() == t.epochs and c.avg_acc.iloc[-1] == pytest.approx(t.final_avg_acc)
+        assert t.checkpoint and os.path.isdir(t.checkpoint)
+    # pandas and pyarrow read them; the node column is filled
+    assert curves.node.notna().all()
+
+    # TensorBoard's own reader sees every reported metric as a scalar, and the sample figures
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trial_dir = exp / f"trial_{trials.trial_id.iloc[0]}"
+    acc = EventAccumulator(str(trial_dir), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    avg_tags = [t for t in tags["scalars"] if t.endswith("avg_acc")]
+    assert avg_tags, tags["scalars"]
+    assert len(acc.Scalars(avg_tags[0])) == len(curves[curves.trial_id == trials.trial_id.iloc[0]])
+    for metric in ("acc", "loss_real", "loss_fake", "loss_gp", "grad_max"):
+        assert any(t.endswith(metric) for t in tags["scalars"]), metric
+    assert any("real_vs_fake" in t for t in tags["images"]), tags["images"]
+
+
+def test_a_trial_that_raises_resumes_from_its_checkpoint_without_gap_or_repeat(ray_local, tmp_path):
+    space = write_space(tmp_path, "retry", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
+                        base={"epochs": 120}, tune={"scheduler": "fifo", "num_samples": 1})
+    exp = sweep(space, tmp_path / "store", "retry")
+    curves, trials = read_tables(exp)
+    (trial_id,) = trials.trial_id
+    assert os.path.exists(f"{ray_local['marker']}.{trial_id}"), "the injected failure did not happen"
+    assert trials.status.iloc[0] == "TERMINATED" and trials.epochs.iloc[0] == 120
+    assert_complete_curves(curves)
+    # the curve, through the failure and the restore, is the engine's uninterrupted run
+    cfg = Config.from_dict(json.loads((exp / f"trial_{trial_id}" / "params.json").read_text()))
+    torch.set_num_threads(1)
+    study = Study(cfg)
+    study.run()
+    assert list(curves.sort_values("iteration").avg_acc) == study.history["avg_acc"][19::20]
+
+
+def test_a_nan_trial_ends_as_an_error_with_its_reason_and_the_sweep_goes_on(ray_local, tmp_path):
+    overflow = tmp_path / "overflow.lib"
+    overflow.write_text("np.exp(1000*N0*X10[:,0])\n")
+    space = write_space(tmp_path, "nan", {"library": {"parameters": {"path": {"values": ["F10_v1", str(overflow)]}}}},
+                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+    exp = sweep(space, tmp_path / "store", "nan")
+    _, trials = read_tables(exp)
+    bad = trials[trials["cfg.library.path"] == str(overflow)].iloc[0]
+    good = trials[trials["cfg.library.path"] == "F10_v1"].iloc[0]
+    assert bad.status == "ERROR" and "non-finite" in bad.error
+    assert good.status == "TERMINATED" and good.epochs == 40
+
+
+def test_bayes_search_with_optuna(ray_local, tmp_path):
+    space = write_space(tmp_path, "bayes", {"disc": {"parameters": {
+        "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
+        "hid_num": {"values": [1, 2]}}}}, base={"epochs": 40}, method="bayes",
+        tune={"scheduler": "fifo", "num_samples": 3, "max_concurrent": 2})
+    exp = sweep(space, tmp_path / "store", "bayes")
+    curves, trials = read_tables(exp)
+    assert len(trials) == 3 and set(trials.status) == {"TERMINATED"}
+    assert trials["cfg.disc.lr"].between(1e-5, 1e-2).all()
+    assert_complete_curves(curves)
+
+
+def tune_sd(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "tune_sd.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_status_and_export_commands(ray_local, tmp_path):
+    space = write_space(tmp_path, "small", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
+                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+    exp = sweep(space, tmp_path / "store", "small")
+    (exp / "curves.parquet").unlink()
+    p = tune_sd("export", "small", "--storage", str(tmp_path / "store"))
+    assert p.returncode == 0, p.stderr
+    assert len(pd.read_parquet(exp / "curves.parquet")) == 2
+    p = tune_sd("status", str(exp))
+    assert p.returncode == 0 and "TERMINATED" in p.stdout and "avg_acc" in p.stdout
+    # the same name again is refused: nothing is overwritten
+    plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path / "store"), name="small"))
+    from tune_sd.errors import StudyError
+
+    with pytest.raises(StudyError, match="resume"):
+        run_sweep(plan)
