@@ -180,18 +180,18 @@ def _ours(procs: dict) -> set:
 
 def other_load(fn, *args) -> dict:
     """Run fn(*args) and add ``other_cpu``: the share of the machine's CPU time that processes outside
-    this benchmark (or the hypervisor) took meanwhile. None where /proc is not there."""
+    this benchmark (or the hypervisor) took meanwhile, set-up included. None where /proc is not there."""
     if not Path("/proc/stat").exists():
         return {**fn(*args), "other_cpu": None}
-    before, busy0 = _cpu_times(), _machine_busy()
+    before, busy0, start = _cpu_times(), _machine_busy(), time.perf_counter()
     row = fn(*args)
-    after, busy1 = _cpu_times(), _machine_busy()
+    after, busy1, took = _cpu_times(), _machine_busy(), time.perf_counter() - start
     ours = 0.0
     for pid in _ours(after):
         start, _, cpu = after[pid]
         was = before.get(pid)
         ours += cpu - was[2] if was and was[0] == start else cpu
-    row["other_cpu"] = max(0.0, (busy1 - busy0) - ours) / (row["wall_s"] * (os.cpu_count() or 1))
+    row["other_cpu"] = max(0.0, (busy1 - busy0) - ours) / (took * (os.cpu_count() or 1))
     return row
 
 

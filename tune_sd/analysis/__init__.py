@@ -1,0 +1,23 @@
+"""Analysis of sweep results from their Parquet tables alone (never imports Ray).
+
+``load`` reads a sweep; ``trends`` smooths the accuracy curves, computes shape features and names
+the notebook's four trends; ``characterise`` and ``importance`` say which hyperparameters mark a
+trend and matter for the final accuracy; ``compare`` lines up the best trials of several sweeps;
+``gallery`` shows what the best critic gets wrong; ``figures`` and ``report`` draw and write;
+``pipeline.analyze`` does it all for ``tune-sd analyze``; ``synthetic`` makes test data.
+"""
+
+from .characterise import decision_rules, marks, mutual_information, separation, trend_profiles
+from .compare import best_trial, top_trials
+from .gallery import Gallery, checkpoint_path, misclassified_fakes
+from .importance import importance
+from .load import Sweep, find_sweep, hyperparameters, load_sweep
+from .pipeline import analyze, load_sweeps, sweep_trends
+from .trends import TRENDS, curve_features, find_trends, name_of, name_trends, shape_features, smooth_curves
+
+__all__ = [
+    "analyze", "load_sweep", "load_sweeps", "find_sweep", "Sweep", "hyperparameters", "sweep_trends",
+    "find_trends", "curve_features", "smooth_curves", "shape_features", "name_trends", "name_of", "TRENDS",
+    "trend_profiles", "separation", "marks", "decision_rules", "mutual_information", "importance",
+    "top_trials", "best_trial", "misclassified_fakes", "checkpoint_path", "Gallery",
+]

@@ -1,0 +1,165 @@
+"""The report's figures, drawn with matplotlib's Agg canvas (no display, and pyplot's global state
+is left alone, so a notebook's own backend keeps working; a returned Figure shows in Jupyter)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .trends import TREND_HELP, TRENDS, resample
+
+TREND_COLOURS = {"fast-plateau": "C2", "rise-then-drop": "C1", "slow-improver": "C0", "non-learner": "C7"}
+EXTRA_COLOURS = ["C3", "C4", "C5", "C6", "C8", "C9"]
+
+
+def new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
+    return path
+
+
+def base_name(name: str) -> str:
+    """``fast-plateau 2`` -> ``fast-plateau`` (k-means groups that share a rule name get a number)."""
+    head, _, tail = str(name).rpartition(" ")
+    return head if head and tail.isdigit() else str(name)
+
+
+def trend_colours(names) -> dict[str, str]:
+    """A colour per trend: the four named trends keep theirs, numbered repeats get others."""
+    out, spare = {}, iter(EXTRA_COLOURS * 10)
+    for n in names:
+        out[n] = TREND_COLOURS[n] if n in TREND_COLOURS else next(spare)
+    return out
+
+
+def _trend_order(names) -> list[str]:
+    names = list(dict.fromkeys(names))
+    known = [n for n in TRENDS if n in names]
+    return known + sorted(n for n in names if n not in known)
+
+
+def _keys(df: pd.DataFrame) -> pd.Series:
+    sweep = df["sweep"].astype(str) if "sweep" in df.columns else ""
+    return sweep + "\x00" + df["trial_id"].astype(str)
+
+
+def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int = 101) -> Figure:
+    """One panel per trend: every trial's smoothed accuracy over the fraction of its planned epochs
+    (thin), the trend's median curve (thick), coloured by trend; a first panel overlays all."""
+    names = _trend_order(trends["trend"])
+    colours = trend_colours(names)
+    n_panels = len(names) + 1
+    cols = min(n_panels, 3)
+    rows = math.ceil(n_panels / cols)
+    fig = new_figure(4.2 * cols, 3.2 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    label = dict(zip(_keys(trends), trends["trend"]))
+    grid = np.linspace(0, 1, grid_points)
+    stacks: dict[str, list] = {n: [] for n in names}
+    for key, c in smoothed.groupby(_keys(smoothed), sort=False):
+        name = label.get(key)
+        if name is None:
+            continue
+        t, y = c["t"].to_numpy(float), c["acc"].to_numpy(float)
+        for ax in (axes[0], axes[1 + names.index(name)]):
+            ax.plot(t, y, color=colours[name], lw=0.8, alpha=0.45)
+        stacks[name].append(resample(t, y, grid))
+    for i, name in enumerate(names):
+        ax = axes[1 + i]
+        if stacks[name]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # grid points past every curve's end
+                med = np.nanmedian(np.asarray(stacks[name]), axis=0)
+            ax.plot(grid, med, color=colours[name], lw=2.5)
+        ax.set_title(f"{name} ({len(stacks[name])}): {TREND_HELP.get(base_name(name), '')}", fontsize=9)
+    axes[0].set_title(f"all trials ({sum(len(v) for v in stacks.values())})", fontsize=9)
+    for ax in axes[:n_panels]:
+        ax.axhline(0.5, color="k", lw=0.6, ls=":")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("fraction of planned epochs")
+        ax.set_ylabel("smoothed accuracy")
+        ax.grid(alpha=0.3)
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figure(smoothed: pd.DataFrame, top: pd.DataFrame) -> Figure:
+    """The seed's ``plot_accuracies``: the smoothed accuracy of each sweep's top trials over epochs,
+    one colour per sweep, one line style per rank."""
+    fig = new_figure(8, 4.5)
+    ax = fig.subplots()
+    styles = ["-", "--", "-.", ":"]
+    sweeps = list(dict.fromkeys(top["sweep"]))
+    for _, row in top.iterrows():
+        c = smoothed[(smoothed["sweep"] == row["sweep"]) & (smoothed["trial_id"] == row["trial_id"])]
+        if c.empty:
+            continue
+        acc = row.get("final_avg_acc")
+        acc = f" ({acc:.3f})" if isinstance(acc, (int, float, np.floating)) and np.isfinite(acc) else ""
+        ax.plot(c["epoch"], c["acc"], color=f"C{sweeps.index(row['sweep']) % 10}",
+                ls=styles[(int(row["rank"]) - 1) % len(styles)], lw=1.4,
+                label=f"{row['sweep']} #{int(row['rank'])} {row['trial_id']}{acc}")
+    ax.axhline(0.5, color="k", lw=0.6, ls=":")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("smoothed accuracy")
+    ax.set_title("best trials of each sweep")
+    ax.grid(alpha=0.3)
+    if len(top):
+        ax.legend(fontsize=7, loc="lower right", ncol=1 if len(top) <= 10 else 2)
+    fig.tight_layout()
+    return fig
+
+
+def gallery_figure(g) -> Figure:
+    """The seed's last cells: library samples, fakes the critic got right, fakes it took for real."""
+    fig = new_figure(13, 3.8)
+    axes = fig.subplots(1, 3, sharey=True)
+    panels = [
+        (g.real, g.real_scores, "C0", f"library samples ({int((g.real_scores > 0).sum())}/{len(g.real)} called real)"),
+        (g.right, g.right_scores, "C1", f"fakes called fake ({len(g.right)} shown)"),
+        (g.wrong, g.wrong_scores, "C3", f"fakes called real ({len(g.wrong)} of {g.wanted} wanted, "
+                                        f"{g.info.get('n_wrong_total', len(g.wrong))} in {g.drawn} drawn)"),
+    ]
+    order = np.argsort(g.x)
+    for ax, (rows, scores, colour, title) in zip(axes, panels):
+        for i, y in enumerate(rows):
+            ax.scatter(g.x, y, s=3, color=colour, alpha=0.35 + 0.65 * (i == 0))
+            ax.plot(g.x[order], y[order], color=colour, lw=0.4, alpha=0.5)
+        if len(rows) == 0:
+            ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(g.x_label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("function value")
+    fig.suptitle(f"critic at epoch {g.epoch}: {g.checkpoint.parent.parent.name}/{g.checkpoint.parent.name}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def importance_figure(imp: pd.DataFrame, title: str = "importance for the final accuracy") -> Figure:
+    fig = new_figure(5, 0.35 * max(len(imp), 2) + 1.2)
+    ax = fig.subplots()
+    imp = imp.iloc[::-1]
+    ax.barh(imp["param"], imp["importance"], color="C0")
+    ax.set_xlabel("importance")
+    method = imp["method"].iloc[0] if len(imp) else ""
+    ax.set_title(f"{title}\n{method}", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,261 @@
+"""``analyze``: from the Parquet results of one or more sweeps to ``report.html`` and a terminal summary.
+
+Writes into the output folder (default: ``<first sweep>/analysis/``): ``report.html``, its figures
+(``trends.png``, ``compare.png``, ``gallery.png``, ``importance_<i>.png``) and ``trends.parquet``
+(``trial_id, trend``, the sweep, the rule's name and the group, then the shape features).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tune_sd.errors import UserError
+
+from . import figures
+from .characterise import decision_rules, marks, separation, trend_profiles
+from .compare import best_trial, compared_params, top_trials
+from .gallery import checkpoint_path, misclassified_fakes
+from .importance import importance
+from .load import Sweep, hyperparameters, load_sweep
+from .report import Section, write_report
+from .trends import DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HELP, curve_features, name_trends
+
+TRENDS_FILE = "trends.parquet"
+REPORT_FILE = "report.html"
+SHOWN_FEATURES = ["observed", "early", "peak", "peak_at", "end", "rel_drop", "late_gain"]
+
+
+def load_sweeps(paths_or_names: list[str], storage: str | None = None) -> list[Sweep]:
+    """Load sweeps by name or path; a name given twice is loaded once, equal names get a suffix."""
+    if not paths_or_names:
+        raise UserError("analyze: give at least one sweep (a name under --storage or a sweep folder)")
+    sweeps, seen, names = [], set(), set()
+    for n in paths_or_names:
+        s = load_sweep(n, storage)
+        if s.path in seen:
+            continue
+        seen.add(s.path)
+        base, i = s.name, 2
+        while s.name in names:
+            s.name, i = f"{base}#{i}", i + 1
+        names.add(s.name)
+        sweeps.append(s)
+    return sweeps
+
+
+def sweep_trends(sweeps: list[Sweep], k: int | str = 4, horizon: int = 500, seed: int = 0
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trends, smoothed) of all the sweeps' trials together; both carry ``sweep`` and ``trial_id``."""
+    feats, smooth = [], []
+    for s in sweeps:
+        f, sm = curve_features(s.curves, s.planned_epochs(), horizon)
+        f.insert(0, "sweep", s.name)
+        f.insert(1, "study", s.study)
+        sm.insert(0, "sweep", s.name)
+        feats.append(f)
+        smooth.append(sm)
+    features = pd.concat(feats, ignore_index=True)
+    if features.empty:
+        raise UserError(f"no trial of {', '.join(s.name for s in sweeps)} has a finite avg_acc to analyse")
+    trends = name_trends(features, k=k, seed=seed)
+    method = trends.attrs.get("method", "")
+    cols = ["trial_id", "trend", "sweep", "study", "rule_trend", "group", *FEATURES]
+    trends = trends[cols]
+    trends.attrs["method"] = method
+    return trends, pd.concat(smooth, ignore_index=True)
+
+
+def _pooled_trials(sweeps: list[Sweep]) -> pd.DataFrame:
+    return pd.concat([s.trials.assign(sweep=s.name) for s in sweeps], ignore_index=True, sort=False)
+
+
+def _check(top_k, n_wrong, horizon):
+    for name, v in (("--top-k", top_k), ("--n-wrong", n_wrong), ("--horizon", horizon)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} {v!r}: give a whole number >= 1")
+
+
+def analyze(paths_or_names: list[str], storage: str | None = None, out: str | None = None, k: int | str = 4,
+            top_k: int = 5, n_wrong: int = 5, horizon: int = 500, seed: int = 0) -> Path:
+    """Analyse one or more sweeps and write the report; returns the path of ``report.html``.
+
+    Each entry of ``paths_or_names`` is a sweep's folder or its name under ``storage``. ``k``: 4 (the
+    notebook's four trends, by rule), another number of k-means groups, or ``"auto"``. ``top_k``:
+    trials per sweep in the comparison; ``n_wrong``: misclassified fakes in the gallery; ``horizon``:
+    smoothing horizon in epochs; ``seed``: k-means, fANOVA and the gallery's fresh fakes.
+    """
+    if isinstance(paths_or_names, (str, Path)):
+        paths_or_names = [str(paths_or_names)]
+    _check(top_k, n_wrong, horizon)
+    sweeps = load_sweeps([str(p) for p in paths_or_names], storage)
+    out_dir = Path(out) if out else sweeps[0].path / "analysis"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out_dir}: cannot create the folder ({e.strerror})") from None
+    trends, smoothed = sweep_trends(sweeps, k=k, horizon=horizon, seed=seed)
+    _write_parquet(trends, out_dir / TRENDS_FILE)
+    pooled = _pooled_trials(sweeps)
+    summary: list[str] = []
+    total = sum(len(s.trials) for s in sweeps)
+    summary.append(f"analyzed {len(sweeps)} sweep{'s' * (len(sweeps) > 1)}, {total} trials ("
+                   + ", ".join(f"{s.label}: {len(s.trials)}" for s in sweeps) + ")")
+
+    sections = [_overview(sweeps)]
+    sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled))
+    sections.append(_characterise_section(sweeps, trends, pooled, out_dir, seed))
+    top = top_trials(sweeps, top_k=top_k, trends=trends)
+    sections.append(_compare_section(sweeps, top, smoothed, out_dir, summary))
+    sections.append(_gallery_section(sweeps, out_dir, n_wrong, seed, summary))
+    title = "tune-sd analysis: " + ", ".join(s.label for s in sweeps)
+    intro = (f"Smoothing horizon {horizon} epochs; trends: {trends.attrs.get('method', '')}. "
+             f"Tables: {out_dir / TRENDS_FILE}.")
+    report = write_report(out_dir / REPORT_FILE, title, sections, intro)
+    summary.append(f"report: {report}")
+    print("\n".join(summary))
+    return report
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), tmp)
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------ sections
+
+
+def _overview(sweeps: list[Sweep]) -> Section:
+    rows = []
+    for s in sweeps:
+        t = s.trials
+        status = t["status"].astype(str) if "status" in t.columns else pd.Series(dtype=str)
+        rows.append({"sweep": s.name, "study": s.study, "folder": str(s.path), "trials": len(t),
+                     "stopped early": int(t["stopped_early"].fillna(False).astype(bool).sum()),
+                     "errors": int((status == "ERROR").sum()),
+                     "planned epochs": s.meta.get("epochs") or int(s.planned_epochs().max()),
+                     "best final avg_acc": pd.to_numeric(t["final_avg_acc"], errors="coerce").max()})
+    return Section("Sweeps").table(pd.DataFrame(rows))
+
+
+def _trends_section(trends, smoothed, out_dir, summary, pooled) -> Section:
+    sec = Section("Trends")
+    figures.save(figures.trends_figure(smoothed, trends), out_dir / "trends.png")
+    sec.p(f"How: {trends.attrs.get('method', '')}. Curves are smoothed accuracies over the fraction of "
+          "each trial's planned epochs; a curve that ends early was stopped early (ASHA) and is described "
+          "on the part it ran.")
+    sec.img("trends.png", "smoothed accuracy per trial, coloured by trend; thick: the trend's median")
+    sec.items([f"{n}: {h}" for n, h in TREND_HELP.items()] + [
+        f"rule: non-learner if the peak is < {LEARN_MIN:g} above chance (0.5); else rise-then-drop if it lost "
+        f">= {DROP_MIN:.0%} of its gain (and >= {DROP_ABS:g}); else slow-improver if >= {LATE_MIN:.0%} of its "
+        "gain came in the second half of its observed part; else fast-plateau"])
+    counts = pd.crosstab(trends["trend"], trends["sweep"], margins=len(set(trends["sweep"])) > 1,
+                         margins_name="all")
+    counts.index.name = "trend"
+    sec.h3("Trials per trend").table(counts, index=True)
+    med = trends.groupby("trend")[SHOWN_FEATURES].median()
+    med.index.name = "trend"
+    sec.h3("Shape features (median per trend)").table(med, index=True)
+    pooled_marks = marks(trends, pooled, params=hyperparameters(pooled)) if len(trends) else {}
+    sizes = trends["trend"].value_counts()
+    summary.append(f"trends ({trends.attrs.get('method', '')}):")
+    for name, n in sizes.items():
+        m = pooled_marks.get(name) or []
+        summary.append(f"  {name:<16} {n:>4}  " + ("; ".join(m) if m else "(no hyperparameter stands out)"))
+    return sec
+
+
+def _characterise_section(sweeps, trends, pooled, out_dir, seed) -> Section:
+    sec = Section("What characterises each trend")
+    sec.p("Per sweep: the values that mark each trend (much more common inside it than outside), the "
+          "hyperparameters of each trend's trials, the hyperparameters ranked by how well they separate the "
+          "trends (mutual information, normalised by the trends' entropy), a shallow decision tree from "
+          "hyperparameters to trends, and each hyperparameter's importance for the final accuracy.")
+    if len(sweeps) > 1:
+        sec.h3("All sweeps together: what marks each trend")
+        m = marks(trends, pooled, params=hyperparameters(pooled))
+        sec.items([f"{name}: " + ("; ".join(v) if v else "no hyperparameter stands out") for name, v in m.items()])
+    for i, s in enumerate(sweeps, 1):
+        tr = trends[trends["sweep"] == s.name]
+        params = s.hyperparameters()
+        sec.h3(f"Sweep {s.label}")
+        if not params:
+            sec.note(f"No hyperparameter varies between the trials of {s.name}: nothing to characterise.")
+            continue
+        m = marks(tr, s.trials, params)
+        sec.items([f"{name}: " + ("; ".join(v) if v else "no hyperparameter stands out") for name, v in m.items()])
+        prof = trend_profiles(tr, s.trials, params)
+        prof.index.name = "hyperparameter"
+        sec.table(prof, index=True)
+        sep = separation(tr, s.trials, params)
+        sec.p("Which hyperparameters separate the trends:").table(sep)
+        rules, acc = decision_rules(tr, s.trials, params)
+        sec.p(f"Decision tree (depth <= 3), right on {acc:.0%} of the trials:").pre(rules)
+        imp = importance(s.trials, params=params, seed=seed)
+        if len(imp):
+            name = f"importance_{i}.png"
+            figures.save(figures.importance_figure(imp, f"{s.name}: importance for the final avg_acc"),
+                         out_dir / name)
+            sec.p(f"Importance for the final avg_acc ({imp['method'].iloc[0]}):").table(imp[["param", "importance"]])
+            sec.img(name, f"hyperparameter importance, {s.name}")
+    return sec
+
+
+def _compare_section(sweeps, top, smoothed, out_dir, summary) -> Section:
+    sec = Section("Best models across sweeps")
+    figures.save(figures.comparison_figure(smoothed, top), out_dir / "compare.png")
+    sec.p(f"The top {int(top.groupby('sweep').size().max()) if len(top) else 0} trials of each sweep by "
+          "final avg_acc, their smoothed accuracy (one colour per sweep) and their configs (the keys that "
+          "differ between any of the compared trials).")
+    sec.img("compare.png", "smoothed accuracy of the best trials of each sweep")
+    sec.table(top)
+    summary.append("top trials:")
+    params = [c for c in top.columns if c not in ("sweep", "study", "rank", "trial_id", "final_avg_acc",
+                                                    "best_avg_acc", "epochs", "stopped_early", "trend")]
+    for _, r in top.groupby("sweep", sort=False).head(3).iterrows():
+        cfg = ", ".join(f"{p.split('.')[-1]}={r[p]}" for p in params[:6])
+        acc = r["final_avg_acc"]
+        acc = f"{acc:.3f}" if pd.notna(acc) else "-"
+        summary.append(f"  {r['sweep']} #{r['rank']} {r['trial_id']}  final {acc}  {r.get('trend', '')}  {cfg}")
+    return sec
+
+
+def _gallery_section(sweeps, out_dir, n_wrong, seed, summary) -> Section:
+    sec = Section("What the best critic gets wrong")
+    best = best_trial(sweeps)
+    if best is None:
+        sec.note("No trial has a final avg_acc: there is no best critic to look at.")
+        summary.append("gallery: no best trial")
+        return sec
+    s, row = best
+    who = f"trial {row['trial_id']} of sweep {s.name} (final avg_acc {float(row['final_avg_acc']):.3f})"
+    try:
+        ckpt = checkpoint_path(s, row)
+        g = misclassified_fakes(ckpt, n_wrong=n_wrong, seed=seed)
+    except UserError as e:
+        sec.note(f"No gallery for the best critic, {who}: {e}")
+        summary.append(f"gallery: missing ({e})")
+        return sec
+    except Exception as e:  # a checkpoint that loads but cannot be run must not kill the report
+        sec.note(f"No gallery for the best critic, {who}: its checkpoint could not be used "
+                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+        summary.append(f"gallery: missing ({type(e).__name__})")
+        return sec
+    figures.save(figures.gallery_figure(g), out_dir / "gallery.png")
+    n_total = g.info.get("n_wrong_total", len(g.wrong))
+    sec.p(f"The best critic, {who}, loaded from {g.checkpoint} (epoch {g.epoch}). Fresh fakes from its "
+          f"generator ({g.info.get('generator')}) were drawn until {n_wrong} were taken for library functions: "
+          f"{n_total} of {g.drawn} drawn ({n_total / max(g.drawn, 1):.1%}).")
+    if len(g.wrong) < n_wrong:
+        sec.note(f"Only {len(g.wrong)} of the {n_wrong} misclassified fakes asked for turned up in {g.drawn} draws.")
+    sec.img("gallery.png", "library samples, fakes called fake, fakes called real (score > 0)")
+    summary.append(f"best critic {s.name}/{row['trial_id']}: {n_total} of {g.drawn} fresh fakes taken for real")
+    return sec
+
+
+__all__ = ["analyze", "load_sweeps", "sweep_trends", "compared_params"]

@@ -1,0 +1,324 @@
+"""Trends of accuracy curves: smoothing, shape features, and the notebook's four named trends.
+
+Step 15.3 of the notebook read the smoothed accuracy curves of a sweep by eye and saw four trends:
+models that learn quickly and stay (``fast-plateau``), learn quickly and then drop
+(``rise-then-drop``), learn slowly and keep improving (``slow-improver``), and learn nothing
+(``non-learner``). This module does the same from ``curves.parquet``:
+
+1. **Smoothing.** ``avg_acc`` is already a moving average over the run's ``avg_hor`` epochs. When
+   that is shorter than the analysis horizon (default 500 epochs, as in the notebook's plots), the
+   reports are averaged further over the rest of the horizon on the epoch axis (a trailing window in
+   epochs, so sparse or irregular reports are handled). The horizon is capped at a tenth of the
+   planned epochs so that short runs keep their shape. Reports in the first half horizon (where the
+   average holds fewer epochs, so it is noisier) are shown but left out of the features when at
+   least three reports remain.
+2. **Common footing.** Time is the fraction of the *planned* epochs, ``t`` in [0, 1]. A trial that
+   ASHA stopped at 1/9 of the run is described on the part it ran (``observed`` = 1/9); features
+   that speak of "the end" or "the second half" refer to its observed part.
+3. **Shape features** (accuracy in [0, 1], chance = 0.5):
+   ``observed`` (fraction of planned epochs reached), ``reports``, ``start`` (first level),
+   ``early`` (level at t = 0.1, or at the end of the observed part if shorter), ``peak``, ``peak_at``
+   (t of the peak), ``end`` (mean level over the last 5 % of the observed part), ``mean``,
+   ``gain`` (peak - chance), ``drop`` (peak - end), ``rel_drop`` (drop / gain),
+   ``late_gain`` (end minus the level half-way through the observed part, over gain: the share of the
+   gain still being made in the second half), ``rise_at`` (first t at 90 % of the way from start to
+   peak), ``end_slope`` (least-squares slope over the last 30 % of the observed part, accuracy per
+   planned run).
+4. **Naming rule** (:func:`name_of`), applied in this order to a trial's features (or to a
+   cluster's centroid):
+
+   - ``non-learner``: ``gain`` < 0.1 (the smoothed accuracy never gets 0.1 above chance);
+   - ``rise-then-drop``: ``rel_drop`` >= 0.3 and ``drop`` >= 0.02 (it lost 30 % of its gain);
+   - ``slow-improver``: ``late_gain`` >= 0.15 (15 % of the gain came in the second half);
+   - ``fast-plateau``: everything else (learned, kept it, and stopped improving early).
+
+5. **Groups.** ``k=4`` (the default) names every trial by the rule: the notebook's four trends.
+   ``k=N`` (another number) groups the trials by k-means (numpy, seeded, k-means++ start) on the
+   standardised features in :data:`CLUSTER_FEATURES`; ``k="auto"`` picks N in 2..8 by the best mean
+   silhouette. Each group is then named by the rule applied to its centroid (a repeated name gets a
+   number: ``fast-plateau 2``). ``rule_trend`` keeps every trial's own rule name beside its group.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from tune_sd.errors import UserError
+
+CHANCE = 0.5
+LEARN_MIN = 0.1      # non-learner: peak < chance + LEARN_MIN
+DROP_MIN = 0.3       # rise-then-drop: lost >= 30 % of its gain ...
+DROP_ABS = 0.02      # ... and >= 0.02 in accuracy
+LATE_MIN = 0.15      # slow-improver: >= 15 % of its gain in the second half of its observed part
+HORIZON_SHARE = 0.1  # the smoothing horizon is at most this share of the planned epochs
+
+TRENDS = ("fast-plateau", "rise-then-drop", "slow-improver", "non-learner")
+TREND_HELP = {
+    "fast-plateau": "learns quickly, then stays",
+    "rise-then-drop": "learns quickly, then drops",
+    "slow-improver": "learns slowly, still rising at the end",
+    "non-learner": "learns nothing (stays near chance)",
+}
+FEATURES = ("observed", "reports", "start", "early", "peak", "peak_at", "end", "mean", "gain", "drop",
+            "rel_drop", "late_gain", "rise_at", "end_slope")
+CLUSTER_FEATURES = ("early", "peak", "end", "peak_at", "rel_drop", "late_gain", "rise_at")
+AUTO_K = range(2, 9)
+
+
+# ------------------------------------------------------------------------------ smoothing
+
+
+def moving_average(epochs: np.ndarray, values: np.ndarray, window: float) -> np.ndarray:
+    """Trailing moving average on the epoch axis: the mean of the values whose epoch lies in
+    (e - window, e], for every report epoch e (reports may be sparse or irregular)."""
+    epochs = np.asarray(epochs, dtype=float)
+    values = np.asarray(values, dtype=float)
+    if window <= 0 or len(values) < 2:
+        return values.copy()
+    ok = np.isfinite(values)
+    csum = np.concatenate([[0.0], np.cumsum(np.where(ok, values, 0.0))])
+    ccnt = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.searchsorted(epochs, epochs - window, side="right")
+    hi = np.arange(1, len(values) + 1)
+    cnt = ccnt[hi] - ccnt[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, (csum[hi] - csum[lo]) / np.maximum(cnt, 1), np.nan)
+
+
+def smooth_curves(curves: pd.DataFrame, planned: pd.Series | float, horizon: int = 500) -> pd.DataFrame:
+    """Smoothed accuracy per trial and report: ``trial_id, epoch, t, acc, warm_up`` (``t`` = epoch /
+    planned; ``warm_up``: the report lies in the first half horizon, where the average is over fewer
+    epochs than the horizon).
+
+    ``planned``: planned epochs per trial (indexed by trial_id) or one number for all.
+    """
+    rows = []
+    for tid, c in curves.groupby("trial_id", sort=True):
+        c = c.sort_values("epoch", kind="stable").drop_duplicates("epoch", keep="last")
+        c = c[np.isfinite(c["avg_acc"].to_numpy(dtype=float))]
+        if c.empty:
+            continue
+        epochs = c["epoch"].to_numpy(dtype=float)
+        plan = float(planned.get(tid, np.nan)) if isinstance(planned, pd.Series) else float(planned)
+        if not math.isfinite(plan) or plan <= 0:
+            plan = float(epochs.max())
+        plan = max(plan, float(epochs.max()))
+        avg_hor = _first_number(c, "cfg.avg_hor")
+        window = min(float(horizon), HORIZON_SHARE * plan) - (avg_hor or 0.0)
+        acc = moving_average(epochs, c["avg_acc"].to_numpy(dtype=float), window)
+        # the first reports average fewer epochs than the horizon: noisier, so left out of the features
+        warm = epochs < 0.5 * max(window + (avg_hor or 0.0), avg_hor or 0.0)
+        rows.append(pd.DataFrame({"trial_id": tid, "epoch": epochs, "t": epochs / plan, "acc": acc,
+                                  "warm_up": warm}))
+    if not rows:
+        return pd.DataFrame(columns=["trial_id", "epoch", "t", "acc", "warm_up"])
+    return pd.concat(rows, ignore_index=True)
+
+
+def _first_number(df: pd.DataFrame, col: str) -> float | None:
+    if col not in df.columns:
+        return None
+    v = pd.to_numeric(df[col], errors="coerce").dropna()
+    return float(v.iloc[0]) if len(v) else None
+
+
+def resample(t: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A curve on a common grid of t: linear interpolation inside its observed part, NaN beyond."""
+    out = np.interp(grid, t, y)
+    out[(grid > t[-1] + 1e-12)] = np.nan
+    return out
+
+
+# ------------------------------------------------------------------------------ features
+
+
+def shape_features(t: np.ndarray, y: np.ndarray, chance: float = CHANCE) -> dict:
+    """The shape features of one smoothed curve (``t`` fraction of the planned epochs, increasing)."""
+    t = np.asarray(t, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(t) & np.isfinite(y)
+    t, y = t[ok], y[ok]
+    if len(t) == 0:
+        return {f: math.nan for f in FEATURES} | {"reports": 0}
+    T = float(t[-1])
+    t0 = float(t[0])
+    span = max(T - t0, 1e-12)
+    ip = int(np.argmax(y))
+    peak = float(y[ip])
+    gain = peak - chance
+    scale = max(gain, 0.05)  # relative measures of non-learners stay bounded
+    end = float(y[t >= T - 0.05 * span].mean())
+    half = float(np.interp(t0 + 0.5 * span, t, y))
+    start = float(y[0])
+    rise_level = start + 0.9 * (peak - start)
+    rise_at = float(t[np.argmax(y >= rise_level)]) if peak > start else t0
+    last = t >= T - 0.3 * span
+    if last.sum() >= 2 and np.ptp(t[last]) > 0:
+        end_slope = float(np.polyfit(t[last], y[last], 1)[0])
+    else:
+        end_slope = 0.0
+    drop = peak - end
+    return {
+        "observed": min(T, 1.0), "reports": int(len(t)), "start": start,
+        "early": float(np.interp(min(0.1, T), t, y)), "peak": peak, "peak_at": float(t[ip]), "end": end,
+        "mean": float(((y[1:] + y[:-1]) / 2 * np.diff(t)).sum() / span) if len(t) > 1 else start, "gain": gain, "drop": drop,
+        "rel_drop": drop / scale, "late_gain": (end - half) / scale, "rise_at": rise_at, "end_slope": end_slope,
+    }
+
+
+def curve_features(curves: pd.DataFrame, planned: pd.Series | float, horizon: int = 500
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(features, smoothed): one row of :data:`FEATURES` per trial, and the smoothed curves."""
+    smoothed = smooth_curves(curves, planned, horizon)
+    rows = []
+    for tid, c in smoothed.groupby("trial_id", sort=True):
+        if (~c["warm_up"]).sum() >= 3:
+            c = c[~c["warm_up"]]
+        rows.append({"trial_id": tid, **shape_features(c["t"].to_numpy(), c["acc"].to_numpy())})
+    feats = pd.DataFrame(rows, columns=["trial_id", *FEATURES])
+    return feats, smoothed
+
+
+# ------------------------------------------------------------------------------ naming
+
+
+def name_of(f) -> str:
+    """The rule (see the module's doc): a trend name from a row or dict of shape features."""
+    if not f["gain"] >= LEARN_MIN:  # NaN too
+        return "non-learner"
+    if f["rel_drop"] >= DROP_MIN and f["drop"] >= DROP_ABS:
+        return "rise-then-drop"
+    if f["late_gain"] >= LATE_MIN:
+        return "slow-improver"
+    return "fast-plateau"
+
+
+def name_trends(features: pd.DataFrame, k: int | str = 4, seed: int = 0) -> pd.DataFrame:
+    """Add ``trend``, ``rule_trend`` and ``group`` to a features table (see the module's doc for k).
+
+    ``df.attrs["method"]`` says how the trends were found.
+    """
+    out = features.copy()
+    out["rule_trend"] = [name_of(r) for _, r in out.iterrows()] if len(out) else []
+    k = _parse_k(k)
+    if k == 4 or k == "rules":
+        out["trend"] = out["rule_trend"]
+        order = {name: i for i, name in enumerate(TRENDS)}
+        out["group"] = out["trend"].map(order).astype(int) if len(out) else []
+        out.attrs["method"] = "the notebook's four trends, each trial named by the rule"
+        return out
+    X = _standardise(out[list(CLUSTER_FEATURES)].to_numpy(dtype=float))
+    n = len(out)
+    if k == "auto":
+        if n < 4:
+            raise UserError(f"--k auto needs at least 4 trials with a curve (got {n}); give --k 4 or a number")
+        scores = {}
+        for kk in AUTO_K:
+            if kk >= n:
+                break
+            labels, _ = kmeans(X, kk, seed)
+            scores[kk] = silhouette(X, labels)
+        k_best = max(scores, key=lambda kk: (round(scores[kk], 6), -kk))
+        labels, _ = kmeans(X, k_best, seed)
+        how = (f"k-means on the shape features, k = {k_best} chosen by silhouette "
+               f"({', '.join(f'k={kk}: {s:.2f}' for kk, s in scores.items())})")
+    else:
+        if k > n:
+            raise UserError(f"--k {k}: more groups than trials with a curve ({n})")
+        labels, _ = kmeans(X, k, seed)
+        how = f"k-means on the shape features, k = {k} (silhouette {silhouette(X, labels):.2f})"
+    out["group"] = labels
+    names = {}
+    used: dict[str, int] = {}
+    # name groups in order of their size, so the largest of a kind keeps the plain name
+    for g in pd.Series(labels).value_counts().index:
+        centroid = out.loc[out["group"] == g, list(FEATURES)].mean(numeric_only=True)
+        name = name_of(centroid)
+        used[name] = used.get(name, 0) + 1
+        names[g] = name if used[name] == 1 else f"{name} {used[name]}"
+    out["trend"] = out["group"].map(names)
+    out.attrs["method"] = how + "; each group named by the rule applied to its centroid"
+    return out
+
+
+def _parse_k(k):
+    if isinstance(k, str):
+        s = k.strip().lower()
+        if s in ("auto", "rules"):
+            return s
+        try:
+            k = int(s)
+        except ValueError:
+            raise UserError(f"--k {k!r}: give a number of groups >= 2, or 'auto'") from None
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise UserError(f"--k {k!r}: give a number of groups >= 2, or 'auto'")
+    return int(k)
+
+
+def _standardise(X: np.ndarray) -> np.ndarray:
+    X = np.where(np.isfinite(X), X, np.nan)
+    mu = np.nanmean(X, axis=0) if len(X) else np.zeros(X.shape[1])
+    mu = np.where(np.isfinite(mu), mu, 0.0)
+    X = np.where(np.isnan(X), mu, X)
+    sd = X.std(axis=0)
+    return (X - mu) / np.where(sd > 1e-12, sd, 1.0)
+
+
+def kmeans(X: np.ndarray, k: int, seed: int = 0, n_init: int = 10, iters: int = 100) -> tuple[np.ndarray, float]:
+    """k-means (Lloyd, k-means++ start, best of ``n_init``): (labels, inertia). Seeded, numpy only."""
+    rng = np.random.default_rng(seed)
+    n = len(X)
+    best_labels, best_inertia = np.zeros(n, dtype=int), math.inf
+    for _ in range(n_init):
+        centres = [X[rng.integers(n)]]
+        for _ in range(1, k):
+            d2 = np.min(((X[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1)
+            p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
+            centres.append(X[rng.choice(n, p=p)])
+        C = np.asarray(centres, dtype=float)
+        labels = np.full(n, -1)
+        for _ in range(iters):
+            d2 = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+            new = d2.argmin(1)
+            if np.array_equal(new, labels):
+                break
+            labels = new
+            for j in range(k):
+                members = X[labels == j]
+                # an emptied cluster restarts at the point farthest from its centre
+                C[j] = members.mean(0) if len(members) else X[d2.min(1).argmax()]
+        inertia = float(((X - C[labels]) ** 2).sum())
+        if inertia < best_inertia - 1e-12:
+            best_labels, best_inertia = labels.copy(), inertia
+    # number groups by first appearance, so that labels do not depend on the start
+    _, first = np.unique(best_labels, return_index=True)
+    remap = {old: new for new, old in enumerate(best_labels[np.sort(first)])}
+    return np.array([remap[v] for v in best_labels]), best_inertia
+
+
+def silhouette(X: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette of a partition (0 for points alone in their group)."""
+    labels = np.asarray(labels)
+    groups = np.unique(labels)
+    if len(groups) < 2:
+        return -1.0
+    D = np.sqrt(((X[:, None, :] - X[None]) ** 2).sum(-1))
+    s = np.zeros(len(X))
+    for i in range(len(X)):
+        same = labels == labels[i]
+        if same.sum() <= 1:
+            continue
+        a = D[i, same].sum() / (same.sum() - 1)
+        b = min(D[i, labels == g].mean() for g in groups if g != labels[i])
+        s[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
+    return float(s.mean())
+
+
+def find_trends(curves: pd.DataFrame, planned: pd.Series | float, k: int | str = 4, horizon: int = 500,
+                seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trends, smoothed) of one sweep's curves: features, ``trend``, ``rule_trend``, ``group``."""
+    feats, smoothed = curve_features(curves, planned, horizon)
+    return name_trends(feats, k=k, seed=seed), smoothed
