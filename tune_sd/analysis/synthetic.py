@@ -139,10 +139,10 @@ def _config(trend: str, rng: np.random.Generator) -> dict:
 
 # ------------------------------------------------------------------------------ a real, tiny sweep
 
-TINY = {"disc": {"hid_num": 2, "hid_size": 16}, "arch": {"lat_size": 3},
-        "data": {"split_sizes": [60, 20, 20], "n_points": 100}, "avg_hor": 10, "report_every": 5}
-TINY_SPACE = [  # (disc.gp, disc.lr, arch.lat_size) per trial
-    (1e-4, 1e-3, 3), (0.0, 1e-5, 1), (1e-5, 1e-3, 5), (1e-4, 1e-4, 3), (0.0, 1e-2, 1), (1e-6, 1e-3, 5),
+TINY = {"disc": {"hid_num": 2, "hid_size": 32}, "avg_hor": 10, "report_every": 5}
+TINY_SPACE = [  # (disc.loss_fun, disc.gp, disc.lr, arch.lat_size) per trial; the first one learns
+    ("bce", 1e-4, 1e-3, 10), ("wasserstein", 0.0, 1e-3, 3), ("wasserstein", 1e-5, 1e-3, 10),
+    ("bce", 1e-5, 1e-4, 5), ("wasserstein", 0.0, 1e-2, 1), ("bce", 1e-6, 1e-3, 3),
 ]
 
 
@@ -159,8 +159,8 @@ def engine_sweep(folder: str | Path, n_trials: int = 3, epochs: int = 40, seed: 
     name = name or folder.name
     curve_parts, trial_rows = [], []
     for i in range(n_trials):
-        gp, lr, lat = TINY_SPACE[i % len(TINY_SPACE)]
-        cfg = merge(TINY, {"disc": {"gp": gp, "lr": lr}, "arch": {"lat_size": lat}, "epochs": epochs,
+        loss, gp, lr, lat = TINY_SPACE[i % len(TINY_SPACE)]
+        cfg = merge(TINY, {"disc": {"loss_fun": loss, "gp": gp, "lr": lr}, "arch": {"lat_size": lat}, "epochs": epochs,
                            "seed": seed * 1000 + i})
         tid = f"tiny{seed:02d}_{i:05d}"
         run = Study(cfg)

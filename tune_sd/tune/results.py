@@ -24,7 +24,7 @@ from tune_sd.errors import StudyError
 CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
                  "loss_fake", "loss_gp", "grad_max", "time_s", "node"]
 TRIAL_COLUMNS = ["trial_id", "status", "epochs", "final_avg_acc", "best_avg_acc", "stopped_early", "checkpoint", "node"]
-EXTRA_METRICS = ["nonfinite", "node_ip", "host"]
+EXTRA_METRICS = ["nonfinite", "node_ip", "host", "device"]
 LABELS = ["variant", "rung"]
 META_FILE = "tune_sd.json"  # written by the sweep: study name, planned epochs, options
 

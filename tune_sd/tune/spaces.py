@@ -21,6 +21,18 @@ with ``min``/``max``/``q``/``mu``/``sigma``. Each maps onto a Ray Tune domain (:
 says which); every key must be one of the run config (:data:`tune_sd.engine.config.SCHEMA`) and every
 value it can take must pass that key's check. Errors name the file and the key path in it.
 
+Two optional top-level blocks add a *named* grid axis whose trials carry a label (a column of the
+Parquet tables, see :data:`AXES`)::
+
+    variants:                                         # label `variant`: name -> what it changes in base
+      v0: {}
+      v1: {disc: {hid_num: 4}}
+    ladder: [ladder/L1_quadratic, ladder/L2_cubic]    # label `rung` (the file's stem): library.path
+
+Every trial config then holds ``variant: v1`` (``rung: L2_cubic``) at its top level and the values that
+name stands for at their places. Method grid enumerates the names (times the other grid values), random
+picks one per trial; bayes takes no named axes. The overrides are checked like everything else.
+
 Only ``yaml.safe_load`` reads the files; nothing in them is evaluated.
 """
 
@@ -43,8 +55,8 @@ from ray.tune.search.variant_generator import generate_variants
 from tune_sd.engine.config import SCHEMA, SECTIONS, Config, choice, flatten, integer, merge, real, text, unflatten
 from tune_sd.errors import ConfigError
 
-__all__ = ["SPACES_DIR", "METHODS", "DISTRIBUTIONS", "TUNE_OPTIONS", "SearchSpace", "load_space",
-           "list_spaces", "space_from_dict"]
+__all__ = ["SPACES_DIR", "METHODS", "DISTRIBUTIONS", "TUNE_OPTIONS", "AXES", "SearchSpace", "load_space",
+           "list_spaces", "space_from_dict", "rung_name"]
 
 _DEFAULT_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 #: Where named spaces live. The environment variable ``TUNE_SD_SPACES`` wins when it is set.
@@ -85,7 +97,11 @@ _GRID_DISTRIBUTIONS = ("int_uniform", "q_uniform")  # enumerated in a grid (as W
 _MAX_GRID_VALUES = 100_000
 _PROBES = 256  # draws per distribution checked against the key's check when a space is loaded
 
-_TOP_KEYS = ("description", "method", "metric", "parameters", "base", "tune", "run_cap")
+_TOP_KEYS = ("description", "method", "metric", "parameters", "base", "tune", "run_cap", "variants", "ladder")
+
+#: The top-level blocks that declare a named grid axis -> the label each of its trials carries (a top-level
+#: key of the trial config that the trainable passes on as a Parquet column; see trainable.LABELS).
+AXES = {"variants": "variant", "ladder": "rung"}
 
 #: The ``tune:`` options and their checks. Values are kept as a dict; the sweep reads them.
 TUNE_OPTIONS: dict[str, Any] = {
@@ -133,6 +149,23 @@ def lognormal(mu: float, sigma: float, q: float | None = None) -> Float:
     return domain.quantized(q) if q is not None else domain
 
 
+class ByLabel:
+    """The value of one key that a named axis sets: ``values[<the trial's label>]``.
+
+    Given to ``tune.sample_from``; Tune calls it with the trial's spec once the label is resolved (an
+    unresolved label raises Tune's RecursiveDependencyError, and Tune tries again after the others).
+    """
+
+    def __init__(self, label: str, values: dict):
+        self.label, self.values = label, values
+
+    def __call__(self, spec):
+        return copy.deepcopy(self.values[getattr(spec.config, self.label)])
+
+    def __repr__(self):
+        return f"ByLabel({self.label!r}, {self.values!r})"
+
+
 # --------------------------------------------------------------------------------------------
 # the space
 
@@ -145,6 +178,9 @@ class SearchSpace:
     ``{"value": x}`` or ``{"distribution": name, "min": .., "max": .., "q": .., "mu": .., "sigma": ..}``
     (only the keys the distribution uses, defaults filled in). A section name (``disc``) may be a key
     too; its values are partial subtrees merged onto ``base``'s section.
+
+    ``variants`` (name -> partial config tree) and ``ladder`` (library paths, the rungs) are the named
+    axes of :data:`AXES`; :meth:`axes` gives both as label -> name -> dotted overrides.
     """
 
     name: str
@@ -154,6 +190,21 @@ class SearchSpace:
     params: dict[str, dict] = field(default_factory=dict)
     base: dict = field(default_factory=dict)
     tune: dict = field(default_factory=dict)
+    variants: dict[str, dict] = field(default_factory=dict)
+    ladder: list[str] = field(default_factory=list)
+
+    def axes(self) -> dict[str, dict[str, dict]]:
+        """The named axes: label -> {name: {dotted key: value}}, in the file's order.
+
+        ``variants`` give label ``variant``; ``ladder`` gives label ``rung``, named by each library's file
+        stem, setting ``library.path``.
+        """
+        out: dict[str, dict[str, dict]] = {}
+        if self.variants:
+            out[AXES["variants"]] = {name: flatten(over) for name, over in self.variants.items()}
+        if self.ladder:
+            out[AXES["ladder"]] = {rung_name(p): {"library.path": p} for p in self.ladder}
+        return out
 
     # ---- Ray Tune
     def param_space(self, grid: bool | None = None) -> dict:
@@ -161,7 +212,10 @@ class SearchSpace:
 
         ``values`` become ``tune.choice`` (``tune.grid_search`` in grid mode: ``grid=True``, or
         ``grid=None`` with method grid, where int_uniform and q_uniform are enumerated as well), a
-        ``value`` is a plain constant, a distribution its Tune domain.
+        ``value`` is a plain constant, a distribution its Tune domain. A named axis puts its label at the
+        top (a grid over, or a choice of, its names) and, at each key one of its names sets, a
+        ``tune.sample_from`` that picks the value by the label (base's value, or the default, for names
+        that leave the key alone).
         """
         grid = self.method == "grid" if grid is None else grid
         tree = copy.deepcopy(self.base)
@@ -169,6 +223,14 @@ class SearchSpace:
             if key in SECTIONS:  # a whole section: each value is merged onto base's section
                 block = _merged_section_block(block, tree.get(key) or {})
             _put(tree, key, _tune_value(block, grid))
+        base = flatten(self.base)
+        for label, table in self.axes().items():
+            names = list(table)
+            tree[label] = tune.grid_search(names) if grid else tune.choice(names)
+            for key in dict.fromkeys(k for over in table.values() for k in over):
+                default = base[key] if key in base else SCHEMA[key].default
+                values = {name: over.get(key, default) for name, over in table.items()}
+                _put(tree, key, tune.sample_from(ByLabel(label, copy.deepcopy(values))))
         return tree
 
     def grid_size(self, grid: bool | None = None) -> int:
@@ -179,25 +241,33 @@ class SearchSpace:
             for block in self.params.values():
                 values = _grid_values(block)
                 n *= len(values) if values is not None else 1
+            for table in self.axes().values():
+                n *= len(table)
         return n
 
-    def sample(self, n: int, seed: int) -> list[dict]:
+    def sample(self, n: int, seed: int, labels: bool = False) -> list[dict]:
         """``n`` nested configs (base + sampled parameters), reproducible per ``seed``, without Ray running.
 
         Draws through Ray's own variant generator with ``np.random.default_rng(seed)``, as a
         ``BasicVariantGenerator(random_state=seed)`` does. A grid space gives its first ``n`` points in
         Tune's order (all of them when it has fewer). A bayes space gives random draws from the same
-        distributions (the searcher's own picks depend on results).
+        distributions (the searcher's own picks depend on results). The labels of named axes
+        (``variant``, ``rung``) are left out, so that each config is a run config, unless ``labels``.
         """
         if n < 0:
             raise ConfigError(f"sample: n must be >= 0, got {n}")
         grid = self.method == "grid"
         space = self.param_space()
+        drop = () if labels else tuple(self.axes())
         rng = np.random.default_rng(seed)
         out: list[dict] = []
         while len(out) < n:
-            for _, spec in generate_variants(space, random_state=rng):
-                out.append(copy.deepcopy(spec))
+            # the experiment spec's shape, as Tune hands it over ({"config": ...}): named axes read it
+            for _, spec in generate_variants({"config": space}, random_state=rng):
+                config = copy.deepcopy(spec["config"])
+                for label in drop:
+                    config.pop(label, None)
+                out.append(config)
                 if len(out) == n:
                     break
             if grid:
@@ -214,6 +284,10 @@ class SearchSpace:
         """
         import optuna.distributions as od
 
+        if self.axes():
+            block = next(b for b, label in AXES.items() if label in self.axes())
+            raise ConfigError(f"{self._label()}: {block}: method bayes cannot search named variants or rungs "
+                              "(Optuna suggests parameters only); use method grid or random")
         out = {}
         for key, block in self.params.items():
             where = f"{self._label()}: {_param_path(key)}"
@@ -275,15 +349,24 @@ class SearchSpace:
 
     # ---- printing
     def resolved(self) -> dict:
-        """Plain data for printing (YAML/JSON): name, description, method, base, parameters, tune."""
-        return copy.deepcopy({
+        """Plain data for printing (YAML/JSON): name, description, method, base, parameters, tune; with named
+        axes also ``variants`` / ``ladder``, and each axis's label among the parameters (its names)."""
+        params = dict(self.params)
+        for label, table in self.axes().items():
+            params[label] = {"values": list(table)}
+        out = {
             "name": self.name,
             "description": self.description,
             "method": self.method,
             "base": self.base,
-            "parameters": self.params,
+            "parameters": params,
             "tune": self.tune,
-        })
+        }
+        if self.variants:
+            out["variants"] = self.variants
+        if self.ladder:
+            out["ladder"] = self.ladder
+        return copy.deepcopy(out)
 
     # ---- helpers
     def _label(self) -> str:
@@ -412,10 +495,78 @@ def _build(tree: Any, name: str, path: Path | None, label: str, comment: str) ->
     paths: dict[str, str] = {}  # dotted key -> where it is in the file (parameters.disc.parameters.lr)
     _parse_parameters(raw_params, "", "parameters", label, params, paths)
 
+    variants = _parse_variants(tree.get("variants"), label)
+    ladder = _parse_ladder(tree.get("ladder"), label)
+
     space = SearchSpace(name=name, path=path, description=description, method=method, params=params,
-                        base=base, tune=tune_opts)
+                        base=base, tune=tune_opts, variants=variants, ladder=ladder)
     _check_space(space, label, paths)
     return space
+
+
+def rung_name(path: str) -> str:
+    """A rung's name (its ``rung`` label): the library file's stem, ``ladder/L2_cubic.lib`` -> ``L2_cubic``."""
+    return Path(str(path)).stem
+
+
+def _parse_variants(raw: Any, label: str) -> dict[str, dict]:
+    """``variants:``: name -> a partial config tree (what the variant changes in base), each leaf checked."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{label}: variants: expected a mapping of variant names to what each changes in base, "
+                          f"e.g. {{v0: {{}}, v1: {{disc: {{hid_num: 4}}}}}}, got {raw!r}")
+    out: dict[str, dict] = {}
+    for name, over in raw.items():
+        if isinstance(name, bool) or not isinstance(name, (str, int)) or not str(name):
+            raise ConfigError(f"{label}: variants: variant names must be text, got {name!r}")
+        name = str(name)
+        where = f"{label}: variants.{name}"
+        if name in out:
+            raise ConfigError(f"{where}: the name is given twice")
+        if over is None:
+            over = {}
+        if not isinstance(over, dict):
+            raise ConfigError(f"{where}: expected a mapping of config keys, e.g. {{disc: {{hid_num: 4}}}}, "
+                              f"got {over!r}")
+        checked = {}
+        for key, value in flatten(over).items():
+            _check_key(key, where)
+            if key in SECTIONS:
+                raise ConfigError(f"{where}.{key}: section {key} takes a mapping of its keys, got {value!r}")
+            _refuse_tune_syntax(value, f"{where}.{key}")
+            checked[key] = SCHEMA[key].check(f"{where}.{key}", value)
+        out[name] = unflatten(checked)
+    return out
+
+
+def _parse_ladder(raw: Any, label: str) -> list[str]:
+    """``ladder:``: the rungs, library files (paths, or names in funs/) in order; their stems name them."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{label}: ladder: expected a list of library files (the rungs, in order), "
+                          f"e.g. [ladder/L1_quadratic, ladder/L2_cubic], got {raw!r}")
+    from tune_sd.engine.study import library_path
+
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        where = f"{label}: ladder[{i}]"
+        item = SCHEMA["library.path"].check(where, item)
+        try:
+            found = library_path(item)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {str(e).split(': ', 1)[-1]}") from None
+        if found == Path(item) and not found.is_absolute():
+            item = str(found.resolve())  # a file beside the caller: trials run in their own folders
+        name = rung_name(item)
+        if name in seen:
+            raise ConfigError(f"{where}: rung {name!r} is ladder[{seen[name]}] already (rungs are named by "
+                              "their file stems, which must differ)")
+        seen[name] = i
+        out.append(item)
+    return out
 
 
 def _tune_block(tree: dict, label: str) -> dict:
@@ -770,11 +921,27 @@ def _check_space(space: SearchSpace, label: str, paths: dict) -> None:
         if "value" in block:
             _refuse_tune_syntax(block["value"], where)
 
-    # the default combination (base + the first value of each parameter) must be a valid run config,
-    # and so must each value of each parameter together with the first values of all others
+    # named axes: what they set varies nowhere else
+    axes = space.axes()
+    locations = _axis_locations(space)
+    owner: dict[str, tuple[str, str]] = {}  # key -> (label, where) of the first axis that sets it
+    for (lab, name), loc in locations.items():
+        for key in axes[lab][name]:
+            clash = key if key in space.params else next(
+                (sec for sec in SECTIONS if sec in space.params and key.startswith(sec + ".")), None)
+            if clash:
+                raise ConfigError(f"{label}: {loc}: {key} varies in {paths[clash]} too; vary it in one place")
+            other_label, other_loc = owner.setdefault(key, (lab, loc))
+            if other_label != lab:
+                raise ConfigError(f"{label}: {loc}: {key} is set by {other_loc} too; set it in one place")
+    axis_first = {k: v for table in axes.values() for k, v in next(iter(table.values())).items()}
+
+    # the default combination (base + the first value of each parameter and each named axis) must be a
+    # valid run config, and so must each value of each parameter (each name of each axis) together with
+    # the first values of all others
     first = {k: _representative(b) for k, b in space.params.items()}
     try:
-        Config.from_dict(space._assemble(first))
+        Config.from_dict(space._assemble({**first, **axis_first}))
     except ConfigError as e:
         culprit = str(e).split(":", 1)[0].split("[", 1)[0]  # the dotted key the engine names first
         if culprit not in space.params and culprit.split(".")[0] in space.params:  # a whole section varies
@@ -788,13 +955,26 @@ def _check_space(space: SearchSpace, label: str, paths: dict) -> None:
     for key, block in space.params.items():
         for i, value in enumerate(block.get("values", [])[1:], start=1):
             try:
-                Config.from_dict(space._assemble({**first, key: value}))
+                Config.from_dict(space._assemble({**first, **axis_first, key: value}))
             except ConfigError as e:
                 raise ConfigError(f"{label}: {paths[key]}.values[{i}]: {value!r} does not fit the rest "
                                   f"of the space: {e}") from None
+    for (lab, name), loc in locations.items():
+        others = {k: v for other, table in axes.items() if other != lab for k, v in next(iter(table.values())).items()}
+        try:
+            Config.from_dict(space._assemble({**first, **others, **axes[lab][name]}))
+        except ConfigError as e:
+            raise ConfigError(f"{label}: {loc}: does not fit the rest of the space: {e}") from None
 
     if space.method == "bayes":
         space.optuna_space()  # refuses what Optuna cannot express, now rather than when the sweep starts
+
+
+def _axis_locations(space: SearchSpace) -> dict[tuple[str, str], str]:
+    """(label, name) -> where the name is in the file: ``variants.v1``, ``ladder[2]``."""
+    out = {(AXES["variants"], name): f"variants.{name}" for name in space.variants}
+    out.update({(AXES["ladder"], rung_name(p)): f"ladder[{i}]" for i, p in enumerate(space.ladder)})
+    return out
 
 
 def _probe(key: str, block: dict, where: str) -> None:

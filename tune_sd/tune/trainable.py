@@ -91,7 +91,8 @@ class SDTrainable(tune.Trainable):
         return result
 
     def _where(self) -> dict:
-        return {"node": self.node, "node_ip": self.node_ip, "host": self.host, **self.labels}
+        return {"node": self.node, "node_ip": self.node_ip, "host": self.host, "device": self.study.device.type,
+                **self.labels}
 
     def _maybe_fail(self, epoch: int) -> None:
         spec = os.environ.get(FAIL_ONCE_ENV)

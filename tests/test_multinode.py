@@ -1,0 +1,119 @@
+"""Scale-out: a sweep on a 3-node Ray cluster on loopback (head + 2 workers, 1 CPU each); a worker is
+removed while its trial runs, and every trial still ends, resumed from its checkpoint elsewhere."""
+
+import copy
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tune_helpers import assert_complete_curves, read_tables, write_space
+
+from tune_sd.tune.cluster import _loopback_only
+from tune_sd.tune.spaces import load_space
+from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-local.yaml"])
+def test_cluster_configs_pass_rays_schema(name):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((ROOT / name).read_text())
+    validate_config(prepare_config(copy.deepcopy(config)))
+    text = (ROOT / name).read_text().lower()
+    for secret in ("aws_access_key_id", "aws_secret_access_key", "begin openssh private key", "password"):
+        assert secret not in text
+    if config["provider"]["type"] == "aws":
+        rules = config["provider"]["security_group"]["IpPermissions"]
+        assert [(r["FromPort"], r["ToPort"]) for r in rules] == [(22, 22)]  # nothing but SSH is opened
+        assert {"head", "cpu_worker", "gpu_worker"} <= set(config["available_node_types"])
+
+
+@pytest.fixture
+def three_nodes():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    _loopback_only()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()  # only the cluster this test started
+
+
+def _rows(exp: Path):
+    for f in exp.glob("trial_*/result.json"):
+        for line in f.read_text().splitlines():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                pass
+
+
+@pytest.mark.slow
+def test_trials_spread_over_nodes_and_survive_a_lost_worker(three_nodes, tmp_path):
+    cluster, workers = three_nodes
+    victim = workers[1]
+    space = write_space(tmp_path, "multi", {"arch": {"parameters": {"lat_size": {"values": [2, 3, 4]}}}},
+                        base={"epochs": 600, "checkpoint_every": 1, "figure_every": 0},
+                        tune={"scheduler": "fifo", "num_samples": 1, "max_failures": 3})
+    shared = tmp_path / "shared"  # storage every node reaches (one machine: one path)
+    plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(shared), name="multi"))
+    exp = plan.exp_dir
+    removed = {}
+
+    def remove_worker_when_its_trial_has_a_checkpoint():
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            on_victim = {r["trial_id"] for r in _rows(exp) if r.get("node") == victim.node_id[:12]}
+            ckpts = [d for d in exp.glob("trial_*/checkpoint_*")]
+            if on_victim and ckpts:
+                removed["trials"] = on_victim
+                cluster.remove_node(victim)
+                return
+            time.sleep(0.3)
+
+    killer = threading.Thread(target=remove_worker_when_its_trial_has_a_checkpoint, daemon=True)
+    killer.start()
+    run_sweep(plan)
+    killer.join(timeout=5)
+    assert removed, "no trial ran on the worker that was to be removed"
+
+    curves, trials = read_tables(exp)
+    assert len(trials) == 3 and set(trials.status) == {"TERMINATED"}
+    assert (trials.epochs == 600).all()
+    assert_complete_curves(curves)
+    assert curves.node.nunique() >= 2
+    # the trial that lost its node finished elsewhere
+    for tid in removed["trials"]:
+        nodes = list(curves[curves.trial_id == tid].sort_values("iteration").node)
+        assert nodes[0] == victim.node_id[:12] and nodes[-1] != victim.node_id[:12]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine: the GPU path is skipped")
+def test_fractional_gpu_trials_run_on_the_gpu(tmp_path):
+    import ray
+
+    from tune_sd.tune.cluster import connect
+
+    space = write_space(tmp_path, "gpu", {"arch": {"parameters": {"lat_size": {"values": [2, 3]}}}},
+                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+    started = connect(num_cpus=2, num_gpus=1)
+    try:
+        plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path / "s"), name="gpu",
+                                                             gpus_per_trial=0.5))
+        run_sweep(plan)
+    finally:
+        if started:
+            ray.shutdown()
+    curves, trials = read_tables(plan.exp_dir)
+    assert set(trials.status) == {"TERMINATED"}
+    assert set(curves.device) == {"cuda"}
