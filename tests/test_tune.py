@@ -154,3 +154,16 @@ def test_status_and_export_commands(ray_local, tmp_path):
 
     with pytest.raises(StudyError, match="resume"):
         run_sweep(plan)
+
+
+def test_storage_uri(ray_local, tmp_path):
+    """Storage given as a URI (s3://, gs://, file://) goes through pyarrow's filesystems end to end."""
+    space = write_space(tmp_path, "uri", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
+                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+    uri = f"file://{tmp_path / 'remote'}"
+    exp = sweep(space, uri, "uri")
+    assert str(exp) == f"{uri}/uri"
+    curves, trials = read_tables(tmp_path / "remote" / "uri")
+    assert len(curves) == 2 and trials.checkpoint.iloc[0].startswith(uri)
+    p = tune_sd("status", "uri", "--storage", uri)
+    assert p.returncode == 0 and "TERMINATED" in p.stdout

@@ -154,7 +154,17 @@ def engine_sweep(folder: str | Path, n_trials: int = 3, epochs: int = 40, seed: 
     from tune_sd.engine import Study
     from tune_sd.engine.config import flatten, merge
 
-    folder = Path(folder)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny critics: threads only add overhead (and contend on a busy machine)
+    try:
+        return _engine_sweep(Study, flatten, merge, Path(folder), n_trials, epochs, seed, name, study)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _engine_sweep(Study, flatten, merge, folder: Path, n_trials, epochs, seed, name, study) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     name = name or folder.name
     curve_parts, trial_rows = [], []

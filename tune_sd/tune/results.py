@@ -38,7 +38,16 @@ class TrialRecord:
     error: str | None
 
 
-def read_meta(exp_dir: Path) -> dict:
+def read_meta(exp_dir) -> dict:
+    if is_uri(exp_dir):
+        from pyarrow import fs
+
+        try:
+            filesystem, root = fs.FileSystem.from_uri(str(exp_dir).rstrip("/"))
+            with filesystem.open_input_stream(f"{root}/{META_FILE}") as src:
+                return json.loads(src.read())
+        except (OSError, ValueError):
+            return {}
     f = Path(exp_dir) / META_FILE
     if f.exists():
         try:
@@ -148,7 +157,17 @@ def _latest_checkpoint(trial_dir: Path) -> str | None:
 
 
 def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(curves, trials) data frames of a sweep folder."""
+    """(curves, trials) data frames of a sweep folder (a local path or a storage URI)."""
+    if is_uri(exp_dir):
+        import tempfile
+
+        uri = str(exp_dir).rstrip("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = fetch(uri, Path(tmp))
+            curves, trials = collect(local)
+            for col in ("checkpoint", "path"):  # point at the remote folders, not the temporary copy
+                trials[col] = [v.replace(str(local), uri, 1) if isinstance(v, str) else v for v in trials[col]]
+        return curves, trials
     exp_dir = Path(exp_dir)
     meta = read_meta(exp_dir)
     experiment, study = meta.get("name", exp_dir.name), meta.get("study", "")
@@ -197,13 +216,50 @@ def _write(df: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def export(exp_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``curves.parquet`` and ``trials.parquet`` into the sweep folder (atomically)."""
-    exp_dir = Path(exp_dir)
+def export(exp_dir: str | Path) -> tuple[str, str]:
+    """Write ``curves.parquet`` and ``trials.parquet`` into the sweep folder (atomically), local or
+    remote (``s3://…``, ``gs://…``, ``file://…``: read and written through pyarrow's filesystems)."""
     curves, trials = collect(exp_dir)
-    _write(curves, exp_dir / "curves.parquet")
-    _write(trials, exp_dir / "trials.parquet")
-    return exp_dir / "curves.parquet", exp_dir / "trials.parquet"
+    if is_uri(exp_dir):
+        from pyarrow import fs
+
+        filesystem, root = fs.FileSystem.from_uri(str(exp_dir).rstrip("/"))
+        for name, df in (("curves.parquet", curves), ("trials.parquet", trials)):
+            with filesystem.open_output_stream(f"{root.rstrip('/')}/{name}") as sink:
+                pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
+    else:
+        _write(curves, Path(exp_dir) / "curves.parquet")
+        _write(trials, Path(exp_dir) / "trials.parquet")
+    base = str(exp_dir).rstrip("/")
+    return f"{base}/curves.parquet", f"{base}/trials.parquet"
+
+
+def is_uri(path) -> bool:
+    return "://" in str(path)
+
+
+def fetch(uri: str, into: Path) -> Path:
+    """Copy what the tables are made of (JSON files, checkpoint folder names) from remote storage."""
+    from pyarrow import fs
+
+    filesystem, root = fs.FileSystem.from_uri(uri.rstrip("/"))
+    try:
+        infos = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    except (OSError, FileNotFoundError) as e:
+        raise StudyError(f"{uri}: cannot list the sweep folder ({e})") from None
+    wanted = ("params.json", "result.json", "error.txt", META_FILE)
+    local = into / Path(root).name
+    local.mkdir(parents=True, exist_ok=True)
+    for info in infos:
+        rel = Path(info.path).relative_to(root)
+        keep = rel.name in wanted or (len(rel.parts) == 1 and rel.name.startswith("experiment_state-"))
+        if info.type == fs.FileType.Directory and rel.name.startswith("checkpoint_"):
+            (local / rel).mkdir(parents=True, exist_ok=True)  # its name is all trials.parquet needs
+        elif info.type == fs.FileType.File and keep:
+            (local / rel).parent.mkdir(parents=True, exist_ok=True)
+            with filesystem.open_input_stream(info.path) as src:
+                (local / rel).write_bytes(src.read())
+    return local
 
 
 def status_table(exp_dir: str | Path) -> str:

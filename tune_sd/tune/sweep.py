@@ -63,6 +63,11 @@ class SweepPlan:
     def exp_dir(self) -> Path:
         return Path(self.storage) / self.name
 
+    @property
+    def exp_uri(self):
+        """The sweep folder: a local Path, or a URI string for remote storage."""
+        return f"{self.storage.rstrip('/')}/{self.name}" if "://" in self.storage else self.exp_dir
+
 
 def storage_root(storage: str | None) -> str:
     """Local storage as an absolute path (Tune needs one); URIs such as s3://bucket/path as they are."""
@@ -227,10 +232,19 @@ def _quiet_ray_output():
 
 
 def write_meta(plan: SweepPlan) -> None:
-    plan.exp_dir.mkdir(parents=True, exist_ok=True)
     meta = {"name": plan.name, "study": plan.space.name, "space_path": str(plan.space.path or ""),
             "epochs": plan.settings["epochs"], "settings": plan.settings, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (plan.exp_dir / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    text = json.dumps(meta, indent=2, default=str)
+    if "://" in plan.storage:
+        from pyarrow import fs
+
+        filesystem, root = fs.FileSystem.from_uri(str(plan.exp_uri))
+        filesystem.create_dir(root, recursive=True)
+        with filesystem.open_output_stream(f"{root}/{META_FILE}") as sink:
+            sink.write(text.encode())
+        return
+    plan.exp_dir.mkdir(parents=True, exist_ok=True)
+    (plan.exp_dir / META_FILE).write_text(text)
 
 
 def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False) -> Path:
@@ -246,8 +260,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
 
     started = connect(address, dashboard=dashboard)
     try:
-        if "://" not in plan.storage:
-            write_meta(plan)
+        write_meta(plan)
         param_space, searcher = _param_space_and_searcher(plan)
         s = plan.settings
         from .schedulers import make_scheduler
@@ -265,24 +278,25 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
     finally:
         if started:
             ray.shutdown()
-    return finish(plan.exp_dir, plan.storage)
+    return finish(plan.exp_uri)
 
 
-def finish(exp_dir: Path, storage: str) -> Path:
-    if "://" in storage:
-        print(f"results are in {exp_dir}; export them with `tune-sd export` from a machine that mounts it")
-        return exp_dir
+def finish(exp_dir) -> str:
     curves, trials = export(exp_dir)
     print(f"wrote {curves} and {trials}", file=sys.stderr)
     return exp_dir
 
 
-def find_sweep(name: str, storage: str | None) -> Path:
-    """A sweep folder by name under the storage root, or by path."""
+def find_sweep(name: str, storage: str | None):
+    """A sweep folder by name under the storage root, or by path or URI."""
+    if "://" in name:
+        return name.rstrip("/")
     p = Path(name)
     if p.is_dir() and (list(p.glob("experiment_state-*.json")) or (p / META_FILE).exists()):
         return p.resolve()
     root = storage_root(storage)
+    if "://" in root:
+        return f"{root.rstrip('/')}/{name}"
     cand = Path(root) / name
     if cand.is_dir():
         return cand
@@ -294,7 +308,7 @@ def find_sweep(name: str, storage: str | None) -> Path:
 def resume_sweep(name: str, storage: str | None = None, address: str | None = None) -> Path:
     """Continue an interrupted sweep: unfinished and errored trials go on from their checkpoints."""
     exp_dir = find_sweep(name, storage)
-    if not list(exp_dir.glob("experiment_state-*.json")):
+    if "://" not in str(exp_dir) and not list(Path(exp_dir).glob("experiment_state-*.json")):
         raise StudyError(f"{exp_dir}: holds no Tune experiment state to resume")
     meta = read_meta(exp_dir)
     settings = meta.get("settings") or dict(DEFAULTS)
@@ -312,4 +326,4 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
     finally:
         if started:
             ray.shutdown()
-    return finish(exp_dir, str(exp_dir.parent))
+    return finish(exp_dir)
