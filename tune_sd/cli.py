@@ -75,7 +75,10 @@ def _add_sweep(sub):
     p.add_argument("space", help="study name (see `tune-sd spaces`) or path of a YAML space")
     p.add_argument("--num-samples", type=int, help="trials to sample (grid: repeats of the grid)")
     p.add_argument("--epochs", type=int, help="epochs per trial")
-    p.add_argument("--scheduler", choices=["asha", "fifo", "median"], help="trial scheduler (default asha)")
+    p.add_argument("--scheduler", choices=["asha", "fifo", "median", "nonlearner", "asha+nonlearner",
+                                            "median+nonlearner"],
+                   help="trial scheduler (default: the space's, else asha); nonlearner stops trials that stay "
+                        "at chance with no upward trend, alone or beside asha/median")
     p.add_argument("--search", choices=["random", "grid", "bayes"], help="search (default: the space's method)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
@@ -86,6 +89,12 @@ def _add_sweep(sub):
     p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2)")
     p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
     p.add_argument("--reduction-factor", type=float, help="asha: reduction factor (default 3)")
+    p.add_argument("--nonlearner-grace", type=int, metavar="E", help="nonlearner: epochs before a stop (default 2000)")
+    p.add_argument("--nonlearner-window", type=int, metavar="E", help="nonlearner: epochs looked at (default 2000)")
+    p.add_argument("--nonlearner-margin", type=float, metavar="M",
+                   help="nonlearner: avg_acc within 0.5 +- M counts as chance (default 0.03)")
+    p.add_argument("--nonlearner-confidence", type=float, metavar="C",
+                   help="nonlearner: significance an upward trend needs to keep a trial (default 0.9)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)")
     p.add_argument("--quick", action="store_true", help="a smoke run: few samples and epochs, still early stopping")
@@ -160,7 +169,9 @@ def cmd_sweep(args) -> int:
                         search=args.search, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                         storage=args.storage, name=args.name, max_concurrent=args.max_concurrent,
                         max_failures=args.max_failures, grace_period=args.grace_period,
-                        reduction_factor=args.reduction_factor, quick=args.quick, seed=args.seed,
+                        reduction_factor=args.reduction_factor, nonlearner_grace=args.nonlearner_grace,
+                        nonlearner_window=args.nonlearner_window, nonlearner_margin=args.nonlearner_margin,
+                        nonlearner_confidence=args.nonlearner_confidence, quick=args.quick, seed=args.seed,
                         overrides=args.overrides)
     plan = plan_sweep(space, opts)
     if args.dry_run:

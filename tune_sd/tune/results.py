@@ -27,6 +27,7 @@ TRIAL_COLUMNS = ["trial_id", "status", "epochs", "final_avg_acc", "best_avg_acc"
 EXTRA_METRICS = ["nonfinite", "node_ip", "host", "device"]
 LABELS = ["variant", "rung"]
 META_FILE = "tune_sd.json"  # written by the sweep: study name, planned epochs, options
+STOPS_FILE = "stops.jsonl"  # written by the non-learner stopper: one line per trial it stopped
 
 
 @dataclass
@@ -151,6 +152,19 @@ def _cfg_columns(config: dict) -> dict:
     return out
 
 
+def _read_stops(exp_dir: Path) -> dict[str, dict]:
+    f = Path(exp_dir) / STOPS_FILE
+    out = {}
+    if f.exists():
+        for line in f.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                out[row["trial_id"]] = row
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return out
+
+
 def _latest_checkpoint(trial_dir: Path) -> str | None:
     cks = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
     return str(cks[-1]) if cks else None
@@ -172,6 +186,8 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     meta = read_meta(exp_dir)
     experiment, study = meta.get("name", exp_dir.name), meta.get("study", "")
     planned = meta.get("epochs")
+    scheduler = (meta.get("settings") or {}).get("scheduler", "asha")
+    stops = _read_stops(exp_dir)
     curve_rows, trial_rows = [], []
     for trial in find_trials(exp_dir):
         rows = _unique_iterations(_read_results(trial.path))
@@ -194,11 +210,20 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         epochs = int(last.get("epoch", 0) or 0)
         target = trial.config.get("epochs", planned)
         stopped_early = bool(status == "TERMINATED" and not error and target is not None and epochs < int(target))
+        if error:
+            stop_reason = "error"
+        elif trial.trial_id in stops:
+            stop_reason = "nonlearner"
+        elif stopped_early:
+            stop_reason = "median" if "median" in scheduler else "asha"
+        else:
+            stop_reason = "completed" if status == "TERMINATED" else status.lower()
         trial_rows.append({
             "trial_id": trial.trial_id, "status": status, "epochs": epochs,
             "final_avg_acc": avg[-1] if avg else None, "best_avg_acc": max(avg) if avg else None,
             "stopped_early": stopped_early, "checkpoint": _latest_checkpoint(trial.path),
-            "node": last.get("node"), "error": error, "experiment": experiment, "study": study,
+            "node": last.get("node"), "stop_reason": stop_reason, "stop_epoch": epochs if stopped_early else None,
+            "error": error, "experiment": experiment, "study": study,
             "path": str(trial.path), **labels, **cfg_cols,
         })
     curves = pd.DataFrame(curve_rows)
@@ -247,7 +272,7 @@ def fetch(uri: str, into: Path) -> Path:
         infos = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
     except (OSError, FileNotFoundError) as e:
         raise StudyError(f"{uri}: cannot list the sweep folder ({e})") from None
-    wanted = ("params.json", "result.json", "error.txt", META_FILE)
+    wanted = ("params.json", "result.json", "error.txt", META_FILE, STOPS_FILE)
     local = into / Path(root).name
     local.mkdir(parents=True, exist_ok=True)
     for info in infos:

@@ -6,7 +6,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianSt
 
 from tune_sd.errors import ConfigError
 
-SCHEDULERS = ("asha", "fifo", "median")
+SCHEDULERS = ("asha", "fifo", "median", "nonlearner", "asha+nonlearner", "median+nonlearner")
 
 
 def default_grace_period(epochs: int, report_every: int) -> int:
@@ -19,6 +19,7 @@ def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: i
                    reduction_factor: float = 3):
     """A scheduler whose time attribute is ``epoch``; metric and mode come from the TuneConfig."""
     grace = grace_period or default_grace_period(epochs, report_every)
+    name = name.replace("+nonlearner", "").replace("nonlearner", "fifo")  # the stopper comes separately
     if name == "asha":
         return AsyncHyperBandScheduler(time_attr="epoch", max_t=epochs, grace_period=min(grace, epochs),
                                        reduction_factor=reduction_factor)
@@ -27,3 +28,7 @@ def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: i
     if name == "fifo":
         return FIFOScheduler()
     raise ConfigError(f"scheduler: {name!r} is not allowed (allowed: {', '.join(SCHEDULERS)})")
+
+
+def uses_nonlearner(name: str) -> bool:
+    return "nonlearner" in name

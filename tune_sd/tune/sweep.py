@@ -22,10 +22,12 @@ from .results import META_FILE, export, read_meta
 DEFAULTS = {
     "metric": "avg_acc", "mode": "max", "scheduler": "asha", "num_samples": 10, "cpus_per_trial": 1.0,
     "gpus_per_trial": 0.0, "max_concurrent": None, "max_failures": 2, "grace_period": None,
-    "reduction_factor": 3.0,
+    "reduction_factor": 3.0, "nonlearner_grace": None, "nonlearner_window": None, "nonlearner_margin": None,
+    "nonlearner_confidence": None,
 }
 QUICK = {"num_samples": 6, "epochs": 400, "report_every": 20, "avg_hor": 100, "grace_period": 100,
-         "reduction_factor": 2.0, "figure_every": 5, "checkpoint_every": 5}
+         "reduction_factor": 2.0, "figure_every": 5, "checkpoint_every": 5, "nonlearner_grace": 160,
+         "nonlearner_window": 160}
 SEARCHES = ("random", "grid", "bayes")
 
 
@@ -43,6 +45,10 @@ class SweepOptions:
     max_failures: int | None = None
     grace_period: int | None = None
     reduction_factor: float | None = None
+    nonlearner_grace: int | None = None
+    nonlearner_window: int | None = None
+    nonlearner_margin: float | None = None
+    nonlearner_confidence: float | None = None
     quick: bool = False
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
@@ -104,6 +110,9 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
         settings["num_samples"] = min(settings["num_samples"], QUICK["num_samples"])
         settings["grace_period"] = QUICK["grace_period"]
         settings["reduction_factor"] = QUICK["reduction_factor"]
+        settings["nonlearner_grace"] = min(settings["nonlearner_grace"] or QUICK["nonlearner_grace"], QUICK["nonlearner_grace"])
+        settings["nonlearner_window"] = min(settings["nonlearner_window"] or QUICK["nonlearner_window"],
+                                            QUICK["nonlearner_window"])
         fixed["epochs"] = min(cfg.epochs, opts.epochs or QUICK["epochs"])
         for key in ("report_every", "avg_hor", "figure_every", "checkpoint_every"):
             fixed[key] = min(cfg[key], QUICK[key]) if cfg[key] else QUICK[key]
@@ -112,6 +121,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     settings["epochs"] = cfg.epochs
     settings["report_every"] = cfg.report_every
     settings["seed"] = opts.seed
+    nonlearner_settings(settings).check()
     if settings["gpus_per_trial"] < 0 or settings["cpus_per_trial"] <= 0:
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     name = opts.name or space.name
@@ -208,7 +218,24 @@ def _swept_columns(space, sep: str = "/") -> dict:
     return cols
 
 
-def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None):
+def nonlearner_settings(settings: dict):
+    from .stoppers import NonLearnerSettings
+
+    given = {k: settings.get(f"nonlearner_{k}") for k in ("grace", "window", "margin", "confidence")}
+    return NonLearnerSettings(**{k: v for k, v in given.items() if v is not None})
+
+
+def _stopper(plan: "SweepPlan"):
+    from .schedulers import uses_nonlearner
+    from .stoppers import NonLearnerStopper
+
+    if not uses_nonlearner(plan.settings["scheduler"]):
+        return None
+    record = None if "://" in plan.storage else plan.exp_dir / "stops.jsonl"
+    return NonLearnerStopper(nonlearner_settings(plan.settings), record=record)
+
+
+def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None):
     from ray import tune
     from ray.tune import CLIReporter
 
@@ -216,7 +243,7 @@ def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | No
                            parameter_columns=columns or None, max_progress_rows=30, max_report_frequency=30,
                            sort_by_metric=True, print_intermediate_tables=True)
     return tune.RunConfig(
-        name=plan_name, storage_path=storage,
+        name=plan_name, storage_path=storage, stop=stop,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=True),
         failure_config=tune.FailureConfig(max_failures=int(settings["max_failures"])),
         sync_config=tune.SyncConfig(sync_artifacts=True),
@@ -273,7 +300,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
                                         search_alg=searcher, num_samples=int(s["num_samples"]),
                                         reuse_actors=False, trial_dirname_creator=trial_dirname),
             run_config=_run_config(plan.name, plan.storage, s,
-                                   _swept_columns(plan.space, "." if s["search"] == "bayes" else "/")))
+                                   _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
+                                   stop=_stopper(plan)))
         tuner.fit()
     finally:
         if started:

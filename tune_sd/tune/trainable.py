@@ -69,6 +69,7 @@ class SDTrainable(tune.Trainable):
     def step(self) -> dict:
         study, cfg = self.study, self.cfg
         metrics = None
+        first = study.epoch
         try:
             for _ in range(cfg.report_every):
                 if study.done:
@@ -83,7 +84,10 @@ class SDTrainable(tune.Trainable):
         if metrics is None:  # restored at its last epoch
             metrics = {m: study.history[m][-1] for m in study.history} | {"epoch": study.epoch}
         self.reports += 1
-        result = {**metrics, **self._where(), "done": study.done}
+        # the mean accuracy over this report's epochs: independent from report to report, unlike the
+        # moving average avg_acc, so that trend tests can weigh its noise (see stoppers.py)
+        epochs = study.history["acc_mean"][first:] or study.history["acc_mean"][-1:]
+        result = {**metrics, "acc_report": sum(epochs) / len(epochs), **self._where(), "done": study.done}
         if cfg.checkpoint_every and self.reports % cfg.checkpoint_every == 0:
             result["should_checkpoint"] = True
         if cfg.figure_every and (self.reports % cfg.figure_every == 0 or self.reports == 1):

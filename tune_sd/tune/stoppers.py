@@ -1,0 +1,110 @@
+"""The non-learner stopper: drop trials that stay at chance level and show no upward trend.
+
+Rank-based early stopping (ASHA, the median rule) cuts the bottom of every rung, and a slow learner
+sits near the bottom early on. This stopper looks at each trial on its own instead: after a grace
+period it stops a trial whose smoothed accuracy (``avg_acc``) has stayed within ``margin`` of chance
+(0.5) over the last ``window`` epochs *and* whose per-report accuracy (``acc_report``, the mean over
+a report's epochs, independent from report to report) shows no upward trend there: the one-sided
+t-test of the least-squares slope does not reach ``confidence``. The noise of per-epoch accuracy
+enters through the residuals of that fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ray.tune.stopper import Stopper
+from scipy import stats
+
+CHANCE = 0.5
+
+
+@dataclass
+class NonLearnerSettings:
+    grace: int = 2000        # epochs before a trial can be stopped
+    window: int = 2000       # epochs looked at
+    margin: float = 0.03     # "at chance": avg_acc below 0.5 + margin over the whole window
+    confidence: float = 0.9  # an upward trend must be this significant to keep a trial at chance
+
+    def check(self) -> "NonLearnerSettings":
+        from tune_sd.errors import ConfigError
+
+        if self.grace < 0 or self.window <= 0:
+            raise ConfigError(f"nonlearner: grace must be >= 0 and window > 0 (got {self.grace}, {self.window})")
+        if not 0 < self.margin < 0.5:
+            raise ConfigError(f"nonlearner: margin must be in (0, 0.5) (got {self.margin})")
+        if not 0.5 <= self.confidence < 1:
+            raise ConfigError(f"nonlearner: confidence must be in [0.5, 1) (got {self.confidence})")
+        return self
+
+
+def rising(epochs: list[float], values: list[float], confidence: float) -> bool:
+    """One-sided test of a positive least-squares slope of values over epochs."""
+    n = len(values)
+    if n < 3:
+        return True  # too few points to call it flat
+    mx, my = sum(epochs) / n, sum(values) / n
+    sxx = sum((x - mx) ** 2 for x in epochs)
+    if sxx == 0:
+        return True
+    slope = sum((x - mx) * (y - my) for x, y in zip(epochs, values)) / sxx
+    resid = [y - my - slope * (x - mx) for x, y in zip(epochs, values)]
+    s2 = sum(r * r for r in resid) / (n - 2)
+    if s2 == 0:
+        return slope > 0
+    t = slope / math.sqrt(s2 / sxx)
+    return t > stats.t.ppf(confidence, n - 2)
+
+
+def is_non_learner(history: list[tuple[float, float, float]], s: NonLearnerSettings) -> bool:
+    """history: (epoch, avg_acc, acc_report) per report, in order."""
+    if not history or history[-1][0] < s.grace:
+        return False
+    last = history[-1][0]
+    window = [h for h in history if h[0] > last - s.window]
+    if len(window) < 3:
+        return False
+    if max(h[1] for h in window) >= CHANCE + s.margin or min(h[1] for h in window) <= CHANCE - s.margin:
+        return False  # learned something (a critic reliably wrong has learned too: it is inverted)
+    return not rising([h[0] for h in window], [h[2] for h in window], s.confidence)
+
+
+class NonLearnerStopper(Stopper):
+    """A Tune stopper; it works alone (with FIFO) or beside ASHA or the median rule.
+
+    Each stop is recorded in ``record`` (JSON lines: trial_id, epoch, reason) so that the results
+    say why a trial ended early.
+    """
+
+    def __init__(self, settings: NonLearnerSettings | None = None, record: str | Path | None = None):
+        self.settings = settings or NonLearnerSettings()
+        self.record = Path(record) if record else None
+        self._history: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        try:
+            point = (float(result["epoch"]), float(result["avg_acc"]), float(result.get("acc_report", result["acc_mean"])))
+        except (KeyError, TypeError, ValueError):
+            return False
+        if not all(map(math.isfinite, point)):
+            return False
+        history = self._history[trial_id]
+        if history and point[0] <= history[-1][0]:
+            # a restored trial reports again from its checkpoint: forget what it will redo
+            while history and history[-1][0] >= point[0]:
+                history.pop()
+        history.append(point)
+        if is_non_learner(history, self.settings):
+            if self.record is not None:
+                with open(self.record, "a") as f:
+                    f.write(json.dumps({"trial_id": trial_id, "epoch": point[0], "reason": "nonlearner",
+                                        **asdict(self.settings)}) + "\n")
+            return True
+        return False
+
+    def stop_all(self) -> bool:
+        return False
