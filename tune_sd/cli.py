@@ -124,6 +124,22 @@ def _add_sweep(sub):
     sp = sub.add_parser("spaces", help="list the studies in search_spaces/")
     sp.set_defaults(func=cmd_spaces)
 
+    a = sub.add_parser("analyze", help="trends, what marks them, best models and a report of sweeps",
+                       description="Read the Parquet results of one or more sweeps (no Ray needed), group the "
+                                   "accuracy curves into trends, say which hyperparameters mark each trend, "
+                                   "compare the best trials and show what the best critic gets wrong; writes "
+                                   "report.html, its PNG figures and trends.parquet.")
+    a.add_argument("names", nargs="+", metavar="NAME", help="sweep name under --storage, or a sweep folder")
+    a.add_argument("--storage", metavar="DIR", help="results root (default ./results or $TUNE_SD_STORAGE)")
+    a.add_argument("--out", metavar="DIR", help="output folder (default: <first sweep>/analysis)")
+    a.add_argument("--k", default="4", help="4: the notebook's four trends by rule (default); N: k-means groups; "
+                                            "auto: k-means with the number chosen by silhouette")
+    a.add_argument("--top-k", type=int, default=5, help="best trials per sweep in the comparison (default 5)")
+    a.add_argument("--n-wrong", type=int, default=5, help="misclassified fakes in the gallery (default 5)")
+    a.add_argument("--horizon", type=int, default=500, help="smoothing horizon in epochs (default 500)")
+    a.add_argument("--seed", type=int, default=0, help="seed of k-means and the gallery's draws (default 0)")
+    a.set_defaults(func=cmd_analyze)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -220,6 +236,14 @@ def cmd_spaces(args) -> int:
     width = max((len(n) for n, _ in spaces), default=0)
     for name, desc in spaces:
         print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from tune_sd.analysis import analyze
+
+    analyze(args.names, storage=args.storage, out=args.out, k=args.k, top_k=args.top_k,
+            n_wrong=args.n_wrong, horizon=args.horizon, seed=args.seed)  # prints its summary and the report path
     return 0
 
 

@@ -70,7 +70,11 @@ def _cell(values: pd.Series, everywhere: pd.Series) -> str:
     if is_numeric(everywhere) and as_category(everywhere).nunique() > FEW_VALUES:
         return _numeric_cell(pd.to_numeric(values))
     counts = as_category(values).value_counts()
-    return ", ".join(f"{v} ×{n}" for v, n in counts.items())
+    raw = dict(zip(as_category(values), values))
+    numeric = is_numeric(everywhere)
+    # most common first; ties in the order of the values
+    order = sorted(counts.index, key=lambda v: (-counts[v], float(raw[v]) if numeric else 0.0, str(v)))
+    return ", ".join(f"{v} ×{counts[v]}" for v in order)
 
 
 def _numeric_cell(v: pd.Series) -> str:

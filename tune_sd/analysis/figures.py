@@ -86,9 +86,13 @@ def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int
             ax.plot(grid, med, color=colours[name], lw=2.5)
         ax.set_title(f"{name} ({len(stacks[name])}): {TREND_HELP.get(base_name(name), '')}", fontsize=9)
     axes[0].set_title(f"all trials ({sum(len(v) for v in stacks.values())})", fontsize=9)
+    acc = smoothed["acc"].to_numpy(float)
+    acc = acc[np.isfinite(acc)]
+    lo, hi = (min(0.45, acc.min() - 0.02), max(0.55, acc.max() + 0.02)) if len(acc) else (0.4, 1.0)
     for ax in axes[:n_panels]:
         ax.axhline(0.5, color="k", lw=0.6, ls=":")
         ax.set_xlim(0, 1)
+        ax.set_ylim(lo, hi)  # one scale for every panel, so that levels compare at a glance
         ax.set_xlabel("fraction of planned epochs")
         ax.set_ylabel("smoothed accuracy")
         ax.grid(alpha=0.3)

@@ -4,9 +4,10 @@ With enough trials (:data:`MIN_FANOVA`) and scikit-learn installed, Optuna's fAN
 (``optuna.importance.FanovaImportanceEvaluator``: a random forest on the hyperparameters, then the
 share of the accuracy's variance each one explains) runs on an Optuna study built from the trials
 with ``optuna.trial.create_trial`` and their distributions (a key with few values enters as the rank
-of its value, so that a grid such as gp 0, 1e-6 … 1e-3 gives each value an equal share). Otherwise a variance share is used: per
-hyperparameter the correlation ratio eta² (between-value variance of the target over its total
-variance; numeric keys with many values cut into quantile bins), normalised to sum to 1.
+of its value, so that a grid such as gp 0, 1e-6 … 1e-3 gives each value an equal share). Otherwise
+a variance share is used: per hyperparameter the correlation ratio eta² (between-value variance of
+the target over its total variance; numeric keys with many values cut into quantile bins),
+normalised to sum to 1.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def _fanova(df: pd.DataFrame, y: np.ndarray, params: list[str], seed: int) -> pd
                             for n, v in values.items()},
                     distributions=dists, value=float(y[i])))
             imp = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(n_trees=N_TREES, seed=seed), normalize=True)
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(n_trees=N_TREES, seed=seed),
+                normalize=True)
     finally:
         optuna.logging.set_verbosity(verbosity)
     out = pd.DataFrame({"param": list(imp), "importance": [float(v) for v in imp.values()]})

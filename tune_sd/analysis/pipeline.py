@@ -7,7 +7,6 @@ Writes into the output folder (default: ``<first sweep>/analysis/``): ``report.h
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +17,7 @@ from tune_sd.errors import UserError
 
 from . import figures
 from .characterise import decision_rules, marks, separation, trend_profiles
-from .compare import best_trial, compared_params, top_trials
+from .compare import best_trial, top_trials
 from .gallery import checkpoint_path, misclassified_fakes
 from .importance import importance
 from .load import Sweep, hyperparameters, load_sweep
@@ -258,4 +257,4 @@ def _gallery_section(sweeps, out_dir, n_wrong, seed, summary) -> Section:
     return sec
 
 
-__all__ = ["analyze", "load_sweeps", "sweep_trends", "compared_params"]
+__all__ = ["analyze", "load_sweeps", "sweep_trends"]

@@ -5,6 +5,9 @@ binomial-like part and a slow wobble) that are then averaged over ``avg_hor`` ep
 every ``report_every`` epochs, as the engine does. Some trials are cut short at the rungs of an
 ASHA-like scheduler (1/9 and 1/3 of the run). Hyperparameters are planted: every non-learner has
 ``disc.gp`` = 0 and no other trial has; the other keys lean towards the notebook's notes.
+
+:func:`engine_sweep` instead trains a few tiny critics with the engine (no Ray) and writes their
+curves, trials and real checkpoints: a small real sweep folder for tests and notebooks.
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ def synthetic_sweep(folder: str | Path, n_per_trend: int = 10, epochs: int = 900
                 "host": "synthetic", **cfg_cols}))
             stopped = run < epochs
             trial_rows.append({
-                "trial_id": tid, "status": "TERMINATED", "epochs": int(rep[-1]), "final_avg_acc": float(avg[rep[-1] - 1]),
+                "trial_id": tid, "status": "TERMINATED", "epochs": int(rep[-1]),
+                "final_avg_acc": float(avg[rep[-1] - 1]),
                 "best_avg_acc": float(avg[rep - 1].max()), "stopped_early": stopped, "checkpoint": None,
                 "node": "synthetic", "error": None, "experiment": name, "study": study,
                 "path": str(folder / f"trial_{tid}"), **cfg_cols})

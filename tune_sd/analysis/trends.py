@@ -19,11 +19,11 @@ models that learn quickly and stay (``fast-plateau``), learn quickly and then dr
    ``observed`` (fraction of planned epochs reached), ``reports``, ``start`` (first level),
    ``early`` (level at t = 0.1, or at the end of the observed part if shorter), ``peak``, ``peak_at``
    (t of the peak), ``end`` (mean level over the last 5 % of the observed part), ``mean``,
-   ``gain`` (peak - chance), ``drop`` (peak - end), ``rel_drop`` (drop / gain),
-   ``late_gain`` (end minus the level half-way through the observed part, over gain: the share of the
-   gain still being made in the second half), ``rise_at`` (first t at 90 % of the way from start to
-   peak), ``end_slope`` (least-squares slope over the last 30 % of the observed part, accuracy per
-   planned run).
+   ``gain`` (peak - chance), ``drop`` (peak - end), ``rel_drop`` (drop / gain, the gain taken as at
+   least 0.05), ``late_gain`` (end minus the level half-way through the observed part, over the same
+   gain: the share of the gain still being made in the second half), ``rise_at`` (first t at 90 %
+   of the way from start to peak), ``end_slope`` (least-squares slope over the last 30 % of the
+   observed part, accuracy per planned run).
 4. **Naming rule** (:func:`name_of`), applied in this order to a trial's features (or to a
    cluster's centroid):
 
@@ -161,10 +161,11 @@ def shape_features(t: np.ndarray, y: np.ndarray, chance: float = CHANCE) -> dict
     else:
         end_slope = 0.0
     drop = peak - end
+    mean = float(((y[1:] + y[:-1]) / 2 * np.diff(t)).sum() / span) if len(t) > 1 else start
     return {
         "observed": min(T, 1.0), "reports": int(len(t)), "start": start,
         "early": float(np.interp(min(0.1, T), t, y)), "peak": peak, "peak_at": float(t[ip]), "end": end,
-        "mean": float(((y[1:] + y[:-1]) / 2 * np.diff(t)).sum() / span) if len(t) > 1 else start, "gain": gain, "drop": drop,
+        "mean": mean, "gain": gain, "drop": drop,
         "rel_drop": drop / scale, "late_gain": (end - half) / scale, "rise_at": rise_at, "end_slope": end_slope,
     }
 
