@@ -935,6 +935,8 @@ def _check_space(space: SearchSpace, label: str, paths: dict) -> None:
             if other_label != lab:
                 raise ConfigError(f"{label}: {loc}: {key} is set by {other_loc} too; set it in one place")
     axis_first = {k: v for table in axes.values() for k, v in next(iter(table.values())).items()}
+    axis_first_at = {k: locations[(lab, next(iter(table)))] for lab, table in axes.items()
+                     for k in next(iter(table.values()))}
 
     # the default combination (base + the first value of each parameter and each named axis) must be a
     # valid run config, and so must each value of each parameter (each name of each axis) together with
@@ -951,6 +953,8 @@ def _check_space(space: SearchSpace, label: str, paths: dict) -> None:
             what = "value" if "value" in block else "values[0]" if "values" in block else "min"
             raise ConfigError(f"{label}: {paths[culprit]}.{what}: does not fit base and the first values of the "
                               f"other parameters: {e}") from None
+        if culprit in axis_first_at:
+            raise ConfigError(f"{label}: {axis_first_at[culprit]}: does not fit the rest of the space: {e}") from None
         raise ConfigError(f"{label}: base with the first value of each parameter is not a valid config: {e}") from None
     for key, block in space.params.items():
         for i, value in enumerate(block.get("values", [])[1:], start=1):
