@@ -115,10 +115,14 @@ def main():
     p.add_argument("--schedulers", nargs="+", default=list(SCHEDULERS), choices=SCHEDULERS)
     p.add_argument("--storage", help="keep the sweeps here (default: a temporary folder)")
     p.add_argument("--summarise", metavar="DIR", help="only summarise sweeps already in DIR (es-<scheduler>)")
+    p.add_argument("--truth", metavar="DIR", help="reuse this finished fifo sweep (same trials, epochs, seed) "
+                                                  "as the ground truth instead of running fifo again")
     args = p.parse_args()
     if args.quick:
         args.trials, args.epochs, args.avg_hor = 8, 1500, 150
-    if "fifo" not in args.schedulers:
+    if args.truth:
+        args.schedulers = [s for s in args.schedulers if s != "fifo"]
+    elif "fifo" not in args.schedulers:
         args.schedulers.insert(0, "fifo")
     if args.summarise:
         folders = {s: Path(args.summarise) / f"es-{s.replace('+', '-')}" for s in args.schedulers}
@@ -128,6 +132,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         storage = Path(args.storage or tmp)
         folders, walls = run_all(args, storage)
+        if args.truth:
+            folders = {"fifo": Path(args.truth), **folders}
         print_table(summarise(folders, walls, args.avg_hor), args)
 
 
