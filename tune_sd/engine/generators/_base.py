@@ -29,3 +29,19 @@ class Generator(ABC):
         # uniform on [-bound, bound), drawn on the device of X from the run's generator
         out = torch.rand(shape, generator=rng, device=self.X.device, dtype=self.X.dtype)
         return out.mul_(2).sub_(1).mul_(bound)
+
+
+def relu_network(h: torch.Tensor, J: torch.Tensor | None, layers) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Batched ReLU networks: ``h`` [m, n, in] through ``layers`` (W [m, in, out], bias [m, 1, out] or
+    None), ReLU between layers. The Jacobian w.r.t. the inputs, ``J`` [., n, d, in], is carried forward
+    in closed form (a ReLU passes the derivative where it is active); None skips it."""
+    last = len(layers) - 1
+    for i, (W, b) in enumerate(layers):
+        h = torch.bmm(h, W) if b is None else torch.baddbmm(b, h, W)
+        if J is not None:
+            J = J @ W.unsqueeze(1)
+        if i < last:
+            if J is not None:
+                J = J * (h > 0).unsqueeze(2)
+            h = torch.relu(h)
+    return h, J

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._base import Generator
+from ._base import Generator, relu_network
 from ._mlp import layer_sizes
 
 
@@ -30,16 +30,9 @@ class DSNGenerator(Generator):
         alpha = torch.randn((k, 1, self.d), generator=rng, device=dev, dtype=dt)
         h = self.X.unsqueeze(0) * alpha                       # [k, n, d]
         J = torch.diag_embed(alpha).expand(k, 1, self.d, self.d) if with_grad else None  # d(alpha x)/dx
-        last = len(self.sizes) - 2
-        for i, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            W = torch.randn((k, fan_in, fan_out), generator=rng, device=dev, dtype=dt)
-            W.mul_(math.sqrt(6.0 / (fan_in + fan_out)))
-            h = torch.bmm(h, W)
-            if with_grad:
-                J = J @ W.unsqueeze(1)
-            if i < last:
-                if with_grad:
-                    J = J * (h > 0).unsqueeze(2)
-                h = torch.relu(h)
+        layers = [(torch.randn((k, fan_in, fan_out), generator=rng, device=dev, dtype=dt)
+                   .mul_(math.sqrt(6.0 / (fan_in + fan_out))), None)
+                  for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])]
+        h, J = relu_network(h, J, layers)
         values = h[..., 0]                                      # [k, n]
         return values, (J[..., 0] if with_grad else None)       # [k, n, d]

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._base import Generator
+from ._base import Generator, relu_network
 
 
 def layer_sizes(d: int, hid_num: int, hid_size: int, out: int) -> list[int]:
@@ -55,16 +55,7 @@ class MLPGenerator(Generator):
         h = self.X.expand(m, self.n, self.d)
         # the Jacobian of the input w.r.t. itself: identity per point, broadcast over networks/points
         J = torch.eye(self.d, device=self.X.device, dtype=self.X.dtype).expand(1, 1, self.d, self.d) if with_grad else None
-        last = len(layers) - 1
-        for i, (W, b) in enumerate(layers):
-            h = torch.baddbmm(b, h, W)
-            if with_grad:
-                J = J @ W.unsqueeze(1)
-            if i < last:
-                if with_grad:
-                    J = J * (h > 0).unsqueeze(2)
-                h = torch.relu(h)
-        return h, J
+        return relu_network(h, J, layers)
 
     def sample(self, k, rng, with_grad=True):
         m = -(-k // self.lat_size)
