@@ -1,11 +1,12 @@
 """Platform cost: 2 concurrent Ray Tune trials against 2 bare engine processes, same config, same epochs.
 
 Bare: two OS processes (multiprocessing, 'spawn'), one torch thread each, each builds a ``Study`` (its
-own seed) and waits on a barrier; the clock starts when both are built and stops when both have
+own seed) and waits for a start signal; the clock starts when both are built and stops when both have
 finished ``study.run()``. Interpreter start, imports and set-up are not timed.
 
-Tune: a local Ray started with ``tune_sd.tune.cluster.connect(num_cpus=2)`` before the clock starts,
-then ``tuner.fit()`` of ``SDTrainable`` with 1 CPU per trial over the same config with
+Tune: a local Ray started with ``tune_sd.tune.cluster.connect(num_cpus=2)`` once, before any clock
+(both modes run beside its idle processes; with ``--rounds`` the modes alternate), then
+``tuner.fit()`` of ``SDTrainable`` with 1 CPU per trial over the same config with
 ``seed: grid_search([1, 2])``, FIFO scheduler, the sweep's run config (checkpoints kept 2 and at the
 end, short trial folders) in a temporary folder. Timed: the whole ``fit()``, i.e. what a user waits
 for, with actor start, trial set-up, TensorBoard figures, checkpoints and result handling included.
@@ -15,7 +16,12 @@ engine's throughput the platform keeps. Goal >= 0.85 (the platform costs under 1
 ``engine_s`` (the engine's own time inside the runs, ``Study.elapsed`` summed over both) and, for
 Tune, ``step_s`` (Ray's ``time_total_s``, the trainable's ``step()`` calls, summed) show where the time
 goes: engine_s up = each epoch got slower; step_s - engine_s = per-report work in the trial
-(figures); wall_s - step_s / 2 = start-up, checkpoints and scheduling.
+(figures); the rest of wall_s is start-up, checkpoints and scheduling, which a per-run line splits
+(timed on the driver with a Tune callback). ``other_cpu`` is the share of the machine's CPU time
+that processes outside the benchmark took during each run: on a shared machine the numbers are
+only worth something when it is near 0. For reference, the bare wall time from spawning the
+processes (imports and ``Study`` build included, which a Tune trial pays inside ``fit()``) is
+printed too.
 
     python benchmarks/sweep.py [--epochs 2000] [--quick] [--rounds 1] [--set KEY=VALUE ...]
 """
@@ -38,37 +44,53 @@ QUICK_EPOCHS = 300
 # ------------------------------------------------------------------------------------------ bare
 
 
-def _bare_worker(cfg_dict: dict, seed: int, barrier, results) -> None:
+def _bare_worker(cfg_dict: dict, seed: int, go, results) -> None:
     import torch
 
     torch.set_num_threads(1)
     from tune_sd.engine import Config, Study
 
     study = Study(Config.from_dict({**cfg_dict, "seed": seed}))
-    barrier.wait()
+    results.put(("ready", seed))
+    go.wait()
     start = time.perf_counter()
     study.run()
-    results.put({"seed": seed, "epochs": study.epoch, "run_s": time.perf_counter() - start,
-                 "engine_s": study.elapsed, "threads": torch.get_num_threads()})
+    results.put(("done", {"seed": seed, "epochs": study.epoch, "run_s": time.perf_counter() - start,
+                          "engine_s": study.elapsed, "threads": torch.get_num_threads()}))
+
+
+def _collect(results, procs, n: int) -> list:
+    """n messages from the workers; stops with the exit code of a worker that died instead."""
+    import queue
+
+    out = []
+    while len(out) < n:
+        try:
+            out.append(results.get(timeout=1.0)[1])
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode]
+            if dead:
+                raise SystemExit(f"a bare engine process failed (exit code {dead[0]})") from None
+    return out
 
 
 def run_bare(cfg_dict: dict) -> dict:
     ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(len(SEEDS) + 1)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_bare_worker, args=(cfg_dict, s, barrier, results)) for s in SEEDS]
+    go, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_bare_worker, args=(cfg_dict, s, go, results)) for s in SEEDS]
+    spawned = time.perf_counter()
     for p in procs:
         p.start()
-    barrier.wait(timeout=600)
+    _collect(results, procs, len(procs))  # both studies built
     start = time.perf_counter()
-    runs = [results.get(timeout=24 * 3600) for _ in procs]
-    wall = time.perf_counter() - start
+    go.set()
+    runs = _collect(results, procs, len(procs))
+    end = time.perf_counter()
     for p in procs:
         p.join()
-        if p.exitcode:
-            raise SystemExit(f"a bare engine process failed (exit code {p.exitcode})")
-    return {"mode": "bare", "wall_s": wall, "epochs": sum(r["epochs"] for r in runs),
-            "engine_s": sum(r["engine_s"] for r in runs), "step_s": None, "runs": runs}
+    return {"mode": "bare", "wall_s": end - start, "spawn_wall_s": end - spawned,
+            "epochs": sum(r["epochs"] for r in runs), "engine_s": sum(r["engine_s"] for r in runs), "step_s": None,
+            "runs": runs}
 
 
 # ------------------------------------------------------------------------------------------ tune
@@ -282,6 +304,10 @@ def report(cfg, epochs: int, bare: list[dict], tuned: list[dict], goal: float) -
         other = f"{r['other_cpu']:>10.0%}" if r.get("other_cpu") is not None else f"{'?':>10}"
         print(f"{r['mode'] + ' x2':<8} {r['wall_s']:>7.1f} {rate[id(r)]:>9.1f} {r['engine_s']:>9.1f} {step} {other}")
     print(f"ratio tune/bare epochs/s: {ratio:.3f}   goal >= {goal:g}  {'ok' if ratio >= goal else 'UNDER'}")
+    spawn = statistics.median([(br["spawn_wall_s"] / br["wall_s"]) * (rate[id(tr)] / rate[id(br)])
+                               for br, tr in zip(bare, tuned)])
+    print(f"(bare timed from spawn, imports and Study build included: {b['spawn_wall_s']:.1f} s; "
+          f"ratio against that {spawn:.3f})")
     runs = t["runs"]
     k = len(runs)
     reports = runs[0]["reports"]
@@ -292,8 +318,9 @@ def report(cfg, epochs: int, bare: list[dict], tuned: list[dict], goal: float) -
         vals = [r[key] for r in runs if key in r]
         return sum(vals) / len(vals) if vals else float("nan")
 
+    bare_engine = b["engine_s"] / len(b["runs"])
     print(f"tune, per run (mean of {k}): start-up {mean('startup_s'):.1f} s | engine {mean('engine_s'):.1f} s "
-          f"(bare {b['engine_s'] / len(b['runs']):.1f} s) | step() besides the engine {mean('step_s') - mean('engine_s'):.1f} s"
+          f"(bare {bare_engine:.1f} s) | step() besides the engine {mean('step_s') - mean('engine_s'):.1f} s"
           f" ({figures} figures) | between steps {mean('between_s'):.1f} s ({reports} reports, {saves} checkpoints)"
           f" | end {mean('end_s'):.1f} s")
     if n > 1:

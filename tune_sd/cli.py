@@ -141,6 +141,68 @@ def _add_sweep(sub):
     a.set_defaults(func=cmd_analyze)
 
 
+EPILOG_LADDER = """\
+examples:
+  tune-sd ladder --quick                          a smoke run: 2 seeds x 300 epochs on every rung
+  tune-sd ladder --from sd-study --ext all        the best critic of sweep sd-study, with every ext mode
+  tune-sd ladder --config critic.yaml --ext grad-embed,grad-stack --epochs 20000
+  tune-sd ladder --report ladder                  (re)write the report of a ladder that ran
+
+writes <storage>/<name>/ladder.parquet (mode, rung, rung_index, n_seeds, final_avg_acc_mean,
+final_avg_acc_std, fails) and ladder.png beside the sweep's curves.parquet and trials.parquet.
+"""
+
+
+def _add_ladder(sub):
+    p = sub.add_parser("ladder", help="Steps 15.4/15.6: one critic on a ladder of growing libraries",
+                       epilog=EPILOG_LADDER, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train one fixed critic on every rung of a library ladder (several seeds, "
+                                   "as a Tune grid sweep without early stopping) and report per rung the final "
+                                   "avg_acc and the first rung where it falls below the threshold.")
+    p.add_argument("--space", default="ladder",
+                   help="space with the rungs (ladder:) and ext modes (variants:); default: ladder")
+    p.add_argument("--from", dest="from_sweep", metavar="NAME",
+                   help="the critic of this sweep's best trial (highest final avg_acc), e.g. sd-study")
+    p.add_argument("--config", metavar="FILE",
+                   help="the critic of this YAML run config (its epochs, seed and library are the ladder's)")
+    p.add_argument("--ext", action="append", default=[], metavar="MODE[,MODE]",
+                   help="repeat the ladder with extra information: input-embed, grad-embed, input-stack, "
+                        "grad-stack, or all (repeatable)")
+    p.add_argument("--rungs", metavar="N|NAME[,NAME]", help="the first N rungs, or these rungs (default: all)")
+    p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (default: the space's 3; 2 with --quick)")
+    p.add_argument("--epochs", type=int, help="epochs per trial (default: the space's 10000; 300 with --quick)")
+    p.add_argument("--threshold", type=float, default=0.6,
+                   help="classification fails where the mean final avg_acc is below this (default 0.6)")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 300 epochs, 2 seeds, avg_hor 100")
+    p.add_argument("--name", help="sweep name (default: ladder)")
+    p.add_argument("--storage", metavar="DIR", help="results root (default ./results or $TUNE_SD_STORAGE)")
+    p.add_argument("--address", help="Ray cluster address, e.g. auto (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
+    p.add_argument("--max-concurrent", type=int, help="most trials running at once")
+    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2)")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="fix an engine key for every trial of every mode (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    p.add_argument("--dry-run", action="store_true", help="print the rungs, modes, seeds and first configs; run nothing")
+    p.add_argument("--report", metavar="NAME", help="only (re)write and print the report of a ladder sweep that ran")
+    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
+    p.set_defaults(func=cmd_ladder)
+
+
+def cmd_ladder(args) -> int:
+    from tune_sd.tune.ladder import LadderOptions, ladder_command
+
+    opts = LadderOptions(space=args.space, from_sweep=args.from_sweep, config=args.config, ext=args.ext,
+                         rungs=args.rungs, seeds=args.seeds, epochs=args.epochs, threshold=args.threshold,
+                         quick=args.quick, name=args.name, storage=args.storage,
+                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         max_concurrent=args.max_concurrent, max_failures=args.max_failures, seed=args.seed,
+                         overrides=args.overrides)
+    return ladder_command(opts, address=args.address, dashboard=args.dashboard, dry_run=args.dry_run,
+                          report=args.report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tune-sd",
@@ -149,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
     _add_sweep(sub)
+    _add_ladder(sub)
     _add_lib(sub)
     return parser
 

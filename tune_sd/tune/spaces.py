@@ -120,6 +120,10 @@ TUNE_OPTIONS: dict[str, Any] = {
     "search": text(optional=True),
     "cpus_per_trial": real(0, lo_open=True),
     "gpus_per_trial": real(0),
+    "nonlearner_grace": integer(0),
+    "nonlearner_window": integer(1),
+    "nonlearner_margin": real(0, 0.5, lo_open=True, hi_open=True),
+    "nonlearner_confidence": real(0.5, 1, hi_open=True),
 }
 _LOWERCASE_OPTIONS = ("scheduler", "search")
 

@@ -215,6 +215,8 @@ def _swept_columns(space, sep: str = "/") -> dict:
             continue
         short = key.split(".")[-1]
         cols[key.replace(".", sep)] = short if short not in cols.values() else key
+    for label in space.axes():  # variant / rung names
+        cols[label] = label
     return cols
 
 
