@@ -390,22 +390,29 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping with ``safe_load``; errors name the file and line."""
+def load_yaml(path: str | Path, label: str | None = None) -> tuple[str, object]:
+    """(text, data) of a YAML file read with ``safe_load``; errors name the file (as ``label``), line
+    and column."""
     path = Path(path)
+    label = label or str(path)
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise ConfigError(f"{label}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
+        raise ConfigError(f"{label}: cannot read ({e})") from None
     try:
-        tree = yaml.safe_load(raw)
+        return raw, yaml.safe_load(raw)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        line = f", line {mark.line + 1}" if mark is not None else ""
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}{line}: not valid YAML ({problem})") from None
+        raise ConfigError(f"{label}{where}: not valid YAML ({problem})") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML file holding a mapping of config keys (empty file: no keys)."""
+    _, tree = load_yaml(path)
     if tree is None:
         return {}
     if not isinstance(tree, dict):

@@ -52,7 +52,8 @@ from ray import tune
 from ray.tune.search.sample import Float, Sampler
 from ray.tune.search.variant_generator import generate_variants
 
-from tune_sd.engine.config import SCHEMA, SECTIONS, Config, choice, flatten, integer, merge, real, text, unflatten
+from tune_sd.engine.config import (SCHEMA, SECTIONS, Config, choice, flatten, integer, load_yaml, merge, real,
+                                    text, unflatten)
 from tune_sd.errors import ConfigError
 
 __all__ = ["SPACES_DIR", "METHODS", "DISTRIBUTIONS", "TUNE_OPTIONS", "AXES", "SearchSpace", "load_space",
@@ -442,19 +443,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
 
 def _load_file(path: Path) -> SearchSpace:
     label = _label(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{label}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{label}: cannot read ({e})") from None
-    try:
-        tree = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{label}{where}: not valid YAML ({problem})") from None
+    raw, tree = load_yaml(path, label)
     if tree is None:
         raise ConfigError(f"{label}: the file is empty (expected method and parameters)")
     return _build(tree, name=path.stem, path=path, label=label, comment=_first_comment(raw))
