@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +59,8 @@ def read_meta(exp_dir) -> dict:
 
 def _experiment_states(exp_dir: Path) -> dict[str, dict]:
     """trial_id -> {'status', 'relative_logdir', 'error_filename'} from Tune's newest experiment state."""
-    files = sorted(glob.glob(str(exp_dir / "experiment_state-*.json")), key=os.path.getmtime)
+    # the newest by the start time in the name (a restored run adds a file; syncing touches them all)
+    files = sorted(glob.glob(str(exp_dir / "experiment_state-*.json")))
     if not files:
         return {}
     try:
