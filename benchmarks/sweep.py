@@ -18,8 +18,10 @@ Tune, ``step_s`` (Ray's ``time_total_s``, the trainable's ``step()`` calls, summ
 goes: engine_s up = each epoch got slower; step_s - engine_s = per-report work in the trial
 (figures); the rest of wall_s is start-up, checkpoints and scheduling, which a per-run line splits
 (timed on the driver with a Tune callback). ``other_cpu`` is the share of the machine's CPU time
-that processes outside the benchmark took during each run: on a shared machine the numbers are
-only worth something when it is near 0. For reference, the bare wall time from spawning the
+that processes outside the benchmark took during each run: on a shared machine the times are only
+worth something when it is near 0. ``cpu_s`` is the CPU time the benchmark's own processes used
+(each mode's whole run, set-up included; for Tune Ray's own processes too): it hardly moves with
+other load, so tune cpu_s - bare cpu_s is the platform's cost in CPU seconds even on a busy machine. For reference, the bare wall time from spawning the
 processes (imports and ``Study`` build included, which a Tune trial pays inside ``fit()``) is
 printed too.
 
@@ -168,7 +170,7 @@ def _phases(trials: dict, result, fit_start: float) -> dict:
 
 
 def _cpu_times() -> dict:
-    """{pid: (start time, parent pid, CPU seconds of it and its reaped children)} (Linux /proc)."""
+    """{pid: (start time, parent pid, CPU seconds)} of every process (Linux /proc)."""
     out = {}
     tick = os.sysconf("SC_CLK_TCK")
     for d in Path("/proc").glob("[0-9]*"):
@@ -176,8 +178,9 @@ def _cpu_times() -> dict:
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        # after "pid (comm)": state ppid ... utime stime cutime cstime (11-14) ... starttime (19)
-        out[int(d.name)] = (fields[19], int(fields[1]), sum(map(int, fields[11:15])) / tick)
+        # after "pid (comm)": state ppid ... utime stime (11, 12) ... starttime (19); children's times
+        # are left out, as every process of ours is sampled on its own
+        out[int(d.name)] = (fields[19], int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
     return out
 
 
@@ -200,20 +203,46 @@ def _ours(procs: dict) -> set:
     return ours
 
 
-def other_load(fn, *args) -> dict:
-    """Run fn(*args) and add ``other_cpu``: the share of the machine's CPU time that processes outside
-    this benchmark (or the hypervisor) took meanwhile, set-up included. None where /proc is not there."""
+def other_load(fn, *args, every: float = 0.5) -> dict:
+    """Run fn(*args) and add ``cpu_s``, the CPU seconds this benchmark's processes used (set-up
+    included), and ``other_cpu``, the share of the machine's CPU time that processes outside it (or
+    the hypervisor) took meanwhile. None where /proc is not there.
+
+    Our processes are sampled every ``every`` seconds while fn runs: Ray's raylet ignores SIGCHLD, so
+    the CPU time of a worker that has exited is nowhere to be read afterwards.
+    """
     if not Path("/proc/stat").exists():
-        return {**fn(*args), "other_cpu": None}
+        return {**fn(*args), "other_cpu": None, "cpu_s": None}
+    import threading
+
     before, busy0, start = _cpu_times(), _machine_busy(), time.perf_counter()
-    row = fn(*args)
-    after, busy1, took = _cpu_times(), _machine_busy(), time.perf_counter() - start
+    seen: dict = {}  # (pid, start time) -> the last CPU seconds read of one of our processes
+    stop = threading.Event()
+
+    def sample():
+        procs = _cpu_times()
+        for pid in _ours(procs):
+            seen[(pid, procs[pid][0])] = procs[pid][2]
+
+    def sampler():
+        while not stop.wait(every):
+            sample()
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    try:
+        row = fn(*args)
+    finally:
+        stop.set()
+        thread.join()
+    sample()
+    busy1, took = _machine_busy(), time.perf_counter() - start
     ours = 0.0
-    for pid in _ours(after):
-        start, _, cpu = after[pid]
+    for (pid, started), cpu in seen.items():
         was = before.get(pid)
-        ours += cpu - was[2] if was and was[0] == start else cpu
+        ours += cpu - was[2] if was and was[0] == started else cpu
     row["other_cpu"] = max(0.0, (busy1 - busy0) - ours) / (took * (os.cpu_count() or 1))
+    row["cpu_s"] = ours
     return row
 
 
@@ -298,11 +327,12 @@ def report(cfg, epochs: int, bare: list[dict], tuned: list[dict], goal: float) -
     print(f"config: {describe(cfg)}")
     print(f"{epochs} epochs per run, {len(SEEDS)} runs at once, 1 CPU each"
           + (f", median of {n} interleaved rounds" if n > 1 else ""))
-    print(f"{'mode':<8} {'wall_s':>7} {'epochs/s':>9} {'engine_s':>9} {'step_s':>7} {'other_cpu':>10}")
+    print(f"{'mode':<8} {'wall_s':>7} {'epochs/s':>9} {'engine_s':>9} {'step_s':>7} {'cpu_s':>7} {'other_cpu':>10}")
     for r in (b, t):
         step = f"{r['step_s']:>7.1f}" if r["step_s"] is not None else f"{'-':>7}"
+        cpu = f"{r['cpu_s']:>7.1f}" if r.get("cpu_s") is not None else f"{'?':>7}"
         other = f"{r['other_cpu']:>10.0%}" if r.get("other_cpu") is not None else f"{'?':>10}"
-        print(f"{r['mode'] + ' x2':<8} {r['wall_s']:>7.1f} {rate[id(r)]:>9.1f} {r['engine_s']:>9.1f} {step} {other}")
+        print(f"{r['mode'] + ' x2':<8} {r['wall_s']:>7.1f} {rate[id(r)]:>9.1f} {r['engine_s']:>9.1f} {step} {cpu} {other}")
     print(f"ratio tune/bare epochs/s: {ratio:.3f}   goal >= {goal:g}  {'ok' if ratio >= goal else 'UNDER'}")
     spawn = statistics.median([(br["spawn_wall_s"] / br["wall_s"]) * (rate[id(tr)] / rate[id(br)])
                                for br, tr in zip(bare, tuned)])
