@@ -26,7 +26,7 @@ def _listeners():
 
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory):
-    """One local Ray for this module, started and shut down here (never `ray stop`)."""
+    """One local Ray for this module, started and shut down here (other Ray instances are left alone)."""
     import ray
 
     from tune_sd.tune.cluster import connect
