@@ -1,8 +1,10 @@
 """Platform cost: 2 concurrent Ray Tune trials against 2 bare engine processes, same config, same epochs.
 
 Bare: two OS processes (multiprocessing, 'spawn'), one torch thread each, each builds a ``Study`` (its
-own seed) and waits for a start signal; the clock starts when both are built and stops when both have
-finished ``study.run()``. Interpreter start, imports and set-up are not timed.
+own seed) and runs it. The clock starts when the processes are spawned and stops when both have
+finished ``study.run()``: like a Tune trial, a bare process pays its interpreter start, the import of
+torch and the build of its ``Study``. A second clock, from the moment both studies are built, gives
+the stricter engine-only ratio, printed beside the headline one.
 
 Tune: a local Ray started with ``tune_sd.tune.cluster.connect(num_cpus=2)`` once, before any clock
 (both modes run beside its idle processes; with ``--rounds`` the modes alternate), then
@@ -12,7 +14,8 @@ end, short trial folders) in a temporary folder. Timed: the whole ``fit()``, i.e
 for, with actor start, trial set-up, TensorBoard figures, checkpoints and result handling included.
 
 Aggregate epochs/s = total epochs of both runs / wall time; the ratio tune / bare is the share of the
-engine's throughput the platform keeps. Goal >= 0.85 (the platform costs under 15 %). The columns
+engine's throughput the platform keeps. The start of the local Ray itself is timed apart and printed
+(a sweep on a running cluster does not pay it). Goal >= 0.85 (the platform costs under 15 %). The columns
 ``engine_s`` (the engine's own time inside the runs, ``Study.elapsed`` summed over both) and, for
 Tune, ``step_s`` (Ray's ``time_total_s``, the trainable's ``step()`` calls, summed) show where the time
 goes: engine_s up = each epoch got slower; step_s - engine_s = per-report work in the trial
@@ -21,9 +24,7 @@ goes: engine_s up = each epoch got slower; step_s - engine_s = per-report work i
 that processes outside the benchmark took during each run: on a shared machine the times are only
 worth something when it is near 0. ``cpu_s`` is the CPU time the benchmark's own processes used
 (each mode's whole run, set-up included; for Tune Ray's own processes too): it hardly moves with
-other load, so tune cpu_s - bare cpu_s is the platform's cost in CPU seconds even on a busy machine. For reference, the bare wall time from spawning the
-processes (imports and ``Study`` build included, which a Tune trial pays inside ``fit()``) is
-printed too.
+other load, so tune cpu_s - bare cpu_s is the platform's cost in CPU seconds even on a busy machine.
 
     python benchmarks/sweep.py [--epochs 2000] [--quick] [--rounds 1] [--set KEY=VALUE ...]
 """
@@ -90,7 +91,7 @@ def run_bare(cfg_dict: dict) -> dict:
     end = time.perf_counter()
     for p in procs:
         p.join()
-    return {"mode": "bare", "wall_s": end - start, "spawn_wall_s": end - spawned,
+    return {"mode": "bare", "wall_s": end - spawned, "engine_wall_s": end - start,
             "epochs": sum(r["epochs"] for r in runs), "engine_s": sum(r["engine_s"] for r in runs), "step_s": None,
             "runs": runs}
 
@@ -137,7 +138,7 @@ def run_tune(cfg_dict: dict, round_no: int) -> dict:
             _trainable(settings), param_space=param_space,
             tune_config=tune.TuneConfig(metric="avg_acc", mode="max", scheduler=make_scheduler(
                 "fifo", epochs=cfg_dict["epochs"], report_every=cfg_dict["report_every"]),
-                num_samples=1, reuse_actors=False, trial_dirname_creator=trial_dirname),
+                num_samples=1, reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=run_config)
         start = time.perf_counter()
         grid = tuner.fit()
@@ -303,7 +304,9 @@ def main():
 
     # Ray starts before any clock (its start-up is not the sweep's cost); both modes run beside its
     # idle processes, and the rounds alternate their order so that a drifting machine hits both alike
+    t0 = time.perf_counter()
     started = connect(num_cpus=len(SEEDS))
+    ray_start = time.perf_counter() - t0
     bare, tuned = [], []
     try:
         for i in range(args.rounds):
@@ -315,10 +318,10 @@ def main():
     finally:
         if started:
             ray.shutdown()
-    report(cfg, epochs, bare, tuned, args.goal)
+    report(cfg, epochs, bare, tuned, args.goal, ray_start if started else None)
 
 
-def report(cfg, epochs: int, bare: list[dict], tuned: list[dict], goal: float) -> None:
+def report(cfg, epochs: int, bare: list[dict], tuned: list[dict], goal: float, ray_start) -> None:
     b, t = median_row(bare), median_row(tuned)
     rate = {id(r): r["epochs"] / r["wall_s"] for r in bare + tuned}
     ratios = [rate[id(tr)] / rate[id(br)] for br, tr in zip(bare, tuned)]
@@ -333,11 +336,14 @@ def report(cfg, epochs: int, bare: list[dict], tuned: list[dict], goal: float) -
         cpu = f"{r['cpu_s']:>7.1f}" if r.get("cpu_s") is not None else f"{'?':>7}"
         other = f"{r['other_cpu']:>10.0%}" if r.get("other_cpu") is not None else f"{'?':>10}"
         print(f"{r['mode'] + ' x2':<8} {r['wall_s']:>7.1f} {rate[id(r)]:>9.1f} {r['engine_s']:>9.1f} {step} {cpu} {other}")
-    print(f"ratio tune/bare epochs/s: {ratio:.3f}   goal >= {goal:g}  {'ok' if ratio >= goal else 'UNDER'}")
-    spawn = statistics.median([(br["spawn_wall_s"] / br["wall_s"]) * (rate[id(tr)] / rate[id(br)])
-                               for br, tr in zip(bare, tuned)])
-    print(f"(bare timed from spawn, imports and Study build included: {b['spawn_wall_s']:.1f} s; "
-          f"ratio against that {spawn:.3f})")
+    print(f"ratio tune/bare epochs/s (both from process start): {ratio:.3f}   goal >= {goal:g}  "
+          f"{'ok' if ratio >= goal else 'UNDER'}")
+    strict = statistics.median([(br["engine_wall_s"] / br["wall_s"]) * (rate[id(tr)] / rate[id(br)])
+                                for br, tr in zip(bare, tuned)])
+    print(f"(bare timed from both studies built, imports and set-up left out: {b['engine_wall_s']:.1f} s; "
+          f"engine-only ratio {strict:.3f})")
+    if ray_start is not None:
+        print(f"(starting the local Ray, not in either time: {ray_start:.1f} s)")
     runs = t["runs"]
     k = len(runs)
     reports = runs[0]["reports"]

@@ -300,7 +300,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
             _trainable(s), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
                                         search_alg=searcher, num_samples=int(s["num_samples"]),
-                                        reuse_actors=False, trial_dirname_creator=trial_dirname),
+                                        reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=_run_config(plan.name, plan.storage, s,
                                    _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
                                    stop=_stopper(plan)))

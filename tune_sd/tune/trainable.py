@@ -50,6 +50,22 @@ def decode_value(key: str, value):
 
 class SDTrainable(tune.Trainable):
     def setup(self, config: dict):
+        self._writer = None
+        node_id = ray.get_runtime_context().get_node_id()
+        self.node = node_id[:12]
+        # the address the node registered with (127.0.0.1 for a local Ray), not a guess from routing
+        self.node_ip = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), "")
+        self.host = socket.gethostname()
+        self._build(config)
+
+    def reset_config(self, new_config: dict) -> bool:
+        """A finished trial's actor takes the next trial (``reuse_actors``): a fresh study, the same
+        process, so that the trial skips the worker start and the imports of torch and Ray Tune."""
+        self._close_writer()
+        self._build(new_config)
+        return True
+
+    def _build(self, config: dict) -> None:
         tree, self.labels = split_trial_config(config)
         self.cfg = Config.from_dict(tree)
         gpus = ray.get_gpu_ids()
@@ -58,12 +74,6 @@ class SDTrainable(tune.Trainable):
         torch.set_num_threads(max(1, int(cpus)))  # a trial uses the cores it was given, no more
         self.study = Study(self.cfg, device=device)
         self.reports = 0
-        node_id = ray.get_runtime_context().get_node_id()
-        self.node = node_id[:12]
-        # the address the node registered with (127.0.0.1 for a local Ray), not a guess from routing
-        self.node_ip = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), "")
-        self.host = socket.gethostname()
-        self._writer = None
 
     # ------------------------------------------------------------------ one report
     def step(self) -> dict:
@@ -134,5 +144,9 @@ class SDTrainable(tune.Trainable):
         self.reports = self.study.epoch // self.cfg.report_every
 
     def cleanup(self):
+        self._close_writer()
+
+    def _close_writer(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
