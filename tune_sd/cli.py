@@ -32,12 +32,83 @@ def _add_train(sub):
     p.add_argument("--config", metavar="FILE", help="YAML config (the notebook's hyperparameter keys)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override a dotted key; values are YAML scalars or flow lists (repeatable)")
+    p.add_argument("--critic-from", metavar="SWEEP|PATH",
+                   help="task regularize: the trained critic, a sweep's best trial or a checkpoint")
     p.add_argument("--seed", type=int, help="seed of the run (same as --set seed=N)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: results/train/<date-time>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its (possibly raised) epochs")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+
+EPILOG_DATA = """\
+examples:
+  tune-sd data make                                 the original work's target: three quadratics of x ~ N(0, 1),
+                                                    y = g0*g1 + np.sin(g2) (1000 points, split 700/200/100)
+  tune-sd data make --library F10_v1 --k 4 --f sum --seed 3 -o four.parquet
+  tune-sd data make --latent "np.sin(3*X10[:,0])" --latent "X10[:,0]**2" --f "g0 + g1**2"
+
+writes one Parquet file: split, x0.., g0.. (the true latents), y; its metadata keeps the expressions.
+Use it in a run with --set target.path=FILE (the points must be the critic's: same data.* keys).
+"""
+
+
+def _add_data(sub):
+    p = sub.add_parser("data", help="target data for regularisation studies")
+    data_sub = p.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    m = data_sub.add_parser("make", help="build composite target data y = f(g0, g1, ...) of library latents",
+                            epilog=EPILOG_DATA, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Build target data for Step 7: inputs, k latent functions (given, or "
+                                        "drawn from a library with fixed coefficients) and a target f of them, "
+                                        "on the run config's points (data.* keys). Expressions are compiled, "
+                                        "never executed.")
+    m.add_argument("-o", "--out", default="target.parquet", metavar="FILE", help="output file (default: target.parquet)")
+    m.add_argument("--latent", action="append", default=[], metavar="EXPR",
+                   help="a latent as an expression of the inputs, e.g. \"np.sin(X10[:,0])\" (repeatable; default: "
+                        "the seed's three quadratics)")
+    m.add_argument("--library", metavar="LIB", help="draw --k latents from this library (a name in funs/ or a path)")
+    m.add_argument("--k", type=int, help="latents drawn from --library (default 3)")
+    m.add_argument("--f", metavar="EXPR", help="the target as an expression of g0, g1, ... or 'sum' "
+                                               "(default: g0*g1 + np.sin(g2))")
+    m.add_argument("--seed", type=int, help="seed of the coefficients drawn from --library (default 0)")
+    m.add_argument("--config", metavar="FILE", help="a run config whose data.* and target.* keys to use")
+    m.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a dotted key, e.g. --set data.n_points=2000 (repeatable)")
+    m.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    m.set_defaults(func=cmd_data_make)
+
+
+def cmd_data_make(args) -> int:
+    from tune_sd.engine import config as config_mod
+    from tune_sd.engine.target import save_target, target_from_config
+
+    overrides = list(args.overrides)
+    if args.latent:
+        overrides.append("target.latents=" + _flow_list(args.latent))
+    for key, value in (("library", args.library), ("k", args.k), ("seed", args.seed)):
+        if value is not None:
+            overrides.append(f"target.{key}={value}")
+    cfg = config_mod.resolve(args.config, overrides)
+    if args.f is not None:  # an expression is text, not YAML
+        cfg = cfg.replace(**{"target.f": args.f})
+    if cfg.target.path is not None:
+        raise UserError("data make builds a target; drop target.path")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UserError(f"{out}: already exists (give --force to overwrite, or another -o)")
+    target = target_from_config(cfg)
+    save_target(target, out)
+    print(target.summary())
+    print(f"wrote {out}")
+    return 0
+
+
+def _flow_list(items: list[str]) -> str:
+    """Expressions as a YAML flow list of quoted strings, for a --set override."""
+    import json
+
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
 def _add_lib(sub):
@@ -97,6 +168,9 @@ def _add_sweep(sub):
                    help="nonlearner: significance an upward trend needs to keep a trial (default 0.9)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)")
+    p.add_argument("--critic-from", metavar="SWEEP|PATH",
+                   help="regularisation studies (regularize-dsn): the trained critic, the best trial of an SD "
+                        "sweep (by final avg_acc) or a checkpoint")
     p.add_argument("--quick", action="store_true", help="a smoke run: few samples and epochs, still early stopping")
     p.add_argument("--dry-run", action="store_true", help="print the resolved space and sampled configs; run nothing")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
@@ -213,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_ladder(sub)
     _add_lib(sub)
+    _add_data(sub)
     return parser
 
 
@@ -224,6 +299,12 @@ def cmd_train(args) -> int:
     from tune_sd.engine.train import TrainRun
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    if args.critic_from:
+        from tune_sd.tune.critic_from import resolve_critic
+
+        path, where = resolve_critic(args.critic_from)
+        print(f"critic: {where}", file=sys.stderr)
+        overrides.append(f"critic.path={path}")
     if args.resume:
         if args.config:
             raise UserError("--resume takes the config stored with the run; drop --config "
@@ -251,7 +332,7 @@ def cmd_sweep(args) -> int:
                         reduction_factor=args.reduction_factor, nonlearner_grace=args.nonlearner_grace,
                         nonlearner_window=args.nonlearner_window, nonlearner_margin=args.nonlearner_margin,
                         nonlearner_confidence=args.nonlearner_confidence, quick=args.quick, seed=args.seed,
-                        overrides=args.overrides)
+                        overrides=args.overrides, critic_from=args.critic_from)
     plan = plan_sweep(space, opts)
     if args.dry_run:
         print(describe(plan))
@@ -339,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tune-sd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output went into `head` or the like, which stopped reading
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

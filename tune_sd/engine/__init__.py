@@ -10,9 +10,11 @@ from .data import InputData, load_data
 from .generators import make_generator
 from .library import FunctionLibrary, load_library
 from .study import METRICS, NonFiniteLossError, Study
+from .regularize import REG_METRICS, Regularization, latent_recovery
+from .runs import make_run, run_from_checkpoint
 
 __all__ = [
     "Config", "load_config", "resolve", "Critic", "critic_input", "InputData", "load_data", "make_generator",
     "FunctionLibrary", "load_library", "Study", "METRICS", "NonFiniteLossError", "save_checkpoint",
-    "load_checkpoint",
+    "load_checkpoint", "Regularization", "REG_METRICS", "latent_recovery", "make_run", "run_from_checkpoint",
 ]

@@ -10,6 +10,9 @@ import torch
 
 from tune_sd.errors import StudyError
 
+# an SD study's, and a regularisation run's (Step 7)
+FORMATS = ("tune_sd.study/1", "tune_sd.regularize/1")
+
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Write ``state`` to ``path`` through a temporary file and a rename, so that a reader (or a
@@ -41,6 +44,6 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     except Exception as e:  # a truncated or foreign file, or one holding more than tensors and containers
         raise StudyError(f"{path}: not a readable tune_sd checkpoint ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    if not isinstance(state, dict) or state.get("format") != "tune_sd.study/1":
-        raise StudyError(f"{path}: not a tune_sd study checkpoint")
+    if not isinstance(state, dict) or state.get("format") not in FORMATS:
+        raise StudyError(f"{path}: not a tune_sd checkpoint")
     return state

@@ -238,6 +238,22 @@ SCHEMA: dict[str, Field] = {
     "data.split_path": Field(None, text(optional=True), "split given as plain index files (folder, .npz, .json, .yaml)"),
     "data.allow_pickle": Field(False, boolean, "read the original project's pickled split file (runs code in it)"),
     "data.key": Field(None, text(optional=True), "array name inside an .npz file"),
+    # what a run is: the SD study (a critic learns library vs generator functions), or Step 7, a
+    # network inputs -> latent -> output learning target data, its latents pushed by a trained critic
+    "task": Field("sd", choice("sd", "regularize"), "sd: train a critic; regularize: train a network with one"),
+    "sd": Field(0.0, real(0, 1e12), "regularize: weight of the critic term, sd x mean(-critic(latents))"),
+    "sigmoid": Field(False, boolean, "regularize: the critic's score through a sigmoid"),
+    "lr": Field(1e-3, real(0, 10, lo_open=True), "regularize: the network's Adam learning rate"),
+    "wd": Field(0.0, real(0, 10), "regularize: the network's Adam weight decay"),
+    "critic.path": Field(None, text(optional=True), "regularize: the trained critic, a checkpoint (study.pt or its folder; --critic-from)"),
+    "critic.iters": Field(0, integer(0, 10000), "regularize: critic steps per epoch (0: the critic stays fixed)"),
+    "target.path": Field(None, text(optional=True), "regularize: target data from `tune-sd data make` (null: built from target.*)"),
+    "target.latents": Field(None, list_of(text(), optional=True, allowed="a list of expressions"),
+                            "regularize: the true latents as expressions of the inputs (null: the seed's three quadratics)"),
+    "target.library": Field(None, text(optional=True), "regularize: draw target.k latents from this library instead"),
+    "target.k": Field(3, integer(1, 1000), "regularize: latents drawn from target.library"),
+    "target.f": Field("g0*g1 + np.sin(g2)", text(optional=True), "regularize: the target as an expression of g0, g1, ... (null or sum: their sum)"),
+    "target.seed": Field(0, integer(0), "regularize: seed of the coefficients drawn from target.library"),
 }
 
 SECTIONS = sorted({k.split(".")[0] for k in SCHEMA if "." in k})

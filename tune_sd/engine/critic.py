@@ -23,10 +23,10 @@ def _pair(v) -> tuple[int, int]:
     return (v[0], v[1]) if isinstance(v, (list, tuple)) else (v, v)
 
 
-def mlp(in_size: int, hid_num: int, hid_size: int, rng: torch.Generator) -> nn.Sequential:
-    """``hid_num`` ReLU layers of ``hid_size`` and one output, with PyTorch's default initialisation
-    (uniform on +-1/sqrt(fan_in)) drawn from ``rng`` instead of the global random state."""
-    sizes = [in_size] + [hid_size] * hid_num + [1]
+def mlp(in_size: int, hid_num: int, hid_size: int, rng: torch.Generator, out_size: int = 1) -> nn.Sequential:
+    """``hid_num`` ReLU layers of ``hid_size`` and ``out_size`` outputs, with PyTorch's default
+    initialisation (uniform on +-1/sqrt(fan_in)) drawn from ``rng`` instead of the global random state."""
+    sizes = [in_size] + [hid_size] * hid_num + [out_size]
     layers: list[nn.Module] = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         lin = nn.utils.skip_init(nn.Linear, fan_in, fan_out)

@@ -254,9 +254,11 @@ def _bad_character(text: str) -> str | None:
 
 
 class _Compiler:
-    def __init__(self, text: str, var: str, where: str, n_features: int | None) -> None:
+    def __init__(self, text: str, var: str, where: str, n_features: int | None,
+                 aliases: Mapping[str, int] | None = None) -> None:
         self.text = text
         self.var = var
+        self.aliases = dict(aliases or {})
         self.where = where
         self.n_features = n_features
         self.columns: set[int] = set()
@@ -277,6 +279,8 @@ class _Compiler:
         return _shorten(seg)
 
     def _allowed_names(self) -> str:
+        if self.aliases:
+            return f"allowed: {', '.join(self.aliases)}, np.pi, np.e"
         return f"allowed: {self.var}[:,c], N0, N1, ..., U0, U1, ..., np.pi, np.e"
 
     # -- walk -----------------------------------------------------------------------------
@@ -333,7 +337,11 @@ class _Compiler:
 
     def name(self, node: ast.Name) -> _Node:
         ident = node.id
-        m = _COEFF_RE.match(ident)
+        if ident in self.aliases:
+            col = self.aliases[ident]
+            self.columns.add(col)
+            return lambda x, n, u: x[col]
+        m = _COEFF_RE.match(ident) if not self.aliases else None
         if m:
             kind, digits = m.groups()
             index = int(digits) if digits else 0
@@ -356,6 +364,8 @@ class _Compiler:
 
     def subscript(self, node: ast.Subscript) -> _Fn:
         base = node.value
+        if self.aliases:
+            raise self.fail(f"'{self.snippet(node)}' is not allowed here ({self._allowed_names()})")
         if not (isinstance(base, ast.Name) and base.id == self.var):
             if isinstance(base, ast.Name):
                 if _COEFF_RE.match(base.id) or base.id == "np":
@@ -527,13 +537,17 @@ def _make_chain(head: _Node, rest: list[tuple[Callable[[Any, Any], Any], _Node]]
 
 
 def compile_expr(
-    text: str, var: str, *, where: str = "", n_features: int | None = None
+    text: str, var: str, *, where: str = "", n_features: int | None = None,
+    aliases: Mapping[str, int] | None = None,
 ) -> CompiledExpr:
     """Compile ``text`` (one expression of a library line) into a :class:`CompiledExpr`.
 
     ``var`` is the data variable name (e.g. ``"X10"``), ``where`` the prefix of error messages
     (e.g. ``"funs/F10_v1.lib, line 1, column 2"``), ``n_features`` the number of input columns
-    when known (a column beyond it is refused). Raises :class:`LibraryError` on anything refused.
+    when known (a column beyond it is refused). ``aliases`` (e.g. ``{"g0": 0, "g1": 1}``) are plain
+    names that stand for input columns; with them, coefficients (``N<k>``/``U<k>``) are refused, as
+    the expression is then a fixed function of those names. Raises :class:`LibraryError` on
+    anything refused.
     """
     prefix = where or "<expression>"
     if not isinstance(text, str):
@@ -563,6 +577,6 @@ def compile_expr(
         ) from None
     except ValueError as exc:  # e.g. NUL bytes on older Pythons
         raise LibraryError(f"{prefix}: cannot parse expression: {exc}") from None
-    compiler = _Compiler(source, var, prefix, n_features)
+    compiler = _Compiler(source, var, prefix, n_features, aliases)
     node = compiler.compile(tree.body, 1)
     return CompiledExpr(source, node, compiler.columns, compiler.n_used, compiler.u_used)

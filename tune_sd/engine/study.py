@@ -59,6 +59,8 @@ class Study:
     def __init__(self, config: Config | dict | None = None, device: str | torch.device = "cpu"):
         self.cfg = config if isinstance(config, Config) else Config.from_dict(config)
         cfg = self.cfg
+        if cfg.task != "sd":
+            raise ConfigError(f"task: {cfg.task!r} is not the SD study (build it with tune_sd.engine.make_run)")
         self.device = torch.device(device)
         d = cfg.data
         self.data = load_data(d.path, var=d.var, n_points=d.n_points, n_features=d.n_features,

@@ -18,6 +18,7 @@ from tune_sd.errors import StudyError
 
 from .checkpoint import load_checkpoint
 from .config import Config, merge, parse_override, unflatten
+from .runs import make_run
 from .study import Study
 
 SAVE_EVERY_S = 30.0  # wall-clock seconds between saves of a long run (and at every checkpoint_every reports)
@@ -43,7 +44,7 @@ class TrainRun:
         if (out / "checkpoint.pt").exists():
             raise StudyError(f"{out}: already holds a run (checkpoint.pt); continue it with "
                              f"--resume {out} or choose another --out")
-        study = Study(cfg, device=device)
+        study = make_run(cfg, device=device)
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
         return cls(study, out)
@@ -56,7 +57,7 @@ class TrainRun:
         for key, value in map(parse_override, overrides):
             tree = merge(tree, unflatten({key: value}))
         cfg = Config.from_dict(tree)
-        study = Study(cfg, device=device)
+        study = make_run(cfg, device=device)
         study.load_state_dict(state)
         (out / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
         return cls(study, out)
@@ -82,8 +83,7 @@ class TrainRun:
                 if bar is not None:
                     bar.update(1)
                     if study.epoch % 10 == 0 or study.done:
-                        bar.set_postfix(acc=f"{metrics['acc']:.2f}", avg_acc=f"{metrics['avg_acc']:.3f}",
-                                        refresh=False)
+                        bar.set_postfix(_headline(metrics), refresh=False)
                 if study.epoch % save_epochs == 0 or time.monotonic() - last_save > SAVE_EVERY_S:
                     self.save()
                     last_save = time.monotonic()
@@ -105,6 +105,14 @@ class TrainRun:
             print(f"{self.out}: already at epoch {study.epoch} of {cfg.epochs}; raise epochs with "
                   f"--set epochs=N to go on")
         else:
-            print(f"epoch {study.epoch}: acc {metrics['acc']:.3f}, avg_acc {metrics['avg_acc']:.3f} "
-                  f"({study.elapsed:.1f} s) -> {self.out}")
+            shown = ", ".join(f"{k} {v}" for k, v in _headline(metrics).items())
+            print(f"epoch {study.epoch}: {shown} ({study.elapsed:.1f} s) -> {self.out}")
         return 0
+
+
+def _headline(metrics: dict) -> dict:
+    """The metrics a progress line shows: accuracy for the SD study, errors and recovery for Step 7."""
+    if "avg_acc" in metrics:
+        return {"acc": f"{metrics['acc']:.2f}", "avg_acc": f"{metrics['avg_acc']:.3f}"}
+    return {"mse": f"{metrics['mse']:.2e}", "val_mse": f"{metrics['val_mse']:.2e}",
+            "min_corr": f"{metrics['min_corr']:.3f}"}

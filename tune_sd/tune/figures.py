@@ -34,3 +34,29 @@ def samples_figure(study, k: int = 5):
     ax.set_xlabel(f"{study.cfg.data.var}[:, {study.cfg.data.features[0]}]")
     ax.legend(loc="best", markerscale=4)
     return fig
+
+
+def latents_figure(run):
+    """A regularisation run's latent features on the validation points beside the true latents, over
+    the first input feature; each curve standardised, as latent recovery ignores scale and sign."""
+    with torch.no_grad():
+        _, h = run.model(run.X_val)
+    x = run.X_val[:, 0].cpu()
+    order = torch.argsort(x)
+    x = x[order]
+
+    def z(v):
+        v = v[order].cpu()
+        return (v - v.mean()) / (v.std() + 1e-12)
+
+    fig = plt.figure(figsize=(6, 4), dpi=80)
+    ax = fig.add_axes((0.1, 0.12, 0.86, 0.78))
+    for i in range(run.latents_val.shape[0]):
+        ax.plot(x, z(run.latents_val[i]), color="0.3", lw=2, ls="--", label="true" if i == 0 else None)
+    for j in range(h.shape[1]):
+        ax.plot(x, z(h[:, j]), lw=1, label=f"latent {j}")
+    last = run.history["min_corr"][-1] if run.history["min_corr"] else float("nan")
+    ax.set_title(f"epoch {run.epoch}: min_corr {last:.3f} (standardised)")
+    ax.set_xlabel("x[:, 0]")
+    ax.legend(loc="best", fontsize=7)
+    return fig

@@ -24,6 +24,8 @@ CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc",
                  "loss_fake", "loss_gp", "grad_max", "time_s", "node"]
 TRIAL_COLUMNS = ["trial_id", "status", "epochs", "final_avg_acc", "best_avg_acc", "stopped_early", "checkpoint", "node"]
 EXTRA_METRICS = ["nonfinite", "node_ip", "host", "device"]
+# a regularisation run's (Step 7) metrics: columns of its own, present in the tables of such sweeps
+REGULARIZE_METRICS = ["loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc"]
 LABELS = ["variant", "rung"]
 META_FILE = "tune_sd.json"  # written by the sweep: study name, planned epochs, options
 STOPS_FILE = "stops.jsonl"  # written by the non-learner stopper: one line per trial it stopped
@@ -198,6 +200,9 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                    "iteration": int(r["training_iteration"])}
             for c in CURVE_COLUMNS[4:] + EXTRA_METRICS:
                 row[c] = r.get(c)
+            for c in REGULARIZE_METRICS:
+                if c in r:
+                    row[c] = r[c]
             curve_rows.append({**row, **labels, **cfg_cols})
         last = rows[-1] if rows else {}
         status = trial.status
@@ -224,7 +229,7 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             "stopped_early": stopped_early, "checkpoint": _latest_checkpoint(trial.path),
             "node": last.get("node"), "stop_reason": stop_reason, "stop_epoch": epochs if stopped_early else None,
             "error": error, "experiment": experiment, "study": study,
-            "path": str(trial.path), **labels, **cfg_cols,
+            "path": str(trial.path), **_regularize_summary(rows), **labels, **cfg_cols,
         })
     curves = pd.DataFrame(curve_rows)
     trials = pd.DataFrame(trial_rows)
@@ -233,6 +238,17 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if trials.empty:
         trials = pd.DataFrame(columns=TRIAL_COLUMNS)
     return curves, trials
+
+
+def _regularize_summary(rows: list[dict]) -> dict:
+    """A regularisation trial's final and best val_mse and min_corr (nothing for an SD trial)."""
+    out = {}
+    for metric, best in (("val_mse", min), ("min_corr", max), ("mse", min)):
+        vals = [r[metric] for r in rows if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
+        if vals:
+            out[f"final_{metric}"] = vals[-1]
+            out[f"best_{metric}"] = best(vals)
+    return out
 
 
 def _write(df: pd.DataFrame, path: Path) -> None:
@@ -293,13 +309,17 @@ def status_table(exp_dir: str | Path) -> str:
     if trials.empty:
         return f"{exp_dir}: no trials yet"
     label = "variant" if "variant" in trials.columns else None
-    head = f"{'trial':<14} {'state':<11} {'epochs':>8} {'avg_acc':>8} {'best':>7} {'node':<13}"
+    # a regularisation sweep shows its own headline metrics instead of the critic's accuracy
+    regularize = "final_val_mse" in trials.columns and trials["final_val_mse"].notna().any()
+    cols = (("final_val_mse", "val_mse", 9, ".2e"), ("final_min_corr", "min_corr", 8, ".3f")) if regularize else \
+        (("final_avg_acc", "avg_acc", 8, ".3f"), ("best_avg_acc", "best", 7, ".3f"))
+    head = f"{'trial':<14} {'state':<11} {'epochs':>8} " + " ".join(f"{title:>{w}}" for _, title, w, _ in cols) \
+        + f" {'node':<13}"
     lines = [head + (f" {label}" if label else ""), "-" * len(head)]
     for _, t in trials.sort_values("trial_id").iterrows():
         state = t.status + ("*" if t.stopped_early else "")
-        fa = "-" if pd.isna(t.final_avg_acc) else f"{t.final_avg_acc:.3f}"
-        ba = "-" if pd.isna(t.best_avg_acc) else f"{t.best_avg_acc:.3f}"
-        line = f"{t.trial_id:<14} {state:<11} {t.epochs:>8} {fa:>8} {ba:>7} {str(t.node or '-'):<13}"
+        values = " ".join(f"{'-' if pd.isna(t[c]) else format(t[c], fmt):>{w}}" for c, _, w, fmt in cols)
+        line = f"{t.trial_id:<14} {state:<11} {t.epochs:>8} {values} {str(t.node or '-'):<13}"
         lines.append(line + (f" {t[label]}" if label else ""))
     counts = trials.status.value_counts().to_dict()
     lines.append("")

@@ -52,6 +52,7 @@ class SweepOptions:
     quick: bool = False
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
+    critic_from: str | None = None  # regularisation studies: a sweep (its best trial) or a checkpoint
 
 
 @dataclass
@@ -104,8 +105,15 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     if opts.epochs is not None:
         fixed["epochs"] = opts.epochs
     fixed.update(dict(map(parse_override, opts.overrides)))
+    critic_note = None
+    if opts.critic_from:
+        from .critic_from import resolve_critic
+
+        fixed["critic.path"], critic_note = resolve_critic(opts.critic_from, opts.storage)
     base = merge(space.base or {}, unflatten(fixed))
     cfg = Config.from_dict(base, where="base: ")
+    if cfg.task == "regularize":
+        _check_regularize(cfg, space.name)
     if opts.quick:
         settings["num_samples"] = min(settings["num_samples"], QUICK["num_samples"])
         settings["grace_period"] = QUICK["grace_period"]
@@ -124,9 +132,22 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     nonlearner_settings(settings).check()
     if settings["gpus_per_trial"] < 0 or settings["cpus_per_trial"] <= 0:
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    settings["task"] = cfg.task
+    if critic_note:
+        settings["critic_from"] = critic_note
     name = opts.name or space.name
     return SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
                      fixed=fixed)
+
+
+def _check_regularize(cfg: Config, study: str) -> None:
+    """A regularisation study fails before Ray starts when its critic or target does not fit."""
+    if cfg.critic.path is None:
+        raise ConfigError(f"{study}: a regularisation study needs a trained critic: --critic-from SWEEP "
+                          "(its best trial) or --critic-from PATH (a checkpoint), or set critic.path")
+    from tune_sd.engine import Regularization
+
+    Regularization(cfg.replace(sd=0.0))  # loads the target and the critic, checks the point counts
 
 
 def describe(plan: SweepPlan, n: int = 3) -> str:
@@ -140,6 +161,9 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
              f"samples {s['num_samples']}, epochs {s['epochs']}, report every {s['report_every']}, "
              f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial", "",
              "parameters:"]
+    if s.get("critic_from"):
+        path = plan.fixed["critic.path"]
+        lines.insert(2, f"critic: {s['critic_from']}" + ("" if path in s["critic_from"] else f" ({path})"))
     for key, block in resolved.get("parameters", {}).items():
         lines.append(f"  {key}: {yaml.safe_dump(block, default_flow_style=True, width=1000).strip()}")
     lines.append("")
@@ -237,11 +261,16 @@ def _stopper(plan: "SweepPlan"):
     return NonLearnerStopper(nonlearner_settings(plan.settings), record=record)
 
 
+# the progress table's metric columns, per task
+PROGRESS_COLUMNS = {"sd": ("epoch", "avg_acc", "acc"), "regularize": ("epoch", "val_mse", "min_corr", "reg")}
+
+
 def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None):
     from ray import tune
     from ray.tune import CLIReporter
 
-    reporter = CLIReporter(metric_columns={"epoch": "epoch", "avg_acc": "avg_acc", "acc": "acc"},
+    metrics = PROGRESS_COLUMNS[settings.get("task", "sd")]
+    reporter = CLIReporter(metric_columns={m: m for m in metrics},
                            parameter_columns=columns or None, max_progress_rows=30, max_report_frequency=30,
                            sort_by_metric=True, print_intermediate_tables=True)
     return tune.RunConfig(

@@ -15,7 +15,7 @@ import ray
 import torch
 from ray import tune
 
-from tune_sd.engine import Config, NonFiniteLossError, Study
+from tune_sd.engine import Config, NonFiniteLossError, make_run
 from tune_sd.engine.checkpoint import load_checkpoint, save_checkpoint
 from tune_sd.engine.config import SCHEMA, flatten, unflatten
 
@@ -72,7 +72,7 @@ class SDTrainable(tune.Trainable):
         device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
         cpus = self.trial_resources.required_resources.get("CPU", 1) if self.trial_resources else 1
         torch.set_num_threads(max(1, int(cpus)))  # a trial uses the cores it was given, no more
-        self.study = Study(self.cfg, device=device)
+        self.study = make_run(self.cfg, device=device)  # the SD study, or a regularisation run (task)
         self.reports = 0
 
     # ------------------------------------------------------------------ one report
@@ -94,10 +94,12 @@ class SDTrainable(tune.Trainable):
         if metrics is None:  # restored at its last epoch
             metrics = {m: study.history[m][-1] for m in study.history} | {"epoch": study.epoch}
         self.reports += 1
-        # the mean accuracy over this report's epochs: independent from report to report, unlike the
-        # moving average avg_acc, so that trend tests can weigh its noise (see stoppers.py)
-        epochs = study.history["acc_mean"][first:] or study.history["acc_mean"][-1:]
-        result = {**metrics, "acc_report": sum(epochs) / len(epochs), **self._where(), "done": study.done}
+        result = {**metrics, **self._where(), "done": study.done}
+        if "acc_mean" in study.history:
+            # the mean accuracy over this report's epochs: independent from report to report, unlike the
+            # moving average avg_acc, so that trend tests can weigh its noise (see stoppers.py)
+            epochs = study.history["acc_mean"][first:] or study.history["acc_mean"][-1:]
+            result["acc_report"] = sum(epochs) / len(epochs)
         if cfg.checkpoint_every and self.reports % cfg.checkpoint_every == 0:
             result["should_checkpoint"] = True
         if cfg.figure_every and (self.reports % cfg.figure_every == 0 or self.reports == 1):
@@ -122,15 +124,19 @@ class SDTrainable(tune.Trainable):
             raise RuntimeError(f"injected failure at epoch {epoch} ({FAIL_ONCE_ENV})")
 
     def _figure(self) -> None:
-        """Real vs fake samples on the input points, as the notebook's scatter plot, in TensorBoard."""
-        from tune_sd.tune.figures import samples_figure
+        """The SD study: real vs fake samples on the input points, as the notebook's scatter plot; a
+        regularisation run: its latent features beside the true latents. In TensorBoard."""
+        from tune_sd.tune.figures import latents_figure, samples_figure
 
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=self.logdir)
-        fig = samples_figure(self.study)
-        self._writer.add_figure("samples/real_vs_fake", fig, global_step=self.study.epoch, close=True)
+        if self.cfg.task == "regularize":
+            tag, fig = "latents/learned_vs_true", latents_figure(self.study)
+        else:
+            tag, fig = "samples/real_vs_fake", samples_figure(self.study)
+        self._writer.add_figure(tag, fig, global_step=self.study.epoch, close=True)
         self._writer.flush()
 
     # ------------------------------------------------------------------ state

@@ -1,0 +1,281 @@
+"""Step 7: a trained SD regularises a network. The run reads like the plan:
+
+    prediction, latents = model(x)                   inputs -> latent (mlp | dsn) -> output (mlp)
+    loss = MSE(prediction, y) + sd * mean(-critic(latent features, with the critic's ext data))
+
+The critic comes from an SD study's checkpoint (``critic.path``) and stays fixed, or, with
+``critic.iters > 0``, keeps training against the latent features (adversarial). Each epoch is one
+full-batch step on the train split (the critic sees every latent feature on all train points, as it
+saw library functions). Reported: ``mse`` (train), ``val_mse``, ``reg`` (the term ``sd`` multiplies),
+``critic_score`` (the critic's mean raw score of the latent features), latent recovery on the
+validation points (``min_corr``, ``mean_corr``), ``loss`` and ``critic_acc`` (adversarial only).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tune_sd.errors import ConfigError, StudyError
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config
+from .critic import Critic, critic_input
+from .model import LatentModel
+from .study import NonFiniteLossError, _seeds, library_path
+from .target import target_from_config
+
+REG_METRICS = ("loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc", "time_s")
+FORMAT = "tune_sd.regularize/1"
+CRITIC_FILES = ("study.pt", "checkpoint.pt")
+
+
+def latent_recovery(true: torch.Tensor, learned: torch.Tensor) -> torch.Tensor:
+    """For each true latent [k, n], the best absolute Pearson correlation with any learned latent
+    [m, n] over the n points; a constant learned latent correlates with nothing (0)."""
+    t = true - true.mean(1, keepdim=True)
+    lrn = learned - learned.mean(1, keepdim=True)
+    t = t / t.norm(dim=1, keepdim=True)
+    lrn = lrn / lrn.norm(dim=1, keepdim=True)
+    corr = torch.nan_to_num((t @ lrn.t()).abs(), nan=0.0).clamp(max=1.0)
+    return corr.max(1).values
+
+
+def critic_checkpoint(path: str | Path) -> Path:
+    """The critic's checkpoint file from a file, a Tune checkpoint folder or a trial folder (its
+    newest checkpoint)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        for name in CRITIC_FILES:
+            if (p / name).is_file():
+                return p / name
+        cks = sorted((c for c in p.glob("checkpoint_*") if c.is_dir()), key=lambda c: c.name)
+        for ck in reversed(cks):
+            for name in CRITIC_FILES:
+                if (ck / name).is_file():
+                    return ck / name
+        raise ConfigError(f"critic.path: {p} holds no critic checkpoint (study.pt)")
+    raise ConfigError(f"critic.path: {p}: no such file or folder")
+
+
+def critic_points(state: dict, cfg: Config) -> int:
+    """The number of points the saved critic takes, read from its first layer's width."""
+    weight = state["critic"].get("main.0.weight")
+    if weight is None:
+        raise StudyError("the critic checkpoint has no main.0.weight")
+    width = int(weight.shape[1])
+    stacked = cfg.ext and cfg.ext_type == "stack"
+    return width // (1 + cfg.derived_ext_size) if stacked else width
+
+
+class Regularization:
+    """One regularisation run; the same interface as :class:`~tune_sd.engine.study.Study`: ``step()``,
+    ``run()``, ``done``, ``history``, ``state_dict()`` / ``load_state_dict()`` (bit-exact resume)."""
+
+    metrics = REG_METRICS
+
+    def __init__(self, config: Config | dict | None = None, device: str | torch.device = "cpu"):
+        self.cfg = cfg = config if isinstance(config, Config) else Config.from_dict(config)
+        self.device = torch.device(device)
+        if cfg.arch.hid_type[1] != "mlp":
+            raise ConfigError(f"arch.hid_type: {cfg.arch.hid_type}: the output part is an MLP ([MLP, MLP] or [DSN, MLP])")
+        if cfg.arch.out_size != 1:
+            raise ConfigError(f"arch.out_size: {cfg.arch.out_size} but the target y is one number per point; set 1")
+        self.target = target_from_config(cfg)
+        dev = self.device
+        X, y, _ = self.target.part("train")
+        Xv, yv, Gv = self.target.part("val")
+        if Xv.shape[0] < 2:  # latent recovery needs points to correlate over
+            raise ConfigError(f"the target's val split has {Xv.shape[0]} point(s); give it at least 2 "
+                              "(data.split_sizes)")
+        self.X, self.y = X.to(dev), y.to(dev)
+        self.X_val, self.y_val, self.latents_val = Xv.to(dev), yv.to(dev), Gv.to(dev)
+        self.n_points, self.n_features = self.X.shape
+        model_seed, sample_seed = _seeds(cfg.seed, 2)
+        self.model = LatentModel.from_config(cfg, self.n_features, torch.Generator().manual_seed(model_seed)).to(dev)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
+        self.rng = torch.Generator(dev).manual_seed(sample_seed)
+        self.critic: Critic | None = None
+        self.library = None
+        self.ext: list[str] = []
+        self.ext_type = "embed"
+        if cfg.critic.path is not None:
+            self._load_critic(cfg.critic.path)
+        elif cfg.sd > 0 or cfg.critic.iters > 0:
+            raise ConfigError(f"sd: {cfg.sd} (critic.iters {cfg.critic.iters}) needs a trained critic: set critic.path, "
+                              "or pass --critic-from SWEEP")
+        self.epoch = 0
+        self.elapsed = 0.0
+        self.history: dict[str, list[float]] = {m: [] for m in REG_METRICS}
+
+    # ------------------------------------------------------------------ the critic
+    def _load_critic(self, path) -> None:
+        file = critic_checkpoint(path)
+        state = load_checkpoint(file, map_location="cpu")
+        if state.get("format") != "tune_sd.study/1":
+            raise ConfigError(f"critic.path: {file} is not an SD study's checkpoint")
+        ccfg = Config.from_dict(state["config"], where=f"{file}: ")
+        n = critic_points(state, ccfg)
+        if n != self.n_points:
+            raise ConfigError(
+                f"critic.path: the critic in {file} takes functions on {n} points, but the model's train split has "
+                f"{self.n_points}; the points must match (the critic's study used data {ccfg.data.path or 'default'} "
+                f"with split {ccfg.data.split} of sizes {ccfg.data.split_sizes})")
+        self.ext, self.ext_type = list(ccfg.ext or []), ccfg.ext_type
+        if self.ext and len(ccfg.data.features) != self.n_features:
+            raise ConfigError(f"critic.path: the critic in {file} reads ext {self.ext} of {len(ccfg.data.features)} input "
+                              f"feature(s), the model has {self.n_features}")
+        critic = Critic.from_config(ccfg, n, rng=torch.Generator().manual_seed(0), device=self.device)
+        critic.load_state_dict(state["critic"])
+        iters = self.cfg.critic.iters
+        if iters:
+            critic.optimizer.load_state_dict(state["optimizer"])
+            critic.iters = iters
+            from .library import load_library
+
+            self.library = load_library(library_path(ccfg.library.path), var=ccfg.data.var, n_features=self.n_features)
+        else:
+            critic.requires_grad_(False)  # fixed: the regulariser's gradient reaches the latents only
+        self.critic, self.critic_file, self.critic_cfg = critic, str(file), ccfg
+
+    def _critic_parts(self, h: torch.Tensor, X: torch.Tensor, create_graph: bool) -> list[torch.Tensor]:
+        parts = []
+        for kind in self.ext:
+            parts.append(self.X if kind == "input" else self._latent_grads(h, X, create_graph))
+        return parts
+
+    @staticmethod
+    def _latent_grads(h: torch.Tensor, X: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        """d latent_j(x_i) / d x_i for every unit j and point i: [lat, n, d], one batched backward
+        (a point's latents depend on that point's input only)."""
+        lat = h.shape[1]
+        eye = torch.eye(lat, device=h.device, dtype=h.dtype).unsqueeze(1).expand(lat, h.shape[0], lat)
+        (J,) = torch.autograd.grad(h, X, grad_outputs=eye, is_grads_batched=True, create_graph=create_graph)
+        return J
+
+    def critic_scores(self, h: torch.Tensor, X: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+        """The critic's raw scores [lat] of the latent features h [n, lat] on the train points X."""
+        return self.critic(critic_input(h.t(), self._critic_parts(h, X, create_graph), self.ext_type))
+
+    # ------------------------------------------------------------------ the loop
+    @property
+    def done(self) -> bool:
+        runtime = self.cfg.runtime
+        return self.epoch >= self.cfg.epochs or (runtime is not None and self.elapsed >= runtime)
+
+    def step(self) -> dict:
+        """One epoch: a full-batch step of the network on MSE + sd x critic term; then, adversarial
+        only, ``critic.iters`` critic steps on library functions vs the latent features."""
+        start = time.perf_counter()
+        cfg, model = self.cfg, self.model
+        needs_grad = "grad" in self.ext
+        X = self.X.detach().requires_grad_(needs_grad)
+        pred, h = model(X)
+        mse = F.mse_loss(pred.squeeze(-1), self.y)
+        nan = torch.tensor(float("nan"))
+        parts: list[torch.Tensor] = []
+        if self.critic is not None:
+            parts = self._critic_parts(h, X, create_graph=True)
+            score = self.critic(critic_input(h.t(), parts, self.ext_type))
+            s = torch.sigmoid(score) if cfg.sigmoid else score
+            reg = -s.mean()
+            loss = mse + cfg.sd * reg if cfg.sd else mse
+        else:
+            score, reg, loss = nan, nan, mse
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"epoch {self.epoch + 1}: the loss became non-finite (mse={mse.item()}, "
+                                     f"reg={reg.item()}); try a lower lr or sd")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        critic_acc = float("nan")
+        if self.critic is not None and cfg.critic.iters:
+            critic_acc = self._fit_critic(h.detach(), [p.detach() for p in parts])
+        with torch.no_grad():
+            val_pred, h_val = model(self.X_val)
+            val_mse = F.mse_loss(val_pred.squeeze(-1), self.y_val)
+            best = latent_recovery(self.latents_val, h_val.t())
+        self.epoch += 1
+        self.elapsed += time.perf_counter() - start
+        numbers = torch.stack([loss.detach(), mse.detach(), val_mse, reg.detach(), score.detach().mean(),
+                               best.min(), best.mean()]).tolist()
+        metrics = dict(zip(("loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr"), numbers))
+        metrics.update(critic_acc=critic_acc, time_s=self.elapsed)
+        for m in REG_METRICS:
+            self.history[m].append(metrics[m])
+        return {"epoch": self.epoch, **metrics}
+
+    def _fit_critic(self, h: torch.Tensor, fake_parts: list[torch.Tensor]) -> float:
+        """``critic.iters`` steps on fresh library functions (real) vs this epoch's latent features (fake)."""
+        real, grads = self.library.sample(h.shape[1], self.X, self.rng, with_grad="grad" in self.ext,
+                                          shuffle=self.critic_cfg.library.shuffle)
+        real_parts = [self.X if kind == "input" else grads.unsqueeze(0) for kind in self.ext]
+        real_in = critic_input(real.unsqueeze(0), real_parts, self.ext_type)
+        fake_in = critic_input(h.t(), fake_parts, self.ext_type)
+        return self.critic.fit(real_in, fake_in, self.rng).acc_mean
+
+    def run(self, epochs: int | None = None, callback=None) -> dict | None:
+        metrics, stop = None, (self.epoch + epochs if epochs is not None else None)
+        while not self.done and (stop is None or self.epoch < stop):
+            metrics = self.step()
+            if callback is not None:
+                callback(metrics)
+        return metrics
+
+    def curve(self, start: int = 0) -> dict[str, list]:
+        cols = {"epoch": list(range(start + 1, self.epoch + 1))}
+        cols.update({m: self.history[m][start:] for m in REG_METRICS})
+        return cols
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        state = {
+            "format": FORMAT,
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "elapsed": self.elapsed,
+            "history": {m: torch.tensor(v, dtype=torch.float64) for m, v in self.history.items()},
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.get_state(),
+        }
+        if self.critic is not None and self.cfg.critic.iters:
+            state["critic"] = self.critic.state_dict()
+            state["critic_optimizer"] = self.critic.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            if state.get("format") != FORMAT:
+                raise ValueError(f"format {state.get('format')!r}")
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if "critic" in state and self.critic is not None:
+                self.critic.load_state_dict(state["critic"])
+                self.critic.optimizer.load_state_dict(state["critic_optimizer"])
+            self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
+            history = {m: [float(x) for x in state["history"][m].tolist()] for m in REG_METRICS}
+            self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise StudyError(f"checkpoint does not fit this config ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0]})") from None
+        self.history = history
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(self.state_dict(), path)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device="cpu", **overrides) -> "Regularization":
+        state = load_checkpoint(path)
+        cfg = Config.from_dict(state["config"])
+        if overrides:
+            cfg = cfg.replace(**overrides)
+        run = cls(cfg, device=device)
+        run.load_state_dict(state)
+        return run
+
