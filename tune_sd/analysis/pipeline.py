@@ -21,6 +21,7 @@ from .compare import best_trial, top_trials
 from .gallery import checkpoint_path, misclassified_fakes
 from .importance import importance
 from .load import Sweep, hyperparameters, load_sweep
+from .regularize import is_regularize, sd_figure, sd_table, verdicts
 from .report import Section, write_report
 from .trends import DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HELP, curve_features, name_trends
 
@@ -97,23 +98,30 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {out_dir}: cannot create the folder ({e.strerror})") from None
-    trends, smoothed = sweep_trends(sweeps, k=k, horizon=horizon, seed=seed)
-    _write_parquet(trends, out_dir / TRENDS_FILE)
-    pooled = _pooled_trials(sweeps)
+    # Step 7 sweeps (regularising a network) are read for val_mse and min_corr against sd; the SD
+    # sweeps for their accuracy trends
+    reg_sweeps = [s for s in sweeps if is_regularize(s)]
+    sd_sweeps = [s for s in sweeps if not is_regularize(s)]
     summary: list[str] = []
     total = sum(len(s.trials) for s in sweeps)
     summary.append(f"analyzed {len(sweeps)} sweep{'s' * (len(sweeps) > 1)}, {total} trials ("
                    + ", ".join(f"{s.label}: {len(s.trials)}" for s in sweeps) + ")")
-
     sections = [_overview(sweeps)]
-    sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled))
-    sections.append(_characterise_section(sweeps, trends, pooled, out_dir, seed))
-    top = top_trials(sweeps, top_k=top_k, trends=trends)
-    sections.append(_compare_section(sweeps, top, smoothed, out_dir, summary))
-    sections.append(_gallery_section(sweeps, out_dir, n_wrong, seed, summary))
+    intro = ""
+    if sd_sweeps:
+        trends, smoothed = sweep_trends(sd_sweeps, k=k, horizon=horizon, seed=seed)
+        _write_parquet(trends, out_dir / TRENDS_FILE)
+        pooled = _pooled_trials(sd_sweeps)
+        sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled))
+        sections.append(_characterise_section(sd_sweeps, trends, pooled, out_dir, seed))
+        top = top_trials(sd_sweeps, top_k=top_k, trends=trends)
+        sections.append(_compare_section(sd_sweeps, top, smoothed, out_dir, summary))
+        sections.append(_gallery_section(sd_sweeps, out_dir, n_wrong, seed, summary))
+        intro = (f"Smoothing horizon {horizon} epochs; trends: {trends.attrs.get('method', '')}. "
+                 f"Tables: {out_dir / TRENDS_FILE}. ")
+    for i, s in enumerate(reg_sweeps, 1):
+        sections.append(_regularize_section(s, i, out_dir, summary))
     title = "tune-sd analysis: " + ", ".join(s.label for s in sweeps)
-    intro = (f"Smoothing horizon {horizon} epochs; trends: {trends.attrs.get('method', '')}. "
-             f"Tables: {out_dir / TRENDS_FILE}.")
     report = write_report(out_dir / REPORT_FILE, title, sections, intro)
     summary.append(f"report: {report}")
     print("\n".join(summary))
@@ -134,11 +142,16 @@ def _overview(sweeps: list[Sweep]) -> Section:
     for s in sweeps:
         t = s.trials
         status = t["status"].astype(str) if "status" in t.columns else pd.Series(dtype=str)
-        rows.append({"sweep": s.name, "study": s.study, "folder": str(s.path), "trials": len(t),
-                     "stopped early": int(t["stopped_early"].fillna(False).astype(bool).sum()),
-                     "errors": int((status == "ERROR").sum()),
-                     "planned epochs": s.meta.get("epochs") or int(s.planned_epochs().max()),
-                     "best final avg_acc": pd.to_numeric(t["final_avg_acc"], errors="coerce").max()})
+        row = {"sweep": s.name, "study": s.study, "folder": str(s.path), "trials": len(t),
+               "stopped early": int(t["stopped_early"].fillna(False).astype(bool).sum()),
+               "errors": int((status == "ERROR").sum()),
+               "planned epochs": s.meta.get("epochs") or int(s.planned_epochs().max())}
+        if is_regularize(s):
+            row["best final min_corr"] = pd.to_numeric(t.get("final_min_corr"), errors="coerce").max()
+            row["best final val_mse"] = pd.to_numeric(t.get("final_val_mse"), errors="coerce").min()
+        else:
+            row["best final avg_acc"] = pd.to_numeric(t["final_avg_acc"], errors="coerce").max()
+        rows.append(row)
     return Section("Sweeps").table(pd.DataFrame(rows))
 
 
@@ -221,6 +234,37 @@ def _compare_section(sweeps, top, smoothed, out_dir, summary) -> Section:
         acc = r["final_avg_acc"]
         acc = f"{acc:.3f}" if pd.notna(acc) else "-"
         summary.append(f"  {r['sweep']} #{r['rank']} {r['trial_id']}  final {acc}  {r.get('trend', '')}  {cfg}")
+    return sec
+
+
+def _regularize_section(s: Sweep, i: int, out_dir: Path, summary: list[str]) -> Section:
+    sec = Section(f"Regularising with the SD: {s.label}")
+    table = sd_table(s)
+    name = f"regularize_{i}.png"
+    figures.save(sd_figure(table, s.label), out_dir / name)
+    critic = (s.meta.get("settings") or {}).get("critic_from")
+    sec.p("A network inputs -> latent -> output learned the target with loss MSE + sd x mean(-critic(latent "
+          "features))" + (f"; the critic: {critic}" if critic else "") + ". Latent recovery (min_corr): for "
+          "each true latent, the best |correlation| with any learned latent on the validation points; the "
+          "minimum over the true latents. sd = 0 is the unregularised baseline.")
+    sec.img(name, "final val_mse and min_corr against sd, one line per setting of the other hyperparameters")
+    v = verdicts(table)
+    improved = v["improved"].fillna(False).astype(bool) if "improved" in v.columns else pd.Series(dtype=bool)
+    n_known = int(v["improved"].notna().sum()) if "improved" in v.columns else 0
+    if n_known:
+        verdict = (f"The SD improved latent recovery over sd = 0 (min_corr up by more than 0.02) in "
+                   f"{int(improved.sum())} of {n_known} setting(s).")
+        best = v.loc[v["gain"].idxmax()] if v["gain"].notna().any() else None
+        if best is not None:
+            verdict += (f" Largest gain: {best['gain']:+.3f} at sd = {best['best sd']:g} (min_corr "
+                        f"{best['min_corr at sd=0']:.3f} -> {best['its min_corr']:.3f}, val_mse "
+                        f"{best['val_mse at sd=0']:.2e} -> {best['its val_mse']:.2e}).")
+    else:
+        verdict = "No setting has both an sd = 0 baseline and an sd > 0 trial with a min_corr: no verdict."
+    sec.p(verdict)
+    sec.h3("Per setting: the baseline against the best sd").table(v)
+    sec.h3("Per setting and sd (medians over repeats)").table(table)
+    summary.append(f"{s.name}: {verdict}")
     return sec
 
 
