@@ -143,10 +143,10 @@ def build_target(data, *, features, latents: list[str] | None = None, library: s
         from .study import library_path
 
         exprs = draw_latents(library_path(str(library)), int(k), var, X.shape[1], int(seed))
-        how = {"library": str(library), "k": int(k), "seed": int(seed)}
+        how = {"made_from": f"library {library}", "library": str(library), "k": int(k), "seed": int(seed)}
     else:
         exprs = list(latents) if latents else seed_latents(var)
-        how = {"latents": "given" if latents else "seed quadratics"}
+        how = {"made_from": "given expressions" if latents else "the seed's quadratics"}
     G = evaluate_latents(exprs, X, var)
     y = evaluate_f(f, G)
     _check_values(G, y, "target")
