@@ -73,11 +73,23 @@ def test_every_documented_study_is_a_file_and_listed():
         assert name in listed and listed[name], name
 
 
+@pytest.fixture(scope="module")
+def small_critic(tmp_path_factory):
+    """A critic checkpoint for the regularisation study (which refuses to plan without one)."""
+    from tune_sd.engine import Study
+
+    study = Study(Config.from_dict({"epochs": 2, "disc": {"hid_num": 1, "hid_size": 8}}))
+    study.run()
+    return str(study.save(tmp_path_factory.mktemp("critic") / "study.pt"))
+
+
 @pytest.mark.parametrize("name", FILES)
-def test_every_file_loads_and_dry_runs(name, tmp_path):
+def test_every_file_loads_and_dry_runs(name, tmp_path, small_critic):
     space = load_space(name)
+    regularize = (space.base or {}).get("task") == "regularize"
     for quick in (False, True):
-        plan = plan_sweep(space, SweepOptions(storage=str(tmp_path), quick=quick))
+        plan = plan_sweep(space, SweepOptions(storage=str(tmp_path), quick=quick,
+                                              critic_from=small_critic if regularize else None))
         text = describe(plan)
         assert f"sweep {name!r}" in text and "trial 0:" in text
         for sample in space.sample(3, seed=0):
