@@ -98,7 +98,10 @@ def cmd_data_make(args) -> int:
     if out.exists() and not args.force:
         raise UserError(f"{out}: already exists (give --force to overwrite, or another -o)")
     target = target_from_config(cfg)
-    save_target(target, out)
+    try:
+        save_target(target, out)
+    except OSError as e:
+        raise UserError(f"{out}: cannot write ({e.strerror or e})") from None
     print(target.summary())
     print(f"wrote {out}")
     return 0
