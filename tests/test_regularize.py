@@ -340,3 +340,18 @@ def test_a_quick_regularize_dsn_sweep_runs_and_is_analysed(critic_ckpt, tmp_path
     assert "improved latent recovery over sd = 0" in a.stdout
     html = (exp / "analysis" / "report.html").read_text()
     assert "Regularising with the SD" in html and "min_corr" in html and (exp / "analysis" / "regularize_1.png").exists()
+
+
+def test_quick_set_fixes_keys_under_quick_only_and_is_validated(tmp_path, critic_ckpt):
+    from tune_sd.tune.spaces import load_space
+    from tune_sd.tune.sweep import SweepOptions, plan_sweep
+
+    space = load_space("regularize-dsn")
+    assert space.grid_size() == 108  # 9 sd x 2 lr x 2 latent types x 3 seeds
+    full = plan_sweep(space, SweepOptions(storage=str(tmp_path), critic_from=str(critic_ckpt)))
+    quick = plan_sweep(space, SweepOptions(storage=str(tmp_path), critic_from=str(critic_ckpt), quick=True))
+    assert "seed" not in full.fixed and quick.fixed["seed"] == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: grid\nparameters: {}\ntune: {quick_set: {sedd: 0}}\n")
+    p = tune_sd("sweep", str(bad), "--dry-run")
+    assert p.returncode == 2 and "quick_set.sedd" in p.stderr and "Traceback" not in p.stderr

@@ -105,6 +105,19 @@ _TOP_KEYS = ("description", "method", "metric", "parameters", "base", "tune", "r
 AXES = {"variants": "variant", "ladder": "rung"}
 
 #: The ``tune:`` options and their checks. Values are kept as a dict; the sweep reads them.
+def _quick_set(key: str, value) -> dict:
+    """``tune.quick_set``: engine keys that ``--quick`` fixes for this study (e.g. one seed of a grid
+    over seeds), as a mapping of dotted keys; each must be a config key with a valid value."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping of config keys, e.g. {{seed: 0}}")
+    flat = flatten(value)
+    for k in flat:
+        if k not in SCHEMA:
+            raise ConfigError(f"{key}.{k}: unknown config key")
+    Config.from_dict(unflatten(flat), where=f"{key}.")
+    return flat
+
+
 TUNE_OPTIONS: dict[str, Any] = {
     "metric": text(),
     "mode": choice("max", "min"),
@@ -125,6 +138,7 @@ TUNE_OPTIONS: dict[str, Any] = {
     "nonlearner_window": integer(1),
     "nonlearner_margin": real(0, 0.5, lo_open=True, hi_open=True),
     "nonlearner_confidence": real(0.5, 1, hi_open=True),
+    "quick_set": _quick_set,
 }
 _LOWERCASE_OPTIONS = ("scheduler", "search")
 

@@ -124,6 +124,8 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
         fixed["epochs"] = min(cfg.epochs, opts.epochs or QUICK["epochs"])
         for key in ("report_every", "avg_hor", "figure_every", "checkpoint_every"):
             fixed[key] = min(cfg[key], QUICK[key]) if cfg[key] else QUICK[key]
+        for key, value in (tune_block.get("quick_set") or {}).items():  # the study's own smoke settings
+            fixed.setdefault(key, value)
         base = merge(space.base or {}, unflatten(fixed))
         cfg = Config.from_dict(base, where="base: ")
     settings["epochs"] = cfg.epochs
