@@ -340,6 +340,8 @@ def cmd_sweep(args) -> int:
     if args.dry_run:
         print(describe(plan))
         return 0
+    if plan.settings.get("critic_from"):
+        print(f"critic: {plan.settings['critic_from']}", flush=True)
     exp_dir = run_sweep(plan, address=args.address, dashboard=args.dashboard)
     from tune_sd.tune.results import status_table
 
