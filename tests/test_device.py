@@ -39,3 +39,28 @@ def test_a_gpu_checkpoint_loads_on_the_cpu(tmp_path):
     assert cpu.epoch == 3 and not next(cpu.critic.parameters()).is_cuda
     cpu.run()
     assert cpu.epoch == 10
+
+
+@cuda
+@pytest.mark.parametrize("critic_extra", [[], ["ext=[input,grad]", "ext_type=stack"]])
+def test_a_regularisation_runs_on_the_gpu_with_a_critic_and_resumes_exactly(critic_extra, tmp_path):
+    from tune_sd.engine import run_from_checkpoint
+
+    critic = Study(resolve(overrides=SMALL + critic_extra), device="cuda")
+    critic.run()
+    critic.save(tmp_path / "critic.pt")
+    cfg = resolve(overrides=["task=regularize", "sd=1", f"critic.path={tmp_path / 'critic.pt'}", "critic.iters=1",
+                             "data.n_points=100", "data.split_sizes=[60,20,20]", "epochs=10",
+                             "arch.hid_type=[dsn,mlp]", "arch.hid_num=[2,1]", "arch.lat_size=3"])
+    from tune_sd.engine import make_run
+
+    straight = make_run(cfg, device="cuda")
+    assert straight.X.is_cuda and next(straight.model.parameters()).is_cuda
+    straight.run()
+    half = make_run(cfg, device="cuda")
+    half.run(epochs=4)
+    half.save(tmp_path / "ck.pt")
+    resumed = run_from_checkpoint(tmp_path / "ck.pt", device="cuda")
+    resumed.run()
+    assert resumed.history["mse"] == straight.history["mse"]
+    assert resumed.history["min_corr"] == straight.history["min_corr"]
