@@ -163,12 +163,12 @@ def _add_sweep(sub):
     p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2)")
     p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
     p.add_argument("--reduction-factor", type=float, help="asha: reduction factor (default 3)")
-    p.add_argument("--nonlearner-grace", type=int, metavar="E", help="nonlearner: epochs before a stop (default 2000)")
+    p.add_argument("--nonlearner-grace", type=int, metavar="E", help="nonlearner: epochs before a stop (default 1500)")
     p.add_argument("--nonlearner-window", type=int, metavar="E", help="nonlearner: epochs looked at (default 2000)")
     p.add_argument("--nonlearner-margin", type=float, metavar="M",
-                   help="nonlearner: avg_acc within 0.5 +- M counts as chance (default 0.03)")
+                   help="nonlearner: avg_acc within 0.5 +- M counts as chance (default 0.1)")
     p.add_argument("--nonlearner-confidence", type=float, metavar="C",
-                   help="nonlearner: significance an upward trend needs to keep a trial (default 0.9)")
+                   help="nonlearner: significance an upward trend needs to keep a trial (default 0.8)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)")
     p.add_argument("--critic-from", metavar="SWEEP|PATH",
