@@ -2,7 +2,8 @@
 
 ``load`` reads a sweep; ``trends`` smooths the accuracy curves, computes shape features and names
 the notebook's four trends; ``characterise`` and ``importance`` say which hyperparameters mark a
-trend and matter for the final accuracy; ``compare`` lines up the best trials of several sweeps;
+trend and matter for the final accuracy; ``stops`` counts the trials that ended early, per trend
+and reason; ``compare`` lines up the best trials of several sweeps;
 ``gallery`` shows what the best critic gets wrong; ``figures`` and ``report`` draw and write;
 ``pipeline.analyze`` does it all for ``tune-sd analyze``; ``synthetic`` makes test data.
 """

@@ -50,6 +50,8 @@ def trend_profiles(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str]
     for name in order + ["all"]:
         sub = df if name == "all" else df[df["trend"] == name]
         cells = {"trials": str(len(sub))}
+        if "stop_reason" in sub.columns or "stopped_early" in sub.columns:
+            cells["stopped early"] = _stopped_cell(sub)
         if "final_avg_acc" in sub.columns:
             acc = pd.to_numeric(sub["final_avg_acc"], errors="coerce").dropna()
             cells["final avg_acc"] = _numeric_cell(acc) if len(acc) else "-"
@@ -57,6 +59,17 @@ def trend_profiles(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str]
             cells[short(p)] = _cell(sub[p], df[p])
         cols[name] = cells
     return pd.DataFrame(cols)
+
+
+def _stopped_cell(sub: pd.DataFrame) -> str:
+    """``3 (asha 2, nonlearner 1)``: the trials of a trend stopped early, by reason; ``0`` for none."""
+    from .stops import EARLY, stop_reasons
+
+    reasons = stop_reasons(sub) if "stop_reason" not in sub.columns else sub["stop_reason"].astype(str)
+    counts = reasons[reasons.isin(EARLY)].value_counts()
+    if counts.empty:
+        return "0"
+    return f"{int(counts.sum())} (" + ", ".join(f"{r} {int(n)}" for r, n in counts.items()) + ")"
 
 
 def _trend_order(trends: pd.Series) -> list[str]:

@@ -15,6 +15,12 @@ from matplotlib.figure import Figure
 from .trends import TREND_HELP, TRENDS, resample
 
 TREND_COLOURS = {"fast-plateau": "C2", "rise-then-drop": "C1", "slow-improver": "C0", "non-learner": "C7"}
+# the marker at the end of a curve that ended before its planned epochs, by stop reason
+STOP_MARKERS = {"asha": "x", "median": "+", "nonlearner": "v", "error": "X", "stopped": "x"}
+STOP_LABELS = {"asha": "stopped by ASHA", "median": "stopped by the median rule",
+               "nonlearner": "stopped as a non-learner", "error": "ended in error",
+               "stopped": "ended before its planned epochs"}
+ENDED = 0.999  # observed share of the planned epochs below which a curve counts as ended early
 EXTRA_COLOURS = ["C3", "C4", "C5", "C6", "C8", "C9"]
 
 
@@ -56,9 +62,24 @@ def _keys(df: pd.DataFrame) -> pd.Series:
     return sweep + "\x00" + df["trial_id"].astype(str)
 
 
+def stop_kinds(trends: pd.DataFrame) -> dict[str, str]:
+    """The trials (by sweep and trial_id key) that ended early, and how: ``stop_reason`` where
+    ``trends`` carries it, else ``stopped`` for a trial observed over less than its planned epochs."""
+    keys = _keys(trends)
+    if "stop_reason" in trends.columns:
+        reason = trends["stop_reason"].astype(str)
+        return {k: r for k, r in zip(keys, reason) if r in STOP_MARKERS}
+    if "observed" in trends.columns:
+        observed = pd.to_numeric(trends["observed"], errors="coerce")
+        return {k: "stopped" for k, o in zip(keys, observed) if o < ENDED}
+    return {}
+
+
 def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int = 101) -> Figure:
     """One panel per trend: every trial's smoothed accuracy over the fraction of its planned epochs
-    (thin), the trend's median curve (thick), coloured by trend; a first panel overlays all."""
+    (thin), the trend's median curve (thick), coloured by trend; a first panel overlays all. A trial
+    that ended early (see :func:`stop_kinds`) ends in a black marker, explained in the first panel's
+    legend."""
     names = _trend_order(trends["trend"])
     colours = trend_colours(names)
     n_panels = len(names) + 1
@@ -67,15 +88,22 @@ def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int
     fig = new_figure(4.2 * cols, 3.2 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     label = dict(zip(_keys(trends), trends["trend"]))
+    stops = stop_kinds(trends)
     grid = np.linspace(0, 1, grid_points)
     stacks: dict[str, list] = {n: [] for n in names}
+    stopped: dict[str, int] = {}
     for key, c in smoothed.groupby(_keys(smoothed), sort=False):
         name = label.get(key)
         if name is None:
             continue
         t, y = c["t"].to_numpy(float), c["acc"].to_numpy(float)
+        how = stops.get(key)
         for ax in (axes[0], axes[1 + names.index(name)]):
             ax.plot(t, y, color=colours[name], lw=0.8, alpha=0.45)
+            if how and len(t):
+                ax.plot(t[-1:], y[-1:], ls="none", marker=STOP_MARKERS[how], color="k", ms=6, mew=1.2, zorder=3)
+        if how:
+            stopped[how] = stopped.get(how, 0) + 1
         stacks[name].append(resample(t, y, grid))
     for i, name in enumerate(names):
         ax = axes[1 + i]
@@ -85,7 +113,13 @@ def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int
                 med = np.nanmedian(np.asarray(stacks[name]), axis=0)
             ax.plot(grid, med, color=colours[name], lw=2.5)
         ax.set_title(f"{name} ({len(stacks[name])}): {TREND_HELP.get(base_name(name), '')}", fontsize=9)
-    axes[0].set_title(f"all trials ({sum(len(v) for v in stacks.values())})", fontsize=9)
+    n_stopped = sum(stopped.values())
+    axes[0].set_title(f"all trials ({sum(len(v) for v in stacks.values())})"
+                      + (f", {n_stopped} ended early" if n_stopped else ""), fontsize=9)
+    for how, n in stopped.items():  # legend entries only: one per kind of early end
+        axes[0].plot([], [], ls="none", marker=STOP_MARKERS[how], color="k", label=f"{STOP_LABELS[how]} ({n})")
+    if stopped:
+        axes[0].legend(fontsize=7, loc="upper left")
     acc = smoothed["acc"].to_numpy(float)
     acc = acc[np.isfinite(acc)]
     lo, hi = (min(0.45, acc.min() - 0.02), max(0.55, acc.max() + 0.02)) if len(acc) else (0.4, 1.0)

@@ -165,6 +165,12 @@ def load_sweep(name: str | os.PathLike, storage: str | None = None) -> Sweep:
         if col not in trials.columns:
             trials[col] = default
     meta = read_meta(folder)
+    if "stop_reason" not in trials.columns or "stop_epoch" not in trials.columns:
+        # tables written before stop reasons were recorded: derived from status and stopped_early
+        from .stops import with_stops
+
+        settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+        trials = with_stops(trials, settings.get("scheduler"))
     name = str(meta.get("name") or _first(trials, "experiment") or folder.name)
     return Sweep(name=name, path=folder, curves=curves, trials=trials.reset_index(drop=True), meta=meta)
 
