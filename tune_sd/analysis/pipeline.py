@@ -157,7 +157,10 @@ def _overview(sweeps: list[Sweep]) -> Section:
 
 def _trends_section(trends, smoothed, out_dir, summary, pooled) -> Section:
     sec = Section("Trends")
-    figures.save(figures.trends_figure(smoothed, trends), out_dir / "trends.png")
+    # the stop reason of each trial, so that the figure marks who stopped it (asha, median, nonlearner)
+    reasons = pooled[["sweep", "trial_id", "stop_reason"]] if "stop_reason" in pooled.columns else None
+    marked = trends.merge(reasons, on=["sweep", "trial_id"], how="left") if reasons is not None else trends
+    figures.save(figures.trends_figure(smoothed, marked), out_dir / "trends.png")
     sec.p(f"How: {trends.attrs.get('method', '')}. Curves are smoothed accuracies over the fraction of "
           "each trial's planned epochs; a curve that ends early was stopped early (ASHA) and is described "
           "on the part it ran.")
