@@ -162,7 +162,8 @@ def _trends_section(trends, smoothed, out_dir, summary, pooled) -> Section:
     marked = trends.merge(reasons, on=["sweep", "trial_id"], how="left") if reasons is not None else trends
     figures.save(figures.trends_figure(smoothed, marked), out_dir / "trends.png")
     sec.p(f"How: {trends.attrs.get('method', '')}. Curves are smoothed accuracies over the fraction of "
-          "each trial's planned epochs; a curve that ends early was stopped early (ASHA) and is described "
+          "each trial's planned epochs; a curve that ends early was stopped early (by ASHA, the median rule "
+          "or the non-learner stopper) and is described "
           "on the part it ran.")
     sec.img("trends.png", "smoothed accuracy per trial, coloured by trend; thick: the trend's median")
     sec.items([f"{n}: {h}" for n, h in TREND_HELP.items()] + [
