@@ -21,9 +21,10 @@ import torch.nn.functional as F
 
 from tune_sd.errors import ConfigError, StudyError
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint
 from .config import Config
 from .critic import Critic, critic_input
+from .loop import RunLoop
 from .model import LatentModel
 from .study import NonFiniteLossError, _seeds, library_path
 from .target import target_from_config
@@ -73,9 +74,10 @@ def critic_points(state: dict, cfg: Config) -> int:
     return width // (1 + cfg.derived_ext_size) if stacked else width
 
 
-class Regularization:
+class Regularization(RunLoop):
     """One regularisation run; the same interface as :class:`~tune_sd.engine.study.Study`: ``step()``,
-    ``run()``, ``done``, ``history``, ``state_dict()`` / ``load_state_dict()`` (bit-exact resume)."""
+    ``run()``, ``done``, ``history``, ``state_dict()`` / ``load_state_dict()`` (bit-exact resume);
+    :func:`~tune_sd.engine.runs.run_from_checkpoint` rebuilds one from its checkpoint."""
 
     metrics = REG_METRICS
 
@@ -163,11 +165,6 @@ class Regularization:
         return self.critic(critic_input(h.t(), self._critic_parts(h, X, create_graph), self.ext_type))
 
     # ------------------------------------------------------------------ the loop
-    @property
-    def done(self) -> bool:
-        runtime = self.cfg.runtime
-        return self.epoch >= self.cfg.epochs or (runtime is not None and self.elapsed >= runtime)
-
     def step(self) -> dict:
         """One epoch: a full-batch step of the network on MSE + sd x critic term; then, adversarial
         only, ``critic.iters`` critic steps on library functions vs the latent features."""
@@ -219,19 +216,6 @@ class Regularization:
         fake_in = critic_input(h.t(), fake_parts, self.ext_type)
         return self.critic.fit(real_in, fake_in, self.rng).acc_mean
 
-    def run(self, epochs: int | None = None, callback=None) -> dict | None:
-        metrics, stop = None, (self.epoch + epochs if epochs is not None else None)
-        while not self.done and (stop is None or self.epoch < stop):
-            metrics = self.step()
-            if callback is not None:
-                callback(metrics)
-        return metrics
-
-    def curve(self, start: int = 0) -> dict[str, list]:
-        cols = {"epoch": list(range(start + 1, self.epoch + 1))}
-        cols.update({m: self.history[m][start:] for m in REG_METRICS})
-        return cols
-
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         state = {
@@ -265,17 +249,3 @@ class Regularization:
             raise StudyError(f"checkpoint does not fit this config ({type(e).__name__}: "
                              f"{str(e).splitlines()[0]})") from None
         self.history = history
-
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(self.state_dict(), path)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device="cpu", **overrides) -> "Regularization":
-        state = load_checkpoint(path)
-        cfg = Config.from_dict(state["config"])
-        if overrides:
-            cfg = cfg.replace(**overrides)
-        run = cls(cfg, device=device)
-        run.load_state_dict(state)
-        return run
-

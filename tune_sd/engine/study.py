@@ -17,12 +17,13 @@ import torch
 
 from tune_sd.errors import ConfigError, StudyError
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint
 from .config import Config
 from .critic import Critic, critic_input
 from .data import load_data
 from .generators import make_generator
 from .library import load_library
+from .loop import RunLoop
 
 METRICS = ("acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max", "nonfinite", "time_s")
 
@@ -48,13 +49,15 @@ def _seeds(seed: int, n: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64) >> np.uint64(1)]
 
 
-class Study:
+class Study(RunLoop):
     """Train a critic to tell library functions from generator functions.
 
     ``step()`` runs one epoch and returns its metrics; ``state_dict()`` / ``load_state_dict()`` cover
     the critic, its optimizer, the random state and the metric history, so that a run stopped at
     epoch e and resumed continues bit for bit like the uninterrupted run.
     """
+
+    metrics = METRICS
 
     def __init__(self, config: Config | dict | None = None, device: str | torch.device = "cpu"):
         self.cfg = config if isinstance(config, Config) else Config.from_dict(config)
@@ -85,11 +88,6 @@ class Study:
         self._window: deque[float] = deque(maxlen=cfg.avg_hor)
 
     # ------------------------------------------------------------------ the loop
-    @property
-    def done(self) -> bool:
-        runtime = self.cfg.runtime
-        return self.epoch >= self.cfg.epochs or (runtime is not None and self.elapsed >= runtime)
-
     def sample_fake(self, k: int, rng: torch.Generator | None = None):
         """k fake functions: (values [k, n], critic input). ``rng`` defaults to the run's own."""
         values, grads = self.generator.sample(k, rng or self.rng, with_grad=self.needs_grad)
@@ -134,21 +132,6 @@ class Study:
             self.history[m].append(metrics[m])
         return metrics
 
-    def run(self, epochs: int | None = None, callback=None) -> dict | None:
-        """Step until ``done`` (or ``epochs`` more epochs); ``callback(metrics)`` after each epoch."""
-        metrics, stop = None, (self.epoch + epochs if epochs is not None else None)
-        while not self.done and (stop is None or self.epoch < stop):
-            metrics = self.step()
-            if callback is not None:
-                callback(metrics)
-        return metrics
-
-    def curve(self, start: int = 0) -> dict[str, list]:
-        """The per-epoch metric history from epoch ``start`` + 1 on, as columns."""
-        cols = {"epoch": list(range(start + 1, self.epoch + 1))}
-        cols.update({m: self.history[m][start:] for m in METRICS})
-        return cols
-
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {
@@ -175,9 +158,6 @@ class Study:
         history["nonfinite"] = [int(x) for x in history["nonfinite"]]
         self.history = history
         self._window = deque(history["acc_mean"][-self.cfg.avg_hor:], maxlen=self.cfg.avg_hor)
-
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(self.state_dict(), path)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device="cpu", **overrides) -> "Study":
