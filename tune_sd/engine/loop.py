@@ -36,3 +36,16 @@ class RunLoop:
 
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(self.state_dict(), path)
+
+    @classmethod
+    def from_state(cls, state: dict, device="cpu", **overrides):
+        """Rebuild a run from its checkpoint's state; ``overrides`` (dotted keys such as ``epochs``)
+        may change what does not alter the networks, e.g. raise ``epochs``."""
+        from .config import Config
+
+        cfg = Config.from_dict(state["config"])
+        if overrides:
+            cfg = cfg.replace(**overrides)
+        run = cls(cfg, device=device)
+        run.load_state_dict(state)
+        return run

@@ -22,9 +22,4 @@ def run_from_checkpoint(path: str | Path, device: str | torch.device = "cpu", **
     """Rebuild whichever run wrote the checkpoint, with its state loaded."""
     state = load_checkpoint(path)
     cls = Regularization if state.get("format") == REGULARIZE_FORMAT else Study
-    cfg = Config.from_dict(state["config"])
-    if overrides:
-        cfg = cfg.replace(**overrides)
-    run = cls(cfg, device=device)
-    run.load_state_dict(state)
-    return run
+    return cls.from_state(state, device, **overrides)

@@ -161,12 +161,5 @@ class Study(RunLoop):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device="cpu", **overrides) -> "Study":
-        """Rebuild a study from its checkpoint; ``overrides`` (dotted keys such as ``epochs``) may
-        change what does not alter the networks, e.g. raise ``epochs``."""
-        state = load_checkpoint(path)
-        cfg = Config.from_dict(state["config"])
-        if overrides:
-            cfg = cfg.replace(**overrides)
-        study = cls(cfg, device=device)
-        study.load_state_dict(state)
-        return study
+        """Rebuild a study from its checkpoint (see :meth:`RunLoop.from_state` for ``overrides``)."""
+        return cls.from_state(load_checkpoint(path), device, **overrides)
