@@ -355,3 +355,9 @@ def test_quick_set_fixes_keys_under_quick_only_and_is_validated(tmp_path, critic
     bad.write_text("method: grid\nparameters: {}\ntune: {quick_set: {sedd: 0}}\n")
     p = tune_sd("sweep", str(bad), "--dry-run")
     assert p.returncode == 2 and "quick_set.sedd" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_the_non_learner_stopper_is_refused_for_a_regularisation_study(critic_ckpt, tmp_path):
+    p = tune_sd("sweep", "regularize-dsn", "--critic-from", str(critic_ckpt), "--scheduler", "nonlearner",
+                "--dry-run", "--storage", str(tmp_path))
+    assert p.returncode == 2 and "non-learner stopper" in p.stderr and "Traceback" not in p.stderr

@@ -135,6 +135,9 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     if settings["gpus_per_trial"] < 0 or settings["cpus_per_trial"] <= 0:
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     settings["task"] = cfg.task
+    if cfg.task == "regularize" and "nonlearner" in str(settings["scheduler"]):
+        raise ConfigError(f"--scheduler {settings['scheduler']}: the non-learner stopper reads a critic's accuracy; "
+                          "a regularisation study reports val_mse and min_corr (use fifo, asha or median)")
     if critic_note:
         settings["critic_from"] = critic_note
     name = opts.name or space.name
