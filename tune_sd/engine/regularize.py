@@ -24,6 +24,7 @@ from tune_sd.errors import ConfigError, StudyError
 from .checkpoint import load_checkpoint
 from .config import Config
 from .critic import Critic, critic_input
+from .library import load_library
 from .loop import RunLoop
 from .model import LatentModel
 from .study import NonFiniteLossError, _seeds, library_path
@@ -138,8 +139,6 @@ class Regularization(RunLoop):
         if iters:
             critic.optimizer.load_state_dict(state["optimizer"])
             critic.iters = iters
-            from .library import load_library
-
             self.library = load_library(library_path(ccfg.library.path), var=ccfg.data.var, n_features=self.n_features)
         else:
             critic.requires_grad_(False)  # fixed: the regulariser's gradient reaches the latents only
