@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .evidence import ALPHA, N_PERM, codes, p_value, plural, shuffles
 from .load import as_category, hyperparameters, is_numeric, short
 
 FEW_VALUES = 8  # a key with at most this many distinct values is described by counts
@@ -121,53 +122,133 @@ def mutual_information(x, y) -> float:
     return _entropy(x) + _entropy(y) - _entropy(np.char.add(np.char.add(x, "\x00"), y))
 
 
-def separation(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None) -> pd.DataFrame:
+def _mi_codes(x: np.ndarray, kx: int, Y: np.ndarray, ky: int) -> np.ndarray:
+    """I(x; y) in bits for one coded x and each row of coded labels ``Y`` (shuffles), vectorised."""
+    n = x.shape[0]
+    joint = np.zeros((Y.shape[0], kx * ky))
+    rows = np.repeat(np.arange(Y.shape[0]), n)
+    np.add.at(joint, (rows, (x[None, :] * ky + Y).ravel()), 1.0)
+    pxy = joint.reshape(-1, kx, ky) / n
+    px = pxy.sum(2, keepdims=True)
+    py = pxy.sum(1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(pxy > 0, pxy * np.log2(pxy / (px * py)), 0.0)
+    return terms.sum((1, 2))
+
+
+def separation(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None,
+               n_perm: int = N_PERM, seed: int = 0) -> pd.DataFrame:
     """Hyperparameters ranked by how well they separate the trends: ``param, mutual_info`` (bits),
-    ``normalised`` (MI / H(trend)), ``values`` (distinct values or bins)."""
+    ``normalised`` (MI / H(trend)), ``values`` (distinct values or bins), ``trials`` (what it rests on),
+    ``p`` (share of ``n_perm`` shuffles of the trends with an MI as high, times the number of keys:
+    Bonferroni) and ``beyond chance`` (p < :data:`ALPHA`). A key with many values has a high MI by chance
+    on few trials; the shuffles measure exactly how high."""
     df = _joined(trends, trials)
     params = params if params is not None else hyperparameters(trials)
     h = _entropy(df["trend"]) if len(df) else 0.0
+    y, ky = codes(df["trend"])
+    Y = shuffles(y, n_perm, seed) if len(df) else None
     rows = []
     for p in params:
         d = _discrete(df[p])
         mi = mutual_information(d, df["trend"]) if len(df) else 0.0
+        if len(df) and h > 0:
+            x, kx = codes(d)
+            pv = min(1.0, p_value(mi, _mi_codes(x, kx, Y, ky)) * len(params))
+        else:
+            pv = 1.0
         rows.append({"param": short(p), "mutual_info": mi, "normalised": mi / h if h > 0 else 0.0,
-                     "values": int(d.nunique())})
-    out = pd.DataFrame(rows, columns=["param", "mutual_info", "normalised", "values"])
+                     "values": int(d.nunique()), "trials": len(df), "p": pv, "beyond chance": pv < ALPHA})
+    out = pd.DataFrame(rows, columns=["param", "mutual_info", "normalised", "values", "trials", "p", "beyond chance"])
     return out.sort_values(["normalised", "param"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------ marks
 
 
-def marks(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None, top: int = 3,
-          min_share: float = 0.5, min_lift: float = 0.25) -> dict[str, list[str]]:
+@dataclass
+class TrendMarks:
+    """What marks one trend, with what it rests on: ``marks`` (texts, strongest first) are the values
+    that beat the shuffles (see :mod:`.evidence`); ``status`` is ``marked``, ``none`` (no value beats
+    chance), ``too few`` (not even a perfect mark could) or ``all`` (every trial is in this trend)."""
+
+    trend: str
+    n: int             # trials in the trend
+    n_all: int         # trials in all
+    marks: list
+    status: str
+    p: float = math.nan  # of the strongest mark
+
+    def describe(self) -> str:
+        head = f"{self.trend} ({plural(self.n, 'trial')} of {self.n_all})"
+        if self.status == "marked":
+            return f"{head}: " + "; ".join(self.marks)
+        if self.status == "too few":
+            return (f"{head}: too few trials to name a mark (even a value held by all {self.n} and by no other "
+                    f"trial would be matched by chance in >= {ALPHA:.0%} of shuffles)")
+        if self.status == "all":
+            return f"{head}: every trial is in this trend, nothing to contrast it with"
+        return f"{head}: no hyperparameter value marks it beyond chance"
+
+
+def trend_marks(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None, top: int = 3,
+                min_share: float = 0.5, min_lift: float = 0.25, n_perm: int = N_PERM,
+                seed: int = 0) -> dict[str, TrendMarks]:
     """Per trend, its characteristic hyperparameter values (at most ``top``): values (or, for ordered
-    numeric keys, ranges ``<= v`` / ``>= v``) that at least ``min_share`` of its trials have and that
-    are at least ``min_lift`` more common inside the trend than outside it."""
+    numeric keys, ranges ``<= v`` / ``>= v``) that at least ``min_share`` of its trials have, that are
+    at least ``min_lift`` more common inside the trend than outside it, and whose lift beats the best
+    lift of any candidate on ``n_perm`` shuffles of the trend labels (p < :data:`ALPHA`)."""
     df = _joined(trends, trials)
     params = params if params is not None else hyperparameters(trials)
-    out: dict[str, list[str]] = {}
+    cands = [(p, text, has) for p in params for text, has in _candidates(df[p])]
+    M = np.array([has for _, _, has in cands], dtype=float).T if cands else np.zeros((len(df), 0))
+    out: dict[str, TrendMarks] = {}
     for name in _trend_order(df["trend"]):
         inside = (df["trend"] == name).to_numpy()
-        if inside.all():
-            out[name] = []
+        n_in, n = int(inside.sum()), len(df)
+        if n_in == n:
+            out[name] = TrendMarks(name, n_in, n, [], "all")
             continue
-        found = []
-        for p in params:
-            best = None
-            for text, has in _candidates(df[p]):
-                share_in, share_out = has[inside].mean(), has[~inside].mean()
-                lift = share_in - share_out
-                key = (round(lift, 9), round(share_in, 9))
-                if share_in >= min_share and lift >= min_lift and (best is None or key > best[0]):
-                    best = (key, f"{short(p)} {text} ({int(has[inside].sum())}/{int(inside.sum())}; "
-                                 f"{share_out:.0%} of the others)")
-            if best:
-                found.append(best)
-        found.sort(key=lambda b: b[0], reverse=True)
-        out[name] = [text for _, text in found[:top]]
+        null = _null_best_lift(M, n_in, n_perm, seed, min_share, min_lift)
+        perfect = p_value(1.0, null)
+        found: dict[str, tuple] = {}
+        for (p, text, has), share_in, share_out in zip(cands, M[inside].mean(0), M[~inside].mean(0)):
+            lift = share_in - share_out
+            if share_in < min_share or lift < min_lift:
+                continue
+            key = (round(lift, 9), round(share_in, 9))
+            pv = p_value(lift, null)
+            if pv < ALPHA and (p not in found or key > found[p][0]):
+                found[p] = (key, f"{short(p)} {text} ({int(has[inside].sum())}/{n_in}; "
+                                 f"{share_out:.0%} of the other {n - n_in}; p = {pv:.3f})", pv)
+        best = sorted(found.values(), key=lambda b: b[0], reverse=True)[:top]
+        status = "marked" if best else ("too few" if perfect >= ALPHA else "none")
+        out[name] = TrendMarks(name, n_in, n, [t for _, t, _ in best], status, best[0][2] if best else math.nan)
     return out
+
+
+def _null_best_lift(M: np.ndarray, n_in: int, n_perm: int, seed: int, min_share: float,
+                    min_lift: float) -> np.ndarray:
+    """The best eligible lift of any candidate when ``n_in`` trials drawn at random form the trend."""
+    n = M.shape[0]
+    if M.shape[1] == 0:
+        return np.zeros(n_perm)
+    rng = np.random.default_rng(seed)
+    inside = np.zeros((n_perm, n), dtype=float)
+    for i in range(n_perm):
+        inside[i, rng.choice(n, n_in, replace=False)] = 1.0
+    share_in = inside @ M / n_in
+    share_out = (1.0 - inside) @ M / (n - n_in)
+    lift = share_in - share_out
+    ok = (share_in >= min_share) & (lift >= min_lift)
+    return np.where(ok, lift, 0.0).max(axis=1)
+
+
+def marks(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None, top: int = 3,
+          min_share: float = 0.5, min_lift: float = 0.25, seed: int = 0) -> dict[str, list[str]]:
+    """Per trend, the texts of :func:`trend_marks` (empty where none beats chance or there are too few)."""
+    return {name: m.marks for name, m in trend_marks(trends, trials, params, top, min_share, min_lift,
+                                                      seed=seed).items()}
 
 
 def _candidates(values: pd.Series):
@@ -267,23 +348,89 @@ def _render(node: _Node, indent: str = "") -> list[str]:
     return lines
 
 
-def decision_rules(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None,
-                   max_depth: int = 3, min_leaf: int | None = None) -> tuple[str, float]:
-    """(rules, accuracy): a shallow decision tree from hyperparameters to trends, as nested
-    ``if key <= v:`` rules with the trend and its share at each leaf, and the share of the trials
-    it names right."""
-    df = _joined(trends, trials).reset_index(drop=True)
-    params = params if params is not None else hyperparameters(trials)
-    if df.empty:
-        return "(no trials)", math.nan
+def _tree_inputs(df: pd.DataFrame, params: list[str]) -> tuple[dict, dict]:
     X, kinds = {}, {}
     for p in params:
         if is_numeric(df[p]):
             X[short(p)], kinds[short(p)] = pd.to_numeric(df[p]).to_numpy(dtype=float), "num"
         else:
             X[short(p)], kinds[short(p)] = as_category(df[p]).to_numpy(dtype=object), "cat"
+    return X, kinds
+
+
+def _tree_accuracy(X, kinds, y, max_depth, min_leaf) -> tuple[_Node, float]:
+    root = _grow(X, kinds, y, np.arange(len(y)), max_depth, min_leaf)
+    return root, float(np.mean([_predict(root, X, i) == y[i] for i in range(len(y))]))
+
+
+def decision_rules(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None,
+                   max_depth: int = 3, min_leaf: int | None = None) -> tuple[str, float]:
+    """(rules, accuracy): a shallow decision tree from hyperparameters to trends, as nested
+    ``if key <= v:`` rules with the trend and its share at each leaf, and the share of the trials
+    it names right (on the trials it was fitted to: see :func:`tree_verdict` for what that is worth)."""
+    v = tree_verdict(trends, trials, params, max_depth, min_leaf, n_perm=0)
+    return v.rules, v.accuracy
+
+
+@dataclass
+class TreeVerdict:
+    """A decision tree and what it rests on: its accuracy on the ``n`` trials it was fitted to, the
+    majority-class share (a tree that says one trend for all), and the same tree fitted to shuffled
+    trends: their mean accuracy and ``p`` (share of shuffles at least as accurate). ``status``:
+    ``rules`` (the tree beats the shuffles), ``chance`` (it does not), ``too few`` (a tree fitted to
+    shuffled trends is right on every trial in >= 5 % of the shuffles, so even a perfect tree proves
+    nothing), ``one trend`` or ``no trials``."""
+
+    rules: str
+    accuracy: float
+    n: int
+    majority: float = math.nan
+    null_mean: float = math.nan
+    p: float = math.nan
+    status: str = "rules"
+
+    def describe(self) -> str:
+        on = f"fitted to {plural(self.n, 'trial')}"
+        if self.status == "no trials":
+            return "No trials: no decision tree."
+        if self.status == "one trend":
+            return f"All {plural(self.n, 'trial')} are in one trend: nothing for a tree to separate."
+        head = (f"Decision tree (depth <= 3), {on}: right on {self.accuracy:.0%} of them; one trend for all "
+                f"(the majority) is right on {self.majority:.0%}; the same tree fitted to shuffled trends is "
+                f"right on {self.null_mean:.0%} on average (p = {self.p:.3f}).")
+        if self.status == "too few":
+            return (f"Too few trials for a decision tree: {on}, a tree fitted to shuffled trends is right on "
+                    f"every trial in {self.null_perfect:.0%} of the shuffles (>= {ALPHA:.0%}), so no rule it "
+                    "finds can be told from chance. No rules are given.")
+        if self.status == "chance":
+            return head + " It does no better than on shuffled trends: no rules are given."
+        return head
+
+    null_perfect: float = math.nan
+
+
+def tree_verdict(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None,
+                 max_depth: int = 3, min_leaf: int | None = None, n_perm: int = N_PERM,
+                 seed: int = 0) -> TreeVerdict:
+    """Fit the tree (see :func:`decision_rules`) and test it against ``n_perm`` trees fitted the same
+    way to shuffled trends (see :mod:`.evidence`)."""
+    df = _joined(trends, trials).reset_index(drop=True)
+    params = params if params is not None else hyperparameters(trials)
+    if df.empty:
+        return TreeVerdict("(no trials)", math.nan, 0, status="no trials")
+    X, kinds = _tree_inputs(df, params)
     y = df["trend"].astype(str).to_numpy()
     min_leaf = min_leaf if min_leaf is not None else (2 if len(df) >= 12 else 1)
-    root = _grow(X, kinds, y, np.arange(len(df)), max_depth, min_leaf)
-    acc = float(np.mean([_predict(root, X, i) == y[i] for i in range(len(df))]))
-    return "\n".join(_render(root)), acc
+    root, acc = _tree_accuracy(X, kinds, y, max_depth, min_leaf)
+    v = TreeVerdict("\n".join(_render(root)), acc, len(df),
+                    majority=float(pd.Series(y).value_counts(normalize=True).iloc[0]))
+    if len(set(y)) < 2:
+        v.status = "one trend"
+        return v
+    if n_perm <= 0:
+        return v
+    null = np.array([_tree_accuracy(X, kinds, ys, max_depth, min_leaf)[1] for ys in shuffles(y, n_perm, seed)])
+    v.null_mean, v.p = float(null.mean()), p_value(acc, null)
+    v.null_perfect = float(np.mean(null >= 1 - 1e-12))
+    v.status = "rules" if v.p < ALPHA else ("too few" if p_value(1.0, null) >= ALPHA else "chance")
+    return v

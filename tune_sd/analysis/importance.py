@@ -8,6 +8,12 @@ of its value, so that a grid such as gp 0, 1e-6 … 1e-3 gives each value an equ
 a variance share is used: per hyperparameter the correlation ratio eta² (between-value variance of
 the target over its total variance; numeric keys with many values cut into quantile bins),
 normalised to sum to 1.
+
+Either way each key also gets ``trials`` (what it rests on), ``p`` and ``beyond chance``: a
+permutation test of its eta² (see :mod:`.evidence`): the share of shuffles of the target over the
+trials in which the key explains as much of its variance, times the number of keys (Bonferroni). On
+few trials every key explains much of the variance by chance (eta² of a key with v values on n trials
+is about (v - 1) / (n - 1) under chance), so a ranking is evidence only where a key beats the shuffles.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .characterise import FEW_VALUES, _discrete
+from .evidence import ALPHA, N_PERM, p_value, shuffles
 from .load import as_category, hyperparameters, is_numeric, short
 
 MIN_FANOVA = 8
@@ -27,7 +34,45 @@ N_TREES = 32
 
 def importance(trials: pd.DataFrame, target: str = "final_avg_acc", params: list[str] | None = None,
                seed: int = 0) -> pd.DataFrame:
-    """``param, importance, method`` sorted by importance (importances sum to 1 where any is > 0)."""
+    """``param, importance, method, trials, p, beyond chance`` sorted by importance (importances sum
+    to 1 where any is > 0)."""
+    out = _importance(trials, target, params, seed)
+    if out.empty:
+        return out.assign(trials=pd.Series(dtype=int), p=pd.Series(dtype=float),
+                          **{"beyond chance": pd.Series(dtype=bool)})
+    params = params if params is not None else hyperparameters(trials)
+    y = pd.to_numeric(trials[target], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(y)
+    test = chance_test(trials[ok], y[ok], params, seed=seed)
+    return out.merge(test, on="param", how="left")
+
+
+def chance_test(df: pd.DataFrame, y: np.ndarray, params: list[str], n_perm: int = N_PERM,
+                seed: int = 0) -> pd.DataFrame:
+    """``param, trials, p, beyond chance``: each key's eta² against its eta² on shuffled targets."""
+    Y = shuffles(y, n_perm, seed) if len(y) else np.empty((0, 0))
+    rows = []
+    for p in params:
+        groups = _discrete(df[p]).to_numpy() if len(df) else np.array([])
+        if len(y) < 2 or np.ptp(y) == 0:
+            pv = 1.0
+        else:
+            null = np.array([_eta2(groups, ys) for ys in Y])
+            pv = min(1.0, p_value(_eta2(groups, y), null) * len(params))
+        rows.append({"param": short(p), "trials": int(len(y)), "p": pv, "beyond chance": bool(pv < ALPHA)})
+    return pd.DataFrame(rows, columns=["param", "trials", "p", "beyond chance"])
+
+
+def _eta2(groups: np.ndarray, y: np.ndarray) -> float:
+    """Between-group variance of ``y`` over its total variance."""
+    total = float(((y - y.mean()) ** 2).sum())
+    if total <= 0:
+        return 0.0
+    between = sum(len(sel) * (sel.mean() - y.mean()) ** 2 for sel in (y[groups == g] for g in pd.unique(groups)))
+    return float(between) / total
+
+
+def _importance(trials: pd.DataFrame, target: str, params: list[str] | None, seed: int) -> pd.DataFrame:
     params = params if params is not None else hyperparameters(trials)
     if target not in trials.columns:
         return _empty(f"no {target} column")
@@ -102,15 +147,7 @@ def _fanova(df: pd.DataFrame, y: np.ndarray, params: list[str], seed: int) -> pd
 
 
 def _variance_share(df: pd.DataFrame, y: np.ndarray, params: list[str], method: str) -> pd.DataFrame:
-    total = float(((y - y.mean()) ** 2).sum())
-    rows = []
-    for p in params:
-        groups = _discrete(df[p]).to_numpy()
-        between = 0.0
-        for g in pd.unique(groups):
-            sel = y[groups == g]
-            between += len(sel) * (sel.mean() - y.mean()) ** 2
-        rows.append({"param": short(p), "eta2": between / total if total > 0 else 0.0})
+    rows = [{"param": short(p), "eta2": _eta2(_discrete(df[p]).to_numpy(), y)} for p in params]
     out = pd.DataFrame(rows)
     s = out["eta2"].sum()
     out["importance"] = out["eta2"] / s if s > 0 and math.isfinite(s) else 0.0
