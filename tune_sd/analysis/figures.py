@@ -136,12 +136,23 @@ def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int
     return fig
 
 
+LINE_STYLES = ["-", "--", "-.", ":"]
+RANK_MARKERS = ["", "o", "s", "^", "D", "v", "P", "X"]
+
+
+def rank_style(rank: int) -> tuple[str, str]:
+    """(line style, marker) of the trial of a sweep at ``rank`` (1-based): the 4 styles, then again with
+    each marker in turn, so ranks 1 .. 32 of a sweep all differ."""
+    i = rank - 1
+    return LINE_STYLES[i % len(LINE_STYLES)], RANK_MARKERS[(i // len(LINE_STYLES)) % len(RANK_MARKERS)]
+
+
 def comparison_figure(smoothed: pd.DataFrame, top: pd.DataFrame) -> Figure:
     """The seed's ``plot_accuracies``: the smoothed accuracy of each sweep's top trials over epochs,
-    one colour per sweep, one line style per rank."""
+    one colour per sweep; within a sweep every rank gets its own line style and marker (:func:`rank_style`),
+    so that no two compared trials look alike."""
     fig = new_figure(8, 4.5)
     ax = fig.subplots()
-    styles = ["-", "--", "-.", ":"]
     sweeps = list(dict.fromkeys(top["sweep"]))
     for _, row in top.iterrows():
         c = smoothed[(smoothed["sweep"] == row["sweep"]) & (smoothed["trial_id"] == row["trial_id"])]
@@ -149,8 +160,9 @@ def comparison_figure(smoothed: pd.DataFrame, top: pd.DataFrame) -> Figure:
             continue
         acc = row.get("final_avg_acc")
         acc = f" ({acc:.3f})" if isinstance(acc, (int, float, np.floating)) and np.isfinite(acc) else ""
-        ax.plot(c["epoch"], c["acc"], color=f"C{sweeps.index(row['sweep']) % 10}",
-                ls=styles[(int(row["rank"]) - 1) % len(styles)], lw=1.4,
+        ls, marker = rank_style(int(row["rank"]))
+        ax.plot(c["epoch"], c["acc"], color=f"C{sweeps.index(row['sweep']) % 10}", ls=ls, marker=marker,
+                markevery=max(1, len(c) // 8), ms=4, lw=1.4,
                 label=f"{row['sweep']} #{int(row['rank'])} {row['trial_id']}{acc}")
     ax.axhline(0.5, color="k", lw=0.6, ls=":")
     ax.set_xlabel("epoch")

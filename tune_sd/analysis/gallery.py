@@ -119,4 +119,4 @@ def misclassified_fakes(checkpoint: str | Path, n_wrong: int = 5, seed: int = 0,
         x_label=f"{cfg.data.var}[:, {cfg.data.features[0]}]",
         real=real_values[0].detach().cpu().numpy(), real_scores=real_scores, right=r, right_scores=rs,
         wrong=w, wrong_scores=ws, drawn=drawn, wanted=n_wrong, epoch=study.epoch,
-        info={"n_wrong_total": n_wrong_total, "generator": cfg.generator.type, "library": cfg.library.path})
+        info={"n_wrong_total": n_wrong_total, "generator": str(cfg.generator_type).lower(), "library": cfg.library.path})

@@ -16,17 +16,21 @@ import pyarrow.parquet as pq
 from tune_sd.errors import UserError
 
 from . import figures
-from .characterise import decision_rules, marks, separation, trend_profiles
+from .characterise import separation, tree_verdict, trend_marks, trend_profiles
 from .compare import best_trial, top_trials
 from .gallery import checkpoint_path, misclassified_fakes
 from .importance import importance
 from .load import Sweep, hyperparameters, load_sweep
-from .regularize import is_regularize, sd_figure, sd_table, verdicts
+from .evidence import ALPHA, N_PERM, plural
+from .regularize import MIN_GAIN, is_regularize, repeats, repeats_needed, sd_figure, sd_table, verdicts
 from .report import Section, write_report
-from .trends import DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HELP, curve_features, name_trends
+from .trends import (DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HELP, curve_features, describe_horizon,
+                     name_trends)
 
 TRENDS_FILE = "trends.parquet"
 REPORT_FILE = "report.html"
+TOP_COLUMNS = ("sweep", "study", "rank", "trial_id", "final_avg_acc", "best_avg_acc", "epochs", "stopped_early",
+               "trend")
 SHOWN_FEATURES = ["observed", "early", "peak", "peak_at", "end", "rel_drop", "late_gain"]
 
 
@@ -104,7 +108,7 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
     sd_sweeps = [s for s in sweeps if not is_regularize(s)]
     summary: list[str] = []
     total = sum(len(s.trials) for s in sweeps)
-    summary.append(f"analyzed {len(sweeps)} sweep{'s' * (len(sweeps) > 1)}, {total} trials ("
+    summary.append(f"analyzed {plural(len(sweeps), 'sweep')}, {plural(total, 'trial')} ("
                    + ", ".join(f"{s.label}: {len(s.trials)}" for s in sweeps) + ")")
     sections = [_overview(sweeps)]
     intro = ""
@@ -112,12 +116,15 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
         trends, smoothed = sweep_trends(sd_sweeps, k=k, horizon=horizon, seed=seed)
         _write_parquet(trends, out_dir / TRENDS_FILE)
         pooled = _pooled_trials(sd_sweeps)
-        sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled))
+        sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled, seed))
         sections.append(_characterise_section(sd_sweeps, trends, pooled, out_dir, seed))
         top = top_trials(sd_sweeps, top_k=top_k, trends=trends)
         sections.append(_compare_section(sd_sweeps, top, smoothed, out_dir, summary))
         sections.append(_gallery_section(sd_sweeps, out_dir, n_wrong, seed, summary))
-        intro = (f"Smoothing horizon {horizon} epochs; trends: {trends.attrs.get('method', '')}. "
+        horizons = "; ".join(f"{sw.label}: {describe_horizon(smoothed[smoothed['sweep'] == sw.name], horizon)}"
+                             for sw in sd_sweeps)
+        summary.insert(1, f"smoothing horizon used: {horizons}")
+        intro = (f"Smoothing horizon used: {horizons}. Trends: {trends.attrs.get('method', '')}. "
                  f"Tables: {out_dir / TRENDS_FILE}. ")
     for i, s in enumerate(reg_sweeps, 1):
         sections.append(_regularize_section(s, i, out_dir, summary))
@@ -155,7 +162,7 @@ def _overview(sweeps: list[Sweep]) -> Section:
     return Section("Sweeps").table(pd.DataFrame(rows))
 
 
-def _trends_section(trends, smoothed, out_dir, summary, pooled) -> Section:
+def _trends_section(trends, smoothed, out_dir, summary, pooled, seed) -> Section:
     sec = Section("Trends")
     # the stop reason of each trial, so that the figure marks who stopped it (asha, median, nonlearner)
     reasons = pooled[["sweep", "trial_id", "stop_reason"]] if "stop_reason" in pooled.columns else None
@@ -177,12 +184,11 @@ def _trends_section(trends, smoothed, out_dir, summary, pooled) -> Section:
     med = trends.groupby("trend")[SHOWN_FEATURES].median()
     med.index.name = "trend"
     sec.h3("Shape features (median per trend)").table(med, index=True)
-    pooled_marks = marks(trends, pooled, params=hyperparameters(pooled)) if len(trends) else {}
-    sizes = trends["trend"].value_counts()
-    summary.append(f"trends ({trends.attrs.get('method', '')}):")
-    for name, n in sizes.items():
-        m = pooled_marks.get(name) or []
-        summary.append(f"  {name:<16} {n:>4}  " + ("; ".join(m) if m else "(no hyperparameter stands out)"))
+    pooled_marks = trend_marks(trends, pooled, params=hyperparameters(pooled), seed=seed) if len(trends) else {}
+    summary.append(f"trends ({trends.attrs.get('method', '')}); marks tested against {N_PERM} shuffles of the "
+                   "trends, p < 0.05:")
+    for name, m in pooled_marks.items():
+        summary.append(f"  {m.describe()}")
     return sec
 
 
@@ -192,10 +198,16 @@ def _characterise_section(sweeps, trends, pooled, out_dir, seed) -> Section:
           "hyperparameters of each trend's trials, the hyperparameters ranked by how well they separate the "
           "trends (mutual information, normalised by the trends' entropy), a shallow decision tree from "
           "hyperparameters to trends, and each hyperparameter's importance for the final accuracy.")
+    sec.note(f"What these rest on: every claim below is tested against the same claim made on {N_PERM} shuffles "
+             "of the trends (or of the final accuracies) over the trials, which keep each trend's size and each "
+             "hyperparameter's values and break only their link. A mark, a key's separation, a tree or an "
+             f"importance is given only where fewer than {ALPHA:.0%} of the shuffles match it (p < {ALPHA:g}); where "
+             "even a perfect one could not beat the shuffles, the report says there are too few trials. These are "
+             "associations within the sweep, not causes, and they hold for the ranges the sweep tried.")
     if len(sweeps) > 1:
         sec.h3("All sweeps together: what marks each trend")
-        m = marks(trends, pooled, params=hyperparameters(pooled))
-        sec.items([f"{name}: " + ("; ".join(v) if v else "no hyperparameter stands out") for name, v in m.items()])
+        m = trend_marks(trends, pooled, params=hyperparameters(pooled), seed=seed)
+        sec.items([v.describe() for v in m.values()])
     for i, s in enumerate(sweeps, 1):
         tr = trends[trends["sweep"] == s.name]
         params = s.hyperparameters()
@@ -203,36 +215,73 @@ def _characterise_section(sweeps, trends, pooled, out_dir, seed) -> Section:
         if not params:
             sec.note(f"No hyperparameter varies between the trials of {s.name}: nothing to characterise.")
             continue
-        m = marks(tr, s.trials, params)
-        sec.items([f"{name}: " + ("; ".join(v) if v else "no hyperparameter stands out") for name, v in m.items()])
+        m = trend_marks(tr, s.trials, params, seed=seed)
+        sec.p("Values that mark each trend (share inside the trend; share of the other trials; p):")
+        sec.items([v.describe() for v in m.values()])
         prof = trend_profiles(tr, s.trials, params)
         prof.index.name = "hyperparameter"
-        sec.table(prof, index=True)
-        sep = separation(tr, s.trials, params)
-        sec.p("Which hyperparameters separate the trends:").table(sep)
-        rules, acc = decision_rules(tr, s.trials, params)
-        sec.p(f"Decision tree (depth <= 3), right on {acc:.0%} of the trials:").pre(rules)
-        imp = importance(s.trials, params=params, seed=seed)
-        if len(imp):
-            name = f"importance_{i}.png"
-            figures.save(figures.importance_figure(imp, f"{s.name}: importance for the final avg_acc"),
-                         out_dir / name)
-            sec.p(f"Importance for the final avg_acc ({imp['method'].iloc[0]}):").table(imp[["param", "importance"]])
-            sec.img(name, f"hyperparameter importance, {s.name}")
+        sec.p("The hyperparameters of each trend's trials (a description, not a test):").table(prof, index=True)
+        _separation_block(sec, separation(tr, s.trials, params, seed=seed))
+        tree = tree_verdict(tr, s.trials, params, seed=seed)
+        sec.p(tree.describe())
+        if tree.status == "rules":
+            sec.pre(tree.rules)
+        _importance_block(sec, s, i, params, out_dir, seed)
     return sec
+
+
+def _separation_block(sec: Section, sep: pd.DataFrame) -> None:
+    n = int(sep["trials"].iloc[0]) if len(sep) else 0
+    strong = sep[sep["beyond chance"]]
+    if strong.empty:
+        sec.p(f"Which hyperparameters separate the trends: on {plural(n, 'trial')}, none separates them better "
+              f"than on shuffled trends (p >= {ALPHA:g} for each, Bonferroni over {plural(len(sep), 'key')}); "
+              "no ranking is given.")
+        return
+    sec.p(f"Which hyperparameters separate the trends, on {plural(n, 'trial')} (p: share of {N_PERM} shuffles of "
+          f"the trends with as much mutual information, times {len(sep)} keys; only keys with p < {ALPHA:g} "
+          "separate the trends beyond chance, and only their order is evidence):")
+    sec.table(sep)
+
+
+def _importance_block(sec: Section, s: Sweep, i: int, params, out_dir: Path, seed: int) -> None:
+    imp = importance(s.trials, params=params, seed=seed)
+    if not len(imp):
+        return
+    method, n = imp["method"].iloc[0], int(imp["trials"].max()) if imp["trials"].notna().any() else 0
+    if not imp["beyond chance"].fillna(False).any():
+        sec.p(f"Importance for the final avg_acc: on {plural(n, 'trial')}, no hyperparameter explains more of the "
+              f"final avg_acc's variance than it does of shuffled accuracies (p >= {ALPHA:g} for each): no "
+              f"importance is claimed ({method} would rank {', '.join(imp['param'].head(3))} first, which "
+              "chance does as well).")
+        return
+    name = f"importance_{i}.png"
+    figures.save(figures.importance_figure(imp, f"{s.name}: importance for the final avg_acc"), out_dir / name)
+    sec.p(f"Importance for the final avg_acc ({method}), on {plural(n, 'trial')}; beyond chance: the key's variance "
+          f"share beats {N_PERM} shuffles of the accuracies (p < {ALPHA:g}, Bonferroni over the keys); the others' "
+          "importances are not evidence:")
+    sec.table(imp[["param", "importance", "trials", "p", "beyond chance"]])
+    sec.img(name, f"hyperparameter importance, {s.name}")
 
 
 def _compare_section(sweeps, top, smoothed, out_dir, summary) -> Section:
     sec = Section("Best models across sweeps")
     figures.save(figures.comparison_figure(smoothed, top), out_dir / "compare.png")
-    sec.p(f"The top {int(top.groupby('sweep').size().max()) if len(top) else 0} trials of each sweep by "
+    sec.p(f"The top {plural(int(top.groupby('sweep').size().max()) if len(top) else 0, 'trial')} of each sweep by "
           "final avg_acc, their smoothed accuracy (one colour per sweep) and their configs (the keys that "
           "differ between any of the compared trials).")
     sec.img("compare.png", "smoothed accuracy of the best trials of each sweep")
-    sec.table(top)
+    params = [c for c in top.columns if c not in TOP_COLUMNS]
+    # two tables that fit the page: the trials' results (one row each), then their configs transposed
+    # (one row per hyperparameter, one column per trial), since a sweep may vary a dozen keys
+    sec.table(top[[c for c in top.columns if c in TOP_COLUMNS and c != "study"]])
+    if params and len(top):
+        many = top["sweep"].nunique() > 1
+        configs = top[params].T
+        configs.columns = [f"{r['sweep']} #{int(r['rank'])}" if many else f"#{int(r['rank'])}" for _, r in top.iterrows()]
+        configs.index.name = "hyperparameter"
+        sec.p("Their configs (one column per trial above):").table(configs, index=True)
     summary.append("top trials:")
-    params = [c for c in top.columns if c not in ("sweep", "study", "rank", "trial_id", "final_avg_acc",
-                                                    "best_avg_acc", "epochs", "stopped_early", "trend")]
     for _, r in top.groupby("sweep", sort=False).head(3).iterrows():
         cfg = ", ".join(f"{p.split('.')[-1]}={r[p]}" for p in params[:6])
         acc = r["final_avg_acc"]
@@ -252,24 +301,43 @@ def _regularize_section(s: Sweep, i: int, out_dir: Path, summary: list[str]) -> 
           "each true latent, the best |correlation| with any learned latent on the validation points; the "
           "minimum over the true latents. sd = 0 is the unregularised baseline.")
     sec.img(name, "final val_mse and min_corr against sd, one line per setting of the other hyperparameters")
-    v = verdicts(table)
-    improved = v["improved"].fillna(False).astype(bool) if "improved" in v.columns else pd.Series(dtype=bool)
-    n_known = int(v["improved"].notna().sum()) if "improved" in v.columns else 0
-    if n_known:
-        verdict = (f"The SD improved latent recovery over sd = 0 (min_corr up by more than 0.02) in "
-                   f"{int(improved.sum())} of {n_known} setting(s).")
-        best = v.loc[v["gain"].idxmax()] if v["gain"].notna().any() else None
-        if best is not None:
-            verdict += (f" Largest gain: {best['gain']:+.3f} at sd = {best['best sd']:g} (min_corr "
-                        f"{best['min_corr at sd=0']:.3f} -> {best['its min_corr']:.3f}, val_mse "
-                        f"{best['val_mse at sd=0']:.2e} -> {best['its val_mse']:.2e}).")
-    else:
-        verdict = "No setting has both an sd = 0 baseline and an sd > 0 trial with a min_corr: no verdict."
-    sec.p(verdict)
+    v = verdicts(table, repeats(s))
+    sec.p(regularize_verdict(v, table))
     sec.h3("Per setting: the baseline against the best sd").table(v)
     sec.h3("Per setting and sd (medians over repeats)").table(table)
-    summary.append(f"{s.name}: {verdict}")
+    summary.append(f"{s.name}: {regularize_verdict(v, table)}")
     return sec
+
+
+def regularize_verdict(v: pd.DataFrame, table: pd.DataFrame) -> str:
+    """The regularisation verdict in words, with what it rests on (see :mod:`.regularize`)."""
+    tried = max(1, int(table.loc[table["sd"] > 0, "sd"].nunique()))
+    counts = v["verdict"].value_counts() if len(v) else pd.Series(dtype=int)
+    judged = int(counts.get("improved", 0) + counts.get("not improved", 0))
+    few = int(counts.get("too few repeats", 0))
+    parts = []
+    if judged:
+        parts.append(f"The SD improved latent recovery over sd = 0 (median min_corr up by more than {MIN_GAIN:g} and "
+                     f"its repeats above the baseline's in a rank test, p < {ALPHA:g} after a Bonferroni factor for "
+                     f"the sd values tried) in {int(counts.get('improved', 0))} of {judged} setting(s) with enough "
+                     "repeats.")
+    if few:
+        sub = v[v["verdict"] == "too few repeats"]
+        r0, r1 = int(sub["repeats at sd=0"].min()), int(sub["repeats at best sd"].min())
+        parts.append(f"{'No verdict' if not judged else 'No verdict either'} on whether the SD improved latent "
+                     f"recovery over sd = 0 in {few} setting(s): too few repeats (as few as {r0} at sd = 0 and {r1} "
+                     f"at the best sd; a rank test cannot reach p < {ALPHA:g} with so few once it pays for picking the "
+                     f"best of {tried} sd values: it needs {repeats_needed(tried)} repeats of each; run more seeds "
+                     "per config).")
+        best = sub.loc[sub["gain"].idxmax()] if sub["gain"].notna().any() else None
+        if best is not None:
+            parts.append(f"Not a verdict, only what those repeats show: the largest difference of medians is "
+                         f"{best['gain']:+.3f} at sd = {best['best sd']:g} (min_corr {best['min_corr at sd=0']:.3f} "
+                         f"-> {best['its min_corr']:.3f}).")
+    if not judged and not few:
+        parts.append("No setting has both an sd = 0 baseline and an sd > 0 trial with a min_corr: no verdict on "
+                     "whether the SD improved latent recovery over sd = 0.")
+    return " ".join(parts)
 
 
 def _gallery_section(sweeps, out_dir, n_wrong, seed, summary) -> Section:

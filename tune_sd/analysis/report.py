@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,9 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
-th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+.scroll { max-width: 100%; overflow-x: auto; }
 th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
 img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
@@ -78,11 +79,11 @@ def cell(v) -> str:
 def table_html(df: pd.DataFrame, index: bool = False) -> str:
     e = html.escape
     cols = ([e(str(df.index.name or ""))] if index else []) + [e(str(c)) for c in df.columns]
-    out = ["<table>", "<tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
+    out = ['<div class="scroll"><table>', "<tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
     for idx, row in df.iterrows():
         cells = ([f"<th>{e(cell(idx))}</th>"] if index else []) + [f"<td>{e(cell(v))}</td>" for v in row]
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "\n".join(out)
 
 
@@ -127,7 +128,9 @@ def write_report(path: str | Path, title: str, sections: list[Section], intro: s
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sections = _with_stops(sections, path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    from tune_sd.engine.atomic import temp_beside  # here: the engine package imports torch
+
+    fd, tmp = temp_beside(path)  # mode 0o666 less the umask, like the PNGs beside it
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(render(title, sections, intro))

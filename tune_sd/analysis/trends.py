@@ -9,7 +9,8 @@ models that learn quickly and stay (``fast-plateau``), learn quickly and then dr
    that is shorter than the analysis horizon (default 500 epochs, as in the notebook's plots), the
    reports are averaged further over the rest of the horizon on the epoch axis (a trailing window in
    epochs, so sparse or irregular reports are handled). The horizon is capped at a tenth of the
-   planned epochs so that short runs keep their shape. Reports in the first half horizon (where the
+   planned epochs so that short runs keep their shape, and is never shorter than the run's own
+   ``avg_hor`` (the report states the horizon each sweep really got: :func:`describe_horizon`). Reports in the first half horizon (where the
    average holds fewer epochs, so it is noisier) are shown but left out of the features when at
    least three reports remain.
 2. **Common footing.** Time is the fraction of the *planned* epochs, ``t`` in [0, 1]. A trial that
@@ -107,15 +108,43 @@ def smooth_curves(curves: pd.DataFrame, planned: pd.Series | float, horizon: int
             plan = float(epochs.max())
         plan = max(plan, float(epochs.max()))
         avg_hor = _first_number(c, "cfg.avg_hor")
-        window = min(float(horizon), HORIZON_SHARE * plan) - (avg_hor or 0.0)
+        used = used_horizon(horizon, plan, avg_hor)
+        window = used - (avg_hor or 0.0)
         acc = moving_average(epochs, c["avg_acc"].to_numpy(dtype=float), window)
         # the first reports average fewer epochs than the horizon: noisier, so left out of the features
-        warm = epochs < 0.5 * max(window + (avg_hor or 0.0), avg_hor or 0.0)
+        warm = epochs < 0.5 * used
         rows.append(pd.DataFrame({"trial_id": tid, "epoch": epochs, "t": epochs / plan, "acc": acc,
-                                  "warm_up": warm}))
+                                  "warm_up": warm, "horizon": used}))
     if not rows:
-        return pd.DataFrame(columns=["trial_id", "epoch", "t", "acc", "warm_up"])
+        return pd.DataFrame(columns=["trial_id", "epoch", "t", "acc", "warm_up", "horizon"])
     return pd.concat(rows, ignore_index=True)
+
+
+def used_horizon(horizon: float, planned: float, avg_hor: float | None) -> float:
+    """The smoothing horizon a trial's curve really gets, in epochs: the asked ``horizon`` capped at
+    :data:`HORIZON_SHARE` of its planned epochs, but never less than the run's own ``avg_hor`` (its
+    ``avg_acc`` already averages that many epochs, and the analysis cannot un-smooth it)."""
+    return max(min(float(horizon), HORIZON_SHARE * float(planned)), float(avg_hor or 0.0))
+
+
+def describe_horizon(smoothed: pd.DataFrame, horizon: float) -> str:
+    """The smoothing horizon the curves got, e.g. ``100 epochs (asked 500: 10 % of the 400 planned
+    epochs is 40, shorter than the runs' avg_hor of 100, which avg_acc already averages)``."""
+    if smoothed.empty or "horizon" not in smoothed.columns:
+        return "no curve smoothed"
+    per = smoothed.groupby("trial_id").agg(used=("horizon", "first"), epoch=("epoch", "last"), t=("t", "last"))
+    planned = (per["epoch"] / per["t"]).round()
+    lo, hi = float(per["used"].min()), float(per["used"].max())
+    text = f"{lo:g} epochs" if lo == hi else f"{lo:g} to {hi:g} epochs (trials differ)"
+    if lo == hi == float(horizon):
+        return text
+    p_lo, p_hi = float(planned.min()), float(planned.max())
+    plans = f"{p_lo:g}" if p_lo == p_hi else f"{p_lo:g} to {p_hi:g}"
+    cap = HORIZON_SHARE * p_lo
+    why = f"asked {horizon:g}; capped at {HORIZON_SHARE:.0%} of the {plans} planned epochs"
+    if lo > min(float(horizon), cap) + 1e-9:
+        why += f" ({cap:g}), but never below the runs' own avg_hor, which avg_acc already averages"
+    return f"{text} ({why})"
 
 
 def _first_number(df: pd.DataFrame, col: str) -> float | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from tune_sd.errors import StudyError
+
+from .atomic import temp_beside
 
 # an SD study's, and a regularisation run's (Step 7)
 FORMATS = ("tune_sd.study/1", "tune_sd.regularize/1")
@@ -19,7 +20,7 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     crash) never sees half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)

@@ -510,7 +510,8 @@ def format_check(check: LibraryCheck) -> str:
             f"values [{f.vmin:.4g}, {f.vmax:.4g}]  non-finite {f.nonfinite}  {deriv}"
         )
     if check.ok:
-        lines.append(f"OK: {len(check.functions)} functions")
+        n = len(check.functions)
+        lines.append(f"OK: {n} function{'s' if n != 1 else ''}")
     else:
         lines.append(f"PROBLEMS in {check.path} ({len(check.problems)}):")
         lines.extend(f"  {p}" for p in check.problems)
