@@ -143,10 +143,13 @@ def test_report_renders_every_section_on_a_real_small_sweep(tiny, capsys):
     text = report.read_text()
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in text
-    for png in ("trends.png", "compare.png", "gallery.png", "importance_1.png"):
+    for png in ("trends.png", "compare.png", "gallery.png"):
         assert (report.parent / png).stat().st_size > 1000
         assert f'src="{png}"' in text
+    # 3 trials support no importance ranking: the report says so instead of drawing one
+    assert "no importance is claimed" in text and not (report.parent / "importance_1.png").exists()
     assert "No gallery" not in text
+    assert "Fresh fakes from its generator (mlp)" in text  # the default, resolved (arch.hid_type[0])
     trends = pd.read_parquet(report.parent / "trends.parquet")
     assert list(trends.columns[:2]) == ["trial_id", "trend"] and len(trends) == 3
     out = capsys.readouterr().out

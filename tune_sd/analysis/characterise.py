@@ -184,8 +184,8 @@ class TrendMarks:
         if self.status == "marked":
             return f"{head}: " + "; ".join(self.marks)
         if self.status == "too few":
-            return (f"{head}: too few trials to name a mark (even a value held by all {self.n} and by no other "
-                    f"trial would be matched by chance in >= {ALPHA:.0%} of shuffles)")
+            return (f"{head}: too few trials to name a mark (even a value held by every trial of the trend and by "
+                    f"no other would be matched by chance in >= {ALPHA:.0%} of shuffles)")
         if self.status == "all":
             return f"{head}: every trial is in this trend, nothing to contrast it with"
         return f"{head}: no hyperparameter value marks it beyond chance"
