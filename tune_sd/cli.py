@@ -205,7 +205,9 @@ def _add_sweep(sub):
                        description="Read the Parquet results of one or more sweeps (no Ray needed), group the "
                                    "accuracy curves into trends, say which hyperparameters mark each trend, "
                                    "compare the best trials and show what the best critic gets wrong; writes "
-                                   "report.html, its PNG figures and trends.parquet.")
+                                   "report.html, its PNG figures and trends.parquet. Marks, rankings, the "
+                                   "decision tree and importances are tested against shuffled trends: where the "
+                                   "trials are too few to tell them from chance, the report says so instead.")
     a.add_argument("names", nargs="+", metavar="NAME", help="sweep name under --storage, or a sweep folder")
     a.add_argument("--storage", metavar="DIR", help="results root (default ./results or $TUNE_SD_STORAGE)")
     a.add_argument("--out", metavar="DIR", help="output folder (default: <first sweep>/analysis)")
@@ -213,7 +215,9 @@ def _add_sweep(sub):
                                             "auto: k-means with the number chosen by silhouette")
     a.add_argument("--top-k", type=int, default=5, help="best trials per sweep in the comparison (default 5)")
     a.add_argument("--n-wrong", type=int, default=5, help="misclassified fakes in the gallery (default 5)")
-    a.add_argument("--horizon", type=int, default=500, help="smoothing horizon in epochs (default 500)")
+    a.add_argument("--horizon", type=int, default=500,
+                   help="smoothing horizon in epochs (default 500), capped at 10%% of each trial's planned epochs "
+                        "and never below its run's avg_hor; the report prints the horizon used per sweep")
     a.add_argument("--seed", type=int, default=0, help="seed of k-means and the gallery's draws (default 0)")
     a.set_defaults(func=cmd_analyze)
 
