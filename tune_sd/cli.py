@@ -239,7 +239,10 @@ def _add_ladder(sub):
                        epilog=EPILOG_LADDER, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train one fixed critic on every rung of a library ladder (several seeds, "
                                    "as a Tune grid sweep without early stopping) and report per rung the final "
-                                   "avg_acc and the first rung where it falls below the threshold.")
+                                   "avg_acc and the first rung where it falls below the threshold. It names that "
+                                   "rung as the failure point only where an earlier rung learned and >= 3 seeds "
+                                   "per rung fall cleanly on either side; a run in which no rung learned (e.g. "
+                                   "--quick) names none.")
     p.add_argument("--space", default="ladder",
                    help="space with the rungs (ladder:) and ext modes (variants:); default: ladder")
     p.add_argument("--from", dest="from_sweep", metavar="NAME",
@@ -254,7 +257,9 @@ def _add_ladder(sub):
     p.add_argument("--epochs", type=int, help="epochs per trial (default: the space's 10000; 300 with --quick)")
     p.add_argument("--threshold", type=float, default=0.6,
                    help="classification fails where the mean final avg_acc is below this (default 0.6)")
-    p.add_argument("--quick", action="store_true", help="a smoke run: 300 epochs, 2 seeds, avg_hor 100")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: 300 epochs, 2 seeds, avg_hor 100 (too short and too few seeds to name a "
+                        "failure point)")
     p.add_argument("--name", help="sweep name (default: ladder)")
     p.add_argument("--storage", metavar="DIR", help="results root (default ./results or $TUNE_SD_STORAGE)")
     p.add_argument("--address", help="Ray cluster address, e.g. auto (default: $RAY_ADDRESS, else a local Ray)")
