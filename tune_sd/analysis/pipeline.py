@@ -252,8 +252,8 @@ def _importance_block(sec: Section, s: Sweep, i: int, params, out_dir: Path, see
     if not imp["beyond chance"].fillna(False).any():
         sec.p(f"Importance for the final avg_acc: on {plural(n, 'trial')}, no hyperparameter explains more of the "
               f"final avg_acc's variance than it does of shuffled accuracies (p >= {ALPHA:g} for each): no "
-              f"importance is claimed ({method} would rank {', '.join(imp['param'].head(3))} first, which "
-              "chance does as well).")
+              f"importance is claimed. (Its method, {method}, would put {', '.join(imp['param'].head(3))} first; "
+              "shuffled accuracies give rankings as strong.)")
         return
     name = f"importance_{i}.png"
     figures.save(figures.importance_figure(imp, f"{s.name}: importance for the final avg_acc"), out_dir / name)
