@@ -200,3 +200,42 @@ def test_lib_check_counts_in_the_singular_for_one_function(tmp_path, capsys):
     two.write_text("N0*X10[:,0]**2\nN0*X10[:,0]\n")
     assert main(["lib", "check", str(two), "--samples", "8"]) == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-1] == "OK: 2 functions"
+
+
+def _reg_sweep(folder, n_rep, gain):
+    """A Step 7 sweep folder (real Parquet): sd in {0, 1, 10} x ``n_rep`` seeds, min_corr raised by ``gain``
+    at sd = 1."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    trials, curves = [], []
+    for sd in (0.0, 1.0, 10.0):
+        for seed in range(n_rep):
+            tid = f"r{int(sd)}_{seed}"
+            corr = 0.5 + (gain if sd == 1.0 else 0.0) + rng.normal(0, 0.01)
+            cfg = {"cfg.task": "regularize", "cfg.sd": sd, "cfg.seed": seed, "cfg.epochs": 40}
+            trials.append({"trial_id": tid, "status": "TERMINATED", "epochs": 40, "final_avg_acc": np.nan,
+                           "best_avg_acc": np.nan, "stopped_early": False, "checkpoint": None,
+                           "final_min_corr": corr, "final_val_mse": 0.1, **cfg})
+            curves.append({"trial_id": tid, "iteration": 1, "epoch": 40, "avg_acc": np.nan, "min_corr": corr,
+                           "val_mse": 0.1, **cfg})
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame(trials), preserve_index=False), folder / "trials.parquet")
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame(curves), preserve_index=False), folder / "curves.parquet")
+    (folder / "tune_sd.json").write_text(json.dumps({"name": folder.name, "study": "regularize-dsn", "epochs": 40}))
+    return folder
+
+
+def test_the_regularisation_report_gives_no_verdict_on_one_seed(tmp_path, capsys):
+    one = _reg_sweep(tmp_path / "one", 1, 0.2)
+    text = analyze([str(one)]).read_text()
+    out = capsys.readouterr().out
+    assert "No verdict on whether the SD improved latent recovery over sd = 0 in 1 setting(s): too few repeats" in out
+    assert "it needs 4 repeats of each" in out and "Not a verdict" in text
+    five = _reg_sweep(tmp_path / "five", 5, 0.2)
+    analyze([str(five)])
+    out = capsys.readouterr().out
+    assert "The SD improved latent recovery over sd = 0" in out and "in 1 of 1 setting(s) with enough repeats" in out

@@ -249,6 +249,9 @@ def _importance_block(sec: Section, s: Sweep, i: int, params, out_dir: Path, see
     if not len(imp):
         return
     method, n = imp["method"].iloc[0], int(imp["trials"].max()) if imp["trials"].notna().any() else 0
+    if "does not vary" in method:
+        sec.p(f"Importance for the final avg_acc: on {plural(n, 'trial')}, the {method}: nothing to rank.")
+        return
     if not imp["beyond chance"].fillna(False).any():
         sec.p(f"Importance for the final avg_acc: on {plural(n, 'trial')}, no hyperparameter explains more of the "
               f"final avg_acc's variance than it does of shuffled accuracies (p >= {ALPHA:g} for each): no "
