@@ -2,13 +2,15 @@
 
 ``load`` reads a sweep; ``trends`` smooths the accuracy curves, computes shape features and names
 the notebook's four trends; ``characterise`` and ``importance`` say which hyperparameters mark a
-trend and matter for the final accuracy; ``stops`` counts the trials that ended early, per trend
+trend and matter for the final accuracy, each tested against chance by ``evidence`` (shuffles of the
+trends: a claim is made only where the trials can support it); ``stops`` counts the trials that ended early, per trend
 and reason; ``compare`` lines up the best trials of several sweeps;
 ``gallery`` shows what the best critic gets wrong; ``figures`` and ``report`` draw and write;
 ``pipeline.analyze`` does it all for ``tune-sd analyze``; ``synthetic`` makes test data.
 """
 
-from .characterise import decision_rules, marks, mutual_information, separation, trend_profiles
+from .characterise import (decision_rules, marks, mutual_information, separation, tree_verdict, trend_marks,
+                           trend_profiles)
 from .compare import best_trial, top_trials
 from .gallery import Gallery, checkpoint_path, misclassified_fakes
 from .importance import importance
@@ -19,6 +21,6 @@ from .trends import TRENDS, curve_features, find_trends, name_of, name_trends, s
 __all__ = [
     "analyze", "load_sweep", "load_sweeps", "find_sweep", "Sweep", "hyperparameters", "sweep_trends",
     "find_trends", "curve_features", "smooth_curves", "shape_features", "name_trends", "name_of", "TRENDS",
-    "trend_profiles", "separation", "marks", "decision_rules", "mutual_information", "importance",
+    "trend_profiles", "separation", "marks", "trend_marks", "decision_rules", "tree_verdict", "mutual_information", "importance",
     "top_trials", "best_trial", "misclassified_fakes", "checkpoint_path", "Gallery",
 ]
