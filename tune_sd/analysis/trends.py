@@ -141,9 +141,11 @@ def describe_horizon(smoothed: pd.DataFrame, horizon: float) -> str:
     p_lo, p_hi = float(planned.min()), float(planned.max())
     plans = f"{p_lo:g}" if p_lo == p_hi else f"{p_lo:g} to {p_hi:g}"
     cap = HORIZON_SHARE * p_lo
-    why = f"asked {horizon:g}; capped at {HORIZON_SHARE:.0%} of the {plans} planned epochs"
+    why = f"asked {horizon:g}"
+    if cap < horizon:
+        why += f"; capped at {HORIZON_SHARE:.0%} of the {plans} planned epochs"
     if lo > min(float(horizon), cap) + 1e-9:
-        why += f" ({cap:g}), but never below the runs' own avg_hor, which avg_acc already averages"
+        why += (f" ({cap:g})" if cap < horizon else "") + ", but never below the runs' own avg_hor, which avg_acc already averages"
     return f"{text} ({why})"
 
 
