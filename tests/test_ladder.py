@@ -224,7 +224,7 @@ def test_a_ladder_in_which_no_rung_learned_names_no_failure_point(tmp_path):
     text = report.format()
     assert report.verdict("none") == ("never learned", "L1_quadratic")
     assert "classification fails" not in text
-    assert "none: no rung learned within 300 epochs (every rung's mean is below 0.6; best 0.510" in text
+    assert "none: no rung learned within 300 epochs (no rung's mean reached the threshold 0.6; best 0.510" in text
     assert "no failure point can be named" in text and "--epochs" in text
     assert "of 300 epochs" in text.splitlines()[0]
 

@@ -418,10 +418,10 @@ class LadderReport:
         if kind == "never learned":
             best = max(self.rungs, key=lambda r: self._mean(mode, r) if self._mean(mode, r) == self._mean(mode, r) else -1)
             within = f" within {self.epochs} epochs" if self.epochs else ""
-            return (f"{mode}: no rung learned{within} (every rung's mean is below {self.threshold:g}; best "
-                    f"{self._mean(mode, best):.3f} at {best}), so no failure point can be named: the critic did not "
-                    "learn even the smallest library. Train longer (--epochs; the quick ladder is a smoke run) "
-                    "or take a critic that learns (--from a sweep's best trial), then look again")
+            return (f"{mode}: no rung learned{within} (no rung's mean reached the threshold {self.threshold:g}; "
+                    f"best {self._mean(mode, best):.3f} at {best}), so no failure point can be named: the critic did "
+                    "not reach it even on the smallest library. Train longer (--epochs; the quick ladder is a smoke "
+                    "run) or take a critic that learns (--from a sweep's best trial), then look again")
         i = self.rungs.index(rung)
         n = [len(self._accs(mode, r)) for r in (self.rungs[max(i - 1, 0)], rung)]
         if i == 0:
