@@ -547,8 +547,8 @@ def _figure(df, rungs, modes, first_fail, threshold, path: Path, title: str) -> 
     ax.set_ylim(min(0.4, float(low) - 0.03) if low == low else 0.4, 1.02)
     ax.set_xlabel("library rung (each holds the ones before)")
     ax.set_ylabel("final avg_acc (mean ± std over seeds)")
-    ax.set_title(f"{title}: where classification fails"
-                 + ("" if any(first_fail.get(m) for m in modes) else " (no failure point named)"), fontsize="medium")
+    ax.set_title(f"{title}: where classification fails" if any(first_fail.get(m) for m in modes)
+                 else f"{title}: final avg_acc per rung (no failure point named)", fontsize="medium")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
