@@ -84,7 +84,7 @@ def test_f10_v1_given_derivative_matches_autograd() -> None:
     assert fc.vmin < fc.vmax
     text = format_check(check)
     assert "deriv OK" in text
-    assert text.splitlines()[-1] == "OK: 1 functions"
+    assert text.splitlines()[-1] == "OK: 1 function"
 
 
 # -- refusals -------------------------------------------------------------------------------------
