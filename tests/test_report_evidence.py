@@ -38,6 +38,11 @@ def many(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def many_report(many):
+    return analyze([str(many)], top_k=5, n_wrong=1)
+
+
 def _trends(folder):
     s = load_sweep(folder)
     return s, find_trends(s.curves, s.planned_epochs())[0]
@@ -70,7 +75,7 @@ def test_two_trials_per_trend_give_too_few_instead_of_a_verdict(few):
     assert "no importance is claimed" in text and not (report.parent / "importance_1.png").exists()
 
 
-def test_enough_trials_give_the_verdict_with_its_counts(many):
+def test_enough_trials_give_the_verdict_with_its_counts(many, many_report):
     s, tr = _trends(many)
     m = trend_marks(tr, s.trials)
     nl = m["non-learner"]
@@ -80,7 +85,7 @@ def test_enough_trials_give_the_verdict_with_its_counts(many):
     sep = separation(tr, s.trials)
     assert sep.iloc[0]["param"] == "disc.gp" and sep.iloc[0]["beyond chance"] and (sep["trials"] == 48).all()
 
-    report = analyze([str(many)], n_wrong=1)
+    report = many_report
     text = report.read_text()
     assert f"Decision tree (depth &lt;= 3), fitted to 48 trials: right on {tree.accuracy:.0%}" in text
     assert "<pre>if disc.gp &lt;= 0:" in text
@@ -156,8 +161,8 @@ def test_every_compared_trial_has_its_own_colour_and_style(many):
     assert len(looks) == 9, looks
 
 
-def test_the_best_models_tables_fit_the_page(many):
-    report = analyze([str(many)], top_k=5, n_wrong=1)
+def test_the_best_models_tables_fit_the_page(many_report):
+    report = many_report
     tables = read_tables(report)
     best = tables["Best models across sweeps"]
     configs = tables["Best models across sweeps #2"]
