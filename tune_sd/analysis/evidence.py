@@ -16,8 +16,12 @@ the smallest p is 0.005, so a 5 % test keeps room for a Bonferroni factor of up 
 The threshold that decides "too few" is not a fixed count but follows from the test: there are too
 few trials when even the strongest possible claim (a value held by every trial of a trend and by no
 other trial; a tree right on every trial) would not beat the shuffles, i.e. when chance alone makes
-claims that strong at least 5 % of the time. For marks this happens below about 4 trials in a trend
-(a 2-trial trend among 8 trials: some shuffled pair shares a value of some key in most shuffles).
+claims that strong at least 5 % of the time. It is no fixed count because it depends on how many
+keys and values the sweep has. Measured on the synthetic sweeps (6 keys): with 2 trials per trend (8
+in all) no mark and no tree can pass (a shuffled pair shares some value of some key, and a tree fits
+8 shuffled trials perfectly, in most shuffles); the quick sweep's 6 trials (trends of 4 and 2) support
+nothing either; with 3 per trend (12 in all) a value held by all 3 trials of a trend and by no other
+(gp = 0 of the non-learners) passes, and with 8 per trend every planted mark does.
 """
 
 from __future__ import annotations
