@@ -82,6 +82,10 @@ def test_enough_trials_give_the_verdict_with_its_counts(many, many_report):
     assert nl.status == "marked" and nl.marks[0].startswith(f"disc.gp = 0 ({nl.n}/{nl.n}; 0% of the other {nl.n_all - nl.n}; p = ")
     tree = tree_verdict(tr, s.trials)
     assert tree.status == "rules" and tree.p < 0.05 and tree.accuracy > tree.null_mean + 0.2
+    leaves = re.findall(r"-> (\S+) \((\d+) of (\d+)\)(.*)", tree.rules)
+    assert leaves and any(int(n) <= 2 for _, _, n, _ in leaves)
+    for _, k, n, flag in leaves:  # a leaf of 2 trials is flagged, a pure leaf of 12 is not
+        assert ("too few trials for this leaf alone" in flag) == (int(n) <= 2), (k, n, flag)
     sep = separation(tr, s.trials)
     assert sep.iloc[0]["param"] == "disc.gp" and sep.iloc[0]["beyond chance"] and (sep["trials"] == 48).all()
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binom
 
 from .evidence import ALPHA, N_PERM, codes, p_value, plural, shuffles
 from .load import as_category, hyperparameters, is_numeric, short
@@ -335,16 +336,24 @@ def _predict(node: _Node, X: dict, i: int) -> str:
     return node.label
 
 
-def _render(node: _Node, indent: str = "") -> list[str]:
+def _render(node: _Node, indent: str = "", shares: dict | None = None) -> list[str]:
+    """The tree as nested rules; each leaf says how many trials it rests on. With ``shares`` (each
+    trend's share of all trials), a leaf that chance alone fills as purely in >= 5 % of draws (a
+    binomial tail: k of its n trials in a trend of share q) is flagged: the tree as a whole is tested
+    against shuffles, but such a leaf is no evidence by itself."""
     if node.test is None:
         n = sum(node.counts.values())
-        return [f"{indent}-> {node.label} ({node.counts[node.label]} of {n})"]
+        k = node.counts[node.label]
+        text = f"{indent}-> {node.label} ({k} of {n})"
+        if shares and binom.sf(k - 1, n, shares.get(node.label, 1.0)) >= ALPHA:
+            text += " (too few trials for this leaf alone)"
+        return [text]
     col, kind, lvl = node.test
     cond = f"{col} <= {_fmt(lvl)}" if kind == "<=" else f"{col} = {lvl}"
     lines = [f"{indent}if {cond}:"]
-    lines += _render(node.yes, indent + "    ")
+    lines += _render(node.yes, indent + "    ", shares)
     lines.append(f"{indent}else:")
-    lines += _render(node.no, indent + "    ")
+    lines += _render(node.no, indent + "    ", shares)
     return lines
 
 
@@ -422,7 +431,8 @@ def tree_verdict(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] |
     y = df["trend"].astype(str).to_numpy()
     min_leaf = min_leaf if min_leaf is not None else (2 if len(df) >= 12 else 1)
     root, acc = _tree_accuracy(X, kinds, y, max_depth, min_leaf)
-    v = TreeVerdict("\n".join(_render(root)), acc, len(df),
+    shares = pd.Series(y).value_counts(normalize=True).to_dict()
+    v = TreeVerdict("\n".join(_render(root, shares=shares if n_perm > 0 else None)), acc, len(df),
                     majority=float(pd.Series(y).value_counts(normalize=True).iloc[0]))
     if len(set(y)) < 2:
         v.status = "one trend"
