@@ -256,21 +256,21 @@ def nonlearner_settings(settings: dict):
     return NonLearnerSettings(**{k: v for k, v in given.items() if v is not None})
 
 
-def _stopper(plan: "SweepPlan"):
+def _stopper(plan: "SweepPlan", recorder=None):
     from .schedulers import uses_nonlearner
     from .stoppers import NonLearnerStopper
 
     if not uses_nonlearner(plan.settings["scheduler"]):
         return None
-    record = None if "://" in plan.storage else plan.exp_dir / "stops.jsonl"
-    return NonLearnerStopper(nonlearner_settings(plan.settings), record=record)
+    return NonLearnerStopper(nonlearner_settings(plan.settings), recorder=recorder)
 
 
 # the progress table's metric columns, per task
 PROGRESS_COLUMNS = {"sd": ("epoch", "avg_acc", "acc"), "regularize": ("epoch", "val_mse", "min_corr", "reg")}
 
 
-def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None):
+def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None,
+                callbacks: list | None = None):
     from ray import tune
     from ray.tune import CLIReporter
 
@@ -279,7 +279,7 @@ def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | No
                            parameter_columns=columns or None, max_progress_rows=30, max_report_frequency=30,
                            sort_by_metric=True, print_intermediate_tables=True)
     return tune.RunConfig(
-        name=plan_name, storage_path=storage, stop=stop,
+        name=plan_name, storage_path=storage, stop=stop, callbacks=callbacks,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=True),
         failure_config=tune.FailureConfig(max_failures=int(settings["max_failures"])),
         sync_config=tune.SyncConfig(sync_artifacts=True),
@@ -327,9 +327,13 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
         param_space, searcher = _param_space_and_searcher(plan)
         s = plan.settings
         from .schedulers import make_scheduler
+        from .stop_records import StopRecorder
 
+        # the stopper and the scheduler note their stops here; it writes them into the trials' results
+        recorder = StopRecorder()
         scheduler = make_scheduler(s["scheduler"], epochs=s["epochs"], report_every=s["report_every"],
-                                   grace_period=s["grace_period"], reduction_factor=s["reduction_factor"])
+                                   grace_period=s["grace_period"], reduction_factor=s["reduction_factor"],
+                                   recorder=recorder)
         tuner = tune.Tuner(
             _trainable(s), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
@@ -337,7 +341,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
                                         reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=_run_config(plan.name, plan.storage, s,
                                    _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
-                                   stop=_stopper(plan)))
+                                   stop=_stopper(plan, recorder), callbacks=[recorder]))
         tuner.fit()
     finally:
         if started:
