@@ -225,3 +225,16 @@ def test_each_stop_is_recorded_with_its_reason_on_uri_storage(kind, s3, ray_loca
     assert "1 nonlearner" in p.stdout and "1 runtime" in p.stdout
     p = tune_sd("export", f"{storage}/stops")
     assert p.returncode == 0, p.stderr
+
+
+def test_the_report_counts_and_labels_runtime_ends():
+    from tune_sd.analysis.stops import stop_label, stops_per_trend
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "status": "TERMINATED", "epochs": [11, 120, 240],
+                           "stopped_early": [True, True, False],
+                           "stop_reason": ["runtime", "nonlearner", "completed"], "stop_epoch": [11, 120, None]})
+    trends = pd.DataFrame({"trial_id": ["a", "b", "c"], "trend": ["non-learner", "non-learner", "fast-plateau"]})
+    per = stops_per_trend(trends, trials)
+    assert per.loc["all", "runtime"] == 1 and per.loc["all", "nonlearner"] == 1
+    assert per.loc["all", "stopped early"] == 1  # by a scheduler or the stopper; runtime is counted apart
+    assert stop_label("runtime", 11) == "runtime @ 11"
