@@ -160,7 +160,7 @@ def _add_sweep(sub):
     p.add_argument("--name", help="sweep name (default: the study's name)")
     p.add_argument("--address", help="Ray cluster address, e.g. auto (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-concurrent", type=int, help="most trials running at once")
-    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2)")
+    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
     p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
     p.add_argument("--reduction-factor", type=float, help="asha: reduction factor (default 3)")
     p.add_argument("--nonlearner-grace", type=int, metavar="E", help="nonlearner: epochs before a stop (default 1500)")
@@ -209,8 +209,10 @@ def _add_sweep(sub):
     a.add_argument("names", nargs="+", metavar="NAME", help="sweep name under --storage, or a sweep folder")
     a.add_argument("--storage", metavar="DIR", help="results root (default ./results or $TUNE_SD_STORAGE)")
     a.add_argument("--out", metavar="DIR", help="output folder (default: <first sweep>/analysis)")
-    a.add_argument("--k", default="4", help="4: the notebook's four trends by rule (default); N: k-means groups; "
-                                            "auto: k-means with the number chosen by silhouette")
+    a.add_argument("--k", default="rules", metavar="rules|N|auto",
+                   help="rules (default; 4 is the same): the notebook's four named trends, each trial named by "
+                        "its rule; N (2, 3, 5 or more): N k-means groups of the curves' shapes, each named by "
+                        "the rule at its centre; auto: k-means with N (2..8) chosen by silhouette")
     a.add_argument("--top-k", type=int, default=5, help="best trials per sweep in the comparison (default 5)")
     a.add_argument("--n-wrong", type=int, default=5, help="misclassified fakes in the gallery (default 5)")
     a.add_argument("--horizon", type=int, default=500, help="smoothing horizon in epochs (default 500)")
@@ -257,7 +259,7 @@ def _add_ladder(sub):
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
     p.add_argument("--max-concurrent", type=int, help="most trials running at once")
-    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2)")
+    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="fix an engine key for every trial of every mode (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")

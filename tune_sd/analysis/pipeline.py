@@ -84,8 +84,8 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
             top_k: int = 5, n_wrong: int = 5, horizon: int = 500, seed: int = 0) -> Path:
     """Analyse one or more sweeps and write the report; returns the path of ``report.html``.
 
-    Each entry of ``paths_or_names`` is a sweep's folder or its name under ``storage``. ``k``: 4 (the
-    notebook's four trends, by rule), another number of k-means groups, or ``"auto"``. ``top_k``:
+    Each entry of ``paths_or_names`` is a sweep's folder or its name under ``storage``. ``k``: ``"rules"``
+    or 4 (the notebook's four trends, by rule), another number of k-means groups, or ``"auto"``. ``top_k``:
     trials per sweep in the comparison; ``n_wrong``: misclassified fakes in the gallery; ``horizon``:
     smoothing horizon in epochs; ``seed``: k-means, fANOVA and the gallery's fresh fakes.
     """

@@ -32,8 +32,8 @@ models that learn quickly and stay (``fast-plateau``), learn quickly and then dr
    - ``slow-improver``: ``late_gain`` >= 0.15 (15 % of the gain came in the second half);
    - ``fast-plateau``: everything else (learned, kept it, and stopped improving early).
 
-5. **Groups.** ``k=4`` (the default) names every trial by the rule: the notebook's four trends.
-   ``k=N`` (another number) groups the trials by k-means (numpy, seeded, k-means++ start) on the
+5. **Groups.** ``k="rules"`` (the default; ``4``, the number of named trends, means the same) names
+   every trial by the rule: the notebook's four trends. ``k=N`` (another number) groups the trials by k-means (numpy, seeded, k-means++ start) on the
    standardised features in :data:`CLUSTER_FEATURES`; ``k="auto"`` picks N in 2..8 by the best mean
    silhouette. Each group is then named by the rule applied to its centroid (a repeated name gets a
    number: ``fast-plateau 2``). ``rule_trend`` keeps every trial's own rule name beside its group.
@@ -253,9 +253,11 @@ def _parse_k(k):
         try:
             k = int(s)
         except ValueError:
-            raise UserError(f"--k {k!r}: give a number of groups >= 2, or 'auto'") from None
+            raise UserError(f"--k {k!r}: give 'rules' (the four named trends; 4 means the same), a number of "
+                            "k-means groups >= 2, or 'auto'") from None
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise UserError(f"--k {k!r}: give a number of groups >= 2, or 'auto'")
+        raise UserError(f"--k {k!r}: give 'rules' (the four named trends; 4 means the same), a number of "
+                        "k-means groups >= 2, or 'auto'")
     return int(k)
 
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tune_sd.engine.config import Config, flatten, merge, parse_override, unflatten
+from tune_sd.engine.config import Config, flatten, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError, StudyError
 
 from .results import META_FILE, export, read_meta
@@ -95,6 +95,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
             value = DEFAULTS.get(key)
         return value
 
+    _check_flags(opts)
     settings = {k: pick(k) for k in DEFAULTS}
     settings["search"] = opts.search or tune_block.get("search") or space.method
     if settings["search"] not in SEARCHES:
@@ -143,6 +144,21 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     name = opts.name or space.name
     return SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
                      fixed=fixed)
+
+
+# the numeric options given on the command line, checked as the space's tune: block is (spaces.py):
+# a bad value is refused before Ray starts, rather than, say, 0 samples running nothing
+FLAG_NUMBERS = ("num_samples", "max_concurrent", "max_failures", "grace_period", "reduction_factor", "epochs")
+
+
+def _check_flags(opts: SweepOptions) -> None:
+    from .spaces import TUNE_OPTIONS
+
+    for key in FLAG_NUMBERS:
+        value = getattr(opts, key, None)
+        if value is not None:
+            setattr(opts, key, TUNE_OPTIONS[key]("--" + key.replace("_", "-"), value))
+    integer(0)("--seed", opts.seed)
 
 
 def _check_regularize(cfg: Config, study: str) -> None:
