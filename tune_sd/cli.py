@@ -160,7 +160,8 @@ def _add_sweep(sub):
     p.add_argument("--name", help="sweep name (default: the study's name)")
     p.add_argument("--address", help="Ray cluster address, e.g. auto (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-concurrent", type=int, help="most trials running at once")
-    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
+    p.add_argument("--max-failures", type=int,
+                   help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
     p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
     p.add_argument("--reduction-factor", type=float, help="asha: reduction factor (default 3)")
     p.add_argument("--nonlearner-grace", type=int, metavar="E", help="nonlearner: epochs before a stop (default 1500)")
@@ -259,7 +260,8 @@ def _add_ladder(sub):
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
     p.add_argument("--max-concurrent", type=int, help="most trials running at once")
-    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
+    p.add_argument("--max-failures", type=int,
+                   help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="fix an engine key for every trial of every mode (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
