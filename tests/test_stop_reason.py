@@ -2,7 +2,6 @@
 non-learner stopper and the schedulers, and read back from any storage (``file://``, a local fake S3)."""
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from fake_s3 import fake_s3
 from tune_helpers import BASE
 from tune_sd.tune.results import collect
 from tune_sd.tune.schedulers import make_scheduler
@@ -158,28 +158,9 @@ def _space(folder):
 
 @pytest.fixture(scope="module")
 def s3():
-    """A local fake S3 (moto's server on loopback) and the AWS variables that point pyarrow at it; set
-    before Ray starts, so that Ray's workers write checkpoints there too."""
-    pytest.importorskip("moto")
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="sweeps")
-    yield "s3://sweeps/results"
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    """A local fake S3, started before Ray (ray_local), so that Ray's workers write checkpoints there too."""
+    with fake_s3() as bucket:
+        yield bucket + "/results"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from .characterise import decision_rules, marks, separation, trend_profiles
 from .compare import best_trial, top_trials
 from .gallery import checkpoint_path, misclassified_fakes
 from .importance import importance
-from .load import Sweep, hyperparameters, load_sweep
+from .load import Sweep, default_out, hyperparameters, load_sweep
 from .regularize import is_regularize, sd_figure, sd_table, verdicts
 from .report import Section, write_report
 from .trends import DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HELP, curve_features, name_trends
@@ -93,7 +93,9 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
         paths_or_names = [str(paths_or_names)]
     _check(top_k, n_wrong, horizon)
     sweeps = load_sweeps([str(p) for p in paths_or_names], storage)
-    out_dir = Path(out) if out else sweeps[0].path / "analysis"
+    if out and "://" in str(out):
+        raise UserError(f"--out {out}: the report is written to a local folder (sweeps may be read from URIs)")
+    out_dir = Path(out) if out else default_out(sweeps[0])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
