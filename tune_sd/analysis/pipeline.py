@@ -48,7 +48,7 @@ def load_sweeps(paths_or_names: list[str], storage: str | None = None) -> list[S
     return sweeps
 
 
-def sweep_trends(sweeps: list[Sweep], k: int | str = 4, horizon: int = 500, seed: int = 0
+def sweep_trends(sweeps: list[Sweep], k: int | str = "rules", horizon: int = 500, seed: int = 0
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trends, smoothed) of all the sweeps' trials together; both carry ``sweep`` and ``trial_id``."""
     feats, smooth = [], []
@@ -80,8 +80,8 @@ def _check(top_k, n_wrong, horizon):
             raise UserError(f"{name} {v!r}: give a whole number >= 1")
 
 
-def analyze(paths_or_names: list[str], storage: str | None = None, out: str | None = None, k: int | str = 4,
-            top_k: int = 5, n_wrong: int = 5, horizon: int = 500, seed: int = 0) -> Path:
+def analyze(paths_or_names: list[str], storage: str | None = None, out: str | None = None,
+            k: int | str = "rules", top_k: int = 5, n_wrong: int = 5, horizon: int = 500, seed: int = 0) -> Path:
     """Analyse one or more sweeps and write the report; returns the path of ``report.html``.
 
     Each entry of ``paths_or_names`` is a sweep's folder or its name under ``storage``. ``k``: ``"rules"``

@@ -33,10 +33,11 @@ models that learn quickly and stay (``fast-plateau``), learn quickly and then dr
    - ``fast-plateau``: everything else (learned, kept it, and stopped improving early).
 
 5. **Groups.** ``k="rules"`` (the default; ``4``, the number of named trends, means the same) names
-   every trial by the rule: the notebook's four trends. ``k=N`` (another number) groups the trials by k-means (numpy, seeded, k-means++ start) on the
-   standardised features in :data:`CLUSTER_FEATURES`; ``k="auto"`` picks N in 2..8 by the best mean
-   silhouette. Each group is then named by the rule applied to its centroid (a repeated name gets a
-   number: ``fast-plateau 2``). ``rule_trend`` keeps every trial's own rule name beside its group.
+   every trial by the rule: the notebook's four trends. ``k=N`` (another number) groups the trials
+   by k-means (numpy, seeded, k-means++ start) on the standardised features in
+   :data:`CLUSTER_FEATURES`; ``k="auto"`` picks N in 2..8 by the best mean silhouette. Each group
+   is then named by the rule applied to its centroid (a repeated name gets a number:
+   ``fast-plateau 2``). ``rule_trend`` keeps every trial's own rule name beside its group.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def name_of(f) -> str:
     return "fast-plateau"
 
 
-def name_trends(features: pd.DataFrame, k: int | str = 4, seed: int = 0) -> pd.DataFrame:
+def name_trends(features: pd.DataFrame, k: int | str = "rules", seed: int = 0) -> pd.DataFrame:
     """Add ``trend``, ``rule_trend`` and ``group`` to a features table (see the module's doc for k).
 
     ``df.attrs["method"]`` says how the trends were found.
@@ -320,7 +321,7 @@ def silhouette(X: np.ndarray, labels: np.ndarray) -> float:
     return float(s.mean())
 
 
-def find_trends(curves: pd.DataFrame, planned: pd.Series | float, k: int | str = 4, horizon: int = 500,
+def find_trends(curves: pd.DataFrame, planned: pd.Series | float, k: int | str = "rules", horizon: int = 500,
                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trends, smoothed) of one sweep's curves: features, ``trend``, ``rule_trend``, ``group``."""
     feats, smoothed = curve_features(curves, planned, horizon)
