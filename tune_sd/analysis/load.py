@@ -104,7 +104,7 @@ def default_out(sweep: Sweep) -> Path:
     """Where ``analyze`` writes by default: ``<sweep>/analysis``; for a sweep on remote storage a local
     folder, ``results/<name>/analysis`` (a report is read in a browser; the storage is only read)."""
     if store.is_uri(sweep.path):
-        return Path("results") / str(sweep.path).rstrip("/").rsplit("/", 1)[-1] / "analysis"
+        return Path("results").resolve() / str(sweep.path).rstrip("/").rsplit("/", 1)[-1] / "analysis"
     return Path(sweep.path) / "analysis"
 
 
