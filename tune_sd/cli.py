@@ -191,7 +191,7 @@ def _add_sweep(sub):
     r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     r.set_defaults(func=cmd_resume)
 
-    st = sub.add_parser("status", help="table of a sweep's trials (state, epochs, avg_acc, node)")
+    st = sub.add_parser("status", help="table of a sweep's trials (state, epochs, avg_acc, how each ended, node)")
     st.add_argument("name", help="sweep name under --storage, or the sweep folder or URI")
     st.add_argument("--storage", metavar="DIR|URI",
                     help="results root: a folder or s3://, gs://, file:// (default ./results)")
