@@ -208,8 +208,8 @@ def test_user_errors_say_what_and_where(tmp_path, syn):
     (bare / "curves.parquet").write_bytes(b"PAR1 garbage")
     with pytest.raises(StudyError, match="not a readable Parquet"):
         analyze([str(bare)])
-    with pytest.raises(UserError, match="local folders"):
-        analyze(["x"], storage="s3://bucket/results")
+    with pytest.raises(StudyError, match="not a sweep under file://"):  # URIs are read (tests/test_storage_uri.py)
+        analyze(["x"], storage=f"file://{tmp_path}/nowhere")
     with pytest.raises(UserError, match="--top-k"):
         analyze([str(folder)], top_k=0)
     with pytest.raises(UserError, match="at least one sweep"):

@@ -32,8 +32,9 @@ def _add_train(sub):
     p.add_argument("--config", metavar="FILE", help="YAML config (the notebook's hyperparameter keys)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override a dotted key; values are YAML scalars or flow lists (repeatable)")
-    p.add_argument("--critic-from", metavar="SWEEP|PATH",
-                   help="task regularize: the trained critic, a sweep's best trial or a checkpoint")
+    p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",
+                   help="task regularize: the trained critic, a sweep's best trial or a checkpoint (local or on "
+                        "s3://, gs://, file://: copied into the local cache)")
     p.add_argument("--seed", type=int, help="seed of the run (same as --set seed=N)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: results/train/<date-time>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its (possibly raised) epochs")
@@ -160,7 +161,8 @@ def _add_sweep(sub):
     p.add_argument("--name", help="sweep name (default: the study's name)")
     p.add_argument("--address", help="Ray cluster address, e.g. auto (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-concurrent", type=int, help="most trials running at once")
-    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2)")
+    p.add_argument("--max-failures", type=int,
+                   help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
     p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
     p.add_argument("--reduction-factor", type=float, help="asha: reduction factor (default 3)")
     p.add_argument("--nonlearner-grace", type=int, metavar="E", help="nonlearner: epochs before a stop (default 1500)")
@@ -171,9 +173,10 @@ def _add_sweep(sub):
                    help="nonlearner: significance an upward trend needs to keep a trial (default 0.8)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)")
-    p.add_argument("--critic-from", metavar="SWEEP|PATH",
+    p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",
                    help="regularisation studies (regularize-dsn): the trained critic, the best trial of an SD "
-                        "sweep (by final avg_acc) or a checkpoint")
+                        "sweep (by final avg_acc) or a checkpoint; a sweep is looked up under --storage; on "
+                        "s3://, gs://, file:// the checkpoint is copied into the local cache")
     p.add_argument("--quick", action="store_true", help="a smoke run: few samples and epochs, still early stopping")
     p.add_argument("--dry-run", action="store_true", help="print the resolved space and sampled configs; run nothing")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
@@ -188,14 +191,16 @@ def _add_sweep(sub):
     r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     r.set_defaults(func=cmd_resume)
 
-    st = sub.add_parser("status", help="table of a sweep's trials (state, epochs, avg_acc, node)")
-    st.add_argument("name", help="sweep name under --storage, or the sweep folder")
-    st.add_argument("--storage", metavar="DIR", help="results root (default ./results)")
+    st = sub.add_parser("status", help="table of a sweep's trials (state, epochs, avg_acc, how each ended, node)")
+    st.add_argument("name", help="sweep name under --storage, or the sweep folder or URI")
+    st.add_argument("--storage", metavar="DIR|URI",
+                    help="results root: a folder or s3://, gs://, file:// (default ./results)")
     st.set_defaults(func=cmd_status)
 
     ex = sub.add_parser("export", help="(re)write a sweep's curves.parquet and trials.parquet")
-    ex.add_argument("name", help="sweep name under --storage, or the sweep folder")
-    ex.add_argument("--storage", metavar="DIR", help="results root (default ./results)")
+    ex.add_argument("name", help="sweep name under --storage, or the sweep folder or URI")
+    ex.add_argument("--storage", metavar="DIR|URI",
+                    help="results root: a folder or s3://, gs://, file:// (default ./results)")
     ex.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("spaces", help="list the studies in search_spaces/")
@@ -208,11 +213,15 @@ def _add_sweep(sub):
                                    "report.html, its PNG figures and trends.parquet. Marks, rankings, the "
                                    "decision tree and importances are tested against shuffled trends: where the "
                                    "trials are too few to tell them from chance, the report says so instead.")
-    a.add_argument("names", nargs="+", metavar="NAME", help="sweep name under --storage, or a sweep folder")
-    a.add_argument("--storage", metavar="DIR", help="results root (default ./results or $TUNE_SD_STORAGE)")
-    a.add_argument("--out", metavar="DIR", help="output folder (default: <first sweep>/analysis)")
-    a.add_argument("--k", default="4", help="4: the notebook's four trends by rule (default); N: k-means groups; "
-                                            "auto: k-means with the number chosen by silhouette")
+    a.add_argument("names", nargs="+", metavar="NAME", help="sweep name under --storage, or a sweep folder or URI")
+    a.add_argument("--storage", metavar="DIR|URI",
+                   help="results root: a folder or s3://, gs://, file:// (default ./results or $TUNE_SD_STORAGE)")
+    a.add_argument("--out", metavar="DIR", help="local output folder (default: <first sweep>/analysis; for a sweep "
+                                                "on a URI, results/<its name>/analysis here: the storage is only read)")
+    a.add_argument("--k", default="rules", metavar="rules|N|auto",
+                   help="rules (default; 4 is the same): the notebook's four named trends, each trial named by "
+                        "its rule; N (2, 3, 5 or more): N k-means groups of the curves' shapes, each named by "
+                        "the rule at its centre; auto: k-means with N (2..8) chosen by silhouette")
     a.add_argument("--top-k", type=int, default=5, help="best trials per sweep in the comparison (default 5)")
     a.add_argument("--n-wrong", type=int, default=5, help="misclassified fakes in the gallery (default 5)")
     a.add_argument("--horizon", type=int, default=500,
@@ -266,12 +275,15 @@ def _add_ladder(sub):
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
     p.add_argument("--max-concurrent", type=int, help="most trials running at once")
-    p.add_argument("--max-failures", type=int, help="retries of a failing trial from its checkpoint (default 2)")
+    p.add_argument("--max-failures", type=int,
+                   help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="fix an engine key for every trial of every mode (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     p.add_argument("--dry-run", action="store_true", help="print the rungs, modes, seeds and first configs; run nothing")
-    p.add_argument("--report", metavar="NAME", help="only (re)write and print the report of a ladder sweep that ran")
+    p.add_argument("--report", metavar="NAME|URI",
+                   help="only (re)write and print the report of a ladder sweep that ran (a name under --storage, "
+                        "its folder, or its URI: s3://, gs://, file://; the report is written beside it)")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
     p.set_defaults(func=cmd_ladder)
 

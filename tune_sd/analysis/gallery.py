@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tune_sd import store
 from tune_sd.errors import StudyError
 
 from .load import Sweep
@@ -47,6 +48,8 @@ class Gallery:
 def checkpoint_path(sweep: Sweep, trial: pd.Series) -> Path:
     """The ``study.pt`` of a trial's latest checkpoint. The recorded path is tried first, then the
     same trial folder under the sweep's folder (a sweep folder that was moved or copied)."""
+    if store.is_uri(sweep.path):
+        return _remote_checkpoint(sweep, trial)
     tried = []
     recorded = trial.get("checkpoint")
     candidates = []
@@ -70,6 +73,22 @@ def checkpoint_path(sweep: Sweep, trial: pd.Series) -> Path:
                          f"{sweep.path / 'trials.parquet'}")
     raise StudyError(f"trial {trial['trial_id']} of sweep {sweep.name}: checkpoint not found (looked for "
                      f"{', '.join(dict.fromkeys(tried))})")
+
+
+def _remote_checkpoint(sweep: Sweep, trial: pd.Series) -> Path:
+    """A trial's ``study.pt`` on remote storage, copied into the local cache (torch reads local files):
+    the recorded checkpoint, else the same checkpoint folder name under the sweep's URI."""
+    recorded = trial.get("checkpoint")
+    if not isinstance(recorded, str) or not recorded:
+        raise StudyError(f"trial {trial['trial_id']} of sweep {sweep.name} has no checkpoint recorded in "
+                         f"{store.join(sweep.path, 'trials.parquet')}")
+    parts = recorded.rstrip("/").split("/")
+    candidates = [store.join(recorded, STUDY_FILE), store.join(sweep.path, *parts[-2:], STUDY_FILE)]
+    for c in dict.fromkeys(candidates):
+        if store.is_file(c):
+            return store.local_copy(c, kind="checkpoints")
+    raise StudyError(f"trial {trial['trial_id']} of sweep {sweep.name}: checkpoint not found (looked for "
+                     f"{', '.join(dict.fromkeys(candidates))})")
 
 
 def misclassified_fakes(checkpoint: str | Path, n_wrong: int = 5, seed: int = 0, batch: int = 64,

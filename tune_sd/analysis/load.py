@@ -1,7 +1,9 @@
 """Read a sweep's Parquet results (``curves.parquet``, ``trials.parquet``, ``tune_sd.json``).
 
-A sweep is named by its folder's path or by its name under the storage root (``--storage``, then
-``$TUNE_SD_STORAGE``, then ``./results``), as ``tune-sd status`` does. Nothing here imports Ray.
+A sweep is named by its folder's path or URI, or by its name under the storage root (``--storage``,
+then ``$TUNE_SD_STORAGE``, then ``./results``), as ``tune-sd status`` does. The storage may be a URI
+(``s3://``, ``gs://``, ``file://``): the tables are then read through pyarrow's file systems
+(:mod:`tune_sd.store`). Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tune_sd.errors import StudyError, UserError
+from tune_sd import store
+from tune_sd.errors import StudyError
 
 CURVES_FILE = "curves.parquet"
 TRIALS_FILE = "trials.parquet"
@@ -32,7 +35,7 @@ class Sweep:
     """One sweep's results: ``curves`` (one row per trial per report), ``trials`` (one per trial)."""
 
     name: str
-    path: Path
+    path: Path | str  # a local folder, or the sweep's URI (text)
     curves: pd.DataFrame
     trials: pd.DataFrame
     meta: dict = field(default_factory=dict)
@@ -70,28 +73,39 @@ def _first(df: pd.DataFrame, col: str):
     return None
 
 
-def storage_root(storage: str | None) -> Path:
+def storage_root(storage: str | None) -> Path | str:
     root = storage or os.environ.get("TUNE_SD_STORAGE") or "results"
-    if "://" in str(root):
-        raise UserError(f"--storage {root}: the analysis reads local folders only; copy the sweep folder "
-                        "(or mount the storage) and give its path")
-    return Path(root).expanduser()
+    return str(root).rstrip("/") if store.is_uri(root) else Path(root).expanduser()
 
 
-def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path:
-    """A sweep folder by its path, or by its name under the storage root."""
+def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | str:
+    """A sweep folder by its path or URI, or by its name under the storage root."""
+    if store.is_uri(name):
+        uri = str(name).rstrip("/")
+        if not store.is_dir(uri):
+            raise StudyError(f"no sweep at {uri}: no such folder on that storage")
+        return uri
     p = Path(name).expanduser()
     if p.is_dir() and _looks_like_sweep(p):
         return p.resolve()
     root = storage_root(storage)
-    cand = root / str(name)
-    if cand.is_dir():
-        return cand.resolve()
+    cand = store.join(root, str(name))
+    if store.is_dir(cand):
+        return cand if store.is_uri(cand) else Path(cand).resolve()
     if p.is_dir():  # a folder, but without results: say so rather than "not found"
         return p.resolve()
-    known = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
-    raise StudyError(f"no sweep {str(name)!r}: not a folder, and not a sweep under {root.resolve()} "
+    known = [n for n in store.names(root) if store.is_dir(store.join(root, n))]
+    shown = root if store.is_uri(root) else Path(root).resolve()
+    raise StudyError(f"no sweep {str(name)!r}: not a folder, and not a sweep under {shown} "
                      f"(found there: {', '.join(known) or 'none'}); give --storage or the sweep folder's path")
+
+
+def default_out(sweep: Sweep) -> Path:
+    """Where ``analyze`` writes by default: ``<sweep>/analysis``; for a sweep on remote storage a local
+    folder, ``results/<name>/analysis`` (a report is read in a browser; the storage is only read)."""
+    if store.is_uri(sweep.path):
+        return Path("results").resolve() / str(sweep.path).rstrip("/").rsplit("/", 1)[-1] / "analysis"
+    return Path(sweep.path) / "analysis"
 
 
 def _looks_like_sweep(p: Path) -> bool:
@@ -99,23 +113,16 @@ def _looks_like_sweep(p: Path) -> bool:
         list(p.glob("experiment_state-*.json")))
 
 
-def read_meta(folder: Path) -> dict:
-    f = Path(folder) / META_FILE
-    if not f.exists():
-        return {}
-    try:
-        meta = json.loads(f.read_text())
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
+def _has_experiment_state(folder) -> bool:
+    return any(n.startswith("experiment_state-") for n in store.names(folder))
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except Exception as e:  # a truncated or foreign file: say which and why
-        raise StudyError(f"{path}: not a readable Parquet table ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+def read_meta(folder) -> dict:
+    return store.read_json(store.join(folder, META_FILE))
+
+
+def _read_parquet(path) -> pd.DataFrame:
+    return store.read_parquet(path)
 
 
 def load_sweep(name: str | os.PathLike, storage: str | None = None) -> Sweep:
@@ -125,10 +132,9 @@ def load_sweep(name: str | os.PathLike, storage: str | None = None) -> Sweep:
     from the curves (final and best ``avg_acc`` per trial, its ``cfg.*`` columns).
     """
     folder = find_sweep(name, storage)
-    curves_path, trials_path = folder / CURVES_FILE, folder / TRIALS_FILE
-    if not curves_path.exists():
-        hint = (f"; write the tables with `tune-sd export {folder}`" if list(folder.glob("experiment_state-*.json"))
-                else "")
+    curves_path, trials_path = store.join(folder, CURVES_FILE), store.join(folder, TRIALS_FILE)
+    if not store.is_file(curves_path):
+        hint = f"; write the tables with `tune-sd export {folder}`" if _has_experiment_state(folder) else ""
         raise StudyError(f"{folder}: holds no {CURVES_FILE} (the sweep's results){hint}")
     curves = _read_parquet(curves_path)
     missing = [c for c in CURVE_NEEDS if c not in curves.columns]
@@ -142,7 +148,7 @@ def load_sweep(name: str | os.PathLike, storage: str | None = None) -> Sweep:
     if curves.empty:
         raise StudyError(f"{curves_path}: the table is empty (no trial has reported yet)")
     curves = curves.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
-    if trials_path.exists():
+    if store.is_file(trials_path):
         trials = _read_parquet(trials_path).copy()
         if "trial_id" not in trials.columns:
             raise StudyError(f"{trials_path}: lacks the column trial_id")
@@ -171,7 +177,7 @@ def load_sweep(name: str | os.PathLike, storage: str | None = None) -> Sweep:
 
         settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
         trials = with_stops(trials, settings.get("scheduler"))
-    name = str(meta.get("name") or _first(trials, "experiment") or folder.name)
+    name = str(meta.get("name") or _first(trials, "experiment") or str(folder).rstrip("/").rsplit("/", 1)[-1])
     return Sweep(name=name, path=folder, curves=curves, trials=trials.reset_index(drop=True), meta=meta)
 
 

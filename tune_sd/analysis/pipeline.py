@@ -20,7 +20,7 @@ from .characterise import separation, tree_verdict, trend_marks, trend_profiles
 from .compare import best_trial, top_trials
 from .gallery import checkpoint_path, misclassified_fakes
 from .importance import importance
-from .load import Sweep, hyperparameters, load_sweep
+from .load import Sweep, default_out, hyperparameters, load_sweep
 from .evidence import ALPHA, N_PERM, plural
 from .regularize import MIN_GAIN, is_regularize, repeats, sd_figure, sd_table, verdicts
 from .report import Section, write_report
@@ -52,7 +52,7 @@ def load_sweeps(paths_or_names: list[str], storage: str | None = None) -> list[S
     return sweeps
 
 
-def sweep_trends(sweeps: list[Sweep], k: int | str = 4, horizon: int = 500, seed: int = 0
+def sweep_trends(sweeps: list[Sweep], k: int | str = "rules", horizon: int = 500, seed: int = 0
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trends, smoothed) of all the sweeps' trials together; both carry ``sweep`` and ``trial_id``."""
     feats, smooth = [], []
@@ -84,12 +84,12 @@ def _check(top_k, n_wrong, horizon):
             raise UserError(f"{name} {v!r}: give a whole number >= 1")
 
 
-def analyze(paths_or_names: list[str], storage: str | None = None, out: str | None = None, k: int | str = 4,
-            top_k: int = 5, n_wrong: int = 5, horizon: int = 500, seed: int = 0) -> Path:
+def analyze(paths_or_names: list[str], storage: str | None = None, out: str | None = None,
+            k: int | str = "rules", top_k: int = 5, n_wrong: int = 5, horizon: int = 500, seed: int = 0) -> Path:
     """Analyse one or more sweeps and write the report; returns the path of ``report.html``.
 
-    Each entry of ``paths_or_names`` is a sweep's folder or its name under ``storage``. ``k``: 4 (the
-    notebook's four trends, by rule), another number of k-means groups, or ``"auto"``. ``top_k``:
+    Each entry of ``paths_or_names`` is a sweep's folder or its name under ``storage``. ``k``: ``"rules"``
+    or 4 (the notebook's four trends, by rule), another number of k-means groups, or ``"auto"``. ``top_k``:
     trials per sweep in the comparison; ``n_wrong``: misclassified fakes in the gallery; ``horizon``:
     smoothing horizon in epochs; ``seed``: k-means, fANOVA and the gallery's fresh fakes.
     """
@@ -97,7 +97,9 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
         paths_or_names = [str(paths_or_names)]
     _check(top_k, n_wrong, horizon)
     sweeps = load_sweeps([str(p) for p in paths_or_names], storage)
-    out_dir = Path(out) if out else sweeps[0].path / "analysis"
+    if out and "://" in str(out):
+        raise UserError(f"--out {out}: the report is written to a local folder (sweeps may be read from URIs)")
+    out_dir = Path(out) if out else default_out(sweeps[0])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

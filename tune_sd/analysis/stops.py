@@ -1,7 +1,7 @@
 """Trials that ended early: why (``stop_reason``), when (``stop_epoch``) and how many per trend.
 
-``trials.parquet`` records ``stop_reason`` (completed / asha / median / nonlearner / error) and
-``stop_epoch``. Older tables lack them: a trial that ended in error counts as ``error``, one with
+``trials.parquet`` records ``stop_reason`` (completed / asha / median / nonlearner / runtime / error)
+and ``stop_epoch``. Older tables lack them: a trial that ended in error counts as ``error``, one with
 ``stopped_early`` as stopped by the sweep's rank-based scheduler (``median`` when the sweep's
 recorded scheduler says so, else ``asha``, the platform's default), the rest as ``completed``.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-REASONS = ("asha", "median", "nonlearner", "error")  # the ways a trial ends before its planned epochs
+REASONS = ("asha", "median", "nonlearner", "runtime", "error")  # the ways a trial ends before its planned epochs
 EARLY = ("asha", "median", "nonlearner")              # stopped by a scheduler or the stopper
 SECTION_TITLE = "Early stopping"
 TRENDS_FILE = "trends.parquet"

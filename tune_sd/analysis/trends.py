@@ -33,11 +33,12 @@ models that learn quickly and stay (``fast-plateau``), learn quickly and then dr
    - ``slow-improver``: ``late_gain`` >= 0.15 (15 % of the gain came in the second half);
    - ``fast-plateau``: everything else (learned, kept it, and stopped improving early).
 
-5. **Groups.** ``k=4`` (the default) names every trial by the rule: the notebook's four trends.
-   ``k=N`` (another number) groups the trials by k-means (numpy, seeded, k-means++ start) on the
-   standardised features in :data:`CLUSTER_FEATURES`; ``k="auto"`` picks N in 2..8 by the best mean
-   silhouette. Each group is then named by the rule applied to its centroid (a repeated name gets a
-   number: ``fast-plateau 2``). ``rule_trend`` keeps every trial's own rule name beside its group.
+5. **Groups.** ``k="rules"`` (the default; ``4``, the number of named trends, means the same) names
+   every trial by the rule: the notebook's four trends. ``k=N`` (another number) groups the trials
+   by k-means (numpy, seeded, k-means++ start) on the standardised features in
+   :data:`CLUSTER_FEATURES`; ``k="auto"`` picks N in 2..8 by the best mean silhouette. Each group
+   is then named by the rule applied to its centroid (a repeated name gets a number:
+   ``fast-plateau 2``). ``rule_trend`` keeps every trial's own rule name beside its group.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def name_of(f) -> str:
     return "fast-plateau"
 
 
-def name_trends(features: pd.DataFrame, k: int | str = 4, seed: int = 0) -> pd.DataFrame:
+def name_trends(features: pd.DataFrame, k: int | str = "rules", seed: int = 0) -> pd.DataFrame:
     """Add ``trend``, ``rule_trend`` and ``group`` to a features table (see the module's doc for k).
 
     ``df.attrs["method"]`` says how the trends were found.
@@ -284,9 +285,11 @@ def _parse_k(k):
         try:
             k = int(s)
         except ValueError:
-            raise UserError(f"--k {k!r}: give a number of groups >= 2, or 'auto'") from None
+            raise UserError(f"--k {k!r}: give 'rules' (the four named trends; 4 means the same), a number of "
+                            "k-means groups >= 2, or 'auto'") from None
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise UserError(f"--k {k!r}: give a number of groups >= 2, or 'auto'")
+        raise UserError(f"--k {k!r}: give 'rules' (the four named trends; 4 means the same), a number of "
+                        "k-means groups >= 2, or 'auto'")
     return int(k)
 
 
@@ -349,7 +352,7 @@ def silhouette(X: np.ndarray, labels: np.ndarray) -> float:
     return float(s.mean())
 
 
-def find_trends(curves: pd.DataFrame, planned: pd.Series | float, k: int | str = 4, horizon: int = 500,
+def find_trends(curves: pd.DataFrame, planned: pd.Series | float, k: int | str = "rules", horizon: int = 500,
                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trends, smoothed) of one sweep's curves: features, ``trend``, ``rule_trend``, ``group``."""
     feats, smoothed = curve_features(curves, planned, horizon)

@@ -167,6 +167,18 @@ def hid_kwargs(key, value):
     return dict(value)
 
 
+def null_only(why: str) -> Callable:
+    """A key of the notebook's dict that it only ever sets to null: null loads, anything else is refused
+    (rather than accepted and ignored)."""
+
+    def check(key, value):
+        if value is not None:
+            raise ConfigError(f"{key}: {value!r} is not supported (allowed: null); {why}")
+        return None
+
+    return check
+
+
 def splits(key, value):
     return list_of(integer(0), length=3, allowed="three sizes [train, val, test]")(key, value)
 
@@ -195,7 +207,9 @@ SCHEMA: dict[str, Field] = {
     # the critic
     "disc.hid_num": Field(6, int_or_pair(0), "hidden layers of the critic ([embedding, main] with ext_type embed)"),
     "disc.hid_size": Field(128, int_or_pair(1), "hidden units of the critic ([embedding, main] with ext_type embed)"),
-    "disc.emb_size": Field(None, integer(1, optional=True), "numbers per point fed to the embedding (null: derived)"),
+    "disc.emb_size": Field(None, null_only("the embedding's input is each point's value and its ext numbers (ext, "
+                                           "ext_size); its layers are the first of disc.hid_num and disc.hid_size"),
+                           "kept so that the notebook's dicts load (it only sets null); other values are refused"),
     "disc.lr": Field(1e-4, real(0, 10, lo_open=True), "Adam learning rate"),
     "disc.wd": Field(1e-4, real(0, 10), "Adam weight decay"),
     "disc.betas": Field([0.9, 0.999], list_of(real(0, 1, hi_open=True), 2, allowed="a pair in [0, 1)"), "Adam betas"),

@@ -2,52 +2,63 @@
 
 A checkpoint (a ``study.pt`` file, a Tune checkpoint folder or a trial folder) is taken as it is; a
 sweep name (or a sweep folder) gives the checkpoint of its best trial: the highest ``final_avg_acc``
-among trials that did not fail and kept a checkpoint.
+among trials that did not fail and kept a checkpoint. Each may be local or on a storage URI
+(``s3://``, ``gs://``, ``file://``, as ``sweep --storage`` takes); a remote checkpoint is copied into the
+local cache (torch reads local files; the copy stays, so that the run can be resumed).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tune_sd.engine.regularize import critic_checkpoint
+from tune_sd import store
+from tune_sd.engine.regularize import CRITIC_FILES, critic_checkpoint
 from tune_sd.errors import ConfigError, StudyError
 
 
 def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
     """(absolute path of the critic's checkpoint file, where it came from in words)."""
-    p = Path(source)
-    if p.is_file() or (p.is_dir() and not _is_sweep(p)):
-        file = critic_checkpoint(p)
-        return str(file.resolve()), f"the checkpoint {file}"
-    if "://" in source:
-        raise ConfigError(f"--critic-from {source}: give a local sweep or checkpoint (copy it from remote storage)")
+    if store.is_uri(source):
+        source = source.rstrip("/")
+        if store.is_file(source) or (store.is_dir(source) and not _is_sweep(source)):
+            return _copied(_remote_checkpoint(source), f"the checkpoint {source}")
+    else:
+        p = Path(source)
+        if p.is_file() or (p.is_dir() and not _is_sweep(p)):
+            file = critic_checkpoint(p)
+            return str(file.resolve()), f"the checkpoint {file}"
     import pandas as pd
 
     from .results import export
     from .sweep import find_sweep
 
     try:
-        exp_dir = Path(find_sweep(source, storage))
+        exp_dir = find_sweep(source, storage)
     except StudyError as e:
         raise ConfigError(f"--critic-from {source}: neither a checkpoint nor a sweep ({e})") from None
-    table = exp_dir / "trials.parquet"
-    if not table.exists():
+    if store.is_uri(exp_dir) and not store.is_dir(exp_dir):
+        raise ConfigError(f"--critic-from {source}: neither a checkpoint nor a sweep (nothing at {exp_dir})")
+    table = store.join(exp_dir, "trials.parquet")
+    if not store.is_file(table):
         export(exp_dir)
-    trials = pd.read_parquet(table)
+    trials = store.read_parquet(table)
+    name = str(exp_dir).rstrip("/").rsplit("/", 1)[-1]
     if "final_avg_acc" not in trials.columns or "checkpoint" not in trials.columns:
         raise ConfigError(f"--critic-from {source}: {table} is not an SD sweep's trials table")
     ok = trials[(trials["status"] != "ERROR") & trials["final_avg_acc"].notna() & trials["checkpoint"].notna()]
     if ok.empty:
-        raise ConfigError(f"--critic-from {source}: no trial of {exp_dir.name} has a final avg_acc and a checkpoint "
+        raise ConfigError(f"--critic-from {source}: no trial of {name} has a final avg_acc and a checkpoint "
                           f"(of {len(trials)} trials)")
     best = ok.loc[ok["final_avg_acc"].idxmax()]
-    file = critic_checkpoint(_local(best["checkpoint"], exp_dir))
-    return str(file.resolve()), (f"the best trial of sweep {exp_dir.name} ({best['trial_id']}, final avg_acc "
-                                 f"{best['final_avg_acc']:.3f})")
+    where = f"the best trial of sweep {name} ({best['trial_id']}, final avg_acc {best['final_avg_acc']:.3f})"
+    if store.is_uri(exp_dir):
+        return _copied(_remote_checkpoint(_moved_remote(best["checkpoint"], exp_dir)), where)
+    file = critic_checkpoint(_local(best["checkpoint"], Path(exp_dir)))
+    return str(file.resolve()), where
 
 
-def _is_sweep(p: Path) -> bool:
-    return any(p.glob("experiment_state-*.json")) or (p / "tune_sd.json").exists()
+def _is_sweep(p) -> bool:
+    return any(n.startswith("experiment_state-") or n == "tune_sd.json" for n in store.names(p))
 
 
 def _local(checkpoint: str, exp_dir: Path) -> Path:
@@ -59,3 +70,36 @@ def _local(checkpoint: str, exp_dir: Path) -> Path:
     if moved.exists():
         return moved
     raise ConfigError(f"--critic-from: the best trial's checkpoint {checkpoint} is gone")
+
+
+def _moved_remote(checkpoint: str, exp_dir: str) -> str:
+    """The recorded checkpoint on the sweep's storage, else the same trial and checkpoint folder under it."""
+    if store.is_uri(checkpoint) and store.is_dir(checkpoint):
+        return checkpoint
+    parts = str(checkpoint).rstrip("/").split("/")
+    moved = store.join(exp_dir, *parts[-2:])
+    if store.is_dir(moved):
+        return moved
+    raise ConfigError(f"--critic-from: the best trial's checkpoint {checkpoint} is gone")
+
+
+def _remote_checkpoint(uri: str) -> str:
+    """As engine.regularize.critic_checkpoint, on a storage URI: a file, a checkpoint folder or a trial
+    folder (its newest checkpoint)."""
+    if store.is_file(uri):
+        return uri
+    held = store.names(uri)
+    for name in CRITIC_FILES:
+        if name in held:
+            return store.join(uri, name)
+    for ck in sorted((n for n in held if n.startswith("checkpoint_")), reverse=True):
+        inside = store.names(store.join(uri, ck))
+        for name in CRITIC_FILES:
+            if name in inside:
+                return store.join(uri, ck, name)
+    raise ConfigError(f"critic.path: {uri} holds no critic checkpoint (study.pt)")
+
+
+def _copied(uri: str, where: str) -> tuple[str, str]:
+    local = store.local_copy(uri, kind="critics")
+    return str(local.resolve()), f"{where}, copied to {local}"

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tune_sd.engine.config import SCHEMA, Config, flatten, merge, read_yaml, unflatten
+from tune_sd import store
 from tune_sd.errors import ConfigError, StudyError
 
-from .results import read_meta
+from .results import META_FILE, read_meta
 from .spaces import AXES, SearchSpace, load_space, rung_name, space_from_dict
 from .sweep import SweepOptions, SweepPlan, describe, find_sweep, plan_sweep
 
@@ -141,15 +142,13 @@ def _critic_keys(tree: dict) -> dict:
 def best_trial_config(name: str, storage: str | None = None) -> tuple[dict, str]:
     """The critic of a sweep's best trial (highest ``final_avg_acc`` among trials that did not fail), read
     back from its ``cfg.*`` columns in ``trials.parquet``: (nested config, where it came from in words)."""
-    import pandas as pd
-
     from .results import export
 
     exp_dir = find_sweep(name, storage)
-    table = exp_dir / "trials.parquet"
-    if not table.exists():
+    table = store.join(exp_dir, "trials.parquet")
+    if not store.is_file(table):
         export(exp_dir)
-    trials = pd.read_parquet(table)
+    trials = store.read_parquet(table)
     if "final_avg_acc" not in trials.columns:
         raise StudyError(f"{table}: no final_avg_acc column; is it a sweep's trials table?")
     ok = trials[(trials["status"] != "ERROR") & trials["final_avg_acc"].notna()]
@@ -164,7 +163,8 @@ def best_trial_config(name: str, storage: str | None = None) -> tuple[dict, str]
             flat[key] = _cell(value)
     tree = unflatten(flat)
     Config.from_dict(tree, where=f"{table}: trial {best['trial_id']}: ")
-    return tree, f"the best trial of sweep {exp_dir.name} ({best['trial_id']}, final avg_acc {best['final_avg_acc']:.3f})"
+    name = str(exp_dir).rstrip("/").rsplit("/", 1)[-1]
+    return tree, f"the best trial of sweep {name} ({best['trial_id']}, final avg_acc {best['final_avg_acc']:.3f})"
 
 
 def _cell(value):
@@ -448,17 +448,19 @@ class LadderReport:
 
 def ladder_report(exp_dir: str | Path, threshold: float = 0.6) -> LadderReport:
     """The report of a finished (or interrupted) ladder sweep: ``ladder.parquet`` and ``ladder.png`` are
-    (re)written in its folder."""
+    (re)written in its folder (a local one, or one on a storage URI, through pyarrow's file systems)."""
     import numpy as np
     import pandas as pd
 
     from .results import export
 
+    if store.is_uri(exp_dir):
+        return _remote_ladder_report(str(exp_dir).rstrip("/"), threshold)
     exp_dir = Path(exp_dir)
     table = exp_dir / "trials.parquet"
     if not table.exists():
         export(exp_dir)
-    trials = pd.read_parquet(table)
+    trials = store.read_parquet(table)
     label = AXES["ladder"]
     if label not in trials.columns:
         raise StudyError(f"{exp_dir}: its trials carry no {label} label; is it a ladder sweep?")
@@ -502,9 +504,9 @@ def _order(exp_dir: Path, trials) -> tuple[list[str], list[str]]:
     found_rungs = sorted(set(trials[AXES["ladder"]].dropna()))
     found_modes = sorted(set(trials["mode"].dropna()))
     try:
-        saved = json.loads((exp_dir / LADDER_FILE).read_text())
+        saved = json.loads(store.read_bytes(store.join(exp_dir, LADDER_FILE)))
         rungs, modes = list(saved["rungs"]), list(saved["modes"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, StudyError, ValueError, KeyError, TypeError):
         space_path = read_meta(exp_dir).get("space_path")
         try:
             axes = load_space(space_path).axes() if space_path else {}
@@ -513,6 +515,34 @@ def _order(exp_dir: Path, trials) -> tuple[list[str], list[str]]:
         rungs = [r for r in axes.get(AXES["ladder"], {}) if r in found_rungs]
         modes = [m for m in axes.get(AXES["variants"], {}) if m in found_modes]
     return rungs + [r for r in found_rungs if r not in rungs], modes + [m for m in found_modes if m not in modes]
+
+
+def _remote_ladder_report(uri: str, threshold: float) -> LadderReport:
+    """The report of a ladder sweep on a storage URI: its files are read from there, the report is made in
+    a local folder with the same name and its two files are written back beside the sweep."""
+    import tempfile
+
+    from pyarrow import fs
+
+    from .results import export
+
+    if not store.is_dir(uri):
+        raise StudyError(f"no sweep at {uri}: no such folder on that storage")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / uri.rsplit("/", 1)[-1]
+        local.mkdir()
+        if not store.is_file(store.join(uri, "trials.parquet")):
+            export(uri)
+        for name in ("trials.parquet", LADDER_FILE, META_FILE):
+            if store.is_file(store.join(uri, name)):
+                (local / name).write_bytes(store.read_bytes(store.join(uri, name)))
+        report = ladder_report(local, threshold)
+        filesystem, root = fs.FileSystem.from_uri(uri)
+        for name in (TABLE_FILE, FIGURE_FILE):
+            with filesystem.open_output_stream(f"{root}/{name}") as sink:
+                sink.write((local / name).read_bytes())
+    report.table_path, report.figure_path = store.join(uri, TABLE_FILE), store.join(uri, FIGURE_FILE)
+    return report
 
 
 def _figure(df, rungs, modes, first_fail, threshold, path: Path, title: str) -> Path:

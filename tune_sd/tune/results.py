@@ -28,7 +28,16 @@ EXTRA_METRICS = ["nonfinite", "node_ip", "host", "device"]
 REGULARIZE_METRICS = ["loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc"]
 LABELS = ["variant", "rung"]
 META_FILE = "tune_sd.json"  # written by the sweep: study name, planned epochs, options
-STOPS_FILE = "stops.jsonl"  # written by the non-learner stopper: one line per trial it stopped
+# written by the non-learner stopper of older versions (local storage only): one line per trial it
+# stopped; read for sweeps whose results do not record stop_reason yet
+STOPS_FILE = "stops.jsonl"
+# why a trial ended (the column stop_reason; the key of the trial's last result that records it, see
+# stop_records.py): the trial itself says completed, runtime or error; the driver asha, median, nonlearner
+STOP_REASON = "stop_reason"
+ENDED_ITSELF = ("completed", "runtime", "error")
+STOPPED = ("asha", "median", "nonlearner")
+REASONS = ENDED_ITSELF + STOPPED
+ENDED_EARLY = ("asha", "median", "nonlearner", "runtime")  # the reasons that come with a stop_epoch
 
 
 @dataclass
@@ -215,19 +224,13 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         epochs = int(last.get("epoch", 0) or 0)
         target = trial.config.get("epochs", planned)
         stopped_early = bool(status == "TERMINATED" and not error and target is not None and epochs < int(target))
-        if error:
-            stop_reason = "error"
-        elif trial.trial_id in stops:
-            stop_reason = "nonlearner"
-        elif stopped_early:
-            stop_reason = "median" if "median" in scheduler else "asha"
-        else:
-            stop_reason = "completed" if status == "TERMINATED" else status.lower()
+        stop_reason = _stop_reason(last, error, status, stopped_early, trial.trial_id in stops, scheduler)
         trial_rows.append({
             "trial_id": trial.trial_id, "status": status, "epochs": epochs,
             "final_avg_acc": avg[-1] if avg else None, "best_avg_acc": max(avg) if avg else None,
             "stopped_early": stopped_early, "checkpoint": _latest_checkpoint(trial.path),
-            "node": last.get("node"), "stop_reason": stop_reason, "stop_epoch": epochs if stopped_early else None,
+            "node": last.get("node"), "stop_reason": stop_reason,
+            "stop_epoch": epochs if stop_reason in ENDED_EARLY else None,
             "error": error, "experiment": experiment, "study": study,
             "path": str(trial.path), **_regularize_summary(rows), **labels, **cfg_cols,
         })
@@ -238,6 +241,21 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if trials.empty:
         trials = pd.DataFrame(columns=TRIAL_COLUMNS)
     return curves, trials
+
+
+def _stop_reason(last: dict, error, status: str, stopped_early: bool, in_stops_file: bool, scheduler: str) -> str:
+    """Why a trial ended: the reason its last result records (see stop_records.py), else, for sweeps
+    run before results recorded it, the non-learner stopper's old side file or the sweep's scheduler."""
+    if error:
+        return "error"
+    recorded = last.get(STOP_REASON)
+    if recorded in REASONS and status != "ERROR":
+        return recorded
+    if in_stops_file:
+        return "nonlearner"
+    if stopped_early:
+        return "median" if "median" in scheduler else "asha"
+    return "completed" if status == "TERMINATED" else status.lower()
 
 
 def _regularize_summary(rows: list[dict]) -> dict:
@@ -314,15 +332,25 @@ def status_table(exp_dir: str | Path) -> str:
     cols = (("final_val_mse", "val_mse", 9, ".2e"), ("final_min_corr", "min_corr", 8, ".3f")) if regularize else \
         (("final_avg_acc", "avg_acc", 8, ".3f"), ("best_avg_acc", "best", 7, ".3f"))
     head = f"{'trial':<14} {'state':<11} {'epochs':>8} " + " ".join(f"{title:>{w}}" for _, title, w, _ in cols) \
-        + f" {'node':<13}"
+        + f" {'ended':<16} {'node':<13}"
     lines = [head + (f" {label}" if label else ""), "-" * len(head)]
     for _, t in trials.sort_values("trial_id").iterrows():
         state = t.status + ("*" if t.stopped_early else "")
         values = " ".join(f"{'-' if pd.isna(t[c]) else format(t[c], fmt):>{w}}" for c, _, w, fmt in cols)
-        line = f"{t.trial_id:<14} {state:<11} {t.epochs:>8} {values} {str(t.node or '-'):<13}"
+        line = f"{t.trial_id:<14} {state:<11} {t.epochs:>8} {values} {_ended(t):<16} {str(t.node or '-'):<13}"
         lines.append(line + (f" {t[label]}" if label else ""))
     counts = trials.status.value_counts().to_dict()
+    early = trials.loc[trials.stopped_early.astype(bool), "stop_reason"].value_counts()
     lines.append("")
     lines.append(", ".join(f"{n} {s.lower()}" for s, n in counts.items())
-                 + f"; {int(trials.stopped_early.sum())} stopped early (*)")
+                 + f"; {int(trials.stopped_early.sum())} stopped early (*)"
+                 + (f": {', '.join(f'{n} {r}' for r, n in early.items())}" if len(early) else ""))
     return "\n".join(lines)
+
+
+def _ended(trial) -> str:
+    """How a trial ended, as the status table shows it: ``nonlearner @ 120``, ``completed``, ``-``."""
+    reason = trial.get("stop_reason")
+    if trial.status not in ("TERMINATED", "ERROR") or not isinstance(reason, str):
+        return "-"
+    return f"{reason} @ {int(trial.stop_epoch)}" if pd.notna(trial.get("stop_epoch")) else reason

@@ -11,11 +11,9 @@ enters through the residuals of that fit.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from ray.tune.stopper import Stopper
 from scipy import stats
@@ -79,18 +77,22 @@ def is_non_learner(history: list[tuple[float, float, float]], s: NonLearnerSetti
 class NonLearnerStopper(Stopper):
     """A Tune stopper; it works alone (with FIFO) or beside ASHA or the median rule.
 
-    Each stop is recorded in ``record`` (JSON lines: trial_id, epoch, reason) so that the results
-    say why a trial ended early.
+    Each stop is noted in ``recorder`` (a :class:`~tune_sd.tune.stop_records.StopRecorder`), which
+    writes ``stop_reason: nonlearner`` into the trial's last result, so that the results say why the
+    trial ended early wherever they are stored.
     """
 
-    def __init__(self, settings: NonLearnerSettings | None = None, record: str | Path | None = None):
+    reason = "nonlearner"
+
+    def __init__(self, settings: NonLearnerSettings | None = None, recorder=None):
         self.settings = settings or NonLearnerSettings()
-        self.record = Path(record) if record else None
+        self.recorder = recorder
         self._history: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         try:
-            point = (float(result["epoch"]), float(result["avg_acc"]), float(result.get("acc_report", result["acc_mean"])))
+            report = result["acc_report"] if "acc_report" in result else result["acc_mean"]
+            point = (float(result["epoch"]), float(result["avg_acc"]), float(report))
         except (KeyError, TypeError, ValueError):
             return False
         if not all(map(math.isfinite, point)):
@@ -102,10 +104,8 @@ class NonLearnerStopper(Stopper):
                 history.pop()
         history.append(point)
         if is_non_learner(history, self.settings):
-            if self.record is not None:
-                with open(self.record, "a") as f:
-                    f.write(json.dumps({"trial_id": trial_id, "epoch": point[0], "reason": "nonlearner",
-                                        **asdict(self.settings)}) + "\n")
+            if self.recorder is not None:
+                self.recorder.note(trial_id, self.reason)
             return True
         return False
 

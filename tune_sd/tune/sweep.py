@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tune_sd.engine.config import Config, flatten, merge, parse_override, unflatten
+from tune_sd.engine.config import Config, flatten, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError, StudyError
 
 from .results import META_FILE, export, read_meta
@@ -95,6 +95,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
             value = DEFAULTS.get(key)
         return value
 
+    _check_flags(opts)
     settings = {k: pick(k) for k in DEFAULTS}
     settings["search"] = opts.search or tune_block.get("search") or space.method
     if settings["search"] not in SEARCHES:
@@ -143,6 +144,21 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     name = opts.name or space.name
     return SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
                      fixed=fixed)
+
+
+# the numeric options given on the command line, checked as the space's tune: block is (spaces.py):
+# a bad value is refused before Ray starts, rather than, say, 0 samples running nothing
+FLAG_NUMBERS = ("num_samples", "max_concurrent", "max_failures", "grace_period", "reduction_factor", "epochs")
+
+
+def _check_flags(opts: SweepOptions) -> None:
+    from .spaces import TUNE_OPTIONS
+
+    for key in FLAG_NUMBERS:
+        value = getattr(opts, key, None)
+        if value is not None:
+            setattr(opts, key, TUNE_OPTIONS[key]("--" + key.replace("_", "-"), value))
+    integer(0)("--seed", opts.seed)
 
 
 def _check_regularize(cfg: Config, study: str) -> None:
@@ -256,21 +272,21 @@ def nonlearner_settings(settings: dict):
     return NonLearnerSettings(**{k: v for k, v in given.items() if v is not None})
 
 
-def _stopper(plan: "SweepPlan"):
+def _stopper(plan: "SweepPlan", recorder=None):
     from .schedulers import uses_nonlearner
     from .stoppers import NonLearnerStopper
 
     if not uses_nonlearner(plan.settings["scheduler"]):
         return None
-    record = None if "://" in plan.storage else plan.exp_dir / "stops.jsonl"
-    return NonLearnerStopper(nonlearner_settings(plan.settings), record=record)
+    return NonLearnerStopper(nonlearner_settings(plan.settings), recorder=recorder)
 
 
 # the progress table's metric columns, per task
 PROGRESS_COLUMNS = {"sd": ("epoch", "avg_acc", "acc"), "regularize": ("epoch", "val_mse", "min_corr", "reg")}
 
 
-def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None):
+def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None,
+                callbacks: list | None = None):
     from ray import tune
     from ray.tune import CLIReporter
 
@@ -279,7 +295,7 @@ def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | No
                            parameter_columns=columns or None, max_progress_rows=30, max_report_frequency=30,
                            sort_by_metric=True, print_intermediate_tables=True)
     return tune.RunConfig(
-        name=plan_name, storage_path=storage, stop=stop,
+        name=plan_name, storage_path=storage, stop=stop, callbacks=callbacks,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=True),
         failure_config=tune.FailureConfig(max_failures=int(settings["max_failures"])),
         sync_config=tune.SyncConfig(sync_artifacts=True),
@@ -327,9 +343,13 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
         param_space, searcher = _param_space_and_searcher(plan)
         s = plan.settings
         from .schedulers import make_scheduler
+        from .stop_records import StopRecorder
 
+        # the stopper and the scheduler note their stops here; it writes them into the trials' results
+        recorder = StopRecorder()
         scheduler = make_scheduler(s["scheduler"], epochs=s["epochs"], report_every=s["report_every"],
-                                   grace_period=s["grace_period"], reduction_factor=s["reduction_factor"])
+                                   grace_period=s["grace_period"], reduction_factor=s["reduction_factor"],
+                                   recorder=recorder)
         tuner = tune.Tuner(
             _trainable(s), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
@@ -337,7 +357,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
                                         reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=_run_config(plan.name, plan.storage, s,
                                    _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
-                                   stop=_stopper(plan)))
+                                   stop=_stopper(plan, recorder), callbacks=[recorder]))
         tuner.fit()
     finally:
         if started:

@@ -18,6 +18,7 @@ from ray import tune
 from tune_sd.engine import Config, NonFiniteLossError, make_run
 from tune_sd.engine.checkpoint import load_checkpoint, save_checkpoint
 from tune_sd.engine.config import SCHEMA, flatten, unflatten
+from tune_sd.tune.stop_records import own_end
 
 # keys a trial config may carry beside the engine's: labels that end up as Parquet columns
 LABELS = ("variant", "rung")
@@ -90,11 +91,14 @@ class SDTrainable(tune.Trainable):
             # the run cannot go on: end the trial as an error with its reason, and let the sweep go on
             # every metric is present (NaN before the first epoch), as the scheduler expects its metric
             last = {m: (h[-1] if h else float("nan")) for m, h in study.history.items()}
-            return {**last, "epoch": study.epoch, "error": str(e), "done": True, **self._where()}
+            return {**last, "epoch": study.epoch, "error": str(e), "done": True, "stop_reason": "error",
+                    **self._where()}
         if metrics is None:  # restored at its last epoch
             metrics = {m: study.history[m][-1] for m in study.history} | {"epoch": study.epoch}
         self.reports += 1
         result = {**metrics, **self._where(), "done": study.done}
+        if study.done:  # the trial ends itself: say whether its epochs or its runtime ran out
+            result["stop_reason"] = own_end(study.epoch, cfg.epochs)
         if "acc_mean" in study.history:
             # the mean accuracy over this report's epochs: independent from report to report, unlike the
             # moving average avg_acc, so that trend tests can weigh its noise (see stoppers.py)

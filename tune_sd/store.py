@@ -1,0 +1,135 @@
+"""Where a sweep lives: a local folder, or a storage URI (``s3://``, ``gs://``, ``file://``) read through
+pyarrow's file systems, as Tune writes sweeps there. Nothing here imports Ray.
+
+Reading commands (``analyze``, ``ladder --report``, ``--critic-from``) take a sweep on either; these
+helpers are what they share: test and list a location, read a file, a JSON file or a Parquet table,
+and copy a remote file to a local folder when a library needs a local path (a checkpoint for torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from tune_sd.errors import StudyError
+
+
+def is_uri(location) -> bool:
+    return "://" in str(location)
+
+
+def join(base, *parts: str):
+    """``base / parts``: a Path for a local folder, text for a URI."""
+    if is_uri(base):
+        return "/".join([str(base).rstrip("/"), *(p.strip("/") for p in parts)])
+    return Path(base).joinpath(*parts)
+
+
+def _fs(uri: str):
+    from pyarrow import fs
+
+    try:
+        return fs.FileSystem.from_uri(str(uri).rstrip("/"))
+    except (OSError, ValueError) as e:  # an unknown scheme, a bucket that cannot be reached, no credentials
+        raise StudyError(f"{uri}: cannot open this storage ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                         ) from None
+
+
+def _kind(location):
+    from pyarrow import fs
+
+    filesystem, path = _fs(location)
+    try:
+        return filesystem.get_file_info(path).type, fs.FileType
+    except OSError as e:
+        raise StudyError(f"{location}: cannot read ({str(e).splitlines()[0]})") from None
+
+
+def is_dir(location) -> bool:
+    if not is_uri(location):
+        return Path(location).is_dir()
+    kind, types = _kind(location)
+    return kind == types.Directory
+
+
+def is_file(location) -> bool:
+    if not is_uri(location):
+        return Path(location).is_file()
+    kind, types = _kind(location)
+    return kind == types.File
+
+
+def names(location) -> list[str]:
+    """The names of what a folder holds (files and folders), sorted; [] for no folder."""
+    if not is_uri(location):
+        p = Path(location)
+        return sorted(c.name for c in p.iterdir()) if p.is_dir() else []
+    from pyarrow import fs
+
+    filesystem, path = _fs(location)
+    try:
+        infos = filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True))
+    except OSError:
+        return []
+    return sorted(Path(i.path).name for i in infos)
+
+
+def read_bytes(location) -> bytes:
+    if not is_uri(location):
+        return Path(location).read_bytes()
+    filesystem, path = _fs(location)
+    try:
+        with filesystem.open_input_stream(path) as src:
+            return src.read()
+    except (OSError, FileNotFoundError) as e:
+        raise StudyError(f"{location}: cannot read ({str(e).splitlines()[0]})") from None
+
+
+def read_json(location) -> dict:
+    """A JSON object, or {} where there is none or it does not parse."""
+    try:
+        value = json.loads(read_bytes(location))
+    except (OSError, StudyError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def read_parquet(location) -> pd.DataFrame:
+    """A Parquet table; a missing, truncated or foreign file is a StudyError that names it."""
+    try:
+        if not is_uri(location):
+            return pd.read_parquet(location)
+        import pyarrow.parquet as pq
+
+        filesystem, path = _fs(location)
+        return pq.read_table(path, filesystem=filesystem).to_pandas()
+    except StudyError:
+        raise
+    except Exception as e:
+        raise StudyError(f"{location}: not a readable Parquet table ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def cache_dir() -> Path:
+    """Where copies of remote files are kept (``$XDG_CACHE_HOME/tune_sd``, else ``~/.cache/tune_sd``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tune_sd"
+
+
+def local_copy(uri: str, kind: str = "files") -> Path:
+    """A remote file copied into the cache (``<cache>/<kind>/<hash of the URI>/<name>``), written
+    atomically; a local path is returned as it is. The copy stays, so that a run configured with it (a
+    critic's checkpoint) can be resumed later."""
+    if not is_uri(uri):
+        return Path(uri)
+    uri = str(uri).rstrip("/")
+    target = cache_dir() / kind / hashlib.sha1(uri.encode()).hexdigest()[:16] / uri.rsplit("/", 1)[-1]
+    data = read_bytes(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return target

@@ -1,0 +1,50 @@
+"""Why each trial ended, written into its last result (``stop_reason``), wherever the storage is.
+
+A trial ends in one of three ways, each known to exactly one party in the driver or the worker:
+
+- it ran out: the trainable ends itself and says why in its last result (``completed`` when it
+  reached ``epochs``, ``runtime`` when its time limit came first, ``error`` when its loss went
+  non-finite);
+- the non-learner stopper stops it (``nonlearner``);
+- the scheduler stops it (``asha``, ``median``).
+
+The stopper and the schedulers note their STOP decisions in a :class:`StopRecorder`, a Tune callback
+that Tune calls after them for the same result (Ray documents that schedulers are notified before
+callbacks, and that callbacks may modify the result in place). The recorder writes the reason into
+that final result before Tune's JSON logger writes it to the trial's ``result.json``, which Tune
+syncs to the storage with the rest of the trial: no side file, nothing that local, ``file://``,
+``s3://`` or ``gs://`` storage treat differently. ``results.collect`` reads it back.
+"""
+
+from __future__ import annotations
+
+from ray.tune import Callback
+
+from .results import ENDED_ITSELF, STOP_REASON
+
+
+def own_end(epoch: int, planned: int) -> str:
+    """Why a run that ended by itself (``done``) ended: its epochs, or its ``runtime`` before them."""
+    return "completed" if epoch >= planned else "runtime"
+
+
+class StopRecorder(Callback):
+    """Notes each STOP decision of the stopper and the schedulers, and writes the reason into the
+    result that ends the trial. The trainable's own reason wins: a trial that reached its last
+    epoch (or its runtime) on the report a scheduler would have cut is recorded as such."""
+
+    def __init__(self):
+        self._decided: dict[str, str] = {}
+
+    def note(self, trial_id: str, reason: str) -> None:
+        # the first decision for a result is the one Tune acts on (the stopper is asked first)
+        self._decided.setdefault(str(trial_id), reason)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        decided = self._decided.pop(str(trial.trial_id), None)
+        if not result.get("done"):
+            return
+        if result.get(STOP_REASON) in ENDED_ITSELF:
+            return
+        if decided is not None:
+            result[STOP_REASON] = decided
