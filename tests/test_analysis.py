@@ -15,7 +15,7 @@ import pytest
 from tune_sd.analysis import (analyze, decision_rules, find_trends, importance, load_sweep, marks, separation,
                               top_trials, trend_profiles)
 from tune_sd.analysis.figures import base_name
-from tune_sd.analysis.synthetic import engine_sweep, synthetic_sweep
+from synthetic_sweeps import engine_sweep, synthetic_sweep
 from tune_sd.analysis.trends import TRENDS, moving_average, shape_features
 from tune_sd.errors import StudyError, UserError
 
