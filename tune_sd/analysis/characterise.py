@@ -24,17 +24,10 @@ from scipy.stats import binom
 
 from .evidence import ALPHA, N_PERM, codes, p_value, plural, shuffles
 from .load import as_category, hyperparameters, is_numeric, short
+from .trends import by_size, join_trends
 
 FEW_VALUES = 8  # a key with at most this many distinct values is described by counts
 BINS = 3        # keys with more values are cut into this many quantile bins for MI and marks
-
-
-def _joined(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    """Trends joined to trials on ``trial_id`` (and ``sweep`` when both tables have it, so that
-    several sweeps can be pooled)."""
-    on = ["sweep", "trial_id"] if "sweep" in trends.columns and "sweep" in trials.columns else ["trial_id"]
-    t = trends[on + ["trend"]].drop_duplicates(on)
-    return t.merge(trials, on=on, how="inner")
 
 
 def _fmt(v) -> str:
@@ -45,9 +38,9 @@ def _fmt(v) -> str:
 
 def trend_profiles(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None) -> pd.DataFrame:
     """One row per hyperparameter (short names), one column per trend (and ``all``): its values."""
-    df = _joined(trends, trials)
+    df = join_trends(trends, trials)
     params = params if params is not None else hyperparameters(trials)
-    order = _trend_order(df["trend"])
+    order = by_size(df["trend"])
     cols = {}
     for name in order + ["all"]:
         sub = df if name == "all" else df[df["trend"] == name]
@@ -72,11 +65,6 @@ def _stopped_cell(sub: pd.DataFrame) -> str:
     if counts.empty:
         return "0"
     return f"{int(counts.sum())} (" + ", ".join(f"{r} {int(n)}" for r, n in counts.items()) + ")"
-
-
-def _trend_order(trends: pd.Series) -> list[str]:
-    counts = trends.value_counts()
-    return sorted(counts.index, key=lambda n: (-counts[n], str(n)))
 
 
 def _cell(values: pd.Series, everywhere: pd.Series) -> str:
@@ -144,7 +132,7 @@ def separation(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | N
     ``p`` (share of ``n_perm`` shuffles of the trends with an MI as high, times the number of keys:
     Bonferroni) and ``beyond chance`` (p < :data:`ALPHA`). A key with many values has a high MI by chance
     on few trials; the shuffles measure exactly how high."""
-    df = _joined(trends, trials)
+    df = join_trends(trends, trials)
     params = params if params is not None else hyperparameters(trials)
     h = _entropy(df["trend"]) if len(df) else 0.0
     y, ky = codes(df["trend"])
@@ -199,12 +187,12 @@ def trend_marks(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | 
     numeric keys, ranges ``<= v`` / ``>= v``) that at least ``min_share`` of its trials have, that are
     at least ``min_lift`` more common inside the trend than outside it, and whose lift beats the best
     lift of any candidate on ``n_perm`` shuffles of the trend labels (p < :data:`ALPHA`)."""
-    df = _joined(trends, trials)
+    df = join_trends(trends, trials)
     params = params if params is not None else hyperparameters(trials)
     cands = [(p, text, has) for p in params for text, has in _candidates(df[p])]
     M = np.array([has for _, _, has in cands], dtype=float).T if cands else np.zeros((len(df), 0))
     out: dict[str, TrendMarks] = {}
-    for name in _trend_order(df["trend"]):
+    for name in by_size(df["trend"]):
         inside = (df["trend"] == name).to_numpy()
         n_in, n = int(inside.sum()), len(df)
         if n_in == n:
@@ -423,7 +411,7 @@ def tree_verdict(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] |
                  seed: int = 0) -> TreeVerdict:
     """Fit the tree (see :func:`decision_rules`) and test it against ``n_perm`` trees fitted the same
     way to shuffled trends (see :mod:`.evidence`)."""
-    df = _joined(trends, trials).reset_index(drop=True)
+    df = join_trends(trends, trials).reset_index(drop=True)
     params = params if params is not None else hyperparameters(trials)
     if df.empty:
         return TreeVerdict("(no trials)", math.nan, 0, status="no trials")

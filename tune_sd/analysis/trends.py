@@ -69,6 +69,30 @@ CLUSTER_FEATURES = ("early", "peak", "end", "peak_at", "rel_drop", "late_gain", 
 AUTO_K = range(2, 9)
 
 
+# ------------------------------------------------------------------------------ trends and trials
+
+
+def join_trends(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """Trends joined to trials on ``trial_id`` (and ``sweep`` when both tables have it, so that
+    several sweeps can be pooled)."""
+    on = ["sweep", "trial_id"] if "sweep" in trends.columns and "sweep" in trials.columns else ["trial_id"]
+    t = trends[on + ["trend"]].drop_duplicates(on)
+    return t.merge(trials, on=on, how="inner")
+
+
+def by_size(trends: pd.Series) -> list[str]:
+    """The trend names, most trials first (ties by name): the order of the report's tables."""
+    counts = trends.value_counts()
+    return sorted(counts.index, key=lambda n: (-counts[n], str(n)))
+
+
+def display_order(names) -> list[str]:
+    """The four named trends in their usual order, then any other names sorted: the figures' order."""
+    names = list(dict.fromkeys(names))
+    known = [n for n in TRENDS if n in names]
+    return known + sorted(n for n in names if n not in known)
+
+
 # ------------------------------------------------------------------------------ smoothing
 
 
