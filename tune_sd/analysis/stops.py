@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .trends import by_size, join_trends
+
 REASONS = ("asha", "median", "nonlearner", "error")  # the ways a trial ends before its planned epochs
 EARLY = ("asha", "median", "nonlearner")              # stopped by a scheduler or the stopper
 SECTION_TITLE = "Early stopping"
@@ -70,22 +72,15 @@ def stop_label(reason, epoch) -> str:
 
 
 def _joined(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    on = ["sweep", "trial_id"] if "sweep" in trends.columns and "sweep" in trials.columns else ["trial_id"]
-    t = trends[on + ["trend"]].drop_duplicates(on)
-    trials = trials.drop(columns=[c for c in ("trend",) if c in trials.columns])
-    if "stop_reason" not in trials.columns:
-        trials = with_stops(trials)
-    return t.merge(trials, on=on, how="inner")
+    return join_trends(trends, trials if "stop_reason" in trials.columns else with_stops(trials))
 
 
 def stops_per_trend(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """Per trend (most trials first, then ``all``): ``trials``, ``stopped early`` (by ASHA, the median
     rule or the non-learner stopper), and the count per reason ``asha, median, nonlearner, error``."""
     df = _joined(trends, trials)
-    counts = df["trend"].value_counts()
-    order = sorted(counts.index, key=lambda n: (-counts[n], str(n)))
     rows = {}
-    for name in order + ["all"]:
+    for name in by_size(df["trend"]) + ["all"]:
         sub = df if name == "all" else df[df["trend"] == name]
         reason = sub["stop_reason"].astype(str)
         row = {"trials": len(sub), "stopped early": int(reason.isin(EARLY).sum())}

@@ -74,10 +74,10 @@ AUTO_K = range(2, 9)
 
 def join_trends(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """Trends joined to trials on ``trial_id`` (and ``sweep`` when both tables have it, so that
-    several sweeps can be pooled)."""
+    several sweeps can be pooled); a ``trend`` column of ``trials`` gives way to the trends'."""
     on = ["sweep", "trial_id"] if "sweep" in trends.columns and "sweep" in trials.columns else ["trial_id"]
     t = trends[on + ["trend"]].drop_duplicates(on)
-    return t.merge(trials, on=on, how="inner")
+    return t.merge(trials.drop(columns=["trend"], errors="ignore"), on=on, how="inner")
 
 
 def by_size(trends: pd.Series) -> list[str]:
