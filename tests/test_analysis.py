@@ -234,3 +234,40 @@ def test_the_analysis_does_not_import_ray(tiny):
     code = ("import sys; from tune_sd.analysis import load_sweep, find_trends; s = load_sweep(sys.argv[1]); "
             "find_trends(s.curves, s.planned_epochs()); assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code, str(a)], check=True, timeout=120)
+
+
+def _analysis_imports() -> dict[str, set[str]]:
+    """Per module of tune_sd/analysis, the modules of the package it imports (at the top or in a function)."""
+    import ast
+    from pathlib import Path
+
+    import tune_sd.analysis
+
+    folder = Path(tune_sd.analysis.__file__).parent
+    graph = {}
+    for f in folder.glob("*.py"):
+        edges = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                edges |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tune_sd.analysis."):
+                edges.add(node.module.split(".")[2])
+        graph[f.stem] = edges - {f.stem}
+    return graph
+
+
+def test_the_analysis_modules_import_no_cycle_and_the_report_knows_nothing_of_stops():
+    graph = _analysis_imports()
+    assert "stops" not in graph["report"]
+
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for m in graph.get(todo.pop(), ()):
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+        return seen
+
+    cycles = sorted(m for m in graph if m != "__init__" and m in reach(m))
+    assert not cycles, f"import cycles through {cycles}"
