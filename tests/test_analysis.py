@@ -122,6 +122,18 @@ def test_characterisation_marks_the_planted_gradient_penalty(syn):
     assert acc >= 0.7
 
 
+def test_mutual_information_in_bits_agrees_with_scikit_learn():
+    from sklearn.metrics import mutual_info_score
+
+    from tune_sd.analysis import mutual_information
+
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 7, 48):
+        x, y = rng.choice(["a", "b", "c"], n), rng.choice(["p", "q"], n)
+        assert mutual_information(x, y) == pytest.approx(mutual_info_score(x, y) / np.log(2), abs=1e-12)
+    assert mutual_information(["a", "a", "b", "b"], ["p", "p", "q", "q"]) == pytest.approx(1.0)  # one bit
+
+
 def test_importance_ranks_the_planted_hyperparameter_first(syn):
     folder, _ = syn
     sweep = load_sweep(folder)
