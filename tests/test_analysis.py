@@ -134,6 +134,18 @@ def test_mutual_information_in_bits_agrees_with_scikit_learn():
     assert mutual_information(["a", "a", "b", "b"], ["p", "p", "q", "q"]) == pytest.approx(1.0)  # one bit
 
 
+def test_decision_rules_name_categorical_values_and_numeric_cut_points_seen_in_the_trials():
+    trends = pd.DataFrame({"trial_id": list("abcdef"), "trend": ["x", "x", "y", "y", "z", "z"]})
+    trials = pd.DataFrame({"trial_id": list("abcdef"), "cfg.loss": ["bce", "bce", "wgan", "wgan", "wgan", "wgan"],
+                           "cfg.lr": [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5]})
+    rules, acc = decision_rules(trends, trials, params=["cfg.loss"])
+    assert rules.splitlines() == ["if loss = bce:", "    -> x (2 of 2)", "else:", "    -> y (2 of 4)"]
+    assert acc == pytest.approx(4 / 6)
+    rules, acc = decision_rules(trends, trials, params=["cfg.lr"])
+    assert acc == 1.0 and "if lr <= 1e-05:" in rules.splitlines()  # an observed value, not a midpoint
+    assert rules.count("-> ") == 3
+
+
 def test_importance_ranks_the_planted_hyperparameter_first(syn):
     folder, _ = syn
     sweep = load_sweep(folder)

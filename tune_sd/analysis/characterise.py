@@ -6,7 +6,7 @@
   and the trend, normalised by the trend's entropy (1 = the key alone tells the trend);
 - :func:`marks`: per trend, the values that are much more common inside it than outside it, e.g.
   ``disc.gp = 0 (5/5; 0 % of the others)`` — the notebook's hand-written notes, computed;
-- :func:`decision_rules`: a shallow decision tree (numpy CART, Gini) from hyperparameters to trends,
+- :func:`decision_rules`: a shallow decision tree (scikit-learn's CART, Gini) from hyperparameters to trends,
   printed as nested rules.
 
 Every function takes the trends table (``trial_id, trend``) and the trials table of one sweep (or of
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.stats import binom, entropy
+from sklearn.tree import DecisionTreeClassifier
 
 from .evidence import ALPHA, N_PERM, codes, p_value, plural, shuffles
 from .load import as_category, hyperparameters, is_numeric, short
@@ -255,100 +256,67 @@ def _candidates(values: pd.Series):
 
 
 @dataclass
-class _Node:
-    counts: dict
-    test: tuple | None = None  # (column, kind, value): kind "<=" (numeric) or "==" (category)
-    yes: "_Node | None" = None
-    no: "_Node | None" = None
+class _Split:
+    """A column of the tree's inputs: a numeric key (``value`` None: the test is ``key <= v``) or one
+    value of a categorical key (the test is ``key = value``: a 0/1 column)."""
 
-    @property
-    def label(self) -> str:
-        return max(sorted(self.counts), key=lambda k: self.counts[k])
+    key: str
+    value: object = None
 
 
-def _gini(y: np.ndarray) -> float:
-    if len(y) == 0:
-        return 0.0
-    _, c = np.unique(y, return_counts=True)
-    p = c / c.sum()
-    return float(1 - (p * p).sum())
-
-
-def _grow(X: dict, kinds: dict, y: np.ndarray, idx: np.ndarray, depth: int, min_leaf: int) -> _Node:
-    labels, counts = np.unique(y[idx], return_counts=True)
-    node = _Node({str(lab): int(c) for lab, c in zip(labels, counts)})
-    if depth == 0 or len(labels) <= 1 or len(idx) < 2 * min_leaf:
-        return node
-    parent = _gini(y[idx])
-    best = None
-    for col, values in X.items():
-        v = values[idx]
-        if kinds[col] == "num":
-            levels = np.unique(v)
-            tests = [(lvl, v <= lvl) for lvl in levels[:-1]]
-            kind = "<="
-        else:
-            tests = [(lvl, v == lvl) for lvl in np.unique(v)] if len(np.unique(v)) > 1 else []
-            kind = "=="
-        for lvl, mask in tests:
-            n_yes = int(mask.sum())
-            if n_yes < min_leaf or len(idx) - n_yes < min_leaf:
-                continue
-            g = (n_yes * _gini(y[idx][mask]) + (len(idx) - n_yes) * _gini(y[idx][~mask])) / len(idx)
-            gain = parent - g
-            if gain > 1e-12 and (best is None or gain > best[0] + 1e-12):
-                best = (gain, col, kind, lvl, mask)
-    if best is None:
-        return node
-    _, col, kind, lvl, mask = best
-    node.test = (col, kind, lvl)
-    node.yes = _grow(X, kinds, y, idx[mask], depth - 1, min_leaf)
-    node.no = _grow(X, kinds, y, idx[~mask], depth - 1, min_leaf)
-    return node
-
-
-def _predict(node: _Node, X: dict, i: int) -> str:
-    while node.test is not None:
-        col, kind, lvl = node.test
-        v = X[col][i]
-        node = node.yes if (v <= lvl if kind == "<=" else v == lvl) else node.no
-    return node.label
-
-
-def _render(node: _Node, indent: str = "", shares: dict | None = None) -> list[str]:
-    """The tree as nested rules; each leaf says how many trials it rests on. With ``shares`` (each
-    trend's share of all trials), a leaf that chance alone fills as purely in >= 5 % of draws (a
-    binomial tail: k of its n trials in a trend of share q) is flagged: the tree as a whole is tested
-    against shuffles, but such a leaf is no evidence by itself."""
-    if node.test is None:
-        n = sum(node.counts.values())
-        k = node.counts[node.label]
-        text = f"{indent}-> {node.label} ({k} of {n})"
-        if shares and binom.sf(k - 1, n, shares.get(node.label, 1.0)) >= ALPHA:
-            text += " (too few trials for this leaf alone)"
-        return [text]
-    col, kind, lvl = node.test
-    cond = f"{col} <= {_fmt(lvl)}" if kind == "<=" else f"{col} = {lvl}"
-    lines = [f"{indent}if {cond}:"]
-    lines += _render(node.yes, indent + "    ", shares)
-    lines.append(f"{indent}else:")
-    lines += _render(node.no, indent + "    ", shares)
-    return lines
-
-
-def _tree_inputs(df: pd.DataFrame, params: list[str]) -> tuple[dict, dict]:
-    X, kinds = {}, {}
+def _tree_inputs(df: pd.DataFrame, params: list[str]) -> tuple[np.ndarray, list[_Split]]:
+    columns, splits = [], []
     for p in params:
         if is_numeric(df[p]):
-            X[short(p)], kinds[short(p)] = pd.to_numeric(df[p]).to_numpy(dtype=float), "num"
+            columns.append(pd.to_numeric(df[p]).to_numpy(dtype=float))
+            splits.append(_Split(short(p)))
         else:
-            X[short(p)], kinds[short(p)] = as_category(df[p]).to_numpy(dtype=object), "cat"
-    return X, kinds
+            values = as_category(df[p]).to_numpy(dtype=object)
+            levels = sorted(set(values), key=str)
+            # of two values one column says it all: "key = first" (its "else" is the other value)
+            for v in levels[:1] if len(levels) == 2 else levels:
+                columns.append((values == v).astype(float))
+                splits.append(_Split(short(p), v))
+    if not columns:  # no key varies: one constant column, which no split can use (the tree is one leaf)
+        return np.zeros((len(df), 1)), [_Split("(none)")]
+    return np.column_stack(columns), splits
 
 
-def _tree_accuracy(X, kinds, y, max_depth, min_leaf) -> tuple[_Node, float]:
-    root = _grow(X, kinds, y, np.arange(len(y)), max_depth, min_leaf)
-    return root, float(np.mean([_predict(root, X, i) == y[i] for i in range(len(y))]))
+def _fit_tree(X: np.ndarray, y: np.ndarray, max_depth: int, min_leaf: int) -> DecisionTreeClassifier:
+    """scikit-learn's CART (Gini), seeded so that ties between equally good splits always go the same way;
+    a split must lower the impurity (not merely keep it)."""
+    return DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_leaf, min_impurity_decrease=1e-12,
+                                  random_state=0).fit(X, y)
+
+
+def _render(tree: DecisionTreeClassifier, X: np.ndarray, splits: list[_Split], shares: dict | None = None
+            ) -> list[str]:
+    """The tree as nested rules (``if key <= v:`` with v the largest value of the node's trials that goes
+    left; ``if key = value:``); each leaf says how many trials it rests on. With ``shares`` (each trend's
+    share of all trials), a leaf that chance alone fills as purely in >= 5 % of draws (a binomial tail:
+    k of its n trials in a trend of share q) is flagged: the tree as a whole is tested against shuffles,
+    but such a leaf is no evidence by itself."""
+    t = tree.tree_
+    members = tree.decision_path(X).toarray().astype(bool)
+
+    def walk(node: int, indent: str) -> list[str]:
+        left, right = t.children_left[node], t.children_right[node]
+        if left == -1:
+            n = int(t.n_node_samples[node])
+            label = str(tree.classes_[int(np.argmax(t.value[node][0]))])
+            k = int(round(float(np.max(t.value[node][0])) * n))  # value: the classes' shares at the node
+            text = f"{indent}-> {label} ({k} of {n})"
+            if shares and binom.sf(k - 1, n, shares.get(label, 1.0)) >= ALPHA:
+                text += " (too few trials for this leaf alone)"
+            return [text]
+        split, column = splits[t.feature[node]], X[members[:, node], t.feature[node]]
+        if split.value is None:
+            cond, yes, no = f"{split.key} <= {_fmt(column[column <= t.threshold[node]].max())}", left, right
+        else:  # a 0/1 column: the trials with the value go right
+            cond, yes, no = f"{split.key} = {split.value}", right, left
+        return [f"{indent}if {cond}:", *walk(yes, indent + "    "), f"{indent}else:", *walk(no, indent + "    ")]
+
+    return walk(0, "")
 
 
 def decision_rules(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None,
@@ -406,19 +374,20 @@ def tree_verdict(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] |
     params = params if params is not None else hyperparameters(trials)
     if df.empty:
         return TreeVerdict("(no trials)", math.nan, 0, status="no trials")
-    X, kinds = _tree_inputs(df, params)
+    X, splits = _tree_inputs(df, params)
     y = df["trend"].astype(str).to_numpy()
     min_leaf = min_leaf if min_leaf is not None else (2 if len(df) >= 12 else 1)
-    root, acc = _tree_accuracy(X, kinds, y, max_depth, min_leaf)
+    tree = _fit_tree(X, y, max_depth, min_leaf)
+    acc = float(tree.score(X, y))
     shares = pd.Series(y).value_counts(normalize=True).to_dict()
-    v = TreeVerdict("\n".join(_render(root, shares=shares if n_perm > 0 else None)), acc, len(df),
+    v = TreeVerdict("\n".join(_render(tree, X, splits, shares=shares if n_perm > 0 else None)), acc, len(df),
                     majority=float(pd.Series(y).value_counts(normalize=True).iloc[0]))
     if len(set(y)) < 2:
         v.status = "one trend"
         return v
     if n_perm <= 0:
         return v
-    null = np.array([_tree_accuracy(X, kinds, ys, max_depth, min_leaf)[1] for ys in shuffles(y, n_perm, seed)])
+    null = np.array([_fit_tree(X, ys, max_depth, min_leaf).score(X, ys) for ys in shuffles(y, n_perm, seed)])
     v.null_mean, v.p = float(null.mean()), p_value(acc, null)
     v.null_perfect = float(np.mean(null >= 1 - 1e-12))
     v.status = "rules" if v.p < ALPHA else ("too few" if p_value(1.0, null) >= ALPHA else "chance")
