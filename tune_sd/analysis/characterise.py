@@ -25,6 +25,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from .evidence import ALPHA, N_PERM, codes, p_value, plural, shuffles
 from .load import as_category, hyperparameters, is_numeric, short
+from .stops import EARLY, stop_reasons
 from .trends import by_size, join_trends
 
 FEW_VALUES = 8  # a key with at most this many distinct values is described by counts
@@ -59,8 +60,6 @@ def trend_profiles(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str]
 
 def _stopped_cell(sub: pd.DataFrame) -> str:
     """``3 (asha 2, nonlearner 1)``: the trials of a trend stopped early, by reason; ``0`` for none."""
-    from .stops import EARLY, stop_reasons
-
     reasons = stop_reasons(sub) if "stop_reason" not in sub.columns else sub["stop_reason"].astype(str)
     counts = reasons[reasons.isin(EARLY)].value_counts()
     if counts.empty:
