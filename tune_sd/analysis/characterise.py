@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.stats import binom, entropy
-from sklearn.tree import DecisionTreeClassifier
 
 from .evidence import ALPHA, N_PERM, codes, p_value, plural, shuffles
 from .load import as_category, hyperparameters, is_numeric, short
@@ -281,14 +280,16 @@ def _tree_inputs(df: pd.DataFrame, params: list[str]) -> tuple[np.ndarray, list[
     return np.column_stack(columns), splits
 
 
-def _fit_tree(X: np.ndarray, y: np.ndarray, max_depth: int, min_leaf: int) -> DecisionTreeClassifier:
+def _fit_tree(X: np.ndarray, y: np.ndarray, max_depth: int, min_leaf: int):
     """scikit-learn's CART (Gini), seeded so that ties between equally good splits always go the same way;
     a split must lower the impurity (not merely keep it)."""
+    from sklearn.tree import DecisionTreeClassifier  # here: scikit-learn is slow to import
+
     return DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_leaf, min_impurity_decrease=1e-12,
                                   random_state=0).fit(X, y)
 
 
-def _render(tree: DecisionTreeClassifier, X: np.ndarray, splits: list[_Split], shares: dict | None = None
+def _render(tree, X: np.ndarray, splits: list[_Split], shares: dict | None = None
             ) -> list[str]:
     """The tree as nested rules (``if key <= v:`` with v the largest value of the node's trials that goes
     left; ``if key = value:``); each leaf says how many trials it rests on. With ``shares`` (each trend's

@@ -47,9 +47,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import silhouette_score
 
 from tune_sd.errors import UserError
 
@@ -330,6 +327,9 @@ def _standardise(X: np.ndarray) -> np.ndarray:
 def kmeans(X: np.ndarray, k: int, seed: int = 0, n_init: int = 10) -> tuple[np.ndarray, float]:
     """k-means (scikit-learn's, k-means++ start, best of ``n_init``, seeded): (labels, inertia). Groups
     are numbered by first appearance, so that labels do not depend on the start."""
+    from sklearn.cluster import KMeans  # here: scikit-learn is slow to import and only --k N needs it
+    from sklearn.exceptions import ConvergenceWarning
+
     with warnings.catch_warnings():
         # fewer distinct points than k: fewer groups, as the rule-named report expects
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -342,6 +342,8 @@ def kmeans(X: np.ndarray, k: int, seed: int = 0, n_init: int = 10) -> tuple[np.n
 def silhouette(X: np.ndarray, labels: np.ndarray) -> float:
     """Mean silhouette of a partition (scikit-learn's; 0 for points alone in their group); -1 for a
     single group and 0 where every point is alone, where the score is not defined."""
+    from sklearn.metrics import silhouette_score
+
     n_groups = len(np.unique(labels))
     if n_groups < 2:
         return -1.0
