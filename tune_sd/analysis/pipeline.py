@@ -24,7 +24,7 @@ from .load import Sweep, hyperparameters, load_sweep
 from .evidence import ALPHA, N_PERM, plural
 from .regularize import MIN_GAIN, is_regularize, repeats, sd_figure, sd_table, verdicts
 from .report import Section, write_report
-from .stops import label_stops, stops_of, stops_section
+from .stops import label_stops, stops_section, with_stops
 from .trends import (DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HELP, curve_features, describe_horizon,
                      name_trends)
 
@@ -84,7 +84,8 @@ def _stopped_trials(sweeps: list[Sweep]) -> pd.DataFrame:
     def scheduler(s: Sweep):
         return (s.meta.get("settings") or {}).get("scheduler") if isinstance(s.meta, dict) else None
 
-    return pd.concat([stops_of(s.trials, scheduler(s), s.name) for s in sweeps], ignore_index=True, sort=False)
+    return pd.concat([with_stops(s.trials, scheduler(s)).assign(sweep=s.name) for s in sweeps], ignore_index=True,
+                     sort=False)
 
 
 def _check(top_k, n_wrong, horizon):

@@ -14,6 +14,7 @@ found and the trials it loaded.
 from __future__ import annotations
 
 import math
+
 import pandas as pd
 
 from .report import Section
@@ -123,12 +124,6 @@ def stops_section(trends: pd.DataFrame, trials: pd.DataFrame) -> Section:
     if len(listed):
         sec.h3("The trials that ended early").table(listed.drop(columns=["reason", "stop_epoch"]))
     return sec
-
-
-def stops_of(trials: pd.DataFrame, scheduler: str | None, sweep: str) -> pd.DataFrame:
-    """One sweep's ``trials`` with their stops filled in (see :func:`with_stops`) and its name in ``sweep``,
-    ready to be pooled with other sweeps' for :func:`stops_section` and :func:`label_stops`."""
-    return with_stops(trials, scheduler).assign(sweep=str(sweep))
 
 
 def label_stops(table: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
