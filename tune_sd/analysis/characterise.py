@@ -289,8 +289,7 @@ def _fit_tree(X: np.ndarray, y: np.ndarray, max_depth: int, min_leaf: int):
                                   random_state=0).fit(X, y)
 
 
-def _render(tree, X: np.ndarray, splits: list[_Split], shares: dict | None = None
-            ) -> list[str]:
+def _render(tree, X: np.ndarray, y: np.ndarray, splits: list[_Split], shares: dict | None = None) -> list[str]:
     """The tree as nested rules (``if key <= v:`` with v the largest value of the node's trials that goes
     left; ``if key = value:``); each leaf says how many trials it rests on. With ``shares`` (each trend's
     share of all trials), a leaf that chance alone fills as purely in >= 5 % of draws (a binomial tail:
@@ -302,9 +301,9 @@ def _render(tree, X: np.ndarray, splits: list[_Split], shares: dict | None = Non
     def walk(node: int, indent: str) -> list[str]:
         left, right = t.children_left[node], t.children_right[node]
         if left == -1:
-            n = int(t.n_node_samples[node])
-            label = str(tree.classes_[int(np.argmax(t.value[node][0]))])
-            k = int(round(float(np.max(t.value[node][0])) * n))  # value: the classes' shares at the node
+            here = y[members[:, node]]
+            label = str(tree.classes_[int(np.argmax(t.value[node][0]))])  # the first of the most common
+            n, k = len(here), int((here == label).sum())
             text = f"{indent}-> {label} ({k} of {n})"
             if shares and binom.sf(k - 1, n, shares.get(label, 1.0)) >= ALPHA:
                 text += " (too few trials for this leaf alone)"
@@ -380,7 +379,7 @@ def tree_verdict(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] |
     tree = _fit_tree(X, y, max_depth, min_leaf)
     acc = float(tree.score(X, y))
     shares = pd.Series(y).value_counts(normalize=True).to_dict()
-    v = TreeVerdict("\n".join(_render(tree, X, splits, shares=shares if n_perm > 0 else None)), acc, len(df),
+    v = TreeVerdict("\n".join(_render(tree, X, y, splits, shares=shares if n_perm > 0 else None)), acc, len(df),
                     majority=float(pd.Series(y).value_counts(normalize=True).iloc[0]))
     if len(set(y)) < 2:
         v.status = "one trend"
