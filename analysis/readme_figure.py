@@ -5,13 +5,15 @@ a synthetic sweep of the four Step 15.3 shapes (100 000 planned epochs, some tri
 """
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from tune_sd.analysis import analyze
-from tune_sd.analysis.synthetic import synthetic_sweep
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # the synthetic sweeps are the tests' fixture
+from synthetic_sweeps import synthetic_sweep  # noqa: E402
 
 with tempfile.TemporaryDirectory() as tmp:
     folder = Path(tmp) / "synthetic"

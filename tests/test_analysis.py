@@ -15,7 +15,7 @@ import pytest
 from tune_sd.analysis import (analyze, decision_rules, find_trends, importance, load_sweep, marks, separation,
                               top_trials, trend_profiles)
 from tune_sd.analysis.figures import base_name
-from tune_sd.analysis.synthetic import engine_sweep, synthetic_sweep
+from synthetic_sweeps import engine_sweep, synthetic_sweep
 from tune_sd.analysis.trends import TRENDS, moving_average, shape_features
 from tune_sd.errors import StudyError, UserError
 
@@ -120,6 +120,30 @@ def test_characterisation_marks_the_planted_gradient_penalty(syn):
     rules, acc = decision_rules(trends, sweep.trials)
     assert rules.splitlines()[0] == "if disc.gp <= 0:" and "-> non-learner" in rules.splitlines()[1]
     assert acc >= 0.7
+
+
+def test_mutual_information_in_bits_agrees_with_scikit_learn():
+    from sklearn.metrics import mutual_info_score
+
+    from tune_sd.analysis import mutual_information
+
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 7, 48):
+        x, y = rng.choice(["a", "b", "c"], n), rng.choice(["p", "q"], n)
+        assert mutual_information(x, y) == pytest.approx(mutual_info_score(x, y) / np.log(2), abs=1e-12)
+    assert mutual_information(["a", "a", "b", "b"], ["p", "p", "q", "q"]) == pytest.approx(1.0)  # one bit
+
+
+def test_decision_rules_name_categorical_values_and_numeric_cut_points_seen_in_the_trials():
+    trends = pd.DataFrame({"trial_id": list("abcdef"), "trend": ["x", "x", "y", "y", "z", "z"]})
+    trials = pd.DataFrame({"trial_id": list("abcdef"), "cfg.loss": ["bce", "bce", "wgan", "wgan", "wgan", "wgan"],
+                           "cfg.lr": [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5]})
+    rules, acc = decision_rules(trends, trials, params=["cfg.loss"])
+    assert rules.splitlines() == ["if loss = bce:", "    -> x (2 of 2)", "else:", "    -> y (2 of 4)"]
+    assert acc == pytest.approx(4 / 6)
+    rules, acc = decision_rules(trends, trials, params=["cfg.lr"])
+    assert acc == 1.0 and "if lr <= 1e-05:" in rules.splitlines()  # an observed value, not a midpoint
+    assert rules.count("-> ") == 3
 
 
 def test_importance_ranks_the_planted_hyperparameter_first(syn):
@@ -234,3 +258,40 @@ def test_the_analysis_does_not_import_ray(tiny):
     code = ("import sys; from tune_sd.analysis import load_sweep, find_trends; s = load_sweep(sys.argv[1]); "
             "find_trends(s.curves, s.planned_epochs()); assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code, str(a)], check=True, timeout=120)
+
+
+def _analysis_imports() -> dict[str, set[str]]:
+    """Per module of tune_sd/analysis, the modules of the package it imports (at the top or in a function)."""
+    import ast
+    from pathlib import Path
+
+    import tune_sd.analysis
+
+    folder = Path(tune_sd.analysis.__file__).parent
+    graph = {}
+    for f in folder.glob("*.py"):
+        edges = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                edges |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tune_sd.analysis."):
+                edges.add(node.module.split(".")[2])
+        graph[f.stem] = edges - {f.stem}
+    return graph
+
+
+def test_the_analysis_modules_import_no_cycle_and_the_report_knows_nothing_of_stops():
+    graph = _analysis_imports()
+    assert "stops" not in graph["report"]
+
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for m in graph.get(todo.pop(), ()):
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+        return seen
+
+    cycles = sorted(m for m in graph if m != "__init__" and m in reach(m))
+    assert not cycles, f"import cycles through {cycles}"

@@ -8,7 +8,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from tune_sd.analysis.synthetic import engine_sweep  # noqa: E402
+from synthetic_sweeps import engine_sweep  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "analysis"
 

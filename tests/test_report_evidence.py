@@ -16,7 +16,7 @@ from tune_sd.analysis.characterise import separation, tree_verdict, trend_marks
 from tune_sd.analysis.figures import comparison_figure
 from tune_sd.analysis.importance import importance
 from tune_sd.analysis.regularize import verdicts
-from tune_sd.analysis.synthetic import synthetic_sweep
+from synthetic_sweeps import synthetic_sweep
 from tune_sd.analysis.trends import find_trends
 
 from test_report_stops import read_tables

@@ -12,7 +12,7 @@ import pytest
 from tune_sd.analysis import analyze, load_sweep
 from tune_sd.analysis.figures import trends_figure
 from tune_sd.analysis.stops import REASONS, stop_reasons, stops_per_trend
-from tune_sd.analysis.synthetic import synthetic_sweep
+from synthetic_sweeps import synthetic_sweep
 
 
 class Tables(HTMLParser):

@@ -9,7 +9,7 @@ import pytest
 
 from fake_s3 import fake_s3
 from tune_sd.analysis import analyze, load_sweep
-from tune_sd.analysis.synthetic import engine_sweep
+from synthetic_sweeps import engine_sweep
 from tune_sd.errors import ConfigError, StudyError
 from tune_sd.tune.critic_from import resolve_critic
 from tune_sd.tune.ladder import ladder_report

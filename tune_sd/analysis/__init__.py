@@ -6,7 +6,8 @@ trend and matter for the final accuracy, each tested against chance by ``evidenc
 trends: a claim is made only where the trials can support it); ``stops`` counts the trials that ended early, per trend
 and reason; ``compare`` lines up the best trials of several sweeps;
 ``gallery`` shows what the best critic gets wrong; ``figures`` and ``report`` draw and write;
-``pipeline.analyze`` does it all for ``tune-sd analyze``; ``synthetic`` makes test data.
+``pipeline.analyze`` does it all for ``tune-sd analyze``. The tests' synthetic sweeps live in
+``tests/synthetic_sweeps.py``.
 """
 
 from .characterise import (decision_rules, marks, mutual_information, separation, tree_verdict, trend_marks,

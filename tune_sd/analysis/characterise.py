@@ -6,7 +6,7 @@
   and the trend, normalised by the trend's entropy (1 = the key alone tells the trend);
 - :func:`marks`: per trend, the values that are much more common inside it than outside it, e.g.
   ``disc.gp = 0 (5/5; 0 % of the others)`` — the notebook's hand-written notes, computed;
-- :func:`decision_rules`: a shallow decision tree (numpy CART, Gini) from hyperparameters to trends,
+- :func:`decision_rules`: a shallow decision tree (scikit-learn's CART, Gini) from hyperparameters to trends,
   printed as nested rules.
 
 Every function takes the trends table (``trial_id, trend``) and the trials table of one sweep (or of
@@ -20,21 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
+from scipy.stats import binom, entropy
 
 from .evidence import ALPHA, N_PERM, codes, p_value, plural, shuffles
 from .load import as_category, hyperparameters, is_numeric, short
+from .stops import EARLY, stop_reasons
+from .trends import by_size, join_trends
 
 FEW_VALUES = 8  # a key with at most this many distinct values is described by counts
 BINS = 3        # keys with more values are cut into this many quantile bins for MI and marks
-
-
-def _joined(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    """Trends joined to trials on ``trial_id`` (and ``sweep`` when both tables have it, so that
-    several sweeps can be pooled)."""
-    on = ["sweep", "trial_id"] if "sweep" in trends.columns and "sweep" in trials.columns else ["trial_id"]
-    t = trends[on + ["trend"]].drop_duplicates(on)
-    return t.merge(trials, on=on, how="inner")
 
 
 def _fmt(v) -> str:
@@ -45,9 +39,9 @@ def _fmt(v) -> str:
 
 def trend_profiles(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None) -> pd.DataFrame:
     """One row per hyperparameter (short names), one column per trend (and ``all``): its values."""
-    df = _joined(trends, trials)
+    df = join_trends(trends, trials)
     params = params if params is not None else hyperparameters(trials)
-    order = _trend_order(df["trend"])
+    order = by_size(df["trend"])
     cols = {}
     for name in order + ["all"]:
         sub = df if name == "all" else df[df["trend"] == name]
@@ -65,18 +59,11 @@ def trend_profiles(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str]
 
 def _stopped_cell(sub: pd.DataFrame) -> str:
     """``3 (asha 2, nonlearner 1)``: the trials of a trend stopped early, by reason; ``0`` for none."""
-    from .stops import EARLY, stop_reasons
-
     reasons = stop_reasons(sub) if "stop_reason" not in sub.columns else sub["stop_reason"].astype(str)
     counts = reasons[reasons.isin(EARLY)].value_counts()
     if counts.empty:
         return "0"
     return f"{int(counts.sum())} (" + ", ".join(f"{r} {int(n)}" for r, n in counts.items()) + ")"
-
-
-def _trend_order(trends: pd.Series) -> list[str]:
-    counts = trends.value_counts()
-    return sorted(counts.index, key=lambda n: (-counts[n], str(n)))
 
 
 def _cell(values: pd.Series, everywhere: pd.Series) -> str:
@@ -110,31 +97,22 @@ def _discrete(values: pd.Series) -> pd.Series:
     return as_category(values)
 
 
-def _entropy(labels) -> float:
-    _, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
-    p = counts / counts.sum()
-    return float(-(p * np.log2(p)).sum())
-
-
 def mutual_information(x, y) -> float:
     """I(x; y) in bits of two label arrays."""
-    x = np.asarray(x, dtype=str)
-    y = np.asarray(y, dtype=str)
-    return _entropy(x) + _entropy(y) - _entropy(np.char.add(np.char.add(x, "\x00"), y))
+    return float(_mi_bits(*codes(x), *codes(y))[0])
 
 
-def _mi_codes(x: np.ndarray, kx: int, Y: np.ndarray, ky: int) -> np.ndarray:
-    """I(x; y) in bits for one coded x and each row of coded labels ``Y`` (shuffles), vectorised."""
-    n = x.shape[0]
+def _mi_bits(x: np.ndarray, kx: int, Y: np.ndarray, ky: int) -> np.ndarray:
+    """I(x; y) in bits for one coded x and each row of coded labels ``Y`` (or one coded y): H(x) + H(y)
+    - H(x, y) with SciPy's entropies of the count tables, all rows at once (the shuffles' MIs in one
+    call: scikit-learn's ``mutual_info_score`` gives the same values one table at a time, ten times slower)."""
+    Y = np.atleast_2d(Y)
+    rows = np.repeat(np.arange(Y.shape[0]), x.shape[0])
     joint = np.zeros((Y.shape[0], kx * ky))
-    rows = np.repeat(np.arange(Y.shape[0]), n)
     np.add.at(joint, (rows, (x[None, :] * ky + Y).ravel()), 1.0)
-    pxy = joint.reshape(-1, kx, ky) / n
-    px = pxy.sum(2, keepdims=True)
-    py = pxy.sum(1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(pxy > 0, pxy * np.log2(pxy / (px * py)), 0.0)
-    return terms.sum((1, 2))
+    h_x = entropy(np.bincount(x, minlength=kx), base=2)
+    h_y = entropy(joint.reshape(-1, kx, ky).sum(1), base=2, axis=1)
+    return np.maximum(h_x + h_y - entropy(joint, base=2, axis=1), 0.0)
 
 
 def separation(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None,
@@ -144,18 +122,18 @@ def separation(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | N
     ``p`` (share of ``n_perm`` shuffles of the trends with an MI as high, times the number of keys:
     Bonferroni) and ``beyond chance`` (p < :data:`ALPHA`). A key with many values has a high MI by chance
     on few trials; the shuffles measure exactly how high."""
-    df = _joined(trends, trials)
+    df = join_trends(trends, trials)
     params = params if params is not None else hyperparameters(trials)
-    h = _entropy(df["trend"]) if len(df) else 0.0
+    h = mutual_information(df["trend"], df["trend"]) if len(df) else 0.0  # the trends' entropy
     y, ky = codes(df["trend"])
     Y = shuffles(y, n_perm, seed) if len(df) else None
     rows = []
     for p in params:
         d = _discrete(df[p])
-        mi = mutual_information(d, df["trend"]) if len(df) else 0.0
+        x, kx = codes(d)
+        mi = float(_mi_bits(x, kx, y, ky)[0]) if len(df) else 0.0
         if len(df) and h > 0:
-            x, kx = codes(d)
-            pv = min(1.0, p_value(mi, _mi_codes(x, kx, Y, ky)) * len(params))
+            pv = min(1.0, p_value(mi, _mi_bits(x, kx, Y, ky)) * len(params))
         else:
             pv = 1.0
         rows.append({"param": short(p), "mutual_info": mi, "normalised": mi / h if h > 0 else 0.0,
@@ -199,12 +177,12 @@ def trend_marks(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | 
     numeric keys, ranges ``<= v`` / ``>= v``) that at least ``min_share`` of its trials have, that are
     at least ``min_lift`` more common inside the trend than outside it, and whose lift beats the best
     lift of any candidate on ``n_perm`` shuffles of the trend labels (p < :data:`ALPHA`)."""
-    df = _joined(trends, trials)
+    df = join_trends(trends, trials)
     params = params if params is not None else hyperparameters(trials)
     cands = [(p, text, has) for p in params for text, has in _candidates(df[p])]
     M = np.array([has for _, _, has in cands], dtype=float).T if cands else np.zeros((len(df), 0))
     out: dict[str, TrendMarks] = {}
-    for name in _trend_order(df["trend"]):
+    for name in by_size(df["trend"]):
         inside = (df["trend"] == name).to_numpy()
         n_in, n = int(inside.sum()), len(df)
         if n_in == n:
@@ -276,100 +254,68 @@ def _candidates(values: pd.Series):
 
 
 @dataclass
-class _Node:
-    counts: dict
-    test: tuple | None = None  # (column, kind, value): kind "<=" (numeric) or "==" (category)
-    yes: "_Node | None" = None
-    no: "_Node | None" = None
+class _Split:
+    """A column of the tree's inputs: a numeric key (``value`` None: the test is ``key <= v``) or one
+    value of a categorical key (the test is ``key = value``: a 0/1 column)."""
 
-    @property
-    def label(self) -> str:
-        return max(sorted(self.counts), key=lambda k: self.counts[k])
+    key: str
+    value: object = None
 
 
-def _gini(y: np.ndarray) -> float:
-    if len(y) == 0:
-        return 0.0
-    _, c = np.unique(y, return_counts=True)
-    p = c / c.sum()
-    return float(1 - (p * p).sum())
-
-
-def _grow(X: dict, kinds: dict, y: np.ndarray, idx: np.ndarray, depth: int, min_leaf: int) -> _Node:
-    labels, counts = np.unique(y[idx], return_counts=True)
-    node = _Node({str(lab): int(c) for lab, c in zip(labels, counts)})
-    if depth == 0 or len(labels) <= 1 or len(idx) < 2 * min_leaf:
-        return node
-    parent = _gini(y[idx])
-    best = None
-    for col, values in X.items():
-        v = values[idx]
-        if kinds[col] == "num":
-            levels = np.unique(v)
-            tests = [(lvl, v <= lvl) for lvl in levels[:-1]]
-            kind = "<="
-        else:
-            tests = [(lvl, v == lvl) for lvl in np.unique(v)] if len(np.unique(v)) > 1 else []
-            kind = "=="
-        for lvl, mask in tests:
-            n_yes = int(mask.sum())
-            if n_yes < min_leaf or len(idx) - n_yes < min_leaf:
-                continue
-            g = (n_yes * _gini(y[idx][mask]) + (len(idx) - n_yes) * _gini(y[idx][~mask])) / len(idx)
-            gain = parent - g
-            if gain > 1e-12 and (best is None or gain > best[0] + 1e-12):
-                best = (gain, col, kind, lvl, mask)
-    if best is None:
-        return node
-    _, col, kind, lvl, mask = best
-    node.test = (col, kind, lvl)
-    node.yes = _grow(X, kinds, y, idx[mask], depth - 1, min_leaf)
-    node.no = _grow(X, kinds, y, idx[~mask], depth - 1, min_leaf)
-    return node
-
-
-def _predict(node: _Node, X: dict, i: int) -> str:
-    while node.test is not None:
-        col, kind, lvl = node.test
-        v = X[col][i]
-        node = node.yes if (v <= lvl if kind == "<=" else v == lvl) else node.no
-    return node.label
-
-
-def _render(node: _Node, indent: str = "", shares: dict | None = None) -> list[str]:
-    """The tree as nested rules; each leaf says how many trials it rests on. With ``shares`` (each
-    trend's share of all trials), a leaf that chance alone fills as purely in >= 5 % of draws (a
-    binomial tail: k of its n trials in a trend of share q) is flagged: the tree as a whole is tested
-    against shuffles, but such a leaf is no evidence by itself."""
-    if node.test is None:
-        n = sum(node.counts.values())
-        k = node.counts[node.label]
-        text = f"{indent}-> {node.label} ({k} of {n})"
-        if shares and binom.sf(k - 1, n, shares.get(node.label, 1.0)) >= ALPHA:
-            text += " (too few trials for this leaf alone)"
-        return [text]
-    col, kind, lvl = node.test
-    cond = f"{col} <= {_fmt(lvl)}" if kind == "<=" else f"{col} = {lvl}"
-    lines = [f"{indent}if {cond}:"]
-    lines += _render(node.yes, indent + "    ", shares)
-    lines.append(f"{indent}else:")
-    lines += _render(node.no, indent + "    ", shares)
-    return lines
-
-
-def _tree_inputs(df: pd.DataFrame, params: list[str]) -> tuple[dict, dict]:
-    X, kinds = {}, {}
+def _tree_inputs(df: pd.DataFrame, params: list[str]) -> tuple[np.ndarray, list[_Split]]:
+    columns, splits = [], []
     for p in params:
         if is_numeric(df[p]):
-            X[short(p)], kinds[short(p)] = pd.to_numeric(df[p]).to_numpy(dtype=float), "num"
+            columns.append(pd.to_numeric(df[p]).to_numpy(dtype=float))
+            splits.append(_Split(short(p)))
         else:
-            X[short(p)], kinds[short(p)] = as_category(df[p]).to_numpy(dtype=object), "cat"
-    return X, kinds
+            values = as_category(df[p]).to_numpy(dtype=object)
+            levels = sorted(set(values), key=str)
+            # of two values one column says it all: "key = first" (its "else" is the other value)
+            for v in levels[:1] if len(levels) == 2 else levels:
+                columns.append((values == v).astype(float))
+                splits.append(_Split(short(p), v))
+    if not columns:  # no key varies: one constant column, which no split can use (the tree is one leaf)
+        return np.zeros((len(df), 1)), [_Split("(none)")]
+    return np.column_stack(columns), splits
 
 
-def _tree_accuracy(X, kinds, y, max_depth, min_leaf) -> tuple[_Node, float]:
-    root = _grow(X, kinds, y, np.arange(len(y)), max_depth, min_leaf)
-    return root, float(np.mean([_predict(root, X, i) == y[i] for i in range(len(y))]))
+def _fit_tree(X: np.ndarray, y: np.ndarray, max_depth: int, min_leaf: int):
+    """scikit-learn's CART (Gini), seeded so that ties between equally good splits always go the same way;
+    a split must lower the impurity (not merely keep it)."""
+    from sklearn.tree import DecisionTreeClassifier  # here: scikit-learn is slow to import
+
+    return DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_leaf, min_impurity_decrease=1e-12,
+                                  random_state=0).fit(X, y)
+
+
+def _render(tree, X: np.ndarray, y: np.ndarray, splits: list[_Split], shares: dict | None = None) -> list[str]:
+    """The tree as nested rules (``if key <= v:`` with v the largest value of the node's trials that goes
+    left; ``if key = value:``); each leaf says how many trials it rests on. With ``shares`` (each trend's
+    share of all trials), a leaf that chance alone fills as purely in >= 5 % of draws (a binomial tail:
+    k of its n trials in a trend of share q) is flagged: the tree as a whole is tested against shuffles,
+    but such a leaf is no evidence by itself."""
+    t = tree.tree_
+    members = tree.decision_path(X).toarray().astype(bool)
+
+    def walk(node: int, indent: str) -> list[str]:
+        left, right = t.children_left[node], t.children_right[node]
+        if left == -1:
+            here = y[members[:, node]]
+            label = str(tree.classes_[int(np.argmax(t.value[node][0]))])  # the first of the most common
+            n, k = len(here), int((here == label).sum())
+            text = f"{indent}-> {label} ({k} of {n})"
+            if shares and binom.sf(k - 1, n, shares.get(label, 1.0)) >= ALPHA:
+                text += " (too few trials for this leaf alone)"
+            return [text]
+        split, column = splits[t.feature[node]], X[members[:, node], t.feature[node]]
+        if split.value is None:
+            cond, yes, no = f"{split.key} <= {_fmt(column[column <= t.threshold[node]].max())}", left, right
+        else:  # a 0/1 column: the trials with the value go right
+            cond, yes, no = f"{split.key} = {split.value}", right, left
+        return [f"{indent}if {cond}:", *walk(yes, indent + "    "), f"{indent}else:", *walk(no, indent + "    ")]
+
+    return walk(0, "")
 
 
 def decision_rules(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | None = None,
@@ -423,23 +369,24 @@ def tree_verdict(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] |
                  seed: int = 0) -> TreeVerdict:
     """Fit the tree (see :func:`decision_rules`) and test it against ``n_perm`` trees fitted the same
     way to shuffled trends (see :mod:`.evidence`)."""
-    df = _joined(trends, trials).reset_index(drop=True)
+    df = join_trends(trends, trials).reset_index(drop=True)
     params = params if params is not None else hyperparameters(trials)
     if df.empty:
         return TreeVerdict("(no trials)", math.nan, 0, status="no trials")
-    X, kinds = _tree_inputs(df, params)
+    X, splits = _tree_inputs(df, params)
     y = df["trend"].astype(str).to_numpy()
     min_leaf = min_leaf if min_leaf is not None else (2 if len(df) >= 12 else 1)
-    root, acc = _tree_accuracy(X, kinds, y, max_depth, min_leaf)
+    tree = _fit_tree(X, y, max_depth, min_leaf)
+    acc = float(tree.score(X, y))
     shares = pd.Series(y).value_counts(normalize=True).to_dict()
-    v = TreeVerdict("\n".join(_render(root, shares=shares if n_perm > 0 else None)), acc, len(df),
+    v = TreeVerdict("\n".join(_render(tree, X, y, splits, shares=shares if n_perm > 0 else None)), acc, len(df),
                     majority=float(pd.Series(y).value_counts(normalize=True).iloc[0]))
     if len(set(y)) < 2:
         v.status = "one trend"
         return v
     if n_perm <= 0:
         return v
-    null = np.array([_tree_accuracy(X, kinds, ys, max_depth, min_leaf)[1] for ys in shuffles(y, n_perm, seed)])
+    null = np.array([_fit_tree(X, ys, max_depth, min_leaf).score(X, ys) for ys in shuffles(y, n_perm, seed)])
     v.null_mean, v.p = float(null.mean()), p_value(acc, null)
     v.null_perfect = float(np.mean(null >= 1 - 1e-12))
     v.status = "rules" if v.p < ALPHA else ("too few" if p_value(1.0, null) >= ALPHA else "chance")

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .trends import TREND_HELP, TRENDS, resample
+from .trends import TREND_HELP, display_order, resample
 
 TREND_COLOURS = {"fast-plateau": "C2", "rise-then-drop": "C1", "slow-improver": "C0", "non-learner": "C7"}
 # the marker at the end of a curve that ended before its planned epochs, by stop reason
@@ -51,12 +51,6 @@ def trend_colours(names) -> dict[str, str]:
     return out
 
 
-def _trend_order(names) -> list[str]:
-    names = list(dict.fromkeys(names))
-    known = [n for n in TRENDS if n in names]
-    return known + sorted(n for n in names if n not in known)
-
-
 def _keys(df: pd.DataFrame) -> pd.Series:
     sweep = df["sweep"].astype(str) if "sweep" in df.columns else ""
     return sweep + "\x00" + df["trial_id"].astype(str)
@@ -80,7 +74,7 @@ def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int
     (thin), the trend's median curve (thick), coloured by trend; a first panel overlays all. A trial
     that ended early (see :func:`stop_kinds`) ends in a black marker, explained in the first panel's
     legend."""
-    names = _trend_order(trends["trend"])
+    names = display_order(trends["trend"])
     colours = trend_colours(names)
     n_panels = len(names) + 1
     cols = min(n_panels, 3)

@@ -40,10 +40,6 @@ class Gallery:
     epoch: int = 0
     info: dict = field(default_factory=dict)
 
-    @property
-    def fake_error_rate(self) -> float:
-        return self.info.get("n_wrong_total", len(self.wrong)) / max(self.drawn, 1)
-
 
 def checkpoint_path(sweep: Sweep, trial: pd.Series) -> Path:
     """The ``study.pt`` of a trial's latest checkpoint. The recorded path is tried first, then the

@@ -1,6 +1,6 @@
 """Hyperparameter importance for the final accuracy.
 
-With enough trials (:data:`MIN_FANOVA`) and scikit-learn installed, Optuna's fANOVA evaluator
+With enough trials (:data:`MIN_FANOVA`), Optuna's fANOVA evaluator
 (``optuna.importance.FanovaImportanceEvaluator``: a random forest on the hyperparameters, then the
 share of the accuracy's variance each one explains) runs on an Optuna study built from the trials
 with ``optuna.trial.create_trial`` and their distributions (a key with few values enters as the rank
@@ -87,8 +87,6 @@ def _importance(trials: pd.DataFrame, target: str, params: list[str] | None, see
     if len(df) >= MIN_FANOVA:
         try:
             return _fanova(df, y, params, seed)
-        except ImportError:
-            method = "variance share (eta²; install scikit-learn for fANOVA)"
         except Exception as e:  # fANOVA's forest can fail on degenerate data: say so and fall back
             method = f"variance share (eta²; fANOVA failed: {type(e).__name__})"
     else:
@@ -102,7 +100,6 @@ def _empty(why: str) -> pd.DataFrame:
 
 
 def _fanova(df: pd.DataFrame, y: np.ndarray, params: list[str], seed: int) -> pd.DataFrame:
-    import sklearn  # noqa: F401  (fANOVA's forest; raises ImportError when absent)
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 

@@ -24,6 +24,7 @@ from .load import Sweep, default_out, hyperparameters, load_sweep
 from .evidence import ALPHA, N_PERM, plural
 from .regularize import MIN_GAIN, is_regularize, repeats, sd_figure, sd_table, verdicts
 from .report import Section, write_report
+from .stops import label_stops, stops_section, with_stops
 from .trends import (DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HELP, curve_features, describe_horizon,
                      name_trends)
 
@@ -78,6 +79,15 @@ def _pooled_trials(sweeps: list[Sweep]) -> pd.DataFrame:
     return pd.concat([s.trials.assign(sweep=s.name) for s in sweeps], ignore_index=True, sort=False)
 
 
+def _stopped_trials(sweeps: list[Sweep]) -> pd.DataFrame:
+    """The pooled trials with why and when each one stopped, by its sweep's recorded scheduler."""
+    def scheduler(s: Sweep):
+        return (s.meta.get("settings") or {}).get("scheduler") if isinstance(s.meta, dict) else None
+
+    return pd.concat([with_stops(s.trials, scheduler(s)).assign(sweep=s.name) for s in sweeps], ignore_index=True,
+                     sort=False)
+
+
 def _check(top_k, n_wrong, horizon):
     for name, v in (("--top-k", top_k), ("--n-wrong", n_wrong), ("--horizon", horizon)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -118,10 +128,12 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
         trends, smoothed = sweep_trends(sd_sweeps, k=k, horizon=horizon, seed=seed)
         _write_parquet(trends, out_dir / TRENDS_FILE)
         pooled = _pooled_trials(sd_sweeps)
+        stopped = _stopped_trials(sd_sweeps)
         sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled, seed))
+        sections.append(stops_section(trends, stopped))
         sections.append(_characterise_section(sd_sweeps, trends, pooled, out_dir, seed))
         top = top_trials(sd_sweeps, top_k=top_k, trends=trends)
-        sections.append(_compare_section(sd_sweeps, top, smoothed, out_dir, summary))
+        sections.append(_compare_section(sd_sweeps, top, smoothed, out_dir, summary, stopped))
         sections.append(_gallery_section(sd_sweeps, out_dir, n_wrong, seed, summary))
         horizons = "; ".join(f"{sw.label}: {describe_horizon(smoothed[smoothed['sweep'] == sw.name], horizon)}"
                              for sw in sd_sweeps)
@@ -269,7 +281,7 @@ def _importance_block(sec: Section, s: Sweep, i: int, params, out_dir: Path, see
     sec.img(name, f"hyperparameter importance, {s.name}")
 
 
-def _compare_section(sweeps, top, smoothed, out_dir, summary) -> Section:
+def _compare_section(sweeps, top, smoothed, out_dir, summary, stopped) -> Section:
     sec = Section("Best models across sweeps")
     figures.save(figures.comparison_figure(smoothed, top), out_dir / "compare.png")
     sec.p(f"The top {plural(int(top.groupby('sweep').size().max()) if len(top) else 0, 'trial')} of each sweep by "
@@ -279,7 +291,7 @@ def _compare_section(sweeps, top, smoothed, out_dir, summary) -> Section:
     params = [c for c in top.columns if c not in TOP_COLUMNS]
     # two tables that fit the page: the trials' results (one row each), then their configs transposed
     # (one row per hyperparameter, one column per trial), since a sweep may vary a dozen keys
-    sec.table(top[[c for c in top.columns if c in TOP_COLUMNS and c != "study"]])
+    sec.table(label_stops(top[[c for c in top.columns if c in TOP_COLUMNS and c != "study"]], stopped))
     if params and len(top):
         many = top["sweep"].nunique() > 1
         configs = top[params].T

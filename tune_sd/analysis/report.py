@@ -123,11 +123,9 @@ def render(title: str, sections: list[Section], intro: str = "") -> str:
 
 
 def write_report(path: str | Path, title: str, sections: list[Section], intro: str = "") -> Path:
-    """Write the report atomically (temporary file + rename). A sweep analysis gets its "Early
-    stopping" section here (see :func:`tune_sd.analysis.stops.add_to_report`)."""
+    """Write the report atomically (temporary file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sections = _with_stops(sections, path.parent)
     from tune_sd.engine.atomic import temp_beside  # here: the engine package imports torch
 
     fd, tmp = temp_beside(path)  # mode 0o666 less the umask, like the PNGs beside it
@@ -140,12 +138,3 @@ def write_report(path: str | Path, title: str, sections: list[Section], intro: s
         raise
     return path
 
-
-def _with_stops(sections: list[Section], out_dir: Path) -> list[Section]:
-    from .stops import SECTION_TITLE, add_to_report
-
-    try:
-        return add_to_report(sections, out_dir)
-    except Exception as e:  # the stop counts must not cost the whole report
-        return [*sections, Section(SECTION_TITLE).note(
-            f"The early-stopping counts could not be made ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")]

@@ -6,22 +6,23 @@ and ``stop_epoch``. Older tables lack them: a trial that ended in error counts a
 recorded scheduler says so, else ``asha``, the platform's default), the rest as ``completed``.
 
 :func:`stops_section` is the report's "Early stopping" section: per trend, the trials, how many were
-stopped early and by what, then the stopped trials one by one. :func:`add_to_report` puts it into a
-report that the pipeline built without it (``report.write_report`` calls it): it reads the trends
-the pipeline wrote beside the report and the trials of the sweeps listed in its "Sweeps" table.
+stopped early and by what, then the stopped trials one by one; :func:`label_stops` says in the
+best-models table why and when each trial stopped. ``pipeline.analyze`` calls both with the trends it
+found and the trials it loaded.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
+
+from .report import Section
+from .trends import by_size, join_trends
 
 REASONS = ("asha", "median", "nonlearner", "runtime", "error")  # the ways a trial ends before its planned epochs
 EARLY = ("asha", "median", "nonlearner")              # stopped by a scheduler or the stopper
 SECTION_TITLE = "Early stopping"
-TRENDS_FILE = "trends.parquet"
 
 
 def stop_reasons(trials: pd.DataFrame, scheduler: str | None = None) -> pd.Series:
@@ -70,22 +71,15 @@ def stop_label(reason, epoch) -> str:
 
 
 def _joined(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    on = ["sweep", "trial_id"] if "sweep" in trends.columns and "sweep" in trials.columns else ["trial_id"]
-    t = trends[on + ["trend"]].drop_duplicates(on)
-    trials = trials.drop(columns=[c for c in ("trend",) if c in trials.columns])
-    if "stop_reason" not in trials.columns:
-        trials = with_stops(trials)
-    return t.merge(trials, on=on, how="inner")
+    return join_trends(trends, trials if "stop_reason" in trials.columns else with_stops(trials))
 
 
 def stops_per_trend(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """Per trend (most trials first, then ``all``): ``trials``, ``stopped early`` (by ASHA, the median
     rule or the non-learner stopper), and the count per reason ``asha, median, nonlearner, error``."""
     df = _joined(trends, trials)
-    counts = df["trend"].value_counts()
-    order = sorted(counts.index, key=lambda n: (-counts[n], str(n)))
     rows = {}
-    for name in order + ["all"]:
+    for name in by_size(df["trend"]) + ["all"]:
         sub = df if name == "all" else df[df["trend"] == name]
         reason = sub["stop_reason"].astype(str)
         row = {"trials": len(sub), "stopped early": int(reason.isin(EARLY).sum())}
@@ -115,10 +109,8 @@ def stopped_trials(trends: pd.DataFrame, trials: pd.DataFrame, planned: pd.Serie
     return df[cols].rename(columns={"stop_reason": "reason"}).reset_index(drop=True)
 
 
-def stops_section(trends: pd.DataFrame, trials: pd.DataFrame):
+def stops_section(trends: pd.DataFrame, trials: pd.DataFrame) -> Section:
     """The report's "Early stopping" section for pooled ``trials`` (with ``sweep`` for several sweeps)."""
-    from .report import Section
-
     sec = Section(SECTION_TITLE)
     per = stops_per_trend(trends, trials)
     total, early, errors = int(per.loc["all", "trials"]), int(per.loc["all", "stopped early"]), int(per.loc["all", "error"])
@@ -134,53 +126,11 @@ def stops_section(trends: pd.DataFrame, trials: pd.DataFrame):
     return sec
 
 
-# ------------------------------------------------------------------------------ the report's hook
-
-
-def add_to_report(sections: list, out_dir: str | Path) -> list:
-    """``sections`` with the "Early stopping" section after "Trends" and the "Best models" table's
-    ``stopped_early`` cells saying why and when; unchanged when the report is not a sweep analysis
-    (no "Sweeps" table with folders, or no ``trends.parquet`` beside it) or already has the section."""
-    from .load import load_sweep
-
-    titles = [s.title for s in sections]
-    if SECTION_TITLE in titles or "Trends" not in titles or "Sweeps" not in titles:
-        return sections
-    trends_file = Path(out_dir) / TRENDS_FILE
-    overview = _first_table(sections[titles.index("Sweeps")])
-    if overview is None or not {"sweep", "folder"} <= set(overview.columns) or not trends_file.exists():
-        return sections
-    trends = pd.read_parquet(trends_file)
-    parts = []
-    for name, folder in zip(overview["sweep"], overview["folder"]):
-        s = load_sweep(folder)
-        scheduler = (s.meta.get("settings") or {}).get("scheduler") if isinstance(s.meta, dict) else None
-        parts.append(with_stops(s.trials, scheduler).assign(sweep=str(name)))
-    trials = pd.concat(parts, ignore_index=True, sort=False)
-    out = list(sections)
-    out.insert(titles.index("Trends") + 1, stops_section(trends, trials))
-    _mark_top_table(out, trials)
-    return out
-
-
-def _first_table(section):
-    for kind, content in section.blocks:
-        if kind == "table":
-            return content[0]
-    return None
-
-
-def _mark_top_table(sections: list, trials: pd.DataFrame) -> None:
+def label_stops(table: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (rows of ``sweep, trial_id``) with its ``stopped_early`` column replaced by ``stopped
+    early``: why and when each trial was stopped (``asha @ 333``), ``-`` for one that ran to the end."""
     label = {(str(s), str(t)): stop_label(r, e)
              for s, t, r, e in zip(trials["sweep"], trials["trial_id"], trials["stop_reason"], trials["stop_epoch"])}
-    for sec in sections:
-        for i, (kind, content) in enumerate(sec.blocks):
-            if kind != "table":
-                continue
-            df, index = content
-            if not {"sweep", "trial_id", "stopped_early"} <= set(df.columns):
-                continue
-            df = df.copy()
-            df["stopped_early"] = [label.get((str(s), str(t)), "-") for s, t in zip(df["sweep"], df["trial_id"])]
-            df = df.rename(columns={"stopped_early": "stopped early"})
-            sec.blocks[i] = (kind, (df, index))
+    out = table.copy()
+    out["stopped_early"] = [label.get((str(s), str(t)), "-") for s, t in zip(out["sweep"], out["trial_id"])]
+    return out.rename(columns={"stopped_early": "stopped early"})

@@ -35,7 +35,7 @@ models that learn quickly and stay (``fast-plateau``), learn quickly and then dr
 
 5. **Groups.** ``k="rules"`` (the default; ``4``, the number of named trends, means the same) names
    every trial by the rule: the notebook's four trends. ``k=N`` (another number) groups the trials
-   by k-means (numpy, seeded, k-means++ start) on the standardised features in
+   by k-means (scikit-learn, seeded, k-means++ start) on the standardised features in
    :data:`CLUSTER_FEATURES`; ``k="auto"`` picks N in 2..8 by the best mean silhouette. Each group
    is then named by the rule applied to its centroid (a repeated name gets a number:
    ``fast-plateau 2``). ``rule_trend`` keeps every trial's own rule name beside its group.
@@ -44,6 +44,7 @@ models that learn quickly and stay (``fast-plateau``), learn quickly and then dr
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -68,6 +69,30 @@ FEATURES = ("observed", "reports", "start", "early", "peak", "peak_at", "end", "
             "rel_drop", "late_gain", "rise_at", "end_slope")
 CLUSTER_FEATURES = ("early", "peak", "end", "peak_at", "rel_drop", "late_gain", "rise_at")
 AUTO_K = range(2, 9)
+
+
+# ------------------------------------------------------------------------------ trends and trials
+
+
+def join_trends(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """Trends joined to trials on ``trial_id`` (and ``sweep`` when both tables have it, so that
+    several sweeps can be pooled); a ``trend`` column of ``trials`` gives way to the trends'."""
+    on = ["sweep", "trial_id"] if "sweep" in trends.columns and "sweep" in trials.columns else ["trial_id"]
+    t = trends[on + ["trend"]].drop_duplicates(on)
+    return t.merge(trials.drop(columns=["trend"], errors="ignore"), on=on, how="inner")
+
+
+def by_size(trends: pd.Series) -> list[str]:
+    """The trend names, most trials first (ties by name): the order of the report's tables."""
+    counts = trends.value_counts()
+    return sorted(counts.index, key=lambda n: (-counts[n], str(n)))
+
+
+def display_order(names) -> list[str]:
+    """The four named trends in their usual order, then any other names sorted: the figures' order."""
+    names = list(dict.fromkeys(names))
+    known = [n for n in TRENDS if n in names]
+    return known + sorted(n for n in names if n not in known)
 
 
 # ------------------------------------------------------------------------------ smoothing
@@ -302,54 +327,32 @@ def _standardise(X: np.ndarray) -> np.ndarray:
     return (X - mu) / np.where(sd > 1e-12, sd, 1.0)
 
 
-def kmeans(X: np.ndarray, k: int, seed: int = 0, n_init: int = 10, iters: int = 100) -> tuple[np.ndarray, float]:
-    """k-means (Lloyd, k-means++ start, best of ``n_init``): (labels, inertia). Seeded, numpy only."""
-    rng = np.random.default_rng(seed)
-    n = len(X)
-    best_labels, best_inertia = np.zeros(n, dtype=int), math.inf
-    for _ in range(n_init):
-        centres = [X[rng.integers(n)]]
-        for _ in range(1, k):
-            d2 = np.min(((X[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1)
-            p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
-            centres.append(X[rng.choice(n, p=p)])
-        C = np.asarray(centres, dtype=float)
-        labels = np.full(n, -1)
-        for _ in range(iters):
-            d2 = ((X[:, None, :] - C[None]) ** 2).sum(-1)
-            new = d2.argmin(1)
-            if np.array_equal(new, labels):
-                break
-            labels = new
-            for j in range(k):
-                members = X[labels == j]
-                # an emptied cluster restarts at the point farthest from its centre
-                C[j] = members.mean(0) if len(members) else X[d2.min(1).argmax()]
-        inertia = float(((X - C[labels]) ** 2).sum())
-        if inertia < best_inertia - 1e-12:
-            best_labels, best_inertia = labels.copy(), inertia
-    # number groups by first appearance, so that labels do not depend on the start
-    _, first = np.unique(best_labels, return_index=True)
-    remap = {old: new for new, old in enumerate(best_labels[np.sort(first)])}
-    return np.array([remap[v] for v in best_labels]), best_inertia
+def kmeans(X: np.ndarray, k: int, seed: int = 0, n_init: int = 10) -> tuple[np.ndarray, float]:
+    """k-means (scikit-learn's, k-means++ start, best of ``n_init``, seeded): (labels, inertia). Groups
+    are numbered by first appearance, so that labels do not depend on the start."""
+    from sklearn.cluster import KMeans  # here: scikit-learn is slow to import and only --k N needs it
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        # fewer distinct points than k: fewer groups, as the rule-named report expects
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(X)
+    _, first = np.unique(km.labels_, return_index=True)
+    remap = {old: new for new, old in enumerate(km.labels_[np.sort(first)])}
+    return np.array([remap[v] for v in km.labels_]), float(km.inertia_)
 
 
 def silhouette(X: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette of a partition (0 for points alone in their group)."""
-    labels = np.asarray(labels)
-    groups = np.unique(labels)
-    if len(groups) < 2:
+    """Mean silhouette of a partition (scikit-learn's; 0 for points alone in their group); -1 for a
+    single group and 0 where every point is alone, where the score is not defined."""
+    from sklearn.metrics import silhouette_score
+
+    n_groups = len(np.unique(labels))
+    if n_groups < 2:
         return -1.0
-    D = np.sqrt(((X[:, None, :] - X[None]) ** 2).sum(-1))
-    s = np.zeros(len(X))
-    for i in range(len(X)):
-        same = labels == labels[i]
-        if same.sum() <= 1:
-            continue
-        a = D[i, same].sum() / (same.sum() - 1)
-        b = min(D[i, labels == g].mean() for g in groups if g != labels[i])
-        s[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
-    return float(s.mean())
+    if n_groups >= len(X):
+        return 0.0
+    return float(silhouette_score(X, labels))
 
 
 def find_trends(curves: pd.DataFrame, planned: pd.Series | float, k: int | str = "rules", horizon: int = 500,

@@ -1,4 +1,4 @@
-"""Synthetic sweep results with the platform's Parquet schema, for tests, notebooks and demos.
+"""Test fixture: synthetic sweep results with the platform's Parquet schema, for tests, notebooks and demos.
 
 Each trial follows one of the four trends of Step 15.3, as per-epoch accuracies with noise (a
 binomial-like part and a slow wobble) that are then averaged over ``avg_hor`` epochs and reported
@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .trends import TRENDS
+from tune_sd.analysis.trends import TRENDS
 
 SPACE = {
     "arch.lat_size": [1, 3, 5, 10],
