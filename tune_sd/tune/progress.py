@@ -44,8 +44,9 @@ def describe_scheduler(settings: dict) -> str:
 
     name = str(settings.get("scheduler", "asha"))
     base = name.replace("+nonlearner", "").replace("nonlearner", "fifo")
-    grace = settings.get("grace_period") or default_grace_period(int(settings["epochs"]), int(settings["report_every"]))
-    grace = min(grace, int(settings["epochs"]))
+    epochs = int(settings["epochs"])
+    grace = settings.get("grace_period") or default_grace_period(epochs, int(settings["report_every"]))
+    grace = min(grace, epochs)
     if base == "asha":
         what = f"ASHA (grace {grace} epochs, reduction factor {float(settings.get('reduction_factor') or 3):g})"
     elif base == "median":
@@ -55,7 +56,9 @@ def describe_scheduler(settings: dict) -> str:
     if uses_nonlearner(name):
         nl = nonlearner_settings(settings)
         what += (f" + the non-learner stopper (grace {nl.grace}, window {nl.window} epochs, margin {nl.margin:g}, "
-                 f"confidence {nl.confidence:g})")
+                 f"confidence {nl.confidence:g}")
+        # the stopper first looks at a trial after its grace period
+        what += f"; it stops none: trials end at epoch {epochs})" if nl.grace >= epochs else ")"
     return what
 
 
@@ -111,7 +114,9 @@ class SweepProgress(Callback):
         self.last_print = None
         self.best: dict[str, tuple] = {}   # metric -> (value, trial id)
         self.epoch: dict[str, int] = {}    # trial id -> its last reported epoch
-        self.stopped: set[str] = set()     # trials a scheduler or stopper ended before their last epoch
+        self.completed: set[str] = set()   # trials that ended in this run (Tune's on_trial_complete)
+        self.failed: set[str] = set()      # trials that ended with an error (raised, or reported one)
+        self.seen: dict[str, str] = {}     # trial id -> its status when Tune last stepped
         self.rate_start = None             # (time, epochs so far) at the first report of this run
         self.epochs_run = 0
 
@@ -146,17 +151,22 @@ class SweepProgress(Callback):
             self.epochs_run += max(0, epoch - before)
         for metric, mode in self.metrics:
             self._offer(metric, mode, result.get(metric), trial.trial_id)
-        if result.get("done") and epoch < self._planned(trial):
-            self.stopped.add(trial.trial_id)
+        if result.get("error"):  # a run that cannot go on (NaN loss) ends as an error (results.py)
+            self.failed.add(trial.trial_id)
         self._maybe_print(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if self.epoch.get(trial.trial_id, 0) < self._planned(trial):
-            self.stopped.add(trial.trial_id)
+        self.completed.add(trial.trial_id)
         self._maybe_print(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self.failed.add(trial.trial_id)
         self._maybe_print(trials)
+
+    def on_step_end(self, iteration, trials, **info):
+        # at the end Tune stops whatever still runs, and those trials then read TERMINATED too: what they
+        # were before tells an interrupted sweep from a finished one
+        self.seen = {t.trial_id: t.status for t in trials}
 
     def on_experiment_end(self, trials, **info):
         print(self.line(trials, final=True), file=sys.stderr, flush=True)
@@ -179,25 +189,37 @@ class SweepProgress(Callback):
         self.last_print = now
         print(self.line(trials), file=sys.stderr, flush=True)
 
-    def counts(self, trials) -> dict:
-        out = {"running": 0, "pending": 0, "stopped": 0, "done": 0, "errored": 0}
+    def state(self, trial, final: bool = False) -> str:
+        """running, pending, stopped (ended early by a scheduler or stopper), done, errored; at the end of
+        an interrupted sweep, unfinished."""
+        tid = trial.trial_id
+        if trial.status == "ERROR" or tid in self.failed:
+            return "errored"
+        if trial.status == "TERMINATED":
+            if final and tid not in self.completed and self.seen.get(tid, "TERMINATED") != "TERMINATED":
+                return "unfinished"
+            epoch = self.epoch.get(tid, int((trial.last_result or {}).get("epoch", 0) or 0))
+            return "stopped" if epoch < self._planned(trial) else "done"
+        if final:
+            return "unfinished"
+        return "running" if trial.status in ("RUNNING", "PAUSED") else "pending"
+
+    def counts(self, trials, final: bool = False) -> dict:
+        out = dict.fromkeys(("running", "pending", "unfinished", "stopped", "done", "errored"), 0)
         for t in trials:
-            if t.status == "ERROR":
-                out["errored"] += 1
-            elif t.status == "TERMINATED":
-                out["stopped" if t.trial_id in self.stopped else "done"] += 1
-            elif t.status in ("RUNNING", "PAUSED"):
-                out["running"] += 1
-            else:
-                out["pending"] += 1
+            out[self.state(t, final)] += 1
         return out
 
     def line(self, trials, final: bool = False) -> str:
         now = time.monotonic()
-        counts = self.counts(trials)
+        counts = self.counts(trials, final)
         total = max(self.total or 0, len(trials))
-        states = ", ".join(f"{n} {state}" for state, n in counts.items() if n or state in ("running", "done"))
-        parts = [f"[{_clock(now - self.started)}] {'finished: ' if final else ''}{states} of {total}"]
+        if final:
+            counts["unfinished"] += total - len(trials)  # never created: the sweep was interrupted
+        shown = ("done",) if final else ("running", "done")
+        states = ", ".join(f"{n} {state}" for state, n in counts.items() if n or state in shown)
+        ending = ("interrupted: " if counts["unfinished"] else "finished: ") if final else ""
+        parts = [f"[{_clock(now - self.started)}] {ending}{states} of {total}"]
         for metric, mode in self.metrics:
             held = self.best.get(metric)
             if held:

@@ -179,7 +179,8 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
         lines.append(f"  {key}: {text_}")
     for label, table in space.axes().items():
         keys = sorted({k for over in table.values() for k in over})
-        lines.append(f"  {label}: {', '.join(table)}" + (f" (each sets {', '.join(keys)})" if keys else ""))
+        names = yaml.safe_dump({"values": list(table)}, default_flow_style=True, width=1000).strip()
+        lines.append(f"  {label}: {names}" + (f" (each name sets {', '.join(keys)})" if keys else ""))
     seed = _engine_seed(plan)
     if seed == "drawn":
         lines.append("  seed: a distinct engine seed per trial, drawn by the search")
@@ -199,9 +200,10 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
             else f"the first {len(samples)} trials")
     lines += ["", f"{what}, searched keys only:"]
     labels = list(space.axes())
+    axis_keys = list(dict.fromkeys(k for table in space.axes().values() for over in table.values() for k in over))
     for i, sample in enumerate(samples):
         flat = flatten({k: v for k, v in sample.items() if k not in labels})
-        drawn = {**{k: sample[k] for k in labels if k in sample}, **{k: flat.get(k) for k in swept}}
+        drawn = {**{k: sample[k] for k in labels if k in sample}, **{k: flat.get(k) for k in axis_keys + swept}}
         lines.append(f"  trial {i}: " + (", ".join(f"{k}={json.dumps(v)}" for k, v in drawn.items()) or "(the fixed config)"))
     return "\n".join(lines)
 
