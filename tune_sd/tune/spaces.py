@@ -233,14 +233,14 @@ class SearchSpace:
         lets a notebook's W&B config, whose fixed keys lived outside it, run with ``--set``.
         """
         overrides = dict(overrides or {})
-        if not overrides or overrides == self.overrides:
+        if not overrides or all(self.overrides.get(k, _MISSING) == v for k, v in _checked(overrides).items()):
             return self
         label = self._label()
-        base, params = _apply_overrides(self.base, self.params, overrides)
+        base, params, checked = _apply_overrides(self.base, self.params, overrides)
         space = SearchSpace(name=self.name, path=self.path, description=self.description, method=self.method,
                             params=params, base=base, tune=self.tune, variants=self.variants, ladder=self.ladder,
-                            overrides={**self.overrides, **overrides})
-        _check_space(space, _with_sets(label, overrides), {k: _param_path(k) for k in params})
+                            overrides={**self.overrides, **checked})
+        _check_space(space, _with_sets(label, checked), {k: _param_path(k) for k in params})
         return space
 
     def swept_keys(self) -> list[str]:
@@ -521,9 +521,8 @@ def space_from_dict(tree: dict, name: str = "<dict>", path: Path | None = None,
                   overrides=overrides)
 
 
-def _apply_overrides(base: dict, params: dict, overrides: dict) -> tuple[dict, dict]:
-    """(base, params) with ``--set`` values fixed: each key and value checked, merged onto base; a swept
-    key becomes a constant, a key inside a section swept whole is set in each of its values."""
+def _checked(overrides: dict) -> dict:
+    """``--set`` values as {dotted key: value}, each key and value checked (``1e-4`` given as text -> 0.0001)."""
     flat = {}
     for key, value in flatten(unflatten(dict(overrides))).items():
         where = f"--set {key}"
@@ -532,6 +531,13 @@ def _apply_overrides(base: dict, params: dict, overrides: dict) -> tuple[dict, d
             raise ConfigError(f"{where}: {key} is a section; set its keys, e.g. --set {key}.<key>=VALUE")
         _refuse_tune_syntax(value, where)
         flat[key] = SCHEMA[key].check(where, value)
+    return flat
+
+
+def _apply_overrides(base: dict, params: dict, overrides: dict) -> tuple[dict, dict, dict]:
+    """(base, params, checked values) with ``--set`` values fixed: merged onto base; a swept key becomes a
+    constant, a key inside a section swept whole is set in each of its values."""
+    flat = _checked(overrides)
     params = dict(params)
     for key, value in flat.items():
         if key in params:
@@ -543,7 +549,7 @@ def _apply_overrides(base: dict, params: dict, overrides: dict) -> tuple[dict, d
             block = params[section]
             params[section] = ({"value": merge(block["value"], inner)} if "value" in block
                                else {"values": [merge(v, inner) for v in block["values"]]})
-    return merge(base, unflatten(flat)), params
+    return merge(base, unflatten(flat)), params, flat
 
 
 def _with_sets(label: str, overrides: dict) -> str:
@@ -590,7 +596,7 @@ def _build(tree: Any, name: str, path: Path | None, label: str, comment: str,
 
     overrides = dict(overrides or {})
     if overrides:  # a sweep's --set is part of base before the space is checked as a whole
-        base, params = _apply_overrides(base, params, overrides)
+        base, params, overrides = _apply_overrides(base, params, overrides)
         paths.update({k: _param_path(k) for k in params if k not in paths})
     space = SearchSpace(name=name, path=path, description=description, method=method, params=params,
                         base=base, tune=tune_opts, variants=variants, ladder=ladder, overrides=overrides)

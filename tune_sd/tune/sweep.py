@@ -107,7 +107,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
              if tune_block.get(k) is not None}
     if opts.epochs is not None:
         fixed["epochs"] = opts.epochs
-    fixed.update(dict(map(parse_override, opts.overrides)))
+    fixed.update(space.overrides)  # --set, checked (1e-4 given as text is the number)
     critic_note = None
     if opts.critic_from:
         from .critic_from import resolve_critic
