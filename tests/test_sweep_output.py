@@ -166,3 +166,38 @@ def test_progress_tells_done_stopped_errored_and_an_interrupted_end(capsys):
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "interrupted: 2 unfinished, 1 stopped, 1 done, 1 errored of 5" in last, last
     assert "best avg_acc 0.9 (trial b)" in last
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_says_so_and_its_resume_shows_our_progress(tmp_path):
+    import signal
+    import time
+
+    space = tmp_path / "cut.yaml"
+    space.write_text(yaml.safe_dump({
+        "method": "grid", "parameters": {"disc": {"parameters": {"lr": {"values": [1e-3]}}}},
+        "base": {**BASE, "epochs": 600, "checkpoint_every": 1, "figure_every": 0},
+        "tune": {"scheduler": "asha", "num_samples": 1}}))
+    store = tmp_path / "store"
+    env = {**os.environ, "TUNE_SD_PROGRESS_EVERY": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "tune_sd.cli", "sweep", str(space), "--storage", str(store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    exp = store / "cut"
+    deadline = time.time() + 240
+    while not list(exp.glob("trial_*/checkpoint_*")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the sweep ended"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves the experiment and returns
+    out, _ = proc.communicate(timeout=240)
+    assert re.search(r"^\[\d+:\d\d\] interrupted: 1 unfinished, 0 done of 1 \| best avg_acc", out, re.M), out[-3000:]
+    assert "finished:" not in out
+    assert f"continue it with: tune-sd resume cut --storage {store}" in out
+
+    p = tune_sd("resume", "cut", "--storage", str(store))
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = p.stdout + p.stderr
+    for line in MISLEADING:
+        assert line not in text, line
+    assert "resuming sweep cut:" in text and "early stopping: ASHA (grace 80 epochs, reduction factor 3)" in text
+    assert re.search(r"^\[\d+:\d\d\] 1 running, 0 done of 1 \| best avg_acc", text, re.M), text
+    assert re.search(r"^\[\d+:\d\d\] finished: 1 done of 1", text, re.M), text

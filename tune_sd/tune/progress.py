@@ -117,7 +117,8 @@ class SweepProgress(Callback):
         self.completed: set[str] = set()   # trials that ended in this run (Tune's on_trial_complete)
         self.failed: set[str] = set()      # trials that ended with an error (raised, or reported one)
         self.seen: dict[str, str] = {}     # trial id -> its status when Tune last stepped
-        self.rate_start = None             # (time, epochs so far) at the first report of this run
+        self.rate_start = None             # when the first report of this run came
+        self.interrupted = False           # set at the end: some trials did not finish
         self.epochs_run = 0
 
     # the callback is pickled with the run config (Tuner.restore); its counters start afresh in each run
@@ -170,6 +171,8 @@ class SweepProgress(Callback):
 
     def on_experiment_end(self, trials, **info):
         print(self.line(trials, final=True), file=sys.stderr, flush=True)
+        self.interrupted = any(self.state(t, final=True) == "unfinished" for t in trials) or \
+            bool(self.total and self.total > len(trials))
 
     # ------------------------------------------------------------------ the line
     def _offer(self, metric, mode, value, trial_id):

@@ -414,19 +414,30 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
         scheduler = make_scheduler(s["scheduler"], epochs=s["epochs"], report_every=s["report_every"],
                                    grace_period=s["grace_period"], reduction_factor=s["reduction_factor"])
         _print_header(plan.name, plan.exp_uri, s, total=_total_trials(plan))
+        run_config = _run_config(plan.name, plan.storage, s,
+                                 _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
+                                 stop=_stopper(plan), verbose=verbose)
         tuner = tune.Tuner(
             _trainable(s), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
                                         search_alg=searcher, num_samples=int(s["num_samples"]),
                                         reuse_actors=True, trial_dirname_creator=trial_dirname),
-            run_config=_run_config(plan.name, plan.storage, s,
-                                   _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
-                                   stop=_stopper(plan), verbose=verbose))
+            run_config=run_config)
         tuner.fit()
+        _say_if_interrupted(run_config, f"tune-sd resume {plan.name} --storage {plan.storage}")
     finally:
         if started:
             ray.shutdown()
     return finish(plan.exp_uri)
+
+
+def _say_if_interrupted(run_config, resume: str) -> None:
+    """After Ctrl-C Tune returns normally, having saved the sweep: say how to continue it with our command."""
+    from .progress import SweepProgress
+
+    progress = next((c for c in run_config.callbacks or [] if isinstance(c, SweepProgress)), None)
+    if progress is not None and progress.interrupted:
+        print(f"continue it with: {resume}", file=sys.stderr, flush=True)
 
 
 def _total_trials(plan: SweepPlan) -> int:
@@ -482,8 +493,11 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
     try:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings), resume_unfinished=True,
                                    resume_errored=True)
-        _restored_output(tuner, exp_dir, settings, verbose)
+        run_config = _restored_output(tuner, exp_dir, settings, verbose)
         tuner.fit()
+        if run_config is not None:
+            storage, _, sweep = str(exp_dir).rstrip("/").rpartition("/")
+            _say_if_interrupted(run_config, f"tune-sd resume {sweep} --storage {storage}")
     finally:
         if started:
             ray.shutdown()
@@ -497,7 +511,7 @@ def _restored_output(tuner, exp_dir, settings: dict, verbose: bool) -> None:
     client mode, where the saved one stays)."""
     local = getattr(tuner, "_local_tuner", None)
     if local is None or not all(k in settings for k in ("epochs", "metric", "mode", "report_every")):
-        return
+        return None
     exp_dir = str(exp_dir)
     storage, _, name = exp_dir.rstrip("/").rpartition("/")
     fresh = _run_config(name, storage, settings, verbose=verbose)
@@ -506,3 +520,4 @@ def _restored_output(tuner, exp_dir, settings: dict, verbose: bool) -> None:
     config.progress_reporter = fresh.progress_reporter
     config.verbose = fresh.verbose
     _print_header(name, exp_dir, settings, resumed=True)
+    return config
