@@ -194,7 +194,7 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
     lines += ["fixed for every trial by this sweep (tune: block, --set, --epochs, --quick"
               + (", --critic-from" if s.get("critic_from") else "") + "; it wins over the space):"]
     lines += _wrapped(by_sweep) or ["  nothing"]
-    lines.append("every other key: its default (the Step 15 run, see `tune-sd train --help`)")
+    lines.append("every other key: its default (the Step 15 run; tune_sd/engine/config.py lists them)")
     samples = space.sample(n, seed=s["seed"], labels=True)
     what = ("random draws from the space (Optuna's own picks depend on the results)" if s["search"] == "bayes"
             else f"the first {len(samples)} trials")
