@@ -6,11 +6,13 @@ available behind ``--verbose`` (:class:`SweepReporter`, with those two lines tol
 sweep prints a header that says which scheduler and stopper run and where the results go, then, at
 most every few seconds while trials report, one line::
 
-    [0:42] 2 running, 5 pending, 1 stopped, 3 done, 0 errored of 12 | best avg_acc 0.611 (trial 9e0a1_00004)
+    [0:42] 2 running, 5 pending, 1 stopped, 3 done, 1 errored of 12 | best avg_acc 0.611 (trial 9e0a1_00004)
       | 310 epochs/s | <= 1m30s left
 
-"stopped" are trials that a scheduler or stopper ended before their last epoch; the time left assumes
-that no other trial stops early, so it is an upper bound under ASHA, the median rule or the stopper.
+(states with no trial are left out, but for running and done). "stopped" are trials that a scheduler
+or stopper ended before their last epoch; the time left assumes that no other trial stops early, so
+it is an upper bound under ASHA, the median rule or the stopper. The last line says "finished", or
+"interrupted" with the trials left unfinished (Ctrl-C: Tune saves the sweep and returns).
 """
 
 from __future__ import annotations

@@ -187,8 +187,8 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
     if len(lines) == lines.index("searched (each trial draws its own value):") + 1:
         lines.append("  nothing: every trial runs the same config")
     by_space, by_sweep = _fixed_keys(plan, swept)
-    if seed not in ("drawn", None):
-        by_sweep["seed"] = seed
+    if seed not in ("drawn", None) and "seed" not in by_space and "seed" not in by_sweep:
+        by_sweep["seed"] = seed  # Optuna's trials share the search's seed
     lines += ["", "fixed for every trial by the space (its base and single-valued parameters):"]
     lines += _wrapped(by_space) or ["  nothing"]
     lines += ["fixed for every trial by this sweep (tune: block, --set, --epochs, --quick"
@@ -202,7 +202,9 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
     labels = list(space.axes())
     axis_keys = list(dict.fromkeys(k for table in space.axes().values() for over in table.values() for k in over))
     for i, sample in enumerate(samples):
-        flat = flatten({k: v for k, v in sample.items() if k not in labels})
+        run = {k: v for k, v in sample.items() if k not in labels}
+        Config.from_dict(merge(run, unflatten(plan.fixed)), where=f"trial {i}: ")  # what the trial will run
+        flat = flatten(run)
         drawn = {**{k: sample[k] for k in labels if k in sample}, **{k: flat.get(k) for k in axis_keys + swept}}
         lines.append(f"  trial {i}: " + (", ".join(f"{k}={json.dumps(v)}" for k, v in drawn.items()) or "(the fixed config)"))
     return "\n".join(lines)
