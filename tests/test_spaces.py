@@ -643,3 +643,90 @@ def test_a_bare_seed_sweep_dict_is_a_space():
     assert space.base == {} and space.tune == {} and space.description == ""
     for cfg in space.sample(3, seed=0):
         assert Config.from_dict(cfg).disc.lr == 1e-4  # everything else: the engine defaults
+
+
+# ---------------------------------------------------------------------------------------------
+# a sweep's --set goes into base before the space is checked (issue 12, item 4)
+
+
+def test_set_completes_a_notebook_sweep_config_before_the_space_is_checked(tmp_path):
+    # Step 15.5.2's W&B config: its notebook fixed ext and ext_type outside the sweep config
+    path = write(tmp_path, "method: random\n" + EXT_EMBED_PARAMS, name="s1552.yaml")
+    with pytest.raises(ConfigError, match=r"disc.hid_num.*needs ext"):
+        load_space(path)
+    space = load_space(path, overrides={"ext": ["grad"], "ext_type": "embed"})
+    assert space.base["ext"] == ["grad"] and space.base["ext_type"] == "embed"
+    assert space.overrides == {"ext": ["grad"], "ext_type": "embed"}
+    for config in space.sample(8, seed=0):  # every draw is a valid run config with the fixed keys
+        cfg = Config.from_dict(config)
+        assert cfg.ext == ["grad"] and cfg.ext_type == "embed" and isinstance(cfg.disc.hid_num, list)
+    # the sweep planner applies --set the same way to a space loaded without it
+    bare = space_from_dict(yaml.safe_load("method: random\n" + EXT_EMBED_PARAMS + seed_base("[grad]", "embed")),
+                           name="with-base.yaml")
+    from tune_sd.tune.sweep import SweepOptions, plan_sweep
+
+    plan = plan_sweep(bare, SweepOptions(storage=str(tmp_path), overrides=["ext=[input]", "ext_type=embed"]))
+    assert plan.base["ext"] == ["input"] and plan.space.base["ext"] == ["input"]
+
+
+def test_set_of_a_swept_key_fixes_it_for_every_searcher(tmp_path):
+    space = load_space(write(tmp_path, STUDY_153), overrides={"disc.lr": 3e-4})
+    assert space.params["disc.lr"] == {"value": 3e-4}
+    assert "disc.lr" not in space.swept_keys() and "disc.hid_num" in space.swept_keys()
+    assert {c["disc"]["lr"] for c in space.sample(10, seed=1)} == {3e-4}
+    assert space.optuna_space()["disc.lr"].choices == (3e-4,)
+    # a key inside a section swept whole is set in each of the section's values
+    whole = space_from_dict({"method": "grid", "parameters": {"disc": {"values": [{"lr": 1e-4, "iters": 1},
+                                                                               {"lr": 1e-3, "iters": 3}]}}},
+                            overrides={"disc.iters": 5})
+    assert [v["iters"] for v in whole.params["disc"]["values"]] == [5, 5]
+    assert whole.swept_keys() == ["disc.lr"]
+
+
+@pytest.mark.parametrize("overrides, fragments", [
+    ({"disc.lrr": 1}, ["--set disc.lrr", "unknown key", "allowed"]),
+    ({"disc.lr": -1}, ["--set disc.lr"]),
+    ({"disc": {"eval": "1"}}, ["--set disc.eval"]),
+])
+def test_bad_set_values_name_the_flag_and_key(tmp_path, overrides, fragments):
+    with pytest.raises(ConfigError) as err:
+        load_space(write(tmp_path, STUDY_153), overrides=overrides)
+    for fragment in fragments:
+        assert fragment in str(err.value), str(err.value)
+
+
+def test_a_conflict_left_after_set_says_which_set_values_base_holds(tmp_path):
+    with pytest.raises(ConfigError, match=r"with --set ext_type.*needs ext"):
+        load_space(write(tmp_path, "method: random\n" + EXT_EMBED_PARAMS), overrides={"ext_type": "embed"})
+
+
+def test_named_axes_resolve_without_ray_deprecation_warnings(caplog):
+    """Ray resolves a trial's sample_from values with the trial's config (placeholders) as well as with
+    the experiment spec; ByLabel reads both, so Ray never falls back to its deprecated spec call."""
+    import logging
+
+    from ray.tune.impl.placeholder import create_resolvers_map, inject_placeholders, resolve_placeholders
+    from ray.tune.search.variant_generator import generate_variants
+
+    s = space_from_dict({"method": "grid", "parameters": {}, "variants": {"v0": {}, "v1": {"disc": {"hid_num": 4}}}},
+                        name="named.yaml")
+    ray_logger = logging.getLogger("ray.tune.search.sample")  # Ray's loggers do not propagate to the root
+    ray_logger.addHandler(caplog.handler)
+    try:
+        configs = [spec["config"] for _, spec in generate_variants({"config": s.param_space()})]
+        resolvers = create_resolvers_map()  # as tune.run does before the searcher sees the space
+        spec = inject_placeholders(s.param_space(), resolvers)
+        for name in ("v0", "v1"):
+            config = dict(copy_tree(spec), variant=name)
+            resolve_placeholders(config, resolvers)
+            configs.append(config)
+    finally:
+        ray_logger.removeHandler(caplog.handler)
+    assert [c["disc"]["hid_num"] for c in configs] == [6, 4, 6, 4]
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()], caplog.text
+
+
+def copy_tree(tree):
+    import copy
+
+    return copy.deepcopy(tree)

@@ -55,3 +55,77 @@ def test_bad_spaces_are_refused_with_the_key_path(text, fragments, tmp_path):
 def test_unknown_study_lists_the_known_ones():
     p = tune_sd("sweep", "no-such-study", "--dry-run")
     assert p.returncode == 2 and "sd-study" in p.stderr and "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------------------ --set and --dry-run (issue 12)
+
+# Step 15.5.2's W&B sweep config as its notebook handed it to wandb.sweep: ext and ext_type lived outside it
+STEP_1552 = """\
+method: random
+parameters:
+  arch:
+    parameters:
+      in_size: {values: [1]}
+      out_size: {values: [1]}
+      hid_num: {values: [[2, 0]]}
+      hid_size: {values: [32]}
+      lat_size: {values: [1, 3, 5]}
+  disc:
+    parameters:
+      hid_num: {values: [[2, 2], [2, 4], [2, 8], [2, 16]]}
+      hid_size: {values: [[64, 64], [64, 128], [64, 256], [64, 512]]}
+      lr: {values: [1.0e-5, 1.0e-4, 1.0e-3]}
+      iters: {values: [1, 3, 5]}
+      gp: {values: [1.0e-6, 1.0e-5, 1.0e-4]}
+"""
+
+
+def sections(text):
+    """The dry run's blocks by their heading line's first words."""
+    out, key = {}, None
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            key = line.split(" (")[0].split(":")[0]
+            out[key] = []
+        elif key is not None and line.strip():
+            out[key].append(line.strip())
+    return out
+
+
+def test_set_fixes_what_a_notebook_sweep_config_left_out(tmp_path):
+    f = tmp_path / "s1552.yaml"
+    f.write_text(STEP_1552)
+    p = tune_sd("sweep", str(f), "--dry-run", "--storage", str(tmp_path))
+    assert p.returncode == 2 and "disc.hid_num" in p.stderr and "Traceback" not in p.stderr
+    p = tune_sd("sweep", str(f), "--set", "ext=[grad]", "--set", "ext_type=embed", "--dry-run",
+                "--storage", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    blocks = sections(p.stdout)
+    assert 'ext=["grad"], ext_type="embed"' in " ".join(blocks["fixed for every trial by this sweep"])
+    assert any(line.startswith("trial 0: ") and "disc.hid_num=[2, " in line for line in blocks["the first 3 trials, searched keys only"])
+    # a swept key set on the command line is fixed: it leaves the searched keys and every trial has it
+    p = tune_sd("sweep", str(f), "--set", "ext=[grad]", "--set", "ext_type=embed", "--set", "disc.lr=3e-4",
+                "--dry-run", "--storage", str(tmp_path))
+    blocks = sections(p.stdout)
+    assert not any(line.startswith("disc.lr") for line in blocks["searched"])
+    assert "disc.lr=0.0003" in " ".join(blocks["fixed for every trial by this sweep"])
+    assert not (tmp_path / "s1552").exists()  # nothing ran
+
+
+def test_dry_run_shows_searched_and_fixed_keys_apart(tmp_path):
+    p = tune_sd("sweep", "sd-study", "--dry-run", "--quick", "--set", "disc.wd=1e-6", "--storage", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    blocks = sections(p.stdout)
+    searched = [line.split(":")[0] for line in blocks["searched"]]
+    assert searched == ["arch.lat_size", "disc.hid_num", "disc.hid_size", "disc.lr", "disc.iters", "disc.gp", "seed"]
+    by_space = " ".join(blocks["fixed for every trial by the space"])
+    by_sweep = " ".join(blocks["fixed for every trial by this sweep"])
+    # base keys are shown whether or not they equal the defaults, and what the sweep fixes apart from them
+    assert "arch.in_size=1" in by_space and "disc.betas=[0.9, 0.999]" in by_space and "disc.wd" not in by_space
+    assert "disc.wd=1e-06" in by_sweep and "epochs=400" in by_sweep and "report_every=20" in by_sweep
+    assert "every other key: its default" in p.stdout
+    trials = blocks["the first 3 trials, searched keys only"]
+    assert len(trials) == 3
+    for line in trials:  # a trial line holds what the search drew, and only that
+        keys = [item.split("=")[0] for item in line.split(": ", 1)[1].split(", ")]
+        assert keys == searched[:-1], line

@@ -181,6 +181,8 @@ def _add_sweep(sub):
     p.add_argument("--dry-run", action="store_true", help="print the resolved space and sampled configs; run nothing")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print Ray's status table (default: one progress line every few seconds)")
     p.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("resume", help="continue an interrupted sweep",
@@ -189,6 +191,8 @@ def _add_sweep(sub):
     r.add_argument("name", help="sweep name under --storage, or the sweep folder")
     r.add_argument("--storage", metavar="DIR|URI", help="results root (default ./results)")
     r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    r.add_argument("--verbose", action="store_true",
+                   help="also print Ray's status table (default: one progress line every few seconds)")
     r.set_defaults(func=cmd_resume)
 
     st = sub.add_parser("status", help="table of a sweep's trials (state, epochs, avg_acc, how each ended, node)")
@@ -285,6 +289,8 @@ def _add_ladder(sub):
                    help="only (re)write and print the report of a ladder sweep that ran (a name under --storage, "
                         "its folder, or its URI: s3://, gs://, file://; the report is written beside it)")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print Ray's status table (default: one progress line every few seconds)")
     p.set_defaults(func=cmd_ladder)
 
 
@@ -298,7 +304,7 @@ def cmd_ladder(args) -> int:
                          max_concurrent=args.max_concurrent, max_failures=args.max_failures, seed=args.seed,
                          overrides=args.overrides)
     return ladder_command(opts, address=args.address, dashboard=args.dashboard, dry_run=args.dry_run,
-                          report=args.report)
+                          report=args.report, verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,10 +351,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    from tune_sd.engine.config import parse_override
     from tune_sd.tune.spaces import load_space
     from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep, run_sweep
 
-    space = load_space(args.space)
+    # --set belongs to the space's base before the space is checked (a notebook's W&B config fixed some
+    # keys outside it, e.g. ext and ext_type)
+    space = load_space(args.space, overrides=dict(map(parse_override, args.overrides)))
     opts = SweepOptions(num_samples=args.num_samples, epochs=args.epochs, scheduler=args.scheduler,
                         search=args.search, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                         storage=args.storage, name=args.name, max_concurrent=args.max_concurrent,
@@ -363,7 +372,7 @@ def cmd_sweep(args) -> int:
         return 0
     if plan.settings.get("critic_from"):
         print(f"critic: {plan.settings['critic_from']}", flush=True)
-    exp_dir = run_sweep(plan, address=args.address, dashboard=args.dashboard)
+    exp_dir = run_sweep(plan, address=args.address, dashboard=args.dashboard, verbose=args.verbose)
     from tune_sd.tune.results import status_table
 
     print(status_table(exp_dir))
@@ -375,7 +384,7 @@ def cmd_resume(args) -> int:
     from tune_sd.tune.results import status_table
     from tune_sd.tune.sweep import resume_sweep
 
-    exp_dir = resume_sweep(args.name, args.storage, args.address)
+    exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose)
     print(status_table(exp_dir))
     return 0
 

@@ -25,7 +25,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
     if address:
         ray.init(address=address, log_to_driver=False)
         return False
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host=LOCAL_IP,
+    # "local": always a fresh embedded instance, never a cluster that `ray start` left running here
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host=LOCAL_IP,
              _node_ip_address=LOCAL_IP, log_to_driver=False, configure_logging=True, logging_level="WARNING")
     return True
 

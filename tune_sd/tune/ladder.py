@@ -281,7 +281,7 @@ def describe_ladder(plan: LadderPlan) -> str:
 # ------------------------------------------------------------------------------------ running
 
 
-def run_ladder(plan: LadderPlan, address: str | None = None, dashboard: bool = False) -> Path:
+def run_ladder(plan: LadderPlan, address: str | None = None, dashboard: bool = False, verbose: bool = False) -> Path:
     """Run the ladder's sweep, then write and print its report; returns the sweep folder."""
     from .sweep import run_sweep
 
@@ -295,7 +295,7 @@ def run_ladder(plan: LadderPlan, address: str | None = None, dashboard: bool = F
     (exp_dir / LADDER_FILE).write_text(json.dumps({
         "rungs": plan.rungs, "modes": plan.modes, "seeds": plan.seeds, "threshold": plan.threshold,
         "critic": plan.critic, "epochs": plan.sweep.settings["epochs"]}, indent=2))
-    run_sweep(plan.sweep, address=address, dashboard=dashboard)
+    run_sweep(plan.sweep, address=address, dashboard=dashboard, verbose=verbose)
     report = ladder_report(exp_dir, plan.threshold)
     print(report.format())
     print(f"\nwrote {report.table_path}\nwrote {report.figure_path}")
@@ -303,7 +303,7 @@ def run_ladder(plan: LadderPlan, address: str | None = None, dashboard: bool = F
 
 
 def ladder_command(opts: LadderOptions, address: str | None = None, dashboard: bool = False, dry_run: bool = False,
-                   report: str | None = None) -> int:
+                   report: str | None = None, verbose: bool = False) -> int:
     """What ``tune-sd ladder`` does: run the ladder (or, ``dry_run``, only show it), or, with ``report``
     (a ladder sweep's name or folder), write and print the report of one that ran."""
     if report:
@@ -315,7 +315,7 @@ def ladder_command(opts: LadderOptions, address: str | None = None, dashboard: b
     if dry_run:
         print(describe_ladder(plan))
         return 0
-    exp_dir = run_ladder(plan, address=address, dashboard=dashboard)
+    exp_dir = run_ladder(plan, address=address, dashboard=dashboard, verbose=verbose)
     print(f"results: {exp_dir}\nTensorBoard: tensorboard --logdir {exp_dir}")
     return 0
 

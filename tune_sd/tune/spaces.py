@@ -168,6 +168,9 @@ def lognormal(mu: float, sigma: float, q: float | None = None) -> Float:
     return domain.quantized(q) if q is not None else domain
 
 
+_MISSING = object()
+
+
 class ByLabel:
     """The value of one key that a named axis sets: ``values[<the trial's label>]``.
 
@@ -178,8 +181,17 @@ class ByLabel:
     def __init__(self, label: str, values: dict):
         self.label, self.values = label, values
 
-    def __call__(self, spec):
-        return copy.deepcopy(self.values[getattr(spec.config, self.label)])
+    def __call__(self, config):
+        # Ray hands over the trial's config (when it resolves a trial's placeholders) or, while it generates
+        # variants, the experiment spec ({"config": ...}) behind a guard whose attribute access raises
+        # RecursiveDependencyError for a label not drawn yet. Reading both here keeps Ray from falling
+        # back to its deprecated spec call, which warns once per trial and key.
+        if self.label not in config and "config" in config:
+            config = getattr(config, "config", None) or config["config"]
+        name = getattr(config, self.label, _MISSING)  # the guard checks that the label is resolved
+        if name is _MISSING:
+            name = config[self.label]
+        return copy.deepcopy(self.values[name])
 
     def __repr__(self):
         return f"ByLabel({self.label!r}, {self.values!r})"
@@ -211,6 +223,41 @@ class SearchSpace:
     tune: dict = field(default_factory=dict)
     variants: dict[str, dict] = field(default_factory=dict)
     ladder: list[str] = field(default_factory=list)
+    overrides: dict = field(default_factory=dict)  # what a sweep's --set fixed: {dotted key: value}
+
+    def with_overrides(self, overrides: dict) -> "SearchSpace":
+        """This space with a sweep's ``--set`` values fixed, then checked as a whole.
+
+        The values go into ``base``; a swept key they name is fixed to that value (for every searcher),
+        a key inside a section swept whole is set in each of the section's values. Checking after that
+        lets a notebook's W&B config, whose fixed keys lived outside it, run with ``--set``.
+        """
+        overrides = dict(overrides or {})
+        if not overrides or all(self.overrides.get(k, _MISSING) == v for k, v in _checked(overrides).items()):
+            return self
+        label = self._label()
+        base, params, checked = _apply_overrides(self.base, self.params, overrides)
+        space = SearchSpace(name=self.name, path=self.path, description=self.description, method=self.method,
+                            params=params, base=base, tune=self.tune, variants=self.variants, ladder=self.ladder,
+                            overrides={**self.overrides, **checked})
+        _check_space(space, _with_sets(label, checked), {k: _param_path(k) for k in params})
+        return space
+
+    def swept_keys(self) -> list[str]:
+        """The dotted keys whose value differs between trials: parameters with more than one value or a
+        distribution; for a section swept whole, the keys that differ between its values. Named axes
+        (their labels) and a per-trial seed come on top (see :meth:`axes`)."""
+        out = []
+        for key, block in self.params.items():
+            if "value" in block or ("values" in block and len(block["values"]) < 2):
+                continue
+            if key in SECTIONS:
+                flats = [flatten({key: v}) for v in block["values"]]
+                inner = dict.fromkeys(k for f in flats for k in f)
+                out.extend(k for k in inner if len({repr(f.get(k, _MISSING)) for f in flats}) > 1)
+            else:
+                out.append(key)
+        return out
 
     def axes(self) -> dict[str, dict[str, dict]]:
         """The named axes: label -> {name: {dotted key: value}}, in the file's order.
@@ -441,35 +488,77 @@ def list_spaces() -> list[tuple[str, str]]:
     return out
 
 
-def load_space(name_or_path: str | Path) -> SearchSpace:
-    """A space from a .yaml/.yml path, or by name (the file stem) from the spaces folder."""
+def load_space(name_or_path: str | Path, overrides: dict | None = None) -> SearchSpace:
+    """A space from a .yaml/.yml path, or by name (the file stem) from the spaces folder.
+
+    ``overrides`` ({dotted key: value}, a sweep's ``--set``) are fixed before the space is checked as a
+    whole (see :meth:`SearchSpace.with_overrides`)."""
     text_ = str(name_or_path)
     path = Path(text_)
     if path.suffix in (".yaml", ".yml") or "/" in text_ or os.sep in text_ or path.is_file():
-        return _load_file(path)
+        return _load_file(path, overrides)
     folder = _spaces_dir()
     files = _space_files(folder)
     if text_ not in files:
         available = ", ".join(files) if files else "none"
         raise ConfigError(f"unknown search space {text_!r} (available in {folder}: {available})")
-    return _load_file(files[text_])
+    return _load_file(files[text_], overrides)
 
 
-def _load_file(path: Path) -> SearchSpace:
+def _load_file(path: Path, overrides: dict | None = None) -> SearchSpace:
     label = _label(path)
     raw, tree = load_yaml(path, label)
     if tree is None:
         raise ConfigError(f"{label}: the file is empty (expected method and parameters)")
-    return _build(tree, name=path.stem, path=path, label=label, comment=_first_comment(raw))
+    return _build(tree, name=path.stem, path=path, label=label, comment=_first_comment(raw), overrides=overrides)
 
 
-def space_from_dict(tree: dict, name: str = "<dict>", path: Path | None = None) -> SearchSpace:
+def space_from_dict(tree: dict, name: str = "<dict>", path: Path | None = None,
+                    overrides: dict | None = None) -> SearchSpace:
     """A space from an already loaded mapping (e.g. a W&B sweep dict of the notebook)."""
     label = _label(path) if path is not None else name
-    return _build(tree, name=name, path=Path(path) if path is not None else None, label=label, comment="")
+    return _build(tree, name=name, path=Path(path) if path is not None else None, label=label, comment="",
+                  overrides=overrides)
 
 
-def _build(tree: Any, name: str, path: Path | None, label: str, comment: str) -> SearchSpace:
+def _checked(overrides: dict) -> dict:
+    """``--set`` values as {dotted key: value}, each key and value checked (``1e-4`` given as text -> 0.0001)."""
+    flat = {}
+    for key, value in flatten(unflatten(dict(overrides))).items():
+        where = f"--set {key}"
+        _check_key(key, where)
+        if key in SECTIONS:
+            raise ConfigError(f"{where}: {key} is a section; set its keys, e.g. --set {key}.<key>=VALUE")
+        _refuse_tune_syntax(value, where)
+        flat[key] = SCHEMA[key].check(where, value)
+    return flat
+
+
+def _apply_overrides(base: dict, params: dict, overrides: dict) -> tuple[dict, dict, dict]:
+    """(base, params, checked values) with ``--set`` values fixed: merged onto base; a swept key becomes a
+    constant, a key inside a section swept whole is set in each of its values."""
+    flat = _checked(overrides)
+    params = dict(params)
+    for key, value in flat.items():
+        if key in params:
+            params[key] = {"value": copy.deepcopy(value)}
+            continue
+        section = next((sec for sec in SECTIONS if sec in params and key.startswith(sec + ".")), None)
+        if section is not None:
+            inner = unflatten({key[len(section) + 1:]: value})
+            block = params[section]
+            params[section] = ({"value": merge(block["value"], inner)} if "value" in block
+                               else {"values": [merge(v, inner) for v in block["values"]]})
+    return merge(base, unflatten(flat)), params, flat
+
+
+def _with_sets(label: str, overrides: dict) -> str:
+    """The label of a space in errors, saying which --set values its base holds."""
+    return f"{label} (with --set {', '.join(overrides)})" if overrides else label
+
+
+def _build(tree: Any, name: str, path: Path | None, label: str, comment: str,
+           overrides: dict | None = None) -> SearchSpace:
     if not isinstance(tree, dict):
         raise ConfigError(f"{label}: expected a mapping with method and parameters, got {type(tree).__name__}")
     unknown = [k for k in tree if k not in _TOP_KEYS]
@@ -505,9 +594,13 @@ def _build(tree: Any, name: str, path: Path | None, label: str, comment: str) ->
     variants = _parse_variants(tree.get("variants"), label)
     ladder = _parse_ladder(tree.get("ladder"), label)
 
+    overrides = dict(overrides or {})
+    if overrides:  # a sweep's --set is part of base before the space is checked as a whole
+        base, params, overrides = _apply_overrides(base, params, overrides)
+        paths.update({k: _param_path(k) for k in params if k not in paths})
     space = SearchSpace(name=name, path=path, description=description, method=method, params=params,
-                        base=base, tune=tune_opts, variants=variants, ladder=ladder)
-    _check_space(space, label, paths)
+                        base=base, tune=tune_opts, variants=variants, ladder=ladder, overrides=overrides)
+    _check_space(space, _with_sets(label, overrides), paths)
     return space
 
 

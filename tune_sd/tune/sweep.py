@@ -8,13 +8,14 @@ stopping.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tune_sd.engine.config import Config, flatten, integer, merge, parse_override, unflatten
+from tune_sd.engine.config import SECTIONS, Config, flatten, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError, StudyError
 
 from .results import META_FILE, export, read_meta
@@ -85,6 +86,8 @@ def storage_root(storage: str | None) -> str:
 
 
 def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
+    # --set first, then the space is checked as a whole (a no-op when load_space was given them)
+    space = space.with_overrides(dict(map(parse_override, opts.overrides)))
     tune_block = dict(space.tune or {})
 
     def pick(key):
@@ -105,7 +108,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
              if tune_block.get(k) is not None}
     if opts.epochs is not None:
         fixed["epochs"] = opts.epochs
-    fixed.update(dict(map(parse_override, opts.overrides)))
+    fixed.update(space.overrides)  # --set, checked (1e-4 given as text is the number)
     critic_note = None
     if opts.critic_from:
         from .critic_from import resolve_critic
@@ -172,37 +175,100 @@ def _check_regularize(cfg: Config, study: str) -> None:
 
 
 def describe(plan: SweepPlan, n: int = 3) -> str:
-    """The resolved space and the first sampled trial configs, for ``--dry-run``."""
+    """What a sweep will run, for ``--dry-run``: what the search draws per trial, what every trial shares
+    (the space's and this sweep's, apart), and the first sampled trials with only what they drew."""
     import yaml
 
-    s = plan.settings
-    resolved = plan.space.resolved()
-    lines = [f"sweep {plan.name!r} of study {plan.space.name!r} -> {plan.exp_dir}",
+    s, space = plan.settings, plan.space
+    lines = [f"sweep {plan.name!r} of study {space.name!r} -> {plan.exp_dir}",
              f"search {s['search']}, scheduler {s['scheduler']}, metric {s['metric']} ({s['mode']}), "
              f"samples {s['num_samples']}, epochs {s['epochs']}, report every {s['report_every']}, "
-             f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial", "",
-             "parameters:"]
+             f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial"]
     if s.get("critic_from"):
         path = plan.fixed["critic.path"]
-        lines.insert(2, f"critic: {s['critic_from']}" + ("" if path in s["critic_from"] else f" ({path})"))
-    for key, block in resolved.get("parameters", {}).items():
-        lines.append(f"  {key}: {yaml.safe_dump(block, default_flow_style=True, width=1000).strip()}")
-    lines.append("")
-    samples = plan.space.sample(n, seed=plan.settings["seed"])
+        lines.append(f"critic: {s['critic_from']}" + ("" if path in s["critic_from"] else f" ({path})"))
+    swept = space.swept_keys()
+    lines += ["", "searched (each trial draws its own value):"]
+    for key in swept:
+        block = space.params.get(key)
+        text_ = yaml.safe_dump(block, default_flow_style=True, width=1000).strip() if block else "(its section's values)"
+        lines.append(f"  {key}: {text_}")
+    for label, table in space.axes().items():
+        keys = sorted({k for over in table.values() for k in over})
+        names = yaml.safe_dump({"values": list(table)}, default_flow_style=True, width=1000).strip()
+        lines.append(f"  {label}: {names}" + (f" (each name sets {', '.join(keys)})" if keys else ""))
+    seed = _engine_seed(plan)
+    if seed == "drawn":
+        lines.append("  seed: a distinct engine seed per trial, drawn by the search")
+    if len(lines) == lines.index("searched (each trial draws its own value):") + 1:
+        lines.append("  nothing: every trial runs the same config")
+    by_space, by_sweep = _fixed_keys(plan, swept)
+    if seed not in ("drawn", None) and "seed" not in by_space and "seed" not in by_sweep:
+        by_sweep["seed"] = seed  # Optuna's trials share the search's seed
+    lines += ["", "fixed for every trial by the space (its base and single-valued parameters):"]
+    lines += _wrapped(by_space) or ["  nothing"]
+    lines += ["fixed for every trial by this sweep (tune: block, --set, --epochs, --quick"
+              + (", --critic-from" if s.get("critic_from") else "") + "; it wins over the space):"]
+    lines += _wrapped(by_sweep) or ["  nothing"]
+    lines.append("every other key: its default (the Step 15 run; tune_sd/engine/config.py lists them)")
+    samples = space.sample(n, seed=s["seed"], labels=True)
+    what = ("random draws from the space (Optuna's own picks depend on the results)" if s["search"] == "bayes"
+            else f"the first {len(samples)} trials")
+    lines += ["", f"{what}, searched keys only:"]
+    labels = list(space.axes())
+    axis_keys = list(dict.fromkeys(k for table in space.axes().values() for over in table.values() for k in over))
     for i, sample in enumerate(samples):
-        cfg = Config.from_dict(merge(sample, unflatten(plan.fixed)))
-        lines.append(f"trial {i}:")
-        flat = flatten(_differences(cfg.to_dict()))
-        lines.append("  " + ", ".join(f"{k}={json.dumps(v)}" for k, v in flat.items()))
+        run = {k: v for k, v in sample.items() if k not in labels}
+        Config.from_dict(merge(run, unflatten(plan.fixed)), where=f"trial {i}: ")  # what the trial will run
+        flat = flatten(run)
+        drawn = {**{k: sample[k] for k in labels if k in sample}, **{k: flat.get(k) for k in axis_keys + swept}}
+        lines.append(f"  trial {i}: " + (", ".join(f"{k}={json.dumps(v)}" for k, v in drawn.items()) or "(the fixed config)"))
     return "\n".join(lines)
 
 
-def _differences(tree: dict) -> dict:
-    """The keys of a config that differ from the defaults (what a trial actually sets)."""
-    from tune_sd.engine.config import defaults, flatten
+def _engine_seed(plan: SweepPlan):
+    """How trials get their engine seed: "drawn" per trial, a value fixed for all, or None (swept)."""
+    if "seed" in plan.space.params:
+        return None if "seed" in plan.space.swept_keys() else flatten(plan.base).get("seed")
+    if "seed" in plan.base:
+        return plan.base["seed"]
+    # a searcher without a seed parameter: random and grid draw one per trial; Optuna runs every trial on the
+    # search's seed (see _param_space_and_searcher)
+    return plan.settings["seed"] if plan.settings["search"] == "bayes" else "drawn"
 
-    base = flatten(defaults())
-    return unflatten({k: v for k, v in flatten(tree).items() if base.get(k, object()) != v})
+
+def _fixed_keys(plan: SweepPlan, swept: list[str]) -> tuple[dict, dict]:
+    """({key: value} the space fixes, {key: value} this sweep fixes), dotted, without the swept keys."""
+    space = plan.space
+    axis_keys = {k for table in space.axes().values() for over in table.values() for k in over}
+    constants = {}
+    for key, block in space.params.items():
+        if "value" in block or ("values" in block and len(block["values"]) == 1):
+            value = block["value"] if "value" in block else block["values"][0]
+            constants.update(flatten({key: value}) if key in SECTIONS else {key: value})
+        elif key not in swept:  # a section swept whole: the keys its values share
+            constants.update({k: v for k, v in flatten({key: block["values"][0]}).items() if k not in swept})
+    varying = set(swept) | axis_keys
+    sweep_fixed = {k: v for k, v in plan.fixed.items() if k not in varying}
+    sweep_fixed.update({k: v for k, v in flatten(space.overrides).items() if k not in varying})
+    by_space = {k: v for k, v in {**flatten(space.base), **constants}.items()
+                if k not in varying and k not in sweep_fixed}
+    return by_space, sweep_fixed
+
+
+def _wrapped(values: dict, width: int = 100) -> list[str]:
+    """key=value pairs as indented lines of at most ``width`` characters."""
+    lines, line = [], ""
+    for k, v in values.items():
+        item = f"{k}={json.dumps(v)}"
+        if line and len(line) + 2 + len(item) > width - 2:
+            lines.append("  " + line)
+            line = item
+        else:
+            line = f"{line}, {item}" if line else item
+    if line:
+        lines.append("  " + line)
+    return lines
 
 
 # ------------------------------------------------------------------------------------ running
@@ -281,33 +347,51 @@ def _stopper(plan: "SweepPlan", recorder=None):
     return NonLearnerStopper(nonlearner_settings(plan.settings), recorder=recorder)
 
 
-# the progress table's metric columns, per task
+# the progress table's metric columns, per task (Ray's table, --verbose)
 PROGRESS_COLUMNS = {"sd": ("epoch", "avg_acc", "acc"), "regularize": ("epoch", "val_mse", "min_corr", "reg")}
 
 
 def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None,
-                callbacks: list | None = None):
+                callbacks: list | None = None, verbose: bool = False):
+    """Tune's run config. Ray's own status table only with ``verbose``; otherwise our progress line
+    (progress.py). Our TensorBoard logger stands in for Tune's; Tune's JSON and CSV loggers, which the
+    Parquet export reads, are named so that they stay whatever the environment says. ``callbacks``
+    (the stop recorder) come first: they edit a trial's last result before the loggers write it."""
     from ray import tune
-    from ray.tune import CLIReporter
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    metrics = PROGRESS_COLUMNS[settings.get("task", "sd")]
-    reporter = CLIReporter(metric_columns={m: m for m in metrics},
-                           parameter_columns=columns or None, max_progress_rows=30, max_report_frequency=30,
-                           sort_by_metric=True, print_intermediate_tables=True)
+    from .progress import SweepProgress, SweepReporter, describe_scheduler, progress_metrics
+    from .tensorboard import SweepTensorBoard
+
+    metrics = progress_metrics(settings)
+    callbacks = list(callbacks or []) + [JsonLoggerCallback(), CSVLoggerCallback(), SweepTensorBoard(metrics),
+                 SweepProgress(epochs=int(settings["epochs"]), metrics=metrics)]
+    reporter = None
+    if verbose:
+        uri = f"{storage.rstrip('/')}/{plan_name}" if "://" in storage else str(Path(storage) / plan_name)
+        reporter = SweepReporter(describe_scheduler(settings), uri,
+                                 metric_columns={m: m for m in PROGRESS_COLUMNS[settings.get("task", "sd")]},
+                                 parameter_columns=columns or None, max_progress_rows=30, max_report_frequency=30,
+                                 sort_by_metric=True, print_intermediate_tables=True)
     return tune.RunConfig(
         name=plan_name, storage_path=storage, stop=stop, callbacks=callbacks,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=True),
         failure_config=tune.FailureConfig(max_failures=int(settings["max_failures"])),
         sync_config=tune.SyncConfig(sync_artifacts=True),
-        progress_reporter=reporter, verbose=1, log_to_file=True)
+        progress_reporter=reporter, verbose=1 if verbose else 0, log_to_file=True)
 
 
 def _quiet_ray_output():
-    # one compact table refresh instead of Ray's per-trial boxes
+    """Ray's settings for a sweep's terminal, set before Ray starts (where each misleading line comes from:
+    README, "What the terminal shows")."""
+    # the legacy output engine: its table is what --verbose shows (the new one ignores our reporter)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # ray.init turns Ray's token authentication on for a local Ray (its default) and this logger then warns
+    # at every start that it did (ray/_private/authentication/authentication_token_setup.py); inside
+    # ray.init that is all it says (the warning about auth being off is for `ray start`), so it is quieted
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
 def write_meta(plan: SweepPlan) -> None:
@@ -326,8 +410,9 @@ def write_meta(plan: SweepPlan) -> None:
     (plan.exp_dir / META_FILE).write_text(text)
 
 
-def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False) -> Path:
-    """Run the sweep to the end and export its Parquet tables; returns the sweep folder."""
+def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False, verbose: bool = False) -> Path:
+    """Run the sweep to the end and export its Parquet tables; returns the sweep folder. The terminal
+    shows our header and progress lines; ``verbose`` adds Ray's status table."""
     if "://" not in plan.storage and list(plan.exp_dir.glob("experiment_state-*.json")):
         raise StudyError(f"{plan.exp_dir} already holds a sweep; continue it with `tune-sd resume {plan.name}` "
                          f"or start a new one with --name")
@@ -350,19 +435,43 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
         scheduler = make_scheduler(s["scheduler"], epochs=s["epochs"], report_every=s["report_every"],
                                    grace_period=s["grace_period"], reduction_factor=s["reduction_factor"],
                                    recorder=recorder)
+        _print_header(plan.name, plan.exp_uri, s, total=_total_trials(plan))
+        run_config = _run_config(plan.name, plan.storage, s,
+                                 _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
+                                 stop=_stopper(plan, recorder), callbacks=[recorder], verbose=verbose)
         tuner = tune.Tuner(
             _trainable(s), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
                                         search_alg=searcher, num_samples=int(s["num_samples"]),
                                         reuse_actors=True, trial_dirname_creator=trial_dirname),
-            run_config=_run_config(plan.name, plan.storage, s,
-                                   _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
-                                   stop=_stopper(plan, recorder), callbacks=[recorder]))
+            run_config=run_config)
         tuner.fit()
+        _say_if_interrupted(run_config, f"tune-sd resume {plan.name} --storage {plan.storage}")
     finally:
         if started:
             ray.shutdown()
     return finish(plan.exp_uri)
+
+
+def _say_if_interrupted(run_config, resume: str) -> None:
+    """After Ctrl-C Tune returns normally, having saved the sweep: say how to continue it with our command."""
+    from .progress import SweepProgress
+
+    progress = next((c for c in run_config.callbacks or [] if isinstance(c, SweepProgress)), None)
+    if progress is not None and progress.interrupted:
+        print(f"continue it with: {resume}", file=sys.stderr, flush=True)
+
+
+def _total_trials(plan: SweepPlan) -> int:
+    """Trials the sweep creates: grid points times samples (random and bayes: the samples)."""
+    n = int(plan.settings["num_samples"])
+    return n * plan.space.grid_size(grid=True) if plan.settings["search"] == "grid" else n
+
+
+def _print_header(name: str, exp_uri, settings: dict, total: int | None = None, resumed: bool = False) -> None:
+    from .progress import header
+
+    print(header(name, exp_uri, settings, total=total, resumed=resumed), file=sys.stderr, flush=True)
 
 
 def finish(exp_dir) -> str:
@@ -389,7 +498,7 @@ def find_sweep(name: str, storage: str | None):
                      f"give --storage or the sweep folder's path")
 
 
-def resume_sweep(name: str, storage: str | None = None, address: str | None = None) -> Path:
+def resume_sweep(name: str, storage: str | None = None, address: str | None = None, verbose: bool = False) -> Path:
     """Continue an interrupted sweep: unfinished and errored trials go on from their checkpoints."""
     exp_dir = find_sweep(name, storage)
     if "://" not in str(exp_dir) and not list(Path(exp_dir).glob("experiment_state-*.json")):
@@ -406,8 +515,35 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
     try:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings), resume_unfinished=True,
                                    resume_errored=True)
+        run_config = _restored_output(tuner, exp_dir, settings, verbose)
         tuner.fit()
+        if run_config is not None:
+            storage, _, sweep = str(exp_dir).rstrip("/").rpartition("/")
+            _say_if_interrupted(run_config, f"tune-sd resume {sweep} --storage {storage}")
     finally:
         if started:
             ray.shutdown()
     return finish(exp_dir)
+
+
+def _restored_output(tuner, exp_dir, settings: dict, verbose: bool) -> None:
+    """The terminal and TensorBoard of a resumed sweep are this run's: Tune restores the run config
+    saved with the sweep (its reporter, verbosity and callbacks, older sweeps' included), so they
+    are set again, as run_sweep sets them. Tuner keeps that config in its local tuner (not in Ray
+    client mode, where the saved one stays)."""
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None or not all(k in settings for k in ("epochs", "metric", "mode", "report_every")):
+        return None
+    exp_dir = str(exp_dir)
+    storage, _, name = exp_dir.rstrip("/").rpartition("/")
+    from .stop_records import StopRecorder
+
+    config = local.get_run_config()
+    # the restored stop recorder stays: the restored scheduler and stopper report their stops to it
+    recorders = [c for c in (config.callbacks or []) if isinstance(c, StopRecorder)]
+    fresh = _run_config(name, storage, settings, callbacks=recorders, verbose=verbose)
+    config.callbacks = fresh.callbacks
+    config.progress_reporter = fresh.progress_reporter
+    config.verbose = fresh.verbose
+    _print_header(name, exp_dir, settings, resumed=True)
+    return config

@@ -1,0 +1,203 @@
+"""What a sweep shows: its terminal (our progress lines; Ray's table only with --verbose) and its
+TensorBoard (scalars stepped by epoch, no Ray bookkeeping, an HParams session per trial)."""
+
+import os
+import re
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+
+from tune_helpers import BASE
+
+# the lines Ray prints that are not so for a sweep of ours (issue 12, item 10)
+MISLEADING = ("Using FIFO scheduling algorithm", "Result logdir", "Token authentication", "deprecated",
+              "/tmp/ray/session", "== Status ==")
+BOOKKEEPING = ("done", "should_checkpoint", "iterations_since_restore", "training_iteration", "time_this_iter_s",
+               "time_since_restore", "time_total_s", "timestamp", "pid", "epoch")
+PROGRESS = re.compile(r"^\[\d+:\d\d\] (\d+ running, )?.*\d+ done.* of 2 \| best avg_acc [0-9.]+ \(trial \w+\)", re.M)
+
+
+def tune_sd(*args, timeout=600):
+    env = {**os.environ, "TUNE_SD_PROGRESS_EVERY": "0"}  # a line per report: the sweep is short
+    return subprocess.run([sys.executable, "-m", "tune_sd.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def write_space(folder, epochs=40):
+    """Two trials, a swept lr and a named axis (variants), the non-learner stopper (whose FIFO Ray names)."""
+    tree = {"method": "random", "parameters": {"disc": {"parameters": {"lr": {"values": [1e-4, 1e-3]}}}},
+            "variants": {"narrow": {}, "wide": {"disc": {"hid_size": 48}}},
+            "base": {**BASE, "epochs": epochs, "figure_every": 1},
+            "tune": {"scheduler": "nonlearner", "num_samples": 2}}
+    path = folder / "out.yaml"
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    root = tmp_path_factory.mktemp("output")
+    p = tune_sd("sweep", str(write_space(root)), "--storage", str(root / "store"), "--name", "out")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return SimpleNamespace(exp=root / "store" / "out", text=p.stdout + p.stderr)
+
+
+@pytest.mark.slow
+def test_the_terminal_shows_our_progress_and_nothing_misleading(swept):
+    text = swept.text
+    for line in MISLEADING:
+        assert line not in text, line
+    # the header says which scheduler and stopper run, and where the results go
+    assert "early stopping: FIFO (no rank-based early stopping) + the non-learner stopper (grace 1500" in text
+    assert "it stops none: trials end at epoch 40" in text
+    assert f"results: {swept.exp} (TensorBoard: tensorboard --logdir {swept.exp})" in text
+    # a progress line per report, then the last one
+    assert len(PROGRESS.findall(text)) >= 2, text
+    assert re.search(r"epochs/s \| <= \d+s left", text), text
+    assert re.search(r"^\[\d+:\d\d\] finished: 2 done of 2 \| best avg_acc", text, re.M), text
+
+
+@pytest.mark.slow
+def test_tensorboard_steps_by_epoch_without_bookkeeping_and_with_hparams(swept):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves = pd.read_parquet(swept.exp / "curves.parquet")
+    trials = pd.read_parquet(swept.exp / "trials.parquet").set_index("trial_id")
+    assert len(trials) == 2
+    for trial_id, rows in curves.groupby("trial_id"):
+        acc = EventAccumulator(str(swept.exp / f"trial_{trial_id}"), size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        tags = acc.Tags()["scalars"]
+        for key in BOOKKEEPING:
+            assert f"ray/tune/{key}" not in tags, key
+        assert {"ray/tune/avg_acc", "ray/tune/acc", "ray/tune/loss_real", "hparams/final_avg_acc",
+                "hparams/best_avg_acc"} <= set(tags)
+        epochs = sorted(rows.epoch)
+        assert epochs == [20, 40]
+        for tag in tags:  # every scalar is stepped by epoch, as the figures are
+            assert [e.step for e in acc.Scalars(tag)] == epochs, tag
+        assert [e.step for e in acc.Images("samples/real_vs_fake")] == epochs
+        assert [e.value for e in acc.Scalars("ray/tune/avg_acc")] == pytest.approx(list(rows.sort_values("epoch").avg_acc))
+
+    # the HParams dashboard, as TensorBoard's own plugin backend computes it: a session per trial with
+    # its swept values and its final and best avg_acc
+    groups = hparams_session_groups(swept.exp)
+    assert set(groups) == {f"trial_{t}" for t in trials.index}
+    for name, (hparams, metrics) in groups.items():
+        trial = trials.loc[name.removeprefix("trial_")]
+        assert hparams["disc.lr"] == pytest.approx(trial["cfg.disc.lr"])
+        assert hparams["variant"] == trial["variant"] and "seed" in hparams
+        assert metrics["hparams/final_avg_acc"] == pytest.approx(trial.final_avg_acc, rel=1e-6)
+        assert metrics["hparams/best_avg_acc"] == pytest.approx(trial.best_avg_acc, rel=1e-6)
+
+
+def hparams_session_groups(logdir):
+    """{session group: ({hparam: value}, {metric tag: value})} as TensorBoard's HParams plugin lists them."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    tb = base_plugin.TBContext(logdir=str(logdir), multiplexer=mux,
+                               data_provider=data_provider.MultiplexerDataProvider(mux, str(logdir)))
+    request = api_pb2.ListSessionGroupsRequest(
+        allowed_statuses=[api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE, api_pb2.STATUS_RUNNING,
+                          api_pb2.STATUS_UNKNOWN], start_index=0, slice_size=100)
+    response = list_session_groups.Handler(context.RequestContext(), backend_context.Context(tb), "", request).run()
+    out = {}
+    for g in response.session_groups:
+        hparams = {k: v.number_value if v.HasField("number_value") else v.string_value for k, v in g.hparams.items()}
+        out[g.name] = (hparams, {m.name.tag: m.value for m in g.metric_values})
+    return out
+
+
+@pytest.mark.slow
+def test_verbose_brings_back_rays_table_told_right(tmp_path):
+    p = tune_sd("sweep", str(write_space(tmp_path, epochs=20)), "--storage", str(tmp_path / "store"),
+                "--name", "loud", "--num-samples", "1", "--verbose")
+    assert p.returncode == 0, p.stderr[-3000:]
+    exp = tmp_path / "store" / "loud"
+    assert "== Status ==" in p.stdout and "Trial name" in p.stdout
+    assert f"Result logdir: {exp}\n" in p.stdout and "/tmp/ray/session" not in p.stdout
+    assert "Using FIFO scheduling algorithm" not in p.stdout
+    assert "Scheduler: FIFO (no rank-based early stopping) + the non-learner stopper" in p.stdout
+    assert "finished: 1 done of 1" in p.stderr
+
+
+# ------------------------------------------------------------------------------ the progress line's counts
+
+
+def trial(tid, status="RUNNING", epochs=100):
+    return SimpleNamespace(trial_id=tid, status=status, config={"epochs": epochs}, last_result={},
+                           metric_analysis={})
+
+
+def test_progress_tells_done_stopped_errored_and_an_interrupted_end(capsys):
+    from tune_sd.tune.progress import SweepProgress
+
+    p = SweepProgress(epochs=100, every_s=3600)
+    p.setup(total_num_samples=5)
+    a, b, c, d = trial("a"), trial("b"), trial("c"), trial("d")
+    trials = [a, b, c, d]
+    for t in trials:
+        p.on_trial_start(0, trials, t)
+    p.on_trial_result(0, trials, a, {"epoch": 100, "avg_acc": 0.8, "done": True})
+    p.on_trial_result(0, trials, b, {"epoch": 40, "avg_acc": 0.9})
+    p.on_trial_result(0, trials, c, {"epoch": 20, "avg_acc": float("nan"), "error": "loss is NaN", "done": True})
+    p.on_trial_result(0, trials, d, {"epoch": 60, "avg_acc": 0.55})
+    a.status = b.status = c.status = "TERMINATED"
+    for t in (a, b, c):
+        p.on_trial_complete(0, trials, t)
+    assert p.counts(trials) == {"running": 1, "pending": 0, "unfinished": 0, "stopped": 1, "done": 1, "errored": 1}
+    assert p.best["avg_acc"] == (0.9, "b")
+    # time left if nothing else stops early: d's 40 epochs and a trial not created yet
+    assert p._remaining(trials, 5) == 40 + 100
+    # interrupted: Tune stops what still runs (it then reads TERMINATED); the end says so
+    p.on_step_end(0, trials)
+    d.status = "TERMINATED"
+    p.on_experiment_end(trials)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "interrupted: 2 unfinished, 1 stopped, 1 done, 1 errored of 5" in last, last
+    assert "best avg_acc 0.9 (trial b)" in last
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_says_so_and_its_resume_shows_our_progress(tmp_path):
+    import signal
+    import time
+
+    space = tmp_path / "cut.yaml"
+    space.write_text(yaml.safe_dump({
+        "method": "grid", "parameters": {"disc": {"parameters": {"lr": {"values": [1e-3]}}}},
+        "base": {**BASE, "epochs": 600, "checkpoint_every": 1, "figure_every": 0},
+        "tune": {"scheduler": "asha", "num_samples": 1}}))
+    store = tmp_path / "store"
+    env = {**os.environ, "TUNE_SD_PROGRESS_EVERY": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "tune_sd.cli", "sweep", str(space), "--storage", str(store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    exp = store / "cut"
+    deadline = time.time() + 240
+    while not list(exp.glob("trial_*/checkpoint_*")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the sweep ended"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves the experiment and returns
+    out, _ = proc.communicate(timeout=240)
+    assert re.search(r"^\[\d+:\d\d\] interrupted: 1 unfinished, 0 done of 1 \| best avg_acc", out, re.M), out[-3000:]
+    assert "finished:" not in out
+    assert f"continue it with: tune-sd resume cut --storage {store}" in out
+
+    p = tune_sd("resume", "cut", "--storage", str(store))
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = p.stdout + p.stderr
+    for line in MISLEADING:
+        assert line not in text, line
+    assert "resuming sweep cut:" in text and "early stopping: ASHA (grace 80 epochs, reduction factor 3)" in text
+    assert re.search(r"^\[\d+:\d\d\] 1 running, 0 done of 1 \| best avg_acc", text, re.M), text
+    assert re.search(r"^\[\d+:\d\d\] finished: 1 done of 1", text, re.M), text

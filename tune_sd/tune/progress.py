@@ -1,0 +1,263 @@
+"""What a sweep shows in its terminal: our own lines instead of Ray's status table.
+
+Ray's table names the scheduler it was given (a non-learner sweep runs FIFO beside a stopper, so it
+says "Using FIFO scheduling algorithm") and its staging folder as the "Result logdir"; it stays
+available behind ``--verbose`` (:class:`SweepReporter`, with those two lines told right). By default a
+sweep prints a header that says which scheduler and stopper run and where the results go, then, at
+most every few seconds while trials report, one line::
+
+    [0:42] 2 running, 5 pending, 1 stopped, 3 done, 1 errored of 12 | best avg_acc 0.611 (trial 9e0a1_00004)
+      | 310 epochs/s | <= 1m30s left
+
+(states with no trial are left out, but for running and done). "stopped" are trials that a scheduler
+or stopper ended before their last epoch; the time left assumes that no other trial stops early, so
+it is an upper bound under ASHA, the median rule or the stopper. The last line says "finished", or
+"interrupted" with the trials left unfinished (Ctrl-C: Tune saves the sweep and returns).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+from ray.tune import Callback, CLIReporter
+
+#: seconds between two progress lines (at most one line per interval; events in between are summed up)
+PROGRESS_EVERY_ENV = "TUNE_SD_PROGRESS_EVERY"
+DEFAULT_EVERY_S = 10.0
+
+#: per task: the metrics whose best value so far the progress line shows, with their direction
+TASK_METRICS = {"sd": (("avg_acc", "max"),), "regularize": (("val_mse", "min"), ("min_corr", "max"))}
+
+
+def progress_metrics(settings: dict) -> tuple[tuple[str, str], ...]:
+    """(metric, mode) pairs a sweep's progress shows: the sweep's own metric first, then the task's."""
+    own = (settings.get("metric", "avg_acc"), settings.get("mode", "max"))
+    task = TASK_METRICS.get(settings.get("task", "sd"), ())
+    return (own, *(m for m in task if m[0] != own[0]))
+
+
+def describe_scheduler(settings: dict) -> str:
+    """The scheduler and stopper a sweep runs, in words (what Ray's table gets wrong for the stopper)."""
+    from .schedulers import default_grace_period, uses_nonlearner
+    from .sweep import nonlearner_settings
+
+    name = str(settings.get("scheduler", "asha"))
+    base = name.replace("+nonlearner", "").replace("nonlearner", "fifo")
+    epochs = int(settings["epochs"])
+    grace = settings.get("grace_period") or default_grace_period(epochs, int(settings["report_every"]))
+    grace = min(grace, epochs)
+    if base == "asha":
+        what = f"ASHA (grace {grace} epochs, reduction factor {float(settings.get('reduction_factor') or 3):g})"
+    elif base == "median":
+        what = f"the median stopping rule (grace {grace} epochs)"
+    else:
+        what = "FIFO (no rank-based early stopping)"
+    if uses_nonlearner(name):
+        nl = nonlearner_settings(settings)
+        what += (f" + the non-learner stopper (grace {nl.grace}, window {nl.window} epochs, margin {nl.margin:g}, "
+                 f"confidence {nl.confidence:g}")
+        # the stopper first looks at a trial after its grace period
+        what += f"; it stops none: trials end at epoch {epochs})" if nl.grace >= epochs else ")"
+    return what
+
+
+def header(name: str, exp_uri, settings: dict, total: int | None = None, resumed: bool = False) -> str:
+    """The lines a sweep prints before its trials start: what runs and where its results go."""
+    trials = f"{total} trials" if total else f"{settings.get('num_samples')} samples"
+    verb = "resuming sweep" if resumed else "sweep"
+    return "\n".join([
+        f"{verb} {name}: {trials} of {settings['epochs']} epochs, search {settings.get('search', '?')}, "
+        f"metric {settings['metric']} ({settings['mode']}), {float(settings.get('cpus_per_trial', 1)):g} CPU / "
+        f"{float(settings.get('gpus_per_trial', 0)):g} GPU per trial",
+        f"early stopping: {describe_scheduler(settings)}",
+        f"results: {exp_uri} (TensorBoard: tensorboard --logdir {exp_uri})",
+    ])
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _span(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _better(mode: str, a, b):
+    """The better of two values (None and non-finite values lose)."""
+    ok = [v for v in (a, b) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if not ok:
+        return None
+    return max(ok) if mode == "max" else min(ok)
+
+
+class SweepProgress(Callback):
+    """One progress line per ``every_s`` seconds while trials report, and a last line at the end."""
+
+    def __init__(self, epochs: int, metrics=(("avg_acc", "max"),), every_s: float | None = None):
+        self.epochs = int(epochs)
+        self.metrics = tuple(tuple(m) for m in metrics)
+        self.every_s = float(os.environ.get(PROGRESS_EVERY_ENV, DEFAULT_EVERY_S) if every_s is None else every_s)
+        self._reset()
+
+    def _reset(self):
+        self.total = None
+        self.started = time.monotonic()
+        self.last_print = None
+        self.best: dict[str, tuple] = {}   # metric -> (value, trial id)
+        self.epoch: dict[str, int] = {}    # trial id -> its last reported epoch
+        self.completed: set[str] = set()   # trials that ended in this run (Tune's on_trial_complete)
+        self.failed: set[str] = set()      # trials that ended with an error (raised, or reported one)
+        self.seen: dict[str, str] = {}     # trial id -> its status when Tune last stepped
+        self.rate_start = None             # when the first report of this run came
+        self.interrupted = False           # set at the end: some trials did not finish
+        self.epochs_run = 0
+
+    # the callback is pickled with the run config (Tuner.restore); its counters start afresh in each run
+    def __getstate__(self):
+        return {"epochs": self.epochs, "metrics": self.metrics, "every_s": self.every_s}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset()
+
+    # ------------------------------------------------------------------ Tune's hooks
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
+        self._reset()
+        self.total = total_num_samples
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        # a restored trial goes on from its last epoch; Ray keeps its best values in metric_analysis
+        self.epoch.setdefault(trial.trial_id, int((trial.last_result or {}).get("epoch", 0) or 0))
+        analysis = trial.metric_analysis or {}
+        for metric, mode in self.metrics:
+            self._offer(metric, mode, (analysis.get(metric) or {}).get(mode), trial.trial_id)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        epoch = int(result.get("epoch", 0) or 0)
+        before = self.epoch.get(trial.trial_id, 0)
+        self.epoch[trial.trial_id] = epoch
+        now = time.monotonic()
+        if self.rate_start is None:
+            self.rate_start = now
+        else:
+            self.epochs_run += max(0, epoch - before)
+        for metric, mode in self.metrics:
+            self._offer(metric, mode, result.get(metric), trial.trial_id)
+        if result.get("error"):  # a run that cannot go on (NaN loss) ends as an error (results.py)
+            self.failed.add(trial.trial_id)
+        self._maybe_print(trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.completed.add(trial.trial_id)
+        self._maybe_print(trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.failed.add(trial.trial_id)
+        self._maybe_print(trials)
+
+    def on_step_end(self, iteration, trials, **info):
+        # at the end Tune stops whatever still runs, and those trials then read TERMINATED too: what they
+        # were before tells an interrupted sweep from a finished one
+        self.seen = {t.trial_id: t.status for t in trials}
+
+    def on_experiment_end(self, trials, **info):
+        print(self.line(trials, final=True), file=sys.stderr, flush=True)
+        self.interrupted = any(self.state(t, final=True) == "unfinished" for t in trials) or \
+            bool(self.total and self.total > len(trials))
+
+    # ------------------------------------------------------------------ the line
+    def _offer(self, metric, mode, value, trial_id):
+        held = self.best.get(metric)
+        best = _better(mode, held[0] if held else None, value)
+        if best is not None and (held is None or best != held[0]):
+            self.best[metric] = (best, trial_id)
+
+    def _planned(self, trial) -> int:
+        config = trial.config or {}
+        return int(config.get("epochs") or self.epochs)
+
+    def _maybe_print(self, trials):
+        now = time.monotonic()
+        if self.last_print is not None and now - self.last_print < self.every_s:
+            return
+        self.last_print = now
+        print(self.line(trials), file=sys.stderr, flush=True)
+
+    def state(self, trial, final: bool = False) -> str:
+        """running, pending, stopped (ended early by a scheduler or stopper), done, errored; at the end of
+        an interrupted sweep, unfinished."""
+        tid = trial.trial_id
+        if trial.status == "ERROR" or tid in self.failed:
+            return "errored"
+        if trial.status == "TERMINATED":
+            if final and tid not in self.completed and self.seen.get(tid, "TERMINATED") != "TERMINATED":
+                return "unfinished"
+            epoch = self.epoch.get(tid, int((trial.last_result or {}).get("epoch", 0) or 0))
+            return "stopped" if epoch < self._planned(trial) else "done"
+        if final:
+            return "unfinished"
+        return "running" if trial.status in ("RUNNING", "PAUSED") else "pending"
+
+    def counts(self, trials, final: bool = False) -> dict:
+        out = dict.fromkeys(("running", "pending", "unfinished", "stopped", "done", "errored"), 0)
+        for t in trials:
+            out[self.state(t, final)] += 1
+        return out
+
+    def line(self, trials, final: bool = False) -> str:
+        now = time.monotonic()
+        counts = self.counts(trials, final)
+        total = max(self.total or 0, len(trials))
+        if final:
+            counts["unfinished"] += total - len(trials)  # never created: the sweep was interrupted
+        shown = ("done",) if final else ("running", "done")
+        states = ", ".join(f"{n} {state}" for state, n in counts.items() if n or state in shown)
+        ending = ("interrupted: " if counts["unfinished"] else "finished: ") if final else ""
+        parts = [f"[{_clock(now - self.started)}] {ending}{states} of {total}"]
+        for metric, mode in self.metrics:
+            held = self.best.get(metric)
+            if held:
+                parts.append(f"best {metric} {held[0]:.4g} (trial {held[1]})")
+        rate = None
+        if self.rate_start is not None and now - self.rate_start > 0 and self.epochs_run:
+            rate = self.epochs_run / (now - self.rate_start)
+            parts.append(f"{rate:.3g} epochs/s")
+        if rate and not final:
+            parts.append(f"<= {_span(self._remaining(trials, total) / rate)} left")
+        return " | ".join(parts)
+
+    def _remaining(self, trials, total: int) -> int:
+        """Epochs still to run if no trial stops early (trials not created yet run all theirs)."""
+        left = 0
+        for t in trials:
+            if t.status in ("TERMINATED", "ERROR"):
+                continue
+            left += max(0, self._planned(t) - self.epoch.get(t.trial_id, 0))
+        return left + max(0, total - len(trials)) * self.epochs
+
+
+class SweepReporter(CLIReporter):
+    """Ray's status table (``--verbose``) with its two misleading lines told right: the scheduler line
+    names the stopper too, and the results folder is the sweep's, not Ray's staging copy of it."""
+
+    def __init__(self, scheduler: str, results: str, **kwargs):
+        super().__init__(**kwargs)
+        self._scheduler, self._results = scheduler, str(results)
+
+    def report(self, trials, done, *sys_info):
+        sys_info = (f"Scheduler: {self._scheduler}", *sys_info[1:])
+        text = self._progress_str(trials, done, *sys_info)
+        for staging in {t.local_experiment_path for t in trials}:
+            text = text.replace(f"Result logdir: {staging}", f"Result logdir: {self._results}")
+        print(text, flush=True)
