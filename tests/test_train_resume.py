@@ -234,3 +234,47 @@ def test_threads_reach_torch(tmp_path, capsys):
     assert "2 torch thread(s)" in proc.stderr
     assert main(["train", "--threads", "0", "--out", str(tmp_path / "bad")]) == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_a_regularisation_run_applies_its_own_optimizer_settings_and_refuses_the_critics():
+    from tune_sd.engine import Regularization
+    from tune_sd.errors import ConfigError
+
+    run = Regularization(resolve(overrides=TINY_REG + ["epochs=10"]))
+    run.run(epochs=3)
+    resumed = Regularization.from_state(run.state_dict(), **{"lr": 0.01, "wd": 1e-5, "epochs": 20})
+    group = resumed.optimizer.param_groups[0]
+    assert (group["lr"], group["weight_decay"]) == (0.01, 1e-5)
+    assert [(c["epoch"], c["key"]) for c in resumed.changes] == [(4, "epochs"), (4, "lr"), (4, "wd")]
+    assert Regularization.from_state(resumed.state_dict()).optimizer.param_groups[0]["lr"] == 0.01
+    # the critic's settings are not this run's (its critic comes from critic.path), nor is its shape
+    for key, value, why in (("disc.lr", 1e-3, "does not use it"), ("critic.iters", 3, "fixed and trained"),
+                            ("arch.hid_size", [8, 8], "shape"), ("target.f", "sum", "data")):
+        with pytest.raises(ConfigError, match=rf"{key}: .*{why}"):
+            Regularization.from_state(run.state_dict(), **{key: value})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_ctrl_c_in_a_sweeps_terminal_never_reaches_a_trial():
+    """What the trainable relies on for whole-epoch checkpoints: a trial's actor runs in its own
+    process group (a terminal's Ctrl-C goes to the driver's group) with SIGINT blocked, so it is never
+    interrupted mid-epoch; Tune stops it between reports."""
+    import ray
+
+    from tune_sd.tune.cluster import connect
+
+    @ray.remote(num_cpus=0)
+    class Probe:
+        def signals(self):
+            status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+            return os.getpgid(0), int(status["SigBlk"].strip(), 16)
+
+    started = connect(None, num_cpus=1)
+    try:
+        pgid, blocked = ray.get(Probe.remote().signals.remote())
+    finally:
+        if started:
+            ray.shutdown()
+    assert pgid != os.getpgid(0)
+    assert blocked & (1 << (signal.SIGINT - 1))
