@@ -278,3 +278,17 @@ def test_ctrl_c_in_a_sweeps_terminal_never_reaches_a_trial():
             ray.shutdown()
     assert pgid != os.getpgid(0)
     assert blocked & (1 << (signal.SIGINT - 1))
+
+
+def test_ctrl_c_during_a_save_waits_until_the_files_are_written(tmp_path):
+    from tune_sd.engine.checkpoint import interrupts_held, save_checkpoint
+
+    study = Study(resolve(overrides=TINY))
+    study.run(epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)  # Python's handler would raise in the middle of torch.save
+            save_checkpoint(study.state_dict(), tmp_path / "ck.pt")
+            written = True
+    assert written and load_checkpoint(tmp_path / "ck.pt")["epoch"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

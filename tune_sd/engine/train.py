@@ -23,7 +23,7 @@ import yaml
 
 from tune_sd.errors import StudyError
 
-from .checkpoint import load_checkpoint
+from .checkpoint import interrupts_held, load_checkpoint
 from .config import Config, format_changes, parse_override
 from .loop import Interrupted, load_changes
 from .runs import make_run, run_from_state
@@ -87,10 +87,11 @@ class TrainRun:
         return run
 
     def save(self) -> None:
-        self.study.save(self.out / "checkpoint.pt")
-        self.saved_epoch = self.study.epoch  # the curve and config follow; --resume reads the checkpoint
-        write_curve(self.study, self.out / "curve.parquet")
-        write_config(self.study, self.out)
+        with interrupts_held():  # the three files always hold the same epoch
+            self.study.save(self.out / "checkpoint.pt")
+            write_curve(self.study, self.out / "curve.parquet")
+            write_config(self.study, self.out)
+            self.saved_epoch = self.study.epoch  # before a held Ctrl-C is raised
 
     def _save_new_epochs(self) -> None:
         # nothing new since the last save (or since the start): then a value changed on resume has
