@@ -130,8 +130,9 @@ class TrainRun:
         except Interrupted:  # at an epoch boundary: the state is whole epochs
             self._close(bar)
             self._save_new_epochs()
-            print(f"interrupted at epoch {study.epoch}; continue with: tune-sd train --resume {self.out}",
-                  file=sys.stderr)
+            then = (f"continue with: tune-sd train --resume {self.out}" if self.saved_epoch is not None
+                    else "no epoch was saved; start it again")
+            print(f"interrupted at epoch {study.epoch}; {then}", file=sys.stderr)
             return 130
         except KeyboardInterrupt:  # a second Ctrl-C, mid-epoch: the memory is not a whole epoch
             self._close(bar)
