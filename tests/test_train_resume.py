@@ -296,3 +296,27 @@ def test_ctrl_c_during_a_save_waits_until_the_files_are_written(tmp_path):
             written = True
     assert written and load_checkpoint(tmp_path / "ck.pt")["epoch"] == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_in_run_stops_at_an_epoch_boundary():
+    """The engine's own loop (notebooks, scripts): Ctrl-C raises KeyboardInterrupt only once the epoch
+    in progress is whole, so the run can be saved and resumed as it is."""
+    from tune_sd.engine.loop import Interrupted
+
+    cfg = resolve(overrides=TINY + ["disc.iters=8", "epochs=100000"])
+    study = Study(cfg)
+    study.run(epochs=2)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(Interrupted):
+            study.run()
+    finally:
+        timer.join()
+    whole = Study(cfg)
+    whole.run(epochs=study.epoch)
+    assert study.history["loss_real"] == whole.history["loss_real"]
+    assert torch.equal(study.rng.get_state(), whole.rng.get_state())
+    for p, q in zip(study.critic.parameters(), whole.critic.parameters()):
+        assert torch.equal(p, q)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
