@@ -160,3 +160,56 @@ def test_config_file_errors_name_the_file_and_line(tmp_path):
     f.write_text("disc:\n  lrr: 1\n")
     with pytest.raises(ConfigError, match=r"c.yaml: disc.lrr"):
         resolve(f)
+
+
+@pytest.mark.parametrize("seed", [0, 2])  # the loss turns NaN in epoch 1 (no optimizer state yet) / epoch 7
+def test_a_non_finite_epoch_is_rolled_back_to_the_last_whole_epoch(tmp_path, seed):
+    lib = tmp_path / "mixed.lib"  # one function in three overflows: some epoch draws it
+    lib.write_text("N0*X10[:,0]\nnp.sin(N0*X10[:,0])\nnp.exp(1000*N0*X10[:,0])\n")
+    cfg = small(**{"library.path": str(lib), "arch.lat_size": 1, "seed": seed})
+    study = Study(cfg)
+    with pytest.raises(StudyError, match="non-finite"):
+        study.run(epochs=30)
+    whole = Study(cfg)
+    whole.run(epochs=study.epoch)
+    # what a save after the error holds (train's, or Tune's checkpoint at the end) is that epoch's state
+    saved, expected = study.state_dict(), whole.state_dict()
+    assert saved["epoch"] == expected["epoch"] == (6 if seed == 2 else 0)
+    assert torch.equal(saved["rng"], expected["rng"])
+    for k, v in expected["critic"].items():
+        assert torch.equal(saved["critic"][k], v), k
+    assert saved["optimizer"]["state"].keys() == expected["optimizer"]["state"].keys()
+    for k, v in expected["optimizer"]["state"].items():
+        for name, t in v.items():
+            assert torch.equal(saved["optimizer"]["state"][k][name], t), (k, name)
+
+
+def test_from_state_applies_a_changed_optimizer_setting_and_records_it():
+    study = Study(small(epochs=10))
+    study.run(epochs=4)
+    resumed = Study.from_state(study.state_dict(), **{"disc.lr": 1e-3, "disc.betas": [0.5, 0.9], "disc.wd": 0.0,
+                                                      "disc.gp": 0.0, "avg_hor": 2})
+    group = resumed.critic.optimizer.param_groups[0]
+    assert (group["lr"], group["betas"], group["weight_decay"], resumed.critic.gp) == (1e-3, (0.5, 0.9), 0.0, 0.0)
+    assert [(c["epoch"], c["key"], c["from"], c["to"]) for c in resumed.changes] == [
+        (5, "disc.lr", 1e-4, 1e-3), (5, "disc.wd", 1e-4, 0.0), (5, "disc.betas", [0.9, 0.999], [0.5, 0.9]),
+        (5, "disc.gp", 1e-5, 0.0), (5, "avg_hor", 4, 2)]
+    m = resumed.step()
+    assert m["avg_acc"] == pytest.approx(sum(resumed.history["acc_mean"][-2:]) / 2)
+    # the value is in the checkpoint's config: a plain reload keeps it, and the record
+    again = Study.from_state(resumed.state_dict())
+    assert again.critic.optimizer.param_groups[0]["lr"] == 1e-3 and again.changes == resumed.changes
+    # unchanged values are no change
+    assert Study.from_state(study.state_dict(), **{"disc.lr": 1e-4}).changes == []
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("disc.hid_size", 32, "shape"), ("ext", ["grad"], "shape"), ("data.seed", 1, "data"),
+    ("library.shuffle", False, "data"), ("generator.type", "gp", "fake functions"), ("seed", 1, "random state"),
+    ("sd", 1.0, "does not use it"),
+])
+def test_from_state_refuses_what_it_cannot_apply(key, value, why):
+    study = Study(small(epochs=10))
+    study.run(epochs=2)
+    with pytest.raises(ConfigError, match=rf"{key}: .*{why}"):
+        Study.from_state(study.state_dict(), **{key: value})

@@ -20,9 +20,19 @@ examples:
   tune-sd train --set disc.lr=1e-5 --set ext=[grad] --set disc.hid_num=[2,4] --set disc.hid_size=[64,512]
   tune-sd train --config my.yaml --out runs/a     a config file (keys as in the notebook's dict)
   tune-sd train --resume runs/a --set epochs=5000 continue a run to more epochs
+  tune-sd train --resume runs/a --set disc.lr=1e-5  go on with a lower learning rate from the next epoch
 
 writes DIR/config.yaml, DIR/curve.parquet (one row per epoch) and DIR/checkpoint.pt.
+Ctrl-C stops at the end of the epoch in progress and saves it; --resume goes on bit for bit.
+--resume with --set applies optimizer settings (disc.lr, disc.wd, disc.betas; lr, wd for task
+regularize) and training settings (epochs, runtime, disc.iters, disc.gp, disc.loss_fun, avg_hor,
+report/checkpoint/figure cadence; sd, sigmoid) from the next epoch on, recorded in DIR/changes.yaml;
+it refuses keys that change a shape or the data (arch.*, disc.hid_*, ext*, data.*, library.*,
+generator.*, target.*, seed, task) with exit 2.
 """
+
+
+TRAIN_THREADS = 1  # measured: benchmarks/threads.py
 
 
 def _add_train(sub):
@@ -39,6 +49,9 @@ def _add_train(sub):
     p.add_argument("--out", metavar="DIR", help="output folder (default: results/train/<date-time>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its (possibly raised) epochs")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--threads", type=int, default=TRAIN_THREADS, metavar="N",
+                   help=f"torch threads on the CPU (default: {TRAIN_THREADS}; a critic's operations are too small "
+                        "to gain from more, and on a busy machine more threads make epochs slower and erratic)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -325,9 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
+    import torch
+
     from tune_sd.engine import config as config_mod
     from tune_sd.engine.train import TrainRun
 
+    if args.threads < 1:
+        raise UserError(f"--threads: {args.threads} is not allowed (allowed: an integer >= 1)")
+    torch.set_num_threads(args.threads)
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     if args.critic_from:
         from tune_sd.tune.critic_from import resolve_critic

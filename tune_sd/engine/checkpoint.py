@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,21 +18,44 @@ from .atomic import temp_beside
 FORMATS = ("tune_sd.study/1", "tune_sd.regularize/1")
 
 
+@contextmanager
+def interrupts_held():
+    """Ctrl-C (SIGINT) while files are written waits until they are: then it goes to the handler
+    that was listening (Python's raises KeyboardInterrupt). A KeyboardInterrupt inside ``torch.save``
+    would leave its writer half done, and a save of several files (a checkpoint and its curve) must
+    not stop between them. Handlers run in the main thread only; elsewhere there is nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for signum in caught:
+            if callable(previous):
+                previous(signum, None)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Write ``state`` to ``path`` through a temporary file and a rename, so that a reader (or a
-    crash) never sees half a checkpoint."""
+    crash) never sees half a checkpoint; Ctrl-C waits until it is written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with interrupts_held():
+        fd, tmp = temp_beside(path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 

@@ -272,6 +272,67 @@ SCHEMA: dict[str, Field] = {
 
 SECTIONS = sorted({k.split(".")[0] for k in SCHEMA if "." in k})
 
+# --------------------------------------------------------------------------------------------
+# what a resumed run may change (``train --resume DIR --set KEY=VALUE``, ``RunLoop.from_state``)
+
+# Settings a run reads afresh every epoch, or that are written into the optimizer's param_groups
+# after its saved state is loaded: none of them changes a tensor's shape or the functions the run
+# learns from, so from the next epoch on the run uses the new value for real. Per task, because a
+# key the task does not read (disc.* in a regularisation run, sd in an SD study) would be recorded
+# without being used.
+CADENCE = ("epochs", "runtime", "report_every", "checkpoint_every", "figure_every")
+RESUMABLE = {
+    "sd": frozenset(CADENCE + ("disc.lr", "disc.wd", "disc.betas", "disc.iters", "disc.gp", "disc.loss_fun",
+                               "avg_hor")),
+    "regularize": frozenset(CADENCE + ("lr", "wd", "sd", "sigmoid", "critic.iters")),
+}
+_SHAPE = "it sets the shape of the networks whose weights the checkpoint holds"
+_DATA = "it changes the data the run learns from"
+REFUSED = [  # (key or section prefix, why a resumed run cannot apply it); the first match counts
+    ("arch.", _SHAPE), ("disc.hid_num", _SHAPE), ("disc.hid_size", _SHAPE), ("disc.emb_size", _SHAPE),
+    ("ext", _SHAPE), ("ext_type", _SHAPE), ("ext_size", _SHAPE),
+    ("data.", _DATA + " (the input points)"), ("batch_size", _DATA + " (the input points)"),
+    ("library.", _DATA + " (the real functions)"), ("target.", _DATA + " (the target)"),
+    ("generator.", _DATA + " (the fake functions)"),
+    ("seed", "the random state comes from the checkpoint, so a new seed would not be used"),
+    ("task", "it changes what the run is"),
+    ("critic.path", "the run's critic is the one it started with"),
+]
+
+
+def _refusal(key: str, task: str) -> str:
+    for prefix, why in REFUSED:
+        if key == prefix or (prefix.endswith(".") and key.startswith(prefix)):
+            return why
+    return f"a {task} run does not use it"
+
+
+def resume_changes(old: "Config", new: "Config", epoch: int) -> list[dict]:
+    """The keys ``new`` changes from ``old``, as records ``{epoch, key, from, to}`` (the new value
+    holds from ``epoch`` on). A change a resumed run cannot apply raises :class:`ConfigError` that
+    names every such key and says why."""
+    before, after = old.flat(), new.flat()
+    allowed = RESUMABLE[old.task]
+    changes, refused = [], []
+    for key in SCHEMA:
+        if before[key] == after[key]:
+            continue
+        if key not in allowed or (key == "critic.iters" and 0 in (before[key], after[key])):
+            why = ("it switches the critic between fixed and trained" if key == "critic.iters"
+                   else _refusal(key, old.task))
+            refused.append(f"{key}: {before[key]!r} -> {after[key]!r} ({why})")
+        else:
+            changes.append({"epoch": epoch, "key": key, "from": before[key], "to": after[key]})
+    if refused:
+        raise ConfigError("a resumed run cannot change " + "; ".join(refused) +
+                          ". Start a new run instead (keys a resumed run applies: " + ", ".join(sorted(allowed)) + ")")
+    return changes
+
+
+def format_changes(changes: list[dict]) -> list[str]:
+    """One line per change: ``from epoch 31: disc.lr 0.0001 -> 0.001``."""
+    return [f"from epoch {c['epoch']}: {c['key']} {c['from']!r} -> {c['to']!r}" for c in changes]
+
 
 def defaults() -> dict:
     """The Step 15 defaults as a nested dict."""

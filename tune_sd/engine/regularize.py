@@ -25,7 +25,7 @@ from .checkpoint import load_checkpoint
 from .config import Config
 from .critic import Critic, critic_input
 from .library import load_library
-from .loop import RunLoop
+from .loop import RunLoop, load_changes
 from .model import LatentModel
 from .study import NonFiniteLossError, _seeds, library_path
 from .target import target_from_config
@@ -115,6 +115,7 @@ class Regularization(RunLoop):
         self.epoch = 0
         self.elapsed = 0.0
         self.history: dict[str, list[float]] = {m: [] for m in REG_METRICS}
+        self.changes: list[dict] = []  # settings changed on resume: {epoch, key, from, to}
 
     # ------------------------------------------------------------------ the critic
     def _load_critic(self, path) -> None:
@@ -220,6 +221,7 @@ class Regularization(RunLoop):
         state = {
             "format": FORMAT,
             "config": self.cfg.to_dict(),
+            "changes": self.changes,
             "epoch": self.epoch,
             "elapsed": self.elapsed,
             "history": {m: torch.tensor(v, dtype=torch.float64) for m, v in self.history.items()},
@@ -244,7 +246,12 @@ class Regularization(RunLoop):
             self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
             history = {m: [float(x) for x in state["history"][m].tolist()] for m in REG_METRICS}
             self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
+            self.changes = load_changes(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise StudyError(f"checkpoint does not fit this config ({type(e).__name__}: "
                              f"{str(e).splitlines()[0]})") from None
+        # the config's learning rate and weight decay hold, not the ones the loaded optimizer kept
+        # (they differ only where a resumed run changed them, see config.resume_changes)
+        for group in self.optimizer.param_groups:
+            group.update(lr=self.cfg.lr, weight_decay=self.cfg.wd)
         self.history = history

@@ -20,6 +20,10 @@ def make_run(config: Config | dict | None, device: str | torch.device = "cpu") -
 
 def run_from_checkpoint(path: str | Path, device: str | torch.device = "cpu", **overrides) -> Study | Regularization:
     """Rebuild whichever run wrote the checkpoint, with its state loaded."""
-    state = load_checkpoint(path)
+    return run_from_state(load_checkpoint(path), device, **overrides)
+
+
+def run_from_state(state: dict, device: str | torch.device = "cpu", **overrides) -> Study | Regularization:
+    """Rebuild whichever run wrote ``state`` (see :meth:`~tune_sd.engine.loop.RunLoop.from_state`)."""
     cls = Regularization if state.get("format") == REGULARIZE_FORMAT else Study
     return cls.from_state(state, device, **overrides)

@@ -23,7 +23,7 @@ from .critic import Critic, critic_input
 from .data import load_data
 from .generators import make_generator
 from .library import load_library
-from .loop import RunLoop
+from .loop import RunLoop, load_changes
 
 METRICS = ("acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max", "nonfinite", "time_s")
 
@@ -85,6 +85,8 @@ class Study(RunLoop):
         self.epoch = 0
         self.elapsed = 0.0
         self.history: dict[str, list[float]] = {m: [] for m in METRICS}
+        self.changes: list[dict] = []  # settings changed on resume: {epoch, key, from, to}
+        self._before: list[torch.Tensor] | None = None  # the critic at the start of the epoch in progress
         self._window: deque[float] = deque(maxlen=cfg.avg_hor)
 
     # ------------------------------------------------------------------ the loop
@@ -107,6 +109,7 @@ class Study(RunLoop):
     def step(self) -> dict:
         """One epoch: fresh fake and real functions, ``iters`` critic steps, the epoch's metrics."""
         start = time.perf_counter()
+        before = self._epoch_start()
         k = self.cfg.arch.lat_size
         fake_values, fake = self.sample_fake(k)
         real_values, real = self.sample_real(self.cfg.disc.iters if self.cfg.library.iter_sample else 1, k)
@@ -114,6 +117,7 @@ class Study(RunLoop):
         nonfinite = int((~torch.isfinite(real)).sum() + (~torch.isfinite(fake)).sum())
         stats = self.critic.fit(real, fake, self.rng)
         if not all(map(math.isfinite, (stats.loss_real, stats.loss_fake, stats.loss_gp))):
+            self._roll_back(before)  # a save after the error holds the last whole epoch, not NaN weights
             hint = (f"; the samples held {nonfinite} non-finite value(s) (e.g. exp overflow in {self.library.path})"
                     if nonfinite else "; try a lower disc.lr or a larger disc.gp")
             raise NonFiniteLossError(f"epoch {self.epoch + 1}: the critic's loss became non-finite "
@@ -132,11 +136,39 @@ class Study(RunLoop):
             self.history[m].append(metrics[m])
         return metrics
 
+    def _trained_tensors(self) -> list[torch.Tensor]:
+        """What the critic's steps change: its weights, then its optimizer's moments and step counts
+        (none before the first step)."""
+        params = list(self.critic.parameters())
+        state = self.critic.optimizer.state
+        return params + [t for p in params for t in state.get(p, {}).values() if torch.is_tensor(t)]
+
+    def _epoch_start(self) -> tuple[int, torch.Tensor]:
+        """Copy what an epoch changes besides the history into buffers kept from epoch to epoch (a
+        few percent of an epoch's time with the default critic); ``_roll_back`` restores it."""
+        tensors = self._trained_tensors()
+        with torch.no_grad():
+            if self._before is None or len(self._before) != len(tensors):
+                self._before = [t.detach().clone() for t in tensors]
+            else:
+                torch._foreach_copy_(self._before, tensors)
+        return len(tensors), self.rng.get_state()
+
+    def _roll_back(self, before: tuple[int, torch.Tensor]) -> None:
+        n, rng = before
+        tensors = self._trained_tensors()
+        with torch.no_grad():
+            torch._foreach_copy_(tensors[:n], self._before[:n])
+        if len(tensors) != n:  # the optimizer's moments were born in this epoch
+            self.critic.optimizer.state.clear()
+        self.rng.set_state(rng)
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {
             "format": "tune_sd.study/1",
             "config": self.cfg.to_dict(),
+            "changes": self.changes,
             "epoch": self.epoch,
             "elapsed": self.elapsed,
             "history": {m: torch.tensor(v, dtype=torch.float64) for m, v in self.history.items()},
@@ -152,9 +184,15 @@ class Study(RunLoop):
             self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
             history = {m: [float(x) for x in state["history"][m].tolist()] for m in METRICS}
             self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
+            self.changes = load_changes(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise StudyError(f"checkpoint does not fit this config ({type(e).__name__}: "
                              f"{str(e).splitlines()[0]})") from None
+        # loading the optimizer restored the saved hyperparameters; the config's hold (they differ
+        # only where a resumed run changed them, see config.resume_changes)
+        d = self.cfg.disc
+        for group in self.critic.optimizer.param_groups:
+            group.update(lr=d.lr, weight_decay=d.wd, betas=tuple(d.betas))
         history["nonfinite"] = [int(x) for x in history["nonfinite"]]
         self.history = history
         self._window = deque(history["acc_mean"][-self.cfg.avg_hor:], maxlen=self.cfg.avg_hor)

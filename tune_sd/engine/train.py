@@ -1,9 +1,15 @@
 """``tune-sd train``: one run of a study in a folder, without Ray.
 
-The folder holds ``config.yaml``, ``checkpoint.pt`` and ``curve.parquet`` (one row per epoch). The
-checkpoint and the curve are written together from the same history (checkpoint first), so that
-whatever the moment a run is stopped, ``--resume`` continues exactly where the checkpoint is and the
-curve ends up with every epoch once.
+The folder holds ``config.yaml``, ``checkpoint.pt`` and ``curve.parquet`` (one row per epoch), and
+``changes.yaml`` once a resumed run changed a setting. The checkpoint, the curve and the config are
+written together from the same state (checkpoint first), and only at epoch boundaries: Ctrl-C lets
+the epoch in progress finish and saves it (a second Ctrl-C stops at once and keeps the last save),
+so ``--resume`` continues bit for bit and the curve ends up with every epoch once.
+
+``--resume DIR --set KEY=VALUE`` applies what a run can change from its next epoch on (optimizer
+settings, epochs, runtime, cadences; :data:`~tune_sd.engine.config.RESUMABLE`) and refuses the rest
+(shapes, data, seed) with an error naming the key. Each change is kept with the epoch from which it
+holds, in the checkpoint and in ``changes.yaml``, and is written only once an epoch has used it.
 """
 
 from __future__ import annotations
@@ -12,16 +18,24 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from tune_sd.errors import StudyError
 
-from .checkpoint import load_checkpoint
-from .config import Config, merge, parse_override, unflatten
-from .runs import make_run
+from .checkpoint import interrupts_held, load_checkpoint
+from .config import Config, format_changes, parse_override
+from .loop import Interrupted, load_changes
+from .runs import make_run, run_from_state
 from .study import Study
 
 SAVE_EVERY_S = 30.0  # wall-clock seconds between saves of a long run (and at every checkpoint_every reports)
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    tmp.replace(path)
 
 
 def write_curve(study: Study, path: Path) -> None:
@@ -29,14 +43,27 @@ def write_curve(study: Study, path: Path) -> None:
     import pyarrow.parquet as pq
 
     table = pa.table(study.curve())
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    _write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_config(run, out: Path) -> None:
+    """``config.yaml`` (the values the run uses now; changed ones are listed on top) and, once a
+    resumed run changed a setting, ``changes.yaml``: ``{epoch, key, from, to}`` per change."""
+    text = run.cfg.to_yaml()
+    if run.changes:
+        lines = "".join(f"#   {line}\n" for line in format_changes(run.changes))
+        text = f"# changed when the run was resumed (see changes.yaml):\n{lines}" + text
+        dump = yaml.safe_dump(run.changes, sort_keys=False)
+        _write_atomic(out / "changes.yaml", lambda tmp: tmp.write_text(dump, encoding="utf-8"))
+    _write_atomic(out / "config.yaml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 class TrainRun:
-    def __init__(self, study: Study, out: Path):
+    def __init__(self, study: Study, out: Path, saved_epoch: int | None = None):
         self.study, self.out = study, out
+        self.first = study.epoch
+        self.saved_epoch = saved_epoch  # the epoch checkpoint.pt holds (None: none written yet)
+        self.new_changes: list[dict] = []  # the changes this resume asked for, shown when it starts
 
     @classmethod
     def start(cls, cfg: Config, out: Path, device="cpu") -> "TrainRun":
@@ -51,23 +78,34 @@ class TrainRun:
 
     @classmethod
     def resume(cls, out, overrides=(), device="cpu") -> "TrainRun":
+        """The run in ``out`` with ``--set`` overrides applied or refused (before anything is written)."""
         out = Path(out)
         state = load_checkpoint(out / "checkpoint.pt")
-        tree = state["config"]
-        for key, value in map(parse_override, overrides):
-            tree = merge(tree, unflatten({key: value}))
-        cfg = Config.from_dict(tree)
-        study = make_run(cfg, device=device)
-        study.load_state_dict(state)
-        (out / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-        return cls(study, out)
+        study = run_from_state(state, device, **dict(map(parse_override, overrides)))
+        run = cls(study, out, saved_epoch=study.epoch)
+        run.new_changes = study.changes[len(load_changes(state)):]
+        return run
 
     def save(self) -> None:
-        self.study.save(self.out / "checkpoint.pt")
-        write_curve(self.study, self.out / "curve.parquet")
+        with interrupts_held():  # the three files always hold the same epoch
+            self.study.save(self.out / "checkpoint.pt")
+            write_curve(self.study, self.out / "curve.parquet")
+            write_config(self.study, self.out)
+            self.saved_epoch = self.study.epoch  # before a held Ctrl-C is raised
+
+    def _save_new_epochs(self) -> None:
+        # nothing new since the last save (or since the start): then a value changed on resume has
+        # not been used yet, and stays unrecorded
+        if self.study.epoch > self.first and self.study.epoch != self.saved_epoch:
+            self.save()
 
     def run(self, progress: bool = True) -> int:
         study, cfg = self.study, self.study.cfg
+        for line in format_changes(self.new_changes):
+            print(f"resume: {line}", file=sys.stderr)
+        verb = f"resuming at epoch {study.epoch}" if study.epoch else "training"
+        print(f"{self.out}: {verb} to epoch {cfg.epochs} on {study.device}, {torch.get_num_threads()} "
+              f"torch thread(s)", file=sys.stderr, flush=True)
         save_epochs = cfg.report_every * cfg.checkpoint_every
         bar = None
         if progress:
@@ -76,38 +114,51 @@ class TrainRun:
             bar = tqdm(total=cfg.epochs, initial=study.epoch, desc="epochs", unit="ep", dynamic_ncols=True,
                        mininterval=0.5, file=sys.stderr)
         last_save = time.monotonic()
-        metrics = None
-        try:
-            while not study.done:
-                metrics = study.step()
-                if bar is not None:
-                    bar.update(1)
-                    if study.epoch % 10 == 0 or study.done:
-                        bar.set_postfix(_headline(metrics), refresh=False)
-                if study.epoch % save_epochs == 0 or time.monotonic() - last_save > SAVE_EVERY_S:
-                    self.save()
-                    last_save = time.monotonic()
-        except KeyboardInterrupt:
-            self.save()
+
+        def after_epoch(metrics: dict) -> None:
+            nonlocal last_save
             if bar is not None:
-                bar.close()
-            print(f"interrupted at epoch {study.epoch}; continue with: tune-sd train --resume {self.out}",
+                bar.update(1)
+                if study.epoch % 10 == 0 or study.done:
+                    bar.set_postfix(_headline(metrics), refresh=False)
+            if study.epoch % save_epochs == 0 or time.monotonic() - last_save > SAVE_EVERY_S:
+                self.save()
+                last_save = time.monotonic()
+
+        try:
+            metrics = study.run(callback=after_epoch)
+        except Interrupted:  # at an epoch boundary: the state is whole epochs
+            self._close(bar)
+            self._save_new_epochs()
+            then = (f"continue with: tune-sd train --resume {self.out}" if self.saved_epoch is not None
+                    else "no epoch was saved; start it again")
+            print(f"interrupted at epoch {study.epoch}; {then}", file=sys.stderr)
+            return 130
+        except KeyboardInterrupt:  # a second Ctrl-C, mid-epoch: the memory is not a whole epoch
+            self._close(bar)
+            kept = (f"it holds epoch {self.saved_epoch}; continue with: tune-sd train --resume {self.out}"
+                    if self.saved_epoch is not None else "no epoch was saved yet")
+            print(f"stopped at once in epoch {study.epoch + 1}; nothing of it was saved in {self.out}: {kept}",
                   file=sys.stderr)
             return 130
         except StudyError:
-            self.save()  # everything up to the failing epoch stays on disk
+            self._close(bar)
+            self._save_new_epochs()  # every whole epoch up to the failing one stays on disk
             raise
-        finally:
-            if bar is not None:
-                bar.close()
-        self.save()
+        self._close(bar)
         if metrics is None:
             print(f"{self.out}: already at epoch {study.epoch} of {cfg.epochs}; raise epochs with "
-                  f"--set epochs=N to go on")
-        else:
-            shown = ", ".join(f"{k} {v}" for k, v in _headline(metrics).items())
-            print(f"epoch {study.epoch}: {shown} ({study.elapsed:.1f} s) -> {self.out}")
+                  f"--set epochs=N to go on" + (" (nothing changed)" if self.new_changes else ""))
+            return 0
+        self.save()
+        shown = ", ".join(f"{k} {v}" for k, v in _headline(metrics).items())
+        print(f"epoch {study.epoch}: {shown} ({study.elapsed:.1f} s) -> {self.out}")
         return 0
+
+    @staticmethod
+    def _close(bar) -> None:
+        if bar is not None:
+            bar.close()
 
 
 def _headline(metrics: dict) -> dict:

@@ -3,6 +3,14 @@
 Set-up builds a study from the trial's config; each training iteration runs ``report_every`` epochs
 and reports the last epoch's metrics; checkpoints are the study's ``state_dict`` (every
 ``checkpoint_every`` reports and at the end); a restored trial continues the same curve.
+
+A checkpoint always holds whole epochs: the study changes only inside ``step()``, and Tune calls
+``save_checkpoint`` as the actor's next task, after ``step()`` returned. Ctrl-C in the driver never
+reaches a trial (Ray starts its workers in their own process groups with SIGINT blocked; see
+tests/test_train_resume.py): Tune stops each trial after its current report without saving, and
+``tune-sd resume`` restores the last checkpoint, so a trial goes on bit for bit. A non-finite loss is
+rolled back by the study before it is raised, so the checkpoint Tune writes at the end of such a
+trial holds its last whole epoch, not NaN weights.
 """
 
 from __future__ import annotations
