@@ -1,0 +1,197 @@
+"""The population: each member reproduces its solo study; members join and leave; states interchange."""
+
+import math
+
+import pytest
+import torch
+
+from tune_sd.engine import Population, Study, pack_size, shape_key
+from tune_sd.engine.config import resolve
+from tune_sd.errors import ConfigError, StudyError
+
+SMALL = ["disc.hid_num=2", "disc.hid_size=16", "arch.lat_size=3", "data.split_sizes=[60,20,20]",
+         "data.n_points=100", "avg_hor=4", "epochs=1000"]
+LOSSES = ("loss_real", "loss_fake", "loss_gp", "grad_max")
+# The stacked critic multiplies and sums in another order than the solo one (batched products,
+# masked means), so values agree to float rounding, amplified a little by training; an accuracy
+# count differs only where a critic's score sits within rounding of 0. Measured over 200 epochs on
+# these configs: see the module-level note in tune_sd/engine/population.py.
+RTOL, ATOL = 1e-3, 1e-5
+
+
+def small(*extra, **dotted):
+    return resolve(overrides=SMALL + list(extra), **dotted)
+
+
+def assert_same_curve(got: dict, want: dict, start: int = 0, rtol=RTOL, atol=ATOL, acc_flips=0.02):
+    n = len(want["acc_mean"])
+    assert len(got["acc_mean"]) == n
+    for m in LOSSES + ("avg_acc",):
+        a, b = torch.tensor(got[m][start:], dtype=torch.float64), torch.tensor(want[m][start:], dtype=torch.float64)
+        assert torch.allclose(a, b, rtol=rtol, atol=atol), (m, (a - b).abs().max().item())
+    assert got["nonfinite"] == want["nonfinite"]
+    differ = sum(x != y for x, y in zip(got["acc_mean"][start:], want["acc_mean"][start:]))
+    assert differ <= acc_flips * (n - start), f"{differ} of {n - start} epochs differ in accuracy"
+
+
+def solo(cfg, epochs):
+    s = Study(cfg)
+    s.run(epochs=epochs)
+    return s
+
+
+CONFIGS = {
+    "plain": [],
+    "mix": ["disc.iters=3", "arch.lat_size=5", "disc.gp=1e-2", "disc.lr=3e-3"],
+    "embed_grad": ["ext=[grad]", "disc.hid_num=[2,2]", "disc.hid_size=[8,16]", "library.iter_sample=true"],
+    "stack_bce": ["ext=[input,grad]", "ext_type=stack", "disc.loss_fun=bce", "disc.betas=[0.5,0.9]", "disc.wd=0"],
+}
+MIX = {  # members of one shape that differ in everything else
+    "a": ["seed=1"],
+    "b": ["seed=2", "disc.iters=2", "arch.lat_size=6", "disc.gp=0.1", "disc.lr=1e-3", "disc.wd=0"],
+    "c": ["seed=3", "disc.loss_fun=bce", "disc.betas=[0.5,0.99]", "arch.lat_size=1"],
+    "d": ["seed=4", "generator.type=dsn", "library.shuffle=false", "disc.gp=0", "disc.iters=7"],
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_members_reproduce_their_solo_runs(name):
+    epochs = 40
+    extra = CONFIGS[name]
+    cfgs = {f"s{seed}": small(*extra, seed=seed) for seed in (0, 1, 2)}
+    pop = Population()
+    for m, cfg in cfgs.items():
+        pop.add(m, cfg)
+    for _ in range(epochs):
+        out = pop.step()
+        assert set(out) == set(cfgs)
+    for m, cfg in cfgs.items():
+        assert pop.epoch(m) == epochs
+        assert_same_curve(pop.history(m), solo(cfg, epochs).history)
+
+
+def test_members_differing_in_every_per_member_setting():
+    epochs = 30
+    cfgs = {m: small(*extra) for m, extra in MIX.items()}
+    pop = Population()
+    for m, cfg in cfgs.items():
+        pop.add(m, cfg)
+    metrics = [pop.step() for _ in range(epochs)]
+    for m, cfg in cfgs.items():
+        want = solo(cfg, epochs)
+        assert_same_curve(pop.history(m), want.history)
+        last = metrics[-1][m]
+        assert set(last) == {"epoch", *want.metrics} and last["epoch"] == epochs
+
+
+def test_step_takes_any_subset_and_members_join_and_leave():
+    cfg_a, cfg_b, cfg_c = small(seed=1), small(seed=2, **{"disc.iters": 3}), small(seed=3, **{"arch.lat_size": 4})
+    pop = Population()
+    pop.add("a", cfg_a)
+    for _ in range(5):
+        pop.step()
+    pop.add("b", cfg_b)                       # joins at a's epoch 5, fresh
+    for _ in range(4):
+        assert set(pop.step(["b"])) == {"b"}  # only b moves
+    for _ in range(6):
+        pop.step()
+    assert (pop.epoch("a"), pop.epoch("b")) == (11, 10)
+    state_a = pop.remove("a")                 # a leaves
+    assert pop.members == ["b"] and len(pop) == 1 and state_a["epoch"] == 11
+    pop.add("c", cfg_c)
+    for _ in range(5):
+        pop.step()
+    pop.add("a", cfg_a, state=state_a)        # a comes back where it left
+    for _ in range(4):
+        pop.step()
+    assert_same_curve(pop.history("a"), solo(cfg_a, 15).history)
+    assert_same_curve(pop.history("b"), solo(cfg_b, 19).history)
+    assert_same_curve(pop.history("c"), solo(cfg_c, 9).history)
+
+
+@pytest.mark.parametrize("name", ["plain", "embed_grad"])
+def test_a_solo_run_resumes_a_members_state(name, tmp_path):
+    cfg = small(*CONFIGS[name], seed=5)
+    pop = Population()
+    pop.add("m", cfg)
+    pop.add("other", small(*CONFIGS[name], seed=6))
+    for _ in range(10):
+        pop.step()
+    Study(cfg).load_state_dict(pop.state_dict("m"))  # accepted as it is
+    path = tmp_path / "checkpoint.pt"
+    from tune_sd.engine import save_checkpoint
+
+    save_checkpoint(pop.state_dict("m"), path)
+    resumed = Study.from_checkpoint(path)
+    assert resumed.epoch == 10
+    resumed.run(epochs=15)
+    assert_same_curve(resumed.history, solo(cfg, 25).history)
+    assert resumed.history["acc"][:10] == pop.history("m")["acc"]
+
+
+@pytest.mark.parametrize("name", ["plain", "stack_bce"])
+def test_a_population_takes_a_solo_runs_state(name):
+    cfg = small(*CONFIGS[name], seed=7)
+    first = solo(cfg, 10)
+    pop = Population()
+    pop.add("other", small(*CONFIGS[name], seed=8, **{"arch.lat_size": 2}))
+    pop.step()
+    pop.add("m", cfg, state=first.state_dict())
+    assert pop.epoch("m") == 10
+    for _ in range(15):
+        pop.step()
+    assert_same_curve(pop.history("m"), solo(cfg, 25).history)
+    assert pop.history("m")["acc"][:10] == first.history["acc"]
+    rebuilt = pop.study("m")
+    assert isinstance(rebuilt, Study) and rebuilt.epoch == 25
+
+
+def test_done_follows_the_epochs_of_each_member():
+    pop = Population()
+    pop.add("short", small(epochs=3))
+    pop.add("long", small(epochs=5, seed=1))
+    steps = 0
+    while True:
+        out = pop.step()
+        if not out:
+            break
+        steps += 1
+    assert steps == 5 and pop.done("short") and pop.done("long")
+    assert (pop.epoch("short"), pop.epoch("long")) == (3, 5)
+
+
+def test_another_shape_is_refused_with_the_key_that_differs():
+    pop = Population()
+    pop.add("a", small())
+    with pytest.raises(ConfigError, match="disc.hid_size"):
+        pop.add("b", small(**{"disc.hid_size": 32}))
+    with pytest.raises(ConfigError, match="already"):
+        pop.add("a", small())
+    with pytest.raises(StudyError, match="no member"):
+        pop.epoch("zz")
+    assert shape_key(small(seed=3, **{"disc.lr": 1})) == shape_key(small())
+    assert shape_key(small(ext=["grad"])) != shape_key(small())
+
+
+def test_a_non_finite_member_reports_an_error_and_the_others_go_on(tmp_path):
+    lib = tmp_path / "overflow.lib"
+    lib.write_text("np.exp(1000*N0*X10[:,0])\n")
+    cfg_ok = small(seed=1)
+    pop = Population()
+    pop.add("bad", small(**{"library.path": str(lib)}))
+    pop.add("ok", cfg_ok)
+    errors = 0
+    for _ in range(20):
+        out = pop.step()
+        if "error" in out["bad"]:
+            errors += 1
+            assert "non-finite" in out["bad"]["error"]
+        assert "error" not in out["ok"]
+    assert errors > 0
+    assert_same_curve(pop.history("ok"), solo(cfg_ok, 20).history)
+
+
+def test_pack_size_packs_small_critics_only_on_a_cpu():
+    assert pack_size(small()) > 1
+    assert pack_size(resolve()) == 1   # the 6 x 128 critic: a CPU core is compute-bound already
+    assert pack_size(resolve(), "cuda") > 1
