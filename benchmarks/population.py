@@ -11,7 +11,8 @@ For each critic shape and each P, P members of one config (seeds 0..P-1) train a
 
     python benchmarks/population.py [--sizes 1 4 16 64] [--device cpu] [--threads 1] [--epochs 40]
 
-Timing on a shared machine is noisy: each figure is the median of ``--rounds`` rounds.
+Timing on a shared machine is noisy: each figure is the median of ``--rounds`` rounds, and the
+solo study, the population and the stacked steps are timed in turns within each round.
 """
 
 from __future__ import annotations
@@ -51,28 +52,33 @@ def timed(fn, epochs: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / epochs
 
 
-def median_time(fn, epochs, rounds, device) -> float:
-    timed(fn, max(2, epochs // 5), device)  # warm-up: caches, allocator, kernels
-    return statistics.median(timed(fn, epochs, device) for _ in range(rounds))
+def interleaved(fns: dict, epochs: int, rounds: int, device) -> dict:
+    """Median seconds per call of each fn, timed in turns round after round, so that the drifts of
+    a shared machine hit all of them alike."""
+    for fn in fns.values():
+        timed(fn, max(2, epochs // 5), device)  # warm-up: caches, allocator, kernels
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(timed(fn, epochs, device))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def measure(name: str, sizes: list[int], epochs: int, rounds: int, device: torch.device) -> list[dict]:
     overrides = CONFIGS[name] + COMMON
     solo = Study(resolve(overrides=overrides), device=device)
-    t_solo = median_time(solo.step, epochs, rounds, device)
     rows = []
     for P in sizes:
         pop = Population(device)
         for seed in range(P):
             pop.add(f"m{seed}", resolve(overrides=overrides, seed=seed))
+        batch = _Batch([pop._members[r] for r in pop._rows], device)
         # fewer epochs for big populations: the time per epoch grows with P
         n = max(3, epochs // max(1, P // 4))
-        t_pop = median_time(pop.step, n, rounds, device)
-        members = [pop._members[r] for r in pop._rows]
-        batch = _Batch(members, device)
-        t_stacked = median_time(lambda: _fit(pop._stack, batch), n, rounds, device)
-        rows.append({"config": name, "P": P, "pop": P / t_pop, "stacked": P / t_stacked, "solo": 1 / t_solo,
-                     "ms": 1e3 * t_pop})
+        t = interleaved({"solo": solo.step, "pop": pop.step, "stacked": lambda: _fit(pop._stack, batch)},
+                        n, rounds, device)
+        rows.append({"config": name, "P": P, "pop": P / t["pop"], "stacked": P / t["stacked"],
+                     "solo": 1 / t["solo"], "ms": 1e3 * t["pop"]})
     return rows
 
 

@@ -234,10 +234,12 @@ def _adam(stack: _Stack, grads: list[torch.Tensor], n: int) -> None:
 def _fused_adam(stack: _Stack, grads, rows: list[int], lr, wd, beta1, beta2, eps) -> None:
     # each row's slice of a stacked tensor is a contiguous tensor of the solo critic's size
     def per_row(ts):
-        return [t[r] for r in rows for t in ts]
+        rows_of = [t.unbind(0) for t in ts]  # all views at once: cheaper than one index per row
+        return [views[r] for r in rows for views in rows_of]
 
+    steps = stack.step.unbind(0)
     torch._fused_adam_(per_row(stack.params), per_row(grads), per_row(stack.exp_avg), per_row(stack.exp_avg_sq),
-                       [], [stack.step[r] for r in rows for _ in stack.params], lr=lr, beta1=beta1, beta2=beta2,
+                       [], [steps[r] for r in rows for _ in stack.params], lr=lr, beta1=beta1, beta2=beta2,
                        weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
 
 
