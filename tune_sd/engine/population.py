@@ -197,14 +197,49 @@ def _forward(layers: list[torch.Tensor], n_embed: int, x: torch.Tensor) -> torch
     return _mlp(layers[2 * n_embed:], x).squeeze(-1)
 
 
-def _mlp(layers, h):
+def _mlp(layers, h, masks: list | None = None):
     last = len(layers) // 2 - 1
     for j in range(last + 1):
         W, b = layers[2 * j], layers[2 * j + 1]
         h = torch.baddbmm(b, h, W)
         if j < last:
+            if masks is not None:
+                masks.append(h > 0)  # where the ReLU passes the derivative
             h = torch.relu(h)
     return h
+
+
+def _input_grad(layers: list[torch.Tensor], n_embed: int, x: torch.Tensor, weights_t: list[torch.Tensor]):
+    """d sum(critic(x)) / d x [P, B, ...] of P stacked critics, written out (ReLU masks from a forward
+    pass without autograd, then the chain of transposed weights): a differentiable function of the
+    transposed weights ``weights_t`` only, so that the gradient penalty's gradient reaches the weights
+    through them, laid out as they are, instead of through a second differentiation of the forward.
+    (The penalty does not depend on the biases but through the masks, which are locally constant.)"""
+    P, B = x.shape[:2]
+    emb_masks: list[torch.Tensor] = []
+    main_masks: list[torch.Tensor] = []
+    with torch.no_grad():
+        if n_embed:
+            n = x.shape[2]
+            h = _mlp(layers[:2 * n_embed], x.reshape(P, B * n, x.shape[3]), emb_masks).view(P, B, n)
+        else:
+            h = x.reshape(P, B, -1)
+        _mlp(layers[2 * n_embed:], h, main_masks)
+    g = _chain_back(weights_t[n_embed:], main_masks, B)              # [P, B, main inputs]
+    if n_embed:
+        g = g.reshape(P, B * x.shape[2], 1)
+        g = _chain_back(weights_t[:n_embed], emb_masks, B * x.shape[2], g)
+    return g.reshape(x.shape)
+
+
+def _chain_back(weights_t, masks, B, g=None):
+    """Back through an MLP from its one output: g [P, B, 1] (ones when None) to its input."""
+    for j in range(len(weights_t) - 1, -1, -1):
+        Wt = weights_t[j]                                   # [P, out, in]
+        g = Wt.expand(-1, B, -1) if g is None else torch.bmm(g, Wt)
+        if j > 0:
+            g = g * masks[j - 1]
+    return g
 
 
 # Up to this many distinct (lr, wd, betas, eps) among the stepping members, Adam runs as torch's
@@ -514,16 +549,23 @@ def _fit(stack: _Stack, batch: _Batch) -> list[tuple]:
         loss_real, loss_fake = _losses(pred_real, pred_fake, batch, mask, k)
         loss = loss_real + loss_fake
         gp = batch.gp_t[:n]
-        if batch.eps is not None and any(batch.gp[:n]):
+        with_gp = batch.eps is not None and any(batch.gp[:n])
+        if with_gp:
             eps = batch.eps[i, :n]
-            interp = (eps * real + (1 - eps) * fake).requires_grad_(True)
-            (g,) = torch.autograd.grad(_forward(leaves, n_embed, interp).sum(), interp, create_graph=True)
+            interp = eps * real + (1 - eps) * fake
+            # the weights once more, transposed and as leaves of their own (see _input_grad)
+            weights_t = [p.detach().transpose(1, 2).contiguous().requires_grad_() for p in leaves[0::2]]
+            g = _input_grad(leaves, n_embed, interp, weights_t)
             loss_gp = _masked_mean((g.flatten(2).norm(dim=2) - 1).pow(2), mask, k)
             loss = loss + gp * loss_gp
             loss_gp = torch.where(gp > 0, loss_gp.detach(), 0)
+            grads = list(torch.autograd.grad(loss.sum(), leaves + weights_t))
+            for j, gt in enumerate(grads[len(leaves):]):
+                grads[2 * j] = grads[2 * j] + gt.transpose(1, 2).contiguous()
+            grads = grads[:len(leaves)]
         else:
             loss_gp = loss_real.new_zeros(n)
-        grads = torch.autograd.grad(loss.sum(), leaves)
+            grads = torch.autograd.grad(loss.sum(), leaves)
         _adam(stack, grads, n)
         with torch.no_grad():
             if mask is None:
