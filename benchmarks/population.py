@@ -12,7 +12,9 @@ For each critic shape and each P, P members of one config (seeds 0..P-1) train a
     python benchmarks/population.py [--sizes 1 4 16 64] [--device cpu] [--threads 1] [--epochs 40]
 
 Timing on a shared machine is noisy: each figure is the median of ``--rounds`` rounds, and the
-solo study, the population and the stacked steps are timed in turns within each round.
+solo study, the population and the stacked steps are timed in turns within each round. On a CPU the
+clock is the process's CPU time by default (``--clock wall`` for elapsed time): with one thread,
+what other processes take of the core is then left out; on a GPU it is the elapsed time.
 """
 
 from __future__ import annotations
@@ -42,14 +44,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter
+
+
 def timed(fn, epochs: int, device: torch.device) -> float:
     """Seconds per call of ``fn``, over ``epochs`` calls (the device drained before and after)."""
     sync(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(epochs):
         fn()
     sync(device)
-    return (time.perf_counter() - start) / epochs
+    return (clock() - start) / epochs
 
 
 def interleaved(fns: dict, epochs: int, rounds: int, device) -> dict:
@@ -90,14 +96,21 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help="configs to run (default all)")
+    parser.add_argument("--clock", choices=list(CLOCK), default=None,
+                        help="cpu: this process's CPU time (one thread on a shared machine: what other "
+                             "processes take is left out); wall: elapsed time (default: cpu on a CPU, wall on a GPU)")
     args = parser.parse_args(argv)
+    global clock
+    args.clock = args.clock or ("cpu" if torch.device(args.device).type == "cpu" else "wall")
+    clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device here")
     rows = [r for name in (args.only or CONFIGS) for r in measure(name, args.sizes, args.epochs, args.rounds, device)]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} CPU thread(s)"
-    print(f"device {device} ({where}), 700 points, iters 5, gp 1e-5; member-epochs/s, median of {args.rounds} rounds")
+    print(f"device {device} ({where}), 700 points, iters 5, gp 1e-5; member-epochs per {args.clock} second, "
+          f"median of {args.rounds} rounds")
     print(f"{'config':<7} {'P':>5} {'pop':>10} {'stacked':>10} {'solo':>8} {'x solo':>7} {'ms/epoch':>9} {'x ms P=1':>9}")
     base_ms = {}
     for r in rows:

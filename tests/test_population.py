@@ -248,3 +248,20 @@ def _broadcast_only(pm):
             stack.step[:n] += 1
             pm._broadcast_adam(stack, grads, n)
     return adam
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_members_reproduce_their_solo_runs_on_a_gpu():
+    cfgs = {m: small(*extra) for m, extra in MIX.items()}
+    pop = Population("cuda")
+    for m, cfg in cfgs.items():
+        pop.add(m, cfg)
+    for _ in range(20):
+        pop.step()
+    for m, cfg in cfgs.items():
+        want = Study(cfg, device="cuda")
+        want.run(epochs=20)
+        assert_same_curve(pop.history(m), want.history)
+    resumed = Study.from_state(pop.state_dict("a"), device="cuda")
+    assert resumed.epoch == 20
+    resumed.step()

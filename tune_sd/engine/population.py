@@ -467,27 +467,19 @@ class _Batch:
         self.active = [sum(1 for it in self.iters if it > i) for i in range(self.I)]  # prefix per step
         self.gp = [m.cfg.disc.gp for m in members]
         self.bce = [m.cfg.disc.loss_fun == "bce" for m in members]
-        fakes, reals, nonfinite = [], [], []
+        fakes, reals = [], []
         for m in members:
             s = m.study
             _, fake = s.sample_fake(m.cfg.arch.lat_size)
             _, real = s.sample_real(m.iters if m.cfg.library.iter_sample else 1, m.cfg.arch.lat_size)
-            nonfinite.append((~torch.isfinite(real)).sum() + (~torch.isfinite(fake)).sum())
             fakes.append(fake)
             reals.append(real)
-        feat = fakes[0].shape[1:]
-        self.fake = fakes[0].new_zeros((P, self.K) + feat)
-        fresh = any(r.shape[0] > 1 for r in reals)
-        self.real = fakes[0].new_zeros((self.I if fresh else 1, P, self.K) + feat)
-        for i, (f, r) in enumerate(zip(fakes, reals)):
-            k = f.shape[0]
-            self.fake[i, :k] = f
-            if r.shape[0] == 1:
-                self.real[:, i, :k] = r[0]
-            else:
-                self.real[:r.shape[0], i, :k] = r
-        self.fresh = fresh
-        self.nonfinite = torch.stack(nonfinite).tolist()
+        self._pad(fakes, reals)
+        # non-finite values among each member's own draws (padding is zeros: it counts nothing)
+        bad_real = (~torch.isfinite(self.real)).flatten(2).sum(2)                 # [S, P]
+        own_real = bad_real[0] if not self.fresh else torch.where(
+            torch.tensor([r.shape[0] == 1 for r in reals], device=bad_real.device), bad_real[0], bad_real.sum(0))
+        self.nonfinite = (own_real + (~torch.isfinite(self.fake)).flatten(1).sum(1)).tolist()
         # the gradient-penalty mixes, drawn after the samples as Critic.fit draws them
         self.eps = None
         if any(self.gp):
@@ -504,6 +496,29 @@ class _Batch:
             if min(self.k) < self.K else None
         self.gp_t = torch.tensor(self.gp, device=dev, dtype=dt)
         self.bce_t = torch.tensor(self.bce, device=dev)
+
+    def _pad(self, fakes: list[torch.Tensor], reals: list[torch.Tensor]) -> None:
+        """fake [P, K, ...] and real [S, P, K, ...] (S = 1, or I where some member draws a real batch
+        per critic step), zero-padded past each member's k; one stack where no padding is needed."""
+        P, K = len(fakes), self.K
+        self.fresh = any(r.shape[0] > 1 for r in reals)
+        same_k = min(self.k) == K
+        if same_k:
+            self.fake = torch.stack(fakes)
+        else:
+            self.fake = fakes[0].new_zeros((P, K) + fakes[0].shape[1:])
+            for i, f in enumerate(fakes):
+                self.fake[i, :f.shape[0]] = f
+        if same_k and len({r.shape[0] for r in reals}) == 1 and reals[0].shape[0] in (1, self.I):
+            self.real = torch.stack(reals, dim=1)
+            return
+        self.real = fakes[0].new_zeros((self.I if self.fresh else 1, P, K) + fakes[0].shape[1:])
+        for i, r in enumerate(reals):
+            k = r.shape[1]
+            if r.shape[0] == 1:
+                self.real[:, i, :k] = r[0]
+            else:
+                self.real[:r.shape[0], i, :k] = r
 
     def real_at(self, i: int) -> torch.Tensor:
         return self.real[i if self.fresh else 0]
