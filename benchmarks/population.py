@@ -35,7 +35,10 @@ from tune_sd.engine.population import _Batch, _fit  # noqa: E402
 CONFIGS = {
     "plain": ["arch.lat_size=3", "disc.hid_num=2", "disc.hid_size=64"],
     "big": ["arch.lat_size=5", "disc.hid_num=6", "disc.hid_size=128"],
+    # a wide embedding on every point: compute-bound on a CPU core already (run it with --only)
+    "embed_grad": ["arch.lat_size=3", "ext=[grad]", "ext_type=embed", "disc.hid_num=[2,4]", "disc.hid_size=[64,512]"],
 }
+DEFAULT = ["plain", "big"]
 COMMON = ["disc.iters=5", "disc.gp=1e-5", "epochs=100000000"]
 
 
@@ -95,7 +98,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds; the median counts (default 3)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help="configs to run (default all)")
+    parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help=f"configs to run (default {' '.join(DEFAULT)})")
     parser.add_argument("--clock", choices=list(CLOCK), default=None,
                         help="cpu: this process's CPU time (one thread on a shared machine: what other "
                              "processes take is left out); wall: elapsed time (default: cpu on a CPU, wall on a GPU)")
@@ -107,7 +110,7 @@ def main(argv=None):
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device here")
-    rows = [r for name in (args.only or CONFIGS) for r in measure(name, args.sizes, args.epochs, args.rounds, device)]
+    rows = [r for name in (args.only or DEFAULT) for r in measure(name, args.sizes, args.epochs, args.rounds, device)]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} CPU thread(s)"
     print(f"device {device} ({where}), 700 points, iters 5, gp 1e-5; member-epochs per {args.clock} second, "
           f"median of {args.rounds} rounds")

@@ -200,10 +200,12 @@ def test_a_non_finite_member_reports_an_error_and_the_others_go_on(tmp_path):
     assert_same_curve(pop.history("ok"), solo(cfg_ok, 20).history)
 
 
-def test_pack_size_packs_small_critics_only_on_a_cpu():
-    assert pack_size(small()) > 1
-    assert pack_size(resolve()) == 1   # the 6 x 128 critic: a CPU core is compute-bound already
-    assert pack_size(resolve(), "cuda") > 1
+def test_pack_size_follows_the_measured_critic_costs():
+    assert pack_size(resolve(overrides=["disc.hid_num=2", "disc.hid_size=64"])) == 16   # plain 2 x 64
+    assert pack_size(resolve()) == 4                                                    # 6 x 128
+    embed = resolve(overrides=["ext=[grad]", "disc.hid_num=[2,4]", "disc.hid_size=[64,512]"])
+    assert pack_size(embed) == 1          # a CPU core is compute-bound: packing loses there
+    assert pack_size(embed, "cuda") > 1 and pack_size(resolve(), "cuda") > 1
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -606,28 +606,34 @@ def _fit(stack: _Stack, batch: _Batch) -> list[tuple]:
 
 
 def pack_size(cfg: Config | dict, device="cpu") -> int:
-    """How many members of this shape to pack in one population where it pays (1: do not pack)."""
+    """How many members of this shape to pack in one population where it pays (1: do not pack).
+
+    From benchmarks/population.py (one CPU thread; member-epochs per CPU second against one solo
+    study): the plain 2 x 64 critic (about 49 000 multiply-adds per function) gains about 2x from
+    P = 4 on and no more past P = 16; the 6 x 128 critic (about 172 000) about 1.7x at P = 4 and no
+    more beyond; an embedding on every point (``ext_type: embed``, [2, 4] x [64, 512]: about 4
+    million) loses (0.8x). On a GPU every shape gains from many members (benchmarks/gpu_check.sh).
+    """
     cfg = cfg if isinstance(cfg, Config) else Config.from_dict(cfg)
     if torch.device(device).type == "cuda":
         return 256
-    return 16 if critic_size(cfg) <= SMALL_CRITIC else 1
+    work = critic_work(cfg)
+    if work <= 100_000:
+        return 16
+    return 4 if work <= 1_000_000 else 1
 
 
-# a CPU core is compute-bound above about this many critic weights (the 6 x 128 critic is), so
-# stacking more of them gains nothing there
-SMALL_CRITIC = 100_000
-
-
-def critic_size(cfg: Config) -> int:
-    """Weights of the critic of ``cfg`` (on the default data's point count when the data is not read)."""
+def critic_work(cfg: Config) -> int:
+    """Multiply-adds of one critic evaluation of one function under ``cfg`` (the point count of the
+    default data's split; 700 for data read from a file, whose size is not known here)."""
     n = cfg.data.split_sizes[("train", "val", "test").index(cfg.data.split)] if cfg.data.path is None else 700
     e = cfg.derived_ext_size
     if e and cfg.ext_type == "embed":
         (en, mn), (es, ms) = _pair(cfg.disc.hid_num), _pair(cfg.disc.hid_size)
-        return _mlp_size(1 + e, en, es) + _mlp_size(n, mn, ms)
-    return _mlp_size(n * (1 + e), cfg.disc.hid_num, cfg.disc.hid_size)
+        return n * _mlp_work(1 + e, en, es) + _mlp_work(n, mn, ms)
+    return _mlp_work(n * (1 + e), cfg.disc.hid_num, cfg.disc.hid_size)
 
 
-def _mlp_size(i, num, size):
-    sizes = [i] + [size] * num + [1]
-    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+def _mlp_work(inputs: int, num: int, size: int) -> int:
+    sizes = [inputs] + [size] * num + [1]
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
