@@ -267,3 +267,15 @@ def test_members_reproduce_their_solo_runs_on_a_gpu():
     resumed = Study.from_state(pop.state_dict("a"), device="cuda")
     assert resumed.epoch == 20
     resumed.step()
+
+
+@pytest.mark.parametrize("extra", [["disc.hid_num=0"], ["ext=[input]", "disc.hid_num=[0,1]", "disc.hid_size=[4,8]"]])
+def test_critics_without_hidden_layers(extra):
+    cfgs = {f"s{seed}": small(*extra, seed=seed, **{"arch.lat_size": 2 + seed}) for seed in (0, 1)}
+    pop = Population()
+    for m, cfg in cfgs.items():
+        pop.add(m, cfg)
+    for _ in range(10):
+        pop.step()
+    for m, cfg in cfgs.items():
+        assert_same_curve(pop.history(m), solo(cfg, 10).history)
