@@ -209,12 +209,13 @@ def _mlp(layers, h, masks: list | None = None):
     return h
 
 
-def _input_grad(layers: list[torch.Tensor], n_embed: int, x: torch.Tensor, weights_t: list[torch.Tensor]):
-    """d sum(critic(x)) / d x [P, B, ...] of P stacked critics, written out (ReLU masks from a forward
-    pass without autograd, then the chain of transposed weights): a differentiable function of the
-    transposed weights ``weights_t`` only, so that the gradient penalty's gradient reaches the weights
-    through them, laid out as they are, instead of through a second differentiation of the forward.
-    (The penalty does not depend on the biases but through the masks, which are locally constant.)"""
+def _input_grad(layers: list[torch.Tensor], n_embed: int, x: torch.Tensor) -> torch.Tensor:
+    """d sum(critic(x)) / d x [P, B, ...] of P stacked critics, written out: ReLU masks from a forward
+    pass without autograd, then the chain of weights back from the output. It is computed transposed,
+    g^T = W @ g_out^T, so that the weights enter every product as the first operand in their stored
+    layout: the penalty's gradient then reaches them laid out like the loss's, and the two add up
+    without transposing (a second differentiation of the forward would hand it over transposed).
+    The penalty depends on the biases only through the masks, which are locally constant."""
     P, B = x.shape[:2]
     emb_masks: list[torch.Tensor] = []
     main_masks: list[torch.Tensor] = []
@@ -225,21 +226,23 @@ def _input_grad(layers: list[torch.Tensor], n_embed: int, x: torch.Tensor, weigh
         else:
             h = x.reshape(P, B, -1)
         _mlp(layers[2 * n_embed:], h, main_masks)
-    g = _chain_back(weights_t[n_embed:], main_masks, B)              # [P, B, main inputs]
+    gt = _chain_back(layers[2 * n_embed::2], main_masks, B)           # [P, main inputs, B]
     if n_embed:
-        g = g.reshape(P, B * x.shape[2], 1)
-        g = _chain_back(weights_t[:n_embed], emb_masks, B * x.shape[2], g)
-    return g.reshape(x.shape)
+        n = x.shape[2]
+        gt = gt.transpose(1, 2).reshape(P, 1, B * n)                   # per point: d out / d embedding
+        gt = _chain_back(layers[:2 * n_embed:2], emb_masks, B * n, gt)  # [P, 1 + e, B * n]
+    return gt.transpose(1, 2).reshape(x.shape)
 
 
-def _chain_back(weights_t, masks, B, g=None):
-    """Back through an MLP from its one output: g [P, B, 1] (ones when None) to its input."""
-    for j in range(len(weights_t) - 1, -1, -1):
-        Wt = weights_t[j]                                   # [P, out, in]
-        g = Wt.expand(-1, B, -1) if g is None else torch.bmm(g, Wt)
+def _chain_back(weights, masks, B, gt=None):
+    """Back through an MLP from its one output, transposed: gt [P, 1, B] (ones when None) to the
+    input's [P, inputs, B]; weights [P, in, out], masks [P, B, hidden]."""
+    for j in range(len(weights) - 1, -1, -1):
+        W = weights[j]
+        gt = W.expand(-1, -1, B) if gt is None else torch.bmm(W, gt)
         if j > 0:
-            g = g * masks[j - 1]
-    return g
+            gt = gt * masks[j - 1].transpose(1, 2)
+    return gt
 
 
 # Up to this many distinct (lr, wd, betas, eps) among the stepping members, Adam runs as torch's
@@ -568,19 +571,13 @@ def _fit(stack: _Stack, batch: _Batch) -> list[tuple]:
         if with_gp:
             eps = batch.eps[i, :n]
             interp = eps * real + (1 - eps) * fake
-            # the weights once more, transposed and as leaves of their own (see _input_grad)
-            weights_t = [p.detach().transpose(1, 2).contiguous().requires_grad_() for p in leaves[0::2]]
-            g = _input_grad(leaves, n_embed, interp, weights_t)
+            g = _input_grad(leaves, n_embed, interp)
             loss_gp = _masked_mean((g.flatten(2).norm(dim=2) - 1).pow(2), mask, k)
             loss = loss + gp * loss_gp
             loss_gp = torch.where(gp > 0, loss_gp.detach(), 0)
-            grads = list(torch.autograd.grad(loss.sum(), leaves + weights_t))
-            for j, gt in enumerate(grads[len(leaves):]):
-                grads[2 * j] = grads[2 * j] + gt.transpose(1, 2).contiguous()
-            grads = grads[:len(leaves)]
         else:
             loss_gp = loss_real.new_zeros(n)
-            grads = torch.autograd.grad(loss.sum(), leaves)
+        grads = torch.autograd.grad(loss.sum(), leaves)
         _adam(stack, grads, n)
         with torch.no_grad():
             if mask is None:
