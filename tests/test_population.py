@@ -16,8 +16,9 @@ LOSSES = ("loss_real", "loss_fake", "loss_gp", "grad_max")
 # masked means, the penalty's input gradient written out), so values agree to float rounding,
 # amplified a little by training; an accuracy count can differ only where a critic's score sits
 # within rounding of 0. Measured over 200 epochs (2 x 64 and these configs, 3-4 members each):
-# losses within 1e-5 absolute or 1e-6 relative, accuracy identical in every epoch; one chaotic run
-# (an embedding, seed 0) drifts after about epoch 150, to 2e-2 in grad_max. Tests run 10-40 epochs.
+# losses within 1e-5 absolute or 1e-6 relative, accuracy identical in every epoch; in two chaotic
+# runs (gp 0.1 with lr 1e-3; an embedding) the differences grow after epoch 125-150 to a few percent
+# of the values, with one epoch's accuracy differing. The tests run 10-40 epochs.
 RTOL, ATOL = 1e-3, 1e-5
 
 
