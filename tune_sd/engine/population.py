@@ -606,10 +606,11 @@ def pack_size(cfg: Config | dict, device="cpu") -> int:
     """How many members of this shape to pack in one population where it pays (1: do not pack).
 
     From benchmarks/population.py (one CPU thread; member-epochs per CPU second against one solo
-    study): the plain 2 x 64 critic (about 49 000 multiply-adds per function) gains about 2x from
-    P = 4 on and no more past P = 16; the 6 x 128 critic (about 172 000) about 1.7x at P = 4 and no
-    more beyond; an embedding on every point (``ext_type: embed``, [2, 4] x [64, 512]: about 4
-    million) loses (0.8x). On a GPU every shape gains from many members (benchmarks/gpu_check.sh).
+    study): the plain 2 x 64 critic (about 49 000 multiply-adds per function) gains about 2.1x from
+    P = 4 on, 2.5x at 64; the 6 x 128 critic (about 172 000) about 2x from P = 4 on (no more at 16 or
+    64, so 4 keeps a member's own epochs fast); an embedding on every point (``ext_type: embed``,
+    [2, 4] x [64, 512]: about 4 million) gains nothing (1.0x at P = 4). On a GPU every shape is
+    expected to gain from many members (measured by benchmarks/gpu_check.sh).
     """
     cfg = cfg if isinstance(cfg, Config) else Config.from_dict(cfg)
     if torch.device(device).type == "cuda":
