@@ -282,3 +282,18 @@ def test_critics_without_hidden_layers(extra):
         pop.step()
     for m, cfg in cfgs.items():
         assert_same_curve(pop.history(m), solo(cfg, 10).history)
+
+
+def test_members_share_generators_and_libraries_of_equal_settings():
+    cfgs = {"g1": small("generator.type=gp", seed=1), "g2": small("generator.type=gp", "disc.lr=1e-3", seed=2),
+            "m": small(seed=3)}
+    pop = Population()
+    for m, cfg in cfgs.items():
+        pop.add(m, cfg)
+    studies = {m: pop._members[m].study for m in cfgs}
+    assert studies["g1"].generator is studies["g2"].generator is not studies["m"].generator
+    assert studies["g1"].library is studies["m"].library
+    for _ in range(10):
+        pop.step()
+    for m, cfg in cfgs.items():
+        assert_same_curve(pop.history(m), solo(cfg, 10).history)

@@ -314,6 +314,7 @@ class Population:
         self._members: dict[str, _Member] = {}
         self._rows: list[str] = []           # member ids in stack order: most iters first
         self._stack: _Stack | None = None
+        self._shared: dict[tuple, object] = {}   # generators and libraries, by their settings
         self.key: tuple | None = None
 
     # ------------------------------------------------------------------ membership
@@ -329,6 +330,7 @@ class Population:
         study = Study(cfg, device=self.device)
         if state is not None:
             study.load_state_dict(state)
+        self._share(study)
         critic = study.critic
         names = [name for name, _ in critic.named_parameters()]
         groups = critic.optimizer.state_dict()["param_groups"]
@@ -345,6 +347,17 @@ class Population:
         self._rows.insert(row, member_id)
         self.key = key
 
+    def _share(self, study: Study) -> None:
+        """Members with equal generator or library settings share one object (a GP generator holds a
+        factor of the (1 + d) n x (1 + d) n covariance, some MB per member): both are read-only."""
+        cfg = study.cfg
+        gen_key = ("generator", cfg.generator_type, _frozen(cfg.arch.hid_num), _frozen(cfg.arch.hid_size),
+                   cfg.arch.lat_size, cfg.generator.length_scale, cfg.generator.variance, cfg.generator.jitter)
+        lib_key = ("library", str(study.library.path), study.library.var, study.n_features,
+                   tuple(f.text for f in study.library.functions))
+        study.generator = self._shared.setdefault(gen_key, study.generator)
+        study.library = self._shared.setdefault(lib_key, study.library)
+
     def remove(self, member_id: str) -> dict:
         """The member leaves; returns its state (``Study.state_dict()`` format)."""
         state = self.state_dict(member_id)
@@ -352,7 +365,7 @@ class Population:
         self._rows.remove(member_id)
         del self._members[member_id]
         if not self._members:
-            self.key, self._stack = None, None
+            self.key, self._stack, self._shared = None, None, {}
         return state
 
     def _member(self, member_id: str) -> _Member:
