@@ -1,6 +1,5 @@
 """The population: each member reproduces its solo study; members join and leave; states interchange."""
 
-
 import pytest
 import torch
 
