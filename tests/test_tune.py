@@ -12,10 +12,12 @@ import torch
 
 from tune_helpers import assert_complete_curves, read_tables, write_space
 from tune_sd.engine import Study
+from tune_sd.engine.checkpoint import load_checkpoint
 from tune_sd.engine.config import Config
 from tune_sd.tune.results import CURVE_COLUMNS, TRIAL_COLUMNS
 from tune_sd.tune.spaces import load_space
 from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+from tune_sd.tune.trainable import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -121,16 +123,32 @@ def test_a_nan_trial_ends_as_an_error_with_its_reason_and_the_sweep_goes_on(ray_
     assert good.status == "TERMINATED" and good.epochs == 40
 
 
-def test_bayes_search_with_optuna(ray_local, tmp_path):
+def test_bayes_search_with_optuna_builds_critics_from_decoded_lists(ray_local, tmp_path):
+    """Optuna only suggests scalars, so list choices (pairs of an embedding critic, Adam's betas) reach
+    the trial as text; the trainable decodes them: the critics are built with the lists."""
+    hid_sizes, betas = [[2, 4], [4, 8]], [[0.5, 0.9], [0.9, 0.999]]
     space = write_space(tmp_path, "bayes", {"disc": {"parameters": {
         "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
-        "hid_num": {"values": [1, 2]}}}}, base={"epochs": 40}, method="bayes",
+        "hid_size": {"values": hid_sizes}, "betas": {"values": betas}}}},
+        base={"epochs": 40, "ext": ["input"], "ext_type": "embed"}, method="bayes",
         tune={"scheduler": "fifo", "num_samples": 3, "max_concurrent": 2})
     exp = sweep(space, tmp_path / "store", "bayes")
     curves, trials = read_tables(exp)
     assert len(trials) == 3 and set(trials.status) == {"TERMINATED"}
     assert trials["cfg.disc.lr"].between(1e-5, 1e-2).all()
     assert_complete_curves(curves)
+    for _, t in trials.iterrows():
+        state = load_checkpoint(os.path.join(t.checkpoint, CHECKPOINT_FILE))
+        disc = state["config"]["disc"]
+        assert disc["hid_size"] in hid_sizes and disc["betas"] in betas
+        # the table holds each list as the JSON text of the list the trial was built with
+        assert json.loads(t["cfg.disc.hid_size"]) == disc["hid_size"]
+        assert json.loads(t["cfg.disc.betas"]) == disc["betas"]
+        # the critic itself: [embedding, main] hidden units, and the optimizer's betas
+        emb_size, main_size = disc["hid_size"]
+        assert state["critic"]["embed.0.weight"].shape[0] == emb_size
+        assert state["critic"]["main.0.weight"].shape[0] == main_size
+        assert list(state["optimizer"]["param_groups"][0]["betas"]) == disc["betas"]
 
 
 def tune_sd(*args, timeout=300):
