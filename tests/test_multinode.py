@@ -64,8 +64,9 @@ def _rows(folder: Path):
 def test_trials_spread_over_nodes_and_survive_a_lost_worker(three_nodes, tmp_path):
     cluster, workers = three_nodes
     victim = workers[1]
+    epochs = 600
     space = write_space(tmp_path, "multi", {"arch": {"parameters": {"lat_size": {"values": [2, 3, 4]}}}},
-                        base={"epochs": 600, "checkpoint_every": 1, "figure_every": 0},
+                        base={"epochs": epochs, "checkpoint_every": 1, "figure_every": 0},
                         tune={"scheduler": "fifo", "num_samples": 1, "max_failures": 3})
     shared = tmp_path / "shared"  # storage every node reaches (one machine: one path)
     plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(shared), name="multi"))
@@ -91,7 +92,7 @@ def test_trials_spread_over_nodes_and_survive_a_lost_worker(three_nodes, tmp_pat
 
     curves, trials = read_tables(exp)
     assert len(trials) == 3 and set(trials.status) == {"TERMINATED"}
-    assert (trials.epochs == 600).all()
+    assert (trials.epochs == epochs).all()
     assert_complete_curves(curves)
     assert curves.node.nunique() >= 2
     # the trial that lost its node finished elsewhere, resumed from its checkpoint: the first report

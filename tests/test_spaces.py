@@ -9,7 +9,7 @@ import pytest
 import yaml
 from ray.tune.search.sample import Categorical, Float, Integer, Quantized
 
-from tune_sd.engine.config import Config
+from tune_sd.engine.config import Config, defaults
 from tune_sd.errors import ConfigError
 from tune_sd.tune import spaces
 from tune_sd.tune.spaces import SearchSpace, list_spaces, load_space, space_from_dict
@@ -642,4 +642,6 @@ def test_a_bare_seed_sweep_dict_is_a_space():
                              "parameters": {"arch": {"parameters": {"lat_size": {"values": [1, 3]}}}}})
     assert space.base == {} and space.tune == {} and space.description == ""
     for cfg in space.sample(3, seed=0):
-        assert Config.from_dict(cfg).disc.lr == 1e-4  # everything else: the engine defaults
+        # everything else: the engine defaults
+        assert Config.from_dict(cfg).flat() == {**Config.from_dict(defaults()).flat(),
+                                                "arch.lat_size": cfg["arch"]["lat_size"]}

@@ -10,7 +10,7 @@ import psutil
 import pytest
 import torch
 
-from tune_helpers import assert_complete_curves, read_tables, write_space
+from tune_helpers import BASE, assert_complete_curves, read_tables, write_space
 from tune_sd.engine import Study
 from tune_sd.engine.checkpoint import load_checkpoint
 from tune_sd.engine.config import Config
@@ -67,8 +67,8 @@ def test_asha_sweep_stops_a_non_learner_and_writes_complete_tables(ray_local, tm
     assert len(trials) == 4 and set(trials.status) == {"TERMINATED"}
     assert_complete_curves(curves)
     stopped = trials[trials.stopped_early]
-    assert len(stopped) >= 1 and (stopped.epochs < 240).all()
-    assert (trials[~trials.stopped_early].epochs == 240).all()
+    assert len(stopped) >= 1 and (stopped.epochs < BASE["epochs"]).all()
+    assert (trials[~trials.stopped_early].epochs == BASE["epochs"]).all()
     assert (stopped["cfg.disc.lr"] == 1e-7).all()  # the non-learner is what ASHA cuts
     # each trial's last curve row is its trials.parquet summary
     for _, t in trials.iterrows():
@@ -94,33 +94,36 @@ def test_asha_sweep_stops_a_non_learner_and_writes_complete_tables(ray_local, tm
 
 
 def test_a_trial_that_raises_resumes_from_its_checkpoint_without_gap_or_repeat(ray_local, tmp_path):
+    epochs = 120
     space = write_space(tmp_path, "retry", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
-                        base={"epochs": 120}, tune={"scheduler": "fifo", "num_samples": 1})
+                        base={"epochs": epochs}, tune={"scheduler": "fifo", "num_samples": 1})
     exp = sweep(space, tmp_path / "store", "retry")
     curves, trials = read_tables(exp)
     (trial_id,) = trials.trial_id
     assert os.path.exists(f"{ray_local['marker']}.{trial_id}"), "the injected failure did not happen"
-    assert trials.status.iloc[0] == "TERMINATED" and trials.epochs.iloc[0] == 120
+    assert trials.status.iloc[0] == "TERMINATED" and trials.epochs.iloc[0] == epochs
     assert_complete_curves(curves)
     # the curve, through the failure and the restore, is the engine's uninterrupted run
     cfg = Config.from_dict(json.loads((exp / f"trial_{trial_id}" / "params.json").read_text()))
     torch.set_num_threads(1)
     study = Study(cfg)
     study.run()
-    assert list(curves.sort_values("iteration").avg_acc) == study.history["avg_acc"][19::20]
+    every = cfg.report_every
+    assert list(curves.sort_values("iteration").avg_acc) == study.history["avg_acc"][every - 1::every]
 
 
 def test_a_nan_trial_ends_as_an_error_with_its_reason_and_the_sweep_goes_on(ray_local, tmp_path):
     overflow = tmp_path / "overflow.lib"
     overflow.write_text("np.exp(1000*N0*X10[:,0])\n")
+    epochs = 40
     space = write_space(tmp_path, "nan", {"library": {"parameters": {"path": {"values": ["F10_v1", str(overflow)]}}}},
-                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+                        base={"epochs": epochs}, tune={"scheduler": "fifo", "num_samples": 1})
     exp = sweep(space, tmp_path / "store", "nan")
     _, trials = read_tables(exp)
     bad = trials[trials["cfg.library.path"] == str(overflow)].iloc[0]
     good = trials[trials["cfg.library.path"] == "F10_v1"].iloc[0]
     assert bad.status == "ERROR" and "non-finite" in bad.error
-    assert good.status == "TERMINATED" and good.epochs == 40
+    assert good.status == "TERMINATED" and good.epochs == epochs
 
 
 def test_bayes_search_with_optuna_builds_critics_from_decoded_lists(ray_local, tmp_path):
@@ -157,13 +160,14 @@ def tune_sd(*args, timeout=300):
 
 
 def test_status_and_export_commands(ray_local, tmp_path):
+    epochs = 40
     space = write_space(tmp_path, "small", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
-                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+                        base={"epochs": epochs}, tune={"scheduler": "fifo", "num_samples": 1})
     exp = sweep(space, tmp_path / "store", "small")
     (exp / "curves.parquet").unlink()
     p = tune_sd("export", "small", "--storage", str(tmp_path / "store"))
     assert p.returncode == 0, p.stderr
-    assert len(pd.read_parquet(exp / "curves.parquet")) == 2
+    assert len(pd.read_parquet(exp / "curves.parquet")) == epochs // BASE["report_every"]  # one row a report
     p = tune_sd("status", str(exp))
     assert p.returncode == 0 and "TERMINATED" in p.stdout and "avg_acc" in p.stdout
     # the same name again is refused: nothing is overwritten
@@ -176,12 +180,13 @@ def test_status_and_export_commands(ray_local, tmp_path):
 
 def test_storage_uri(ray_local, tmp_path):
     """Storage given as a URI (s3://, gs://, file://) goes through pyarrow's filesystems end to end."""
+    epochs = 40
     space = write_space(tmp_path, "uri", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
-                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+                        base={"epochs": epochs}, tune={"scheduler": "fifo", "num_samples": 1})
     uri = f"file://{tmp_path / 'remote'}"
     exp = sweep(space, uri, "uri")
     assert str(exp) == f"{uri}/uri"
     curves, trials = read_tables(tmp_path / "remote" / "uri")
-    assert len(curves) == 2 and trials.checkpoint.iloc[0].startswith(uri)
+    assert len(curves) == epochs // BASE["report_every"] and trials.checkpoint.iloc[0].startswith(uri)
     p = tune_sd("status", "uri", "--storage", uri)
     assert p.returncode == 0 and "TERMINATED" in p.stdout
