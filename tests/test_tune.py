@@ -127,13 +127,14 @@ def test_a_nan_trial_ends_as_an_error_with_its_reason_and_the_sweep_goes_on(ray_
 
 
 def test_bayes_search_with_optuna_builds_critics_from_decoded_lists(ray_local, tmp_path):
-    """Optuna only suggests scalars, so list choices (pairs of an embedding critic, Adam's betas) reach
-    the trial as text; the trainable decodes them: the critics are built with the lists."""
-    hid_sizes, betas = [[2, 4], [4, 8]], [[0.5, 0.9], [0.9, 0.999]]
+    """Optuna only suggests scalars, so list choices (pairs of an embedding critic, Adam's betas, the
+    extra inputs) reach the trial as text; the trainable decodes them: the critics are built with the
+    lists, and the tables hold them as every other sweep does (JSON text of the list)."""
+    hid_sizes, betas, exts = [[2, 4], [4, 8]], [[0.5, 0.9], [0.9, 0.999]], [["input"], ["grad"]]
     space = write_space(tmp_path, "bayes", {"disc": {"parameters": {
         "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
-        "hid_size": {"values": hid_sizes}, "betas": {"values": betas}}}},
-        base={"epochs": 40, "ext": ["input"], "ext_type": "embed"}, method="bayes",
+        "hid_size": {"values": hid_sizes}, "betas": {"values": betas}}}, "ext": {"values": exts}},
+        base={"epochs": 40, "ext_type": "embed"}, method="bayes",
         tune={"scheduler": "fifo", "num_samples": 3, "max_concurrent": 2})
     exp = sweep(space, tmp_path / "store", "bayes")
     curves, trials = read_tables(exp)
@@ -142,14 +143,18 @@ def test_bayes_search_with_optuna_builds_critics_from_decoded_lists(ray_local, t
     assert_complete_curves(curves)
     for _, t in trials.iterrows():
         state = load_checkpoint(os.path.join(t.checkpoint, CHECKPOINT_FILE))
-        disc = state["config"]["disc"]
-        assert disc["hid_size"] in hid_sizes and disc["betas"] in betas
-        # the table holds each list as the JSON text of the list the trial was built with
-        assert json.loads(t["cfg.disc.hid_size"]) == disc["hid_size"]
-        assert json.loads(t["cfg.disc.betas"]) == disc["betas"]
-        # the critic itself: [embedding, main] hidden units, and the optimizer's betas
+        built = state["config"]
+        disc = built["disc"]
+        assert disc["hid_size"] in hid_sizes and disc["betas"] in betas and built["ext"] in exts
+        # the tables hold each list as the JSON text of the list the trial was built with
+        for col, value in (("cfg.disc.hid_size", disc["hid_size"]), ("cfg.disc.betas", disc["betas"]),
+                           ("cfg.ext", built["ext"])):
+            assert t[col] == json.dumps(value), col
+            assert (curves.loc[curves.trial_id == t.trial_id, col] == json.dumps(value)).all(), col
+        # the critic itself: [embedding, main] hidden units, the embedding's inputs (a point's value and
+        # its extra numbers), and the optimizer's betas
         emb_size, main_size = disc["hid_size"]
-        assert state["critic"]["embed.0.weight"].shape[0] == emb_size
+        assert state["critic"]["embed.0.weight"].shape == (emb_size, 1 + Config.from_dict(built).derived_ext_size)
         assert state["critic"]["main.0.weight"].shape[0] == main_size
         assert list(state["optimizer"]["param_groups"][0]["betas"]) == disc["betas"]
 
