@@ -137,11 +137,12 @@ def write_trial(folder: Path, tid: str, config: dict, reports: pd.DataFrame, whe
     trial_dir = folder / f"trial_{tid}"
     trial_dir.mkdir(parents=True, exist_ok=True)
     (trial_dir / "params.json").write_text(json.dumps(config))
-    records = reports.to_dict("records")
+    names, n = list(reports.columns), len(reports)
     lines = []
-    for i, r in enumerate(records, start=1):
-        row = {**r, **where, "trial_id": tid, "training_iteration": i, "done": i == len(records)}
-        if i == len(records):
+    # plain Python numbers (tolist), one row at a time: what json writes and the exporter reads back
+    for i, values in enumerate(zip(*(reports[c].tolist() for c in names)), start=1):
+        row = {**dict(zip(names, values)), **where, "trial_id": tid, "training_iteration": i, "done": i == n}
+        if i == n:
             row["stop_reason"] = stop_reason
         lines.append(json.dumps(row))
     (trial_dir / "result.json").write_text("\n".join(lines) + "\n")
