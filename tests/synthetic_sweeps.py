@@ -1,5 +1,10 @@
 """Test fixture: synthetic sweep results with the platform's Parquet schema, for tests, notebooks and demos.
 
+Both fixtures write what a sweep leaves on disk (Tune's layout: ``trial_<id>/params.json`` and
+``result.json``, an ``experiment_state`` file, the sweep's ``tune_sd.json``) and make the Parquet
+tables with the platform's own exporter (:func:`tune_sd.tune.results.export`), so the tables carry
+whatever schema the exporter writes: a change of it reaches the analysis tests.
+
 Each trial follows one of the four trends of Step 15.3, as per-epoch accuracies with noise (a
 binomial-like part and a slow wobble) that are then averaged over ``avg_hor`` epochs and reported
 every ``report_every`` epochs, as the engine does. Some trials are cut short at the rungs of an
@@ -17,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tune_sd.analysis.trends import TRENDS
+from tune_sd.engine.config import unflatten
+from tune_sd.tune.results import META_FILE, export
 
 SPACE = {
     "arch.lat_size": [1, 3, 5, 10],
@@ -74,7 +79,7 @@ def _cut(trend: str, rng: np.random.Generator) -> float:
 def synthetic_sweep(folder: str | Path, n_per_trend: int = 10, epochs: int = 9000, report_every: int = 25,
                     avg_hor: int = 500, seed: int = 0, name: str | None = None, study: str = "synthetic",
                     trends: tuple[str, ...] = TRENDS, noise: float = 1.0) -> pd.Series:
-    """Write ``curves.parquet``, ``trials.parquet`` and ``tune_sd.json`` into ``folder``.
+    """Write a sweep folder into ``folder``: its trials, ``tune_sd.json`` and the exported Parquet tables.
 
     ``noise`` scales both noise parts (1: per-epoch sd 0.12, wobble sd 0.015).
 
@@ -84,7 +89,7 @@ def synthetic_sweep(folder: str | Path, n_per_trend: int = 10, epochs: int = 900
     folder.mkdir(parents=True, exist_ok=True)
     name = name or folder.name
     rng = np.random.default_rng(seed)
-    curve_parts, trial_rows, truth = [], [], {}
+    truth, trial_ids = {}, []
     i = 0
     for trend in trends:
         for _ in range(n_per_trend):
@@ -106,28 +111,54 @@ def synthetic_sweep(folder: str | Path, n_per_trend: int = 10, epochs: int = 900
             avg = (csum[1:] - csum[lo]) / (np.arange(1, run + 1) - lo)
             rep = np.arange(report_every, run + 1, report_every)
             cfg = _config(trend, rng)
-            cfg_cols = {f"cfg.{k}": v for k, v in cfg.items()}
-            cfg_cols.update({"cfg.epochs": epochs, "cfg.avg_hor": avg_hor, "cfg.report_every": report_every,
-                             "cfg.seed": int(rng.integers(2**31 - 1)), "cfg.arch.hid_num": "[2, 0]"})
-            curve_parts.append(pd.DataFrame({
-                "trial_id": tid, "experiment": name, "study": study, "iteration": np.arange(1, len(rep) + 1),
+            cfg.update({"epochs": epochs, "avg_hor": avg_hor, "report_every": report_every,
+                        "seed": int(rng.integers(2**31 - 1)), "arch.hid_num": [2, 0]})
+            reports = pd.DataFrame({
                 "epoch": rep, "acc": acc_mean[rep - 1], "acc_mean": acc_mean[rep - 1], "avg_acc": avg[rep - 1],
                 "loss_real": -avg[rep - 1], "loss_fake": avg[rep - 1] - 1, "loss_gp": 0.0, "grad_max": 1.0,
-                "time_s": rep * 0.01, "node": "synthetic", "nonfinite": 0, "node_ip": "127.0.0.1",
-                "host": "synthetic", **cfg_cols}))
-            stopped = run < epochs
-            trial_rows.append({
-                "trial_id": tid, "status": "TERMINATED", "epochs": int(rep[-1]),
-                "final_avg_acc": float(avg[rep[-1] - 1]),
-                "best_avg_acc": float(avg[rep - 1].max()), "stopped_early": stopped, "checkpoint": None,
-                "node": "synthetic", "error": None, "experiment": name, "study": study,
-                "path": str(folder / f"trial_{tid}"), **cfg_cols})
-    curves = pd.concat(curve_parts, ignore_index=True)
-    trials = pd.DataFrame(trial_rows)
-    pq.write_table(pa.Table.from_pandas(curves, preserve_index=False), folder / "curves.parquet")
-    pq.write_table(pa.Table.from_pandas(trials, preserve_index=False), folder / "trials.parquet")
-    (folder / "tune_sd.json").write_text(json.dumps({"name": name, "study": study, "epochs": epochs}))
+                "time_s": rep * 0.01, "nonfinite": 0})
+            # a trial cut at a rung was stopped by the (ASHA-like) scheduler; the others ran their epochs
+            write_trial(folder, tid, unflatten(cfg), reports, where=SYNTHETIC_NODE,
+                        stop_reason="completed" if run == epochs else "asha")
+            trial_ids.append(tid)
+    write_experiment(folder, name, study, epochs, trial_ids)
     return pd.Series(truth, name="trend")
+
+
+# where the synthetic trials "ran" (the node columns)
+SYNTHETIC_NODE = {"node": "synthetic", "node_ip": "127.0.0.1", "host": "synthetic", "device": "cpu"}
+LOCAL_NODE = {"node": "local", "node_ip": "127.0.0.1", "host": "local", "device": "cpu"}
+
+
+def write_trial(folder: Path, tid: str, config: dict, reports: pd.DataFrame, where: dict,
+                stop_reason: str) -> Path:
+    """One trial folder as Tune writes it: the config in ``params.json``, one ``result.json`` line per
+    report (the trainable's metrics and where it ran; the last one says how the trial ended)."""
+    trial_dir = folder / f"trial_{tid}"
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "params.json").write_text(json.dumps(config))
+    names, n = list(reports.columns), len(reports)
+    lines = []
+    # plain Python numbers (tolist), one row at a time: what json writes and the exporter reads back
+    for i, values in enumerate(zip(*(reports[c].tolist() for c in names)), start=1):
+        row = {**dict(zip(names, values)), **where, "trial_id": tid, "training_iteration": i, "done": i == n}
+        if i == n:
+            row["stop_reason"] = stop_reason
+        lines.append(json.dumps(row))
+    (trial_dir / "result.json").write_text("\n".join(lines) + "\n")
+    return trial_dir
+
+
+def write_experiment(folder: Path, name: str, study: str, epochs: int, trial_ids: list[str],
+                     status: str = "TERMINATED") -> None:
+    """The sweep's metadata and Tune's experiment state (each trial's status and folder), then the
+    Parquet tables, made by the exporter from those files."""
+    (folder / META_FILE).write_text(json.dumps({"name": name, "study": study, "epochs": epochs,
+                                                "settings": {"scheduler": "asha"}}))
+    trial_data = [[json.dumps({"trial_id": tid, "status": status, "relative_logdir": f"trial_{tid}"}),
+                   json.dumps({"error_filename": None})] for tid in trial_ids]
+    (folder / "experiment_state-2000-01-01_00-00-00.json").write_text(json.dumps({"trial_data": trial_data}))
+    export(folder)
 
 
 def _config(trend: str, rng: np.random.Generator) -> dict:
@@ -156,22 +187,22 @@ def engine_sweep(folder: str | Path, n_trials: int = 3, epochs: int = 40, seed: 
     ``epochs`` epochs, their curves and trials as Parquet with the platform's schema, and a real
     checkpoint per trial (``trial_<id>/checkpoint_000000/study.pt``). Takes about a second a trial."""
     from tune_sd.engine import Study
-    from tune_sd.engine.config import flatten, merge
+    from tune_sd.engine.config import merge
 
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny critics: threads only add overhead (and contend on a busy machine)
     try:
-        return _engine_sweep(Study, flatten, merge, Path(folder), n_trials, epochs, seed, name, study)
+        return _engine_sweep(Study, merge, Path(folder), n_trials, epochs, seed, name, study)
     finally:
         torch.set_num_threads(threads)
 
 
-def _engine_sweep(Study, flatten, merge, folder: Path, n_trials, epochs, seed, name, study) -> Path:
+def _engine_sweep(Study, merge, folder: Path, n_trials, epochs, seed, name, study) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     name = name or folder.name
-    curve_parts, trial_rows = [], []
+    trial_ids = []
     for i in range(n_trials):
         loss, gp, lr, lat = TINY_SPACE[i % len(TINY_SPACE)]
         cfg = merge(TINY, {"disc": {"loss_fun": loss, "gp": gp, "lr": lr}, "arch": {"lat_size": lat}, "epochs": epochs,
@@ -179,26 +210,10 @@ def _engine_sweep(Study, flatten, merge, folder: Path, n_trials, epochs, seed, n
         tid = f"tiny{seed:02d}_{i:05d}"
         run = Study(cfg)
         run.run()
-        trial_dir = folder / f"trial_{tid}"
-        ckpt = trial_dir / "checkpoint_000000"
-        run.save(ckpt / "study.pt")
         hist = pd.DataFrame(run.curve())
-        every = cfg["report_every"]
-        rep = hist[hist["epoch"] % every == 0].reset_index(drop=True)
-        cfg_cols = {f"cfg.{k}": (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
-                    for k, v in flatten(cfg).items()}
-        curve_parts.append(rep.assign(trial_id=tid, experiment=name, study=study, iteration=np.arange(1, len(rep) + 1),
-                                      node="local", node_ip="127.0.0.1", host="local", **cfg_cols))
-        trial_rows.append({
-            "trial_id": tid, "status": "TERMINATED", "epochs": int(rep["epoch"].iloc[-1]),
-            "final_avg_acc": float(rep["avg_acc"].iloc[-1]), "best_avg_acc": float(rep["avg_acc"].max()),
-            "stopped_early": False, "checkpoint": str(ckpt), "node": "local", "error": None, "experiment": name,
-            "study": study, "path": str(trial_dir), **cfg_cols})
-    curves = pd.concat(curve_parts, ignore_index=True)
-    first = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
-             "loss_fake", "loss_gp", "grad_max", "time_s", "node", "nonfinite", "node_ip", "host"]
-    curves = curves[first + [c for c in curves.columns if c not in first]]
-    pq.write_table(pa.Table.from_pandas(curves, preserve_index=False), folder / "curves.parquet")
-    pq.write_table(pa.Table.from_pandas(pd.DataFrame(trial_rows), preserve_index=False), folder / "trials.parquet")
-    (folder / "tune_sd.json").write_text(json.dumps({"name": name, "study": study, "epochs": epochs}))
+        reports = hist[hist["epoch"] % cfg["report_every"] == 0].reset_index(drop=True)
+        trial_dir = write_trial(folder, tid, cfg, reports, where=LOCAL_NODE, stop_reason="completed")
+        run.save(trial_dir / "checkpoint_000000" / "study.pt")
+        trial_ids.append(tid)
+    write_experiment(folder, name, study, epochs, trial_ids)
     return folder

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tune_helpers import assert_complete_curves, read_tables, write_space
+from tune_helpers import BASE, assert_complete_curves, read_tables, write_space
 
 from tune_sd.tune.cluster import _loopback_only
 from tune_sd.tune.spaces import load_space
@@ -49,8 +49,10 @@ def three_nodes():
     cluster.shutdown()  # only the cluster this test started
 
 
-def _rows(exp: Path):
-    for f in exp.glob("trial_*/result.json"):
+def _rows(folder: Path):
+    """Every result row Tune wrote under ``folder`` (a sweep or one trial), in the order written."""
+    own = folder / "result.json"
+    for f in [own] if own.exists() else sorted(folder.glob("trial_*/result.json")):
         for line in f.read_text().splitlines():
             try:
                 yield json.loads(line)
@@ -62,8 +64,9 @@ def _rows(exp: Path):
 def test_trials_spread_over_nodes_and_survive_a_lost_worker(three_nodes, tmp_path):
     cluster, workers = three_nodes
     victim = workers[1]
+    epochs = 600
     space = write_space(tmp_path, "multi", {"arch": {"parameters": {"lat_size": {"values": [2, 3, 4]}}}},
-                        base={"epochs": 600, "checkpoint_every": 1, "figure_every": 0},
+                        base={"epochs": epochs, "checkpoint_every": 1, "figure_every": 0},
                         tune={"scheduler": "fifo", "num_samples": 1, "max_failures": 3})
     shared = tmp_path / "shared"  # storage every node reaches (one machine: one path)
     plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(shared), name="multi"))
@@ -89,13 +92,25 @@ def test_trials_spread_over_nodes_and_survive_a_lost_worker(three_nodes, tmp_pat
 
     curves, trials = read_tables(exp)
     assert len(trials) == 3 and set(trials.status) == {"TERMINATED"}
-    assert (trials.epochs == 600).all()
+    assert (trials.epochs == epochs).all()
     assert_complete_curves(curves)
     assert curves.node.nunique() >= 2
-    # the trial that lost its node finished elsewhere
+    # the trial that lost its node finished elsewhere, resumed from its checkpoint: the first report
+    # after the move (in the order result.json got them) continues past epoch 0, at the iteration after
+    # a saved one (checkpoint_every 1: every report before the move was saved)
+    every = BASE["report_every"]
     for tid in removed["trials"]:
         nodes = list(curves[curves.trial_id == tid].sort_values("iteration").node)
         assert nodes[0] == victim.node_id[:12] and nodes[-1] != victim.node_id[:12]
+        rows = [r for r in _rows(exp / f"trial_{tid}") if "training_iteration" in r]
+        moved = next(i for i, r in enumerate(rows) if r["node"] != victim.node_id[:12])
+        first_after, before = rows[moved], rows[:moved]
+        assert before, "the trial reported nothing before its node went"
+        start_epoch = first_after["epoch"] - every  # the epoch the restored study started from
+        assert start_epoch > 0, f"trial {tid} restarted from scratch after the move: {first_after}"
+        assert start_epoch in {r["epoch"] for r in before}  # a point it had reached and saved on the victim
+        assert first_after["training_iteration"] == start_epoch // every + 1
+        assert first_after["iterations_since_restore"] < first_after["training_iteration"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine: the GPU path is skipped")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from ray.tune.search.sample import Categorical, Float, Integer, Quantized
 
-from tune_sd.engine.config import Config
+from tune_sd.engine.config import Config, defaults
 from tune_sd.errors import ConfigError
 from tune_sd.tune import spaces
 from tune_sd.tune.spaces import SearchSpace, list_spaces, load_space, space_from_dict
@@ -437,9 +437,13 @@ tune: {num_samples: 8, scheduler: ASHA}
 """
 
 
-def test_optuna_space_and_decode(tmp_path):
+def test_optuna_space_and_the_trainables_decoder(tmp_path):
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from ray.tune.utils.util import unflatten_dict
+
+    from tune_sd.engine.config import merge
+    from tune_sd.tune.trainable import split_trial_config
 
     space = load_space(str(write(tmp_path, BAYES)))
     assert space.method == "bayes"
@@ -458,29 +462,25 @@ def test_optuna_space_and_decode(tmp_path):
     assert dists["disc.gp"] == FloatDistribution(0.0, 1e-3)
     assert dists["disc.hid_size"] == IntDistribution(32, 256, step=32)
 
+    # what a trial receives: Ray's OptunaSearch unflattens trial.params; the trainable decodes the
+    # lists (split_trial_config -> decode_value, the code every bayes trial runs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(12):
         trial = study.ask(dists)
-        cfg = space.decode(trial.params)
-        assert cfg["disc"]["hid_num"] in ([2, 2], [2, 4], [2, 8])  # the lists are back
-        assert cfg["arch"]["hid_num"] == [2, 0] and cfg["disc"]["wd"] == 1e-7 and cfg["ext"] == ["input"]
-        Config.from_dict(cfg)
-        seen.add(tuple(cfg["disc"]["hid_num"]))
+        tree, labels = split_trial_config(unflatten_dict(dict(trial.params)))
+        cfg = Config.from_dict(merge(space.base, tree))
+        assert labels == {}
+        assert cfg.disc.hid_num in ([2, 2], [2, 4], [2, 8])  # the lists are back
+        assert cfg.arch.hid_num == [2, 0] and cfg.disc.wd == 1e-7 and cfg.ext == ["input"]
+        assert cfg.disc.lr == trial.params["disc.lr"] and cfg.disc.iters == trial.params["disc.iters"]
+        seen.add(tuple(cfg.disc.hid_num))
         study.tell(trial, 0.5)
     assert len(seen) > 1
-    # a nested dict of the same codes decodes alike; constants may be left out
+    # flat dotted keys decode alike
     trial = study.trials[0]
-    assert space.decode({k: v for k, v in trial.params.items() if k not in ("arch.hid_num", "disc.wd")}) == \
-        space.decode(trial.params)
-    nested = {"arch": {"lat_size": trial.params["arch.lat_size"]},
-              "disc": {k.split(".")[1]: v for k, v in trial.params.items() if k.startswith("disc.")}}
-    assert space.decode(nested) == space.decode(trial.params)
-    with pytest.raises(ConfigError, match="disc.lrr"):
-        space.decode({**trial.params, "disc.lrr": 1})
-    with pytest.raises(ConfigError, match="no value for .*disc.hid_num"):
-        space.decode({"disc.lr": 1e-3})
+    assert split_trial_config(dict(trial.params)) == split_trial_config(unflatten_dict(dict(trial.params)))
 
 
 def test_bayes_refuses_what_optuna_cannot_express():
@@ -642,7 +642,9 @@ def test_a_bare_seed_sweep_dict_is_a_space():
                              "parameters": {"arch": {"parameters": {"lat_size": {"values": [1, 3]}}}}})
     assert space.base == {} and space.tune == {} and space.description == ""
     for cfg in space.sample(3, seed=0):
-        assert Config.from_dict(cfg).disc.lr == 1e-4  # everything else: the engine defaults
+        # everything else: the engine defaults
+        assert Config.from_dict(cfg).flat() == {**Config.from_dict(defaults()).flat(),
+                                                "arch.lat_size": cfg["arch"]["lat_size"]}
 
 
 # ---------------------------------------------------------------------------------------------

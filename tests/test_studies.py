@@ -11,7 +11,7 @@ import pytest
 import yaml
 from ray.tune.search.sample import Categorical, Function
 
-from tune_sd.engine.config import Config
+from tune_sd.engine.config import SCHEMA, Config
 from tune_sd.errors import ConfigError
 from tune_sd.tune.spaces import SPACES_DIR, list_spaces, load_space, space_from_dict
 from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep
@@ -137,7 +137,7 @@ def test_depth_check_is_a_grid_of_the_eight_named_variants():
     from tune_sd.tune.trainable import split_trial_config
 
     tree, labels = split_trial_config(configs[3] | {"variant": "v3"})
-    assert labels == {"variant": "v3"} and Config.from_dict(tree).disc.gp == 1e-5
+    assert labels == {"variant": "v3"} and Config.from_dict(tree).disc.gp == DEPTH_VARIANTS["v3"]["disc.gp"]
     assert space.sample(8, seed=0) == [{k: v for k, v in c.items() if k != "variant"} for c in configs]
     ps = space.param_space()
     assert ps["variant"] == {"grid_search": list(DEPTH_VARIANTS)}
@@ -181,7 +181,8 @@ def test_variants_combine_with_parameters_and_base():
     assert len(configs) == 6
     seen = {(c["variant"], c["arch"]["lat_size"]): c for c in configs}
     assert set(seen) == {(v, n) for v in "abc" for n in (1, 3)}
-    assert seen[("a", 1)]["disc"]["gp"] == 1e-4 and seen[("a", 1)]["disc"]["lr"] == 1e-4  # base, then default
+    # the base's value, and the engine's default for what neither sets
+    assert seen[("a", 1)]["disc"]["gp"] == 1e-4 and seen[("a", 1)]["disc"]["lr"] == SCHEMA["disc.lr"].default
     assert seen[("b", 3)]["disc"]["gp"] == 0.0 and seen[("b", 3)]["disc"]["lr"] == 1e-3
     assert seen[("c", 1)]["ext"] == ["grad"] and seen[("a", 1)]["ext"] is None
     # method random picks a variant per trial

@@ -10,12 +10,14 @@ import psutil
 import pytest
 import torch
 
-from tune_helpers import assert_complete_curves, read_tables, write_space
+from tune_helpers import BASE, assert_complete_curves, read_tables, write_space
 from tune_sd.engine import Study
+from tune_sd.engine.checkpoint import load_checkpoint
 from tune_sd.engine.config import Config
 from tune_sd.tune.results import CURVE_COLUMNS, TRIAL_COLUMNS
 from tune_sd.tune.spaces import load_space
 from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+from tune_sd.tune.trainable import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +67,8 @@ def test_asha_sweep_stops_a_non_learner_and_writes_complete_tables(ray_local, tm
     assert len(trials) == 4 and set(trials.status) == {"TERMINATED"}
     assert_complete_curves(curves)
     stopped = trials[trials.stopped_early]
-    assert len(stopped) >= 1 and (stopped.epochs < 240).all()
-    assert (trials[~trials.stopped_early].epochs == 240).all()
+    assert len(stopped) >= 1 and (stopped.epochs < BASE["epochs"]).all()
+    assert (trials[~trials.stopped_early].epochs == BASE["epochs"]).all()
     assert (stopped["cfg.disc.lr"] == 1e-7).all()  # the non-learner is what ASHA cuts
     # each trial's last curve row is its trials.parquet summary
     for _, t in trials.iterrows():
@@ -92,45 +94,69 @@ def test_asha_sweep_stops_a_non_learner_and_writes_complete_tables(ray_local, tm
 
 
 def test_a_trial_that_raises_resumes_from_its_checkpoint_without_gap_or_repeat(ray_local, tmp_path):
+    epochs = 120
     space = write_space(tmp_path, "retry", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
-                        base={"epochs": 120}, tune={"scheduler": "fifo", "num_samples": 1})
+                        base={"epochs": epochs}, tune={"scheduler": "fifo", "num_samples": 1})
     exp = sweep(space, tmp_path / "store", "retry")
     curves, trials = read_tables(exp)
     (trial_id,) = trials.trial_id
     assert os.path.exists(f"{ray_local['marker']}.{trial_id}"), "the injected failure did not happen"
-    assert trials.status.iloc[0] == "TERMINATED" and trials.epochs.iloc[0] == 120
+    assert trials.status.iloc[0] == "TERMINATED" and trials.epochs.iloc[0] == epochs
     assert_complete_curves(curves)
     # the curve, through the failure and the restore, is the engine's uninterrupted run
     cfg = Config.from_dict(json.loads((exp / f"trial_{trial_id}" / "params.json").read_text()))
     torch.set_num_threads(1)
     study = Study(cfg)
     study.run()
-    assert list(curves.sort_values("iteration").avg_acc) == study.history["avg_acc"][19::20]
+    every = cfg.report_every
+    assert list(curves.sort_values("iteration").avg_acc) == study.history["avg_acc"][every - 1::every]
 
 
 def test_a_nan_trial_ends_as_an_error_with_its_reason_and_the_sweep_goes_on(ray_local, tmp_path):
     overflow = tmp_path / "overflow.lib"
     overflow.write_text("np.exp(1000*N0*X10[:,0])\n")
+    epochs = 40
     space = write_space(tmp_path, "nan", {"library": {"parameters": {"path": {"values": ["F10_v1", str(overflow)]}}}},
-                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+                        base={"epochs": epochs}, tune={"scheduler": "fifo", "num_samples": 1})
     exp = sweep(space, tmp_path / "store", "nan")
     _, trials = read_tables(exp)
     bad = trials[trials["cfg.library.path"] == str(overflow)].iloc[0]
     good = trials[trials["cfg.library.path"] == "F10_v1"].iloc[0]
     assert bad.status == "ERROR" and "non-finite" in bad.error
-    assert good.status == "TERMINATED" and good.epochs == 40
+    assert good.status == "TERMINATED" and good.epochs == epochs
 
 
-def test_bayes_search_with_optuna(ray_local, tmp_path):
+def test_bayes_search_with_optuna_builds_critics_from_decoded_lists(ray_local, tmp_path):
+    """Optuna only suggests scalars, so list choices (pairs of an embedding critic, Adam's betas, the
+    extra inputs) reach the trial as text; the trainable decodes them: the critics are built with the
+    lists, and the tables hold them as every other sweep does (JSON text of the list)."""
+    hid_sizes, betas, exts = [[2, 4], [4, 8]], [[0.5, 0.9], [0.9, 0.999]], [["input"], ["grad"]]
     space = write_space(tmp_path, "bayes", {"disc": {"parameters": {
         "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
-        "hid_num": {"values": [1, 2]}}}}, base={"epochs": 40}, method="bayes",
+        "hid_size": {"values": hid_sizes}, "betas": {"values": betas}}}, "ext": {"values": exts}},
+        base={"epochs": 40, "ext_type": "embed"}, method="bayes",
         tune={"scheduler": "fifo", "num_samples": 3, "max_concurrent": 2})
     exp = sweep(space, tmp_path / "store", "bayes")
     curves, trials = read_tables(exp)
     assert len(trials) == 3 and set(trials.status) == {"TERMINATED"}
     assert trials["cfg.disc.lr"].between(1e-5, 1e-2).all()
     assert_complete_curves(curves)
+    for _, t in trials.iterrows():
+        state = load_checkpoint(os.path.join(t.checkpoint, CHECKPOINT_FILE))
+        built = state["config"]
+        disc = built["disc"]
+        assert disc["hid_size"] in hid_sizes and disc["betas"] in betas and built["ext"] in exts
+        # the tables hold each list as the JSON text of the list the trial was built with
+        for col, value in (("cfg.disc.hid_size", disc["hid_size"]), ("cfg.disc.betas", disc["betas"]),
+                           ("cfg.ext", built["ext"])):
+            assert t[col] == json.dumps(value), col
+            assert (curves.loc[curves.trial_id == t.trial_id, col] == json.dumps(value)).all(), col
+        # the critic itself: [embedding, main] hidden units, the embedding's inputs (a point's value and
+        # its extra numbers), and the optimizer's betas
+        emb_size, main_size = disc["hid_size"]
+        assert state["critic"]["embed.0.weight"].shape == (emb_size, 1 + Config.from_dict(built).derived_ext_size)
+        assert state["critic"]["main.0.weight"].shape[0] == main_size
+        assert list(state["optimizer"]["param_groups"][0]["betas"]) == disc["betas"]
 
 
 def tune_sd(*args, timeout=300):
@@ -139,13 +165,14 @@ def tune_sd(*args, timeout=300):
 
 
 def test_status_and_export_commands(ray_local, tmp_path):
+    epochs = 40
     space = write_space(tmp_path, "small", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
-                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+                        base={"epochs": epochs}, tune={"scheduler": "fifo", "num_samples": 1})
     exp = sweep(space, tmp_path / "store", "small")
     (exp / "curves.parquet").unlink()
     p = tune_sd("export", "small", "--storage", str(tmp_path / "store"))
     assert p.returncode == 0, p.stderr
-    assert len(pd.read_parquet(exp / "curves.parquet")) == 2
+    assert len(pd.read_parquet(exp / "curves.parquet")) == epochs // BASE["report_every"]  # one row a report
     p = tune_sd("status", str(exp))
     assert p.returncode == 0 and "TERMINATED" in p.stdout and "avg_acc" in p.stdout
     # the same name again is refused: nothing is overwritten
@@ -158,12 +185,13 @@ def test_status_and_export_commands(ray_local, tmp_path):
 
 def test_storage_uri(ray_local, tmp_path):
     """Storage given as a URI (s3://, gs://, file://) goes through pyarrow's filesystems end to end."""
+    epochs = 40
     space = write_space(tmp_path, "uri", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
-                        base={"epochs": 40}, tune={"scheduler": "fifo", "num_samples": 1})
+                        base={"epochs": epochs}, tune={"scheduler": "fifo", "num_samples": 1})
     uri = f"file://{tmp_path / 'remote'}"
     exp = sweep(space, uri, "uri")
     assert str(exp) == f"{uri}/uri"
     curves, trials = read_tables(tmp_path / "remote" / "uri")
-    assert len(curves) == 2 and trials.checkpoint.iloc[0].startswith(uri)
+    assert len(curves) == epochs // BASE["report_every"] and trials.checkpoint.iloc[0].startswith(uri)
     p = tune_sd("status", "uri", "--storage", uri)
     assert p.returncode == 0 and "TERMINATED" in p.stdout
