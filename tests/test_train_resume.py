@@ -18,6 +18,16 @@ import yaml
 from tune_sd.cli import main
 from tune_sd.engine import Study, load_checkpoint, resolve
 
+
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Each test starts with Python's own Ctrl-C handler, as a fresh `tune-sd train` process has: a Tune
+    run earlier in the same test process leaves Tune's handler installed."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 TINY = ["disc.hid_num=2", "disc.hid_size=16", "arch.lat_size=3", "data.n_points=100", "data.split_sizes=[60,20,20]",
         "avg_hor=20"]
 # a regularisation run (Step 7) without a critic: the same loop, another state
