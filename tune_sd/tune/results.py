@@ -26,7 +26,7 @@ TRIAL_COLUMNS = ["trial_id", "status", "epochs", "final_avg_acc", "best_avg_acc"
 EXTRA_METRICS = ["nonfinite", "node_ip", "host", "device"]
 # a regularisation run's (Step 7) metrics: columns of its own, present in the tables of such sweeps
 REGULARIZE_METRICS = ["loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc"]
-LABELS = ["variant", "rung"]
+LABELS = ["variant", "rung", "repeat"]
 META_FILE = "tune_sd.json"  # written by the sweep: study name, planned epochs, options
 STOPS_FILE = "stops.jsonl"  # written by the non-learner stopper: one line per trial it stopped
 

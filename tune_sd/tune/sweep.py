@@ -53,6 +53,9 @@ class SweepOptions:
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
     critic_from: str | None = None  # regularisation studies: a sweep (its best trial) or a checkpoint
+    pack: str | int | None = None   # auto | off | P: trials of one shape key train as one population
+    repeat: int = 1                 # seeds per sampled config (a `repeat` label)
+    repeat_data: bool = False       # each repeat also draws its own input points (data.seed)
 
 
 @dataclass
@@ -135,14 +138,22 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     if settings["gpus_per_trial"] < 0 or settings["cpus_per_trial"] <= 0:
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     settings["task"] = cfg.task
+    from .packing import check_repeat, resolve_pack
+
+    settings["repeat"], settings["repeat_data"] = check_repeat(opts.repeat, opts.repeat_data, settings["search"])
+    settings["pack"] = resolve_pack(opts.pack if opts.pack is not None else tune_block.get("pack"), settings)
     if cfg.task == "regularize" and "nonlearner" in str(settings["scheduler"]):
         raise ConfigError(f"--scheduler {settings['scheduler']}: the non-learner stopper reads a critic's accuracy; "
                           "a regularisation study reports val_mse and min_corr (use fifo, asha or median)")
     if critic_note:
         settings["critic_from"] = critic_note
     name = opts.name or space.name
-    return SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
+    plan = SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
                      fixed=fixed)
+    from .packing import settle_auto
+
+    settle_auto(plan)
+    return plan
 
 
 def _check_regularize(cfg: Config, study: str) -> None:
@@ -171,6 +182,9 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
         lines.insert(2, f"critic: {s['critic_from']}" + ("" if path in s["critic_from"] else f" ({path})"))
     for key, block in resolved.get("parameters", {}).items():
         lines.append(f"  {key}: {yaml.safe_dump(block, default_flow_style=True, width=1000).strip()}")
+    from .packing import describe_packing
+
+    lines.extend(describe_packing(plan))
     lines.append("")
     samples = plan.space.sample(n, seed=plan.settings["seed"])
     for i, sample in enumerate(samples):
@@ -192,10 +206,15 @@ def _differences(tree: dict) -> dict:
 # ------------------------------------------------------------------------------------ running
 
 
-def _trainable(settings: dict):
+def _trainable(settings: dict, name: str | None = None):
     from ray import tune
 
     from .trainable import SDTrainable
+
+    if settings.get("pack", "off") != "off" and name:
+        from .packing import packed_trainable
+
+        return packed_trainable(settings, name)
 
     resources = {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]}
     return tune.with_resources(SDTrainable, resources)
@@ -221,6 +240,15 @@ def _param_space_and_searcher(plan: SweepPlan):
         return param_space, searcher
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    if s.get("repeat", 1) > 1:
+        from .packing import repeat_points
+
+        # R copies of each sampled config, each with its own seed: evaluated as given
+        points = repeat_points(plan)
+        keys = {}  # Tune sets a point's values into the space: every key must be there
+        for point in points:
+            keys.update(flatten(point))
+        return unflatten(keys), BasicVariantGenerator(points_to_evaluate=points, max_concurrent=s["max_concurrent"] or 0)
     # the space (its base and what it sweeps), then what the sweep fixes on top
     param_space = merge(plan.space.param_space(grid=s["search"] == "grid"), unflatten(plan.fixed))
     if "seed" not in plan.space.params and "seed" not in plan.base:
@@ -235,7 +263,7 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _swept_columns(space, sep: str = "/") -> dict:
+def _swept_columns(space, sep: str = "/", repeat: bool = False) -> dict:
     """Progress table columns: the swept keys only, by their last name. Nested trial configs are
     looked up with "/"; a searcher's flat dotted keys (Optuna) with the dotted key itself."""
     cols = {}
@@ -246,6 +274,8 @@ def _swept_columns(space, sep: str = "/") -> dict:
         cols[key.replace(".", sep)] = short if short not in cols.values() else key
     for label in space.axes():  # variant / rung names
         cols[label] = label
+    if repeat:
+        cols["repeat"] = "repeat"
     return cols
 
 
@@ -330,19 +360,33 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
 
         scheduler = make_scheduler(s["scheduler"], epochs=s["epochs"], report_every=s["report_every"],
                                    grace_period=s["grace_period"], reduction_factor=s["reduction_factor"])
+        num_samples = int(s["num_samples"])
+        if s.get("repeat", 1) > 1:
+            from .packing import repeat_points
+
+            num_samples = len(repeat_points(plan))  # the sampled configs (or grid points) times the repeats
         tuner = tune.Tuner(
-            _trainable(s), param_space=param_space,
+            _trainable(s, plan.name), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
-                                        search_alg=searcher, num_samples=int(s["num_samples"]),
+                                        search_alg=searcher, num_samples=num_samples,
                                         reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=_run_config(plan.name, plan.storage, s,
-                                   _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
+                                   _swept_columns(plan.space, "." if s["search"] == "bayes" else "/",
+                                                  s.get("repeat", 1) > 1),
                                    stop=_stopper(plan)))
         tuner.fit()
     finally:
+        _stop_packing(plan.name, s)
         if started:
             ray.shutdown()
     return finish(plan.exp_uri)
+
+
+def _stop_packing(name: str, settings: dict) -> None:
+    if settings.get("pack", "off") != "off":
+        from .executor import stop_registry
+
+        stop_registry(name)
 
 
 def finish(exp_dir) -> str:
@@ -384,10 +428,12 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
 
     started = connect(address)
     try:
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings), resume_unfinished=True,
+        name = meta.get("name") or Path(str(exp_dir)).name
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings, name), resume_unfinished=True,
                                    resume_errored=True)
         tuner.fit()
     finally:
+        _stop_packing(meta.get("name") or Path(str(exp_dir)).name, settings)
         if started:
             ray.shutdown()
     return finish(exp_dir)
