@@ -200,7 +200,9 @@ class PopulationExecutor:
             return {**last, "epoch": epoch, "error": metrics["error"], "done": True}
         if metrics is None:  # restored at its last epoch
             metrics = {m: h[-1] for m, h in history.items() if h} | {"epoch": epoch}
-        report = {**metrics, "done": self.pop.done(member_id)}
+        # which population trained it, and with how many members at the time (in result.json, TensorBoard)
+        report = {**metrics, "done": self.pop.done(member_id), "pack_members": len(self.pop),
+                  "pack_executor": ray.get_runtime_context().get_actor_id()[:12]}
         if "acc_mean" in history:
             epochs = history["acc_mean"][request.first:] or history["acc_mean"][-1:]
             report["acc_report"] = sum(epochs) / len(epochs)

@@ -28,8 +28,11 @@ from .executor import get_registry
 # the trial config's labels (as trainable.LABELS, without importing torch here)
 LABELS = ("variant", "rung", "repeat")
 CHECKPOINT_FILE = "study.pt"  # as trainable.CHECKPOINT_FILE: packed and unpacked checkpoints interchange
+# as trainable.FAIL_ONCE_ENV: "<experiment>:<marker prefix>:<epoch>" makes each trial of that experiment
+# raise once, in the report that would run that epoch (the tests of retries run packed too)
+FAIL_ONCE_ENV = "TUNE_SD_FAIL_ONCE"
 # engine defaults of the report cadence (config.SCHEMA), for configs that leave them out
-CADENCE = {"report_every": 25, "checkpoint_every": 10, "figure_every": 20, "task": "sd"}
+CADENCE = {"report_every": 25, "checkpoint_every": 10, "figure_every": 20}
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class PackedTrainable(tune.Trainable):
         self.config_ = dict(config)
         self.labels = {k: config[k] for k in LABELS if k in config}
         self.cadence = {k: _lookup(config, k, default) for k, default in CADENCE.items()}
-        self.executor, self.device, self.reports = None, "cpu", 0
+        self.executor, self.device, self.reports, self.epoch = None, "cpu", 0, 0
 
     # ------------------------------------------------------------------ membership
     def _join(self, checkpoint: str | None = None) -> dict:
@@ -77,7 +80,7 @@ class PackedTrainable(tune.Trainable):
                 if attempt == 2:  # a fresh executor could not be reached either
                     raise
                 time.sleep(0.5)
-        self.executor, self.device = executor, joined["device"]
+        self.executor, self.device, self.epoch = executor, joined["device"], joined["epoch"]
         return joined
 
     def _leave(self) -> None:
@@ -92,6 +95,7 @@ class PackedTrainable(tune.Trainable):
     def step(self) -> dict:
         if self.executor is None:
             self._join()
+        self._maybe_fail(self.epoch, self.epoch + self.cadence["report_every"])
         try:
             result = ray.get(self.executor.advance.remote(self.trial_id, self.cadence["report_every"]))
         except ray.exceptions.RayActorError as e:
@@ -99,6 +103,7 @@ class PackedTrainable(tune.Trainable):
             self.executor = None
             raise ExecutorLost(f"the executor of this trial's population was lost ({type(e).__name__}); "
                                "retrying from the last checkpoint") from None
+        self.epoch = int(result["epoch"])
         if "error" in result:
             return {**result, **self._where()}
         self.reports += 1
@@ -110,6 +115,19 @@ class PackedTrainable(tune.Trainable):
             # drawn by the executor from a solo study rebuilt from the member's state, while training goes on
             self.executor.figure.remote(self.trial_id, self.logdir)
         return result
+
+    def _maybe_fail(self, after: int, upto: int) -> None:
+        spec = os.environ.get(FAIL_ONCE_ENV)
+        if not spec:
+            return
+        experiment, marker, at = spec.split(":")
+        storage = getattr(self, "_storage", None)
+        if storage is None or storage.experiment_dir_name != experiment:
+            return
+        marker = Path(f"{marker}.{self.trial_id}")
+        if after < int(at) <= upto and not marker.exists():
+            marker.write_text("failed once\n")
+            raise RuntimeError(f"injected failure at epoch {at} ({FAIL_ONCE_ENV})")
 
     def _where(self) -> dict:
         return {"node": self.node, "node_ip": self.node_ip, "host": self.host, "device": self.device, **self.labels}
