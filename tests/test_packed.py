@@ -86,7 +86,7 @@ def test_checkpoints_interchange_between_packed_and_solo(pair, tmp_path):
         study = Study.from_state(load_checkpoint(early / "study.pt"))
         assert study.epoch == 40
         study.run()
-        twin = unpacked[(unpacked["cfg.disc.lr"] == t["cfg.disc.lr"]) & (unpacked.repeat == t.repeat)].iloc[0]
+        twin = unpacked[(unpacked["cfg.disc.lr"] == t["cfg.disc.lr"]) & (unpacked["repeat"] == t["repeat"])].iloc[0]
         end = unpacked_curves[(unpacked_curves.trial_id == twin.trial_id)].sort_values("epoch").iloc[-1]
         assert study.history["avg_acc"][-1] == pytest.approx(end.avg_acc, rel=1e-5)
 

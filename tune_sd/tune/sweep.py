@@ -245,9 +245,8 @@ def _param_space_and_searcher(plan: SweepPlan):
 
         # R copies of each sampled config, each with its own seed: evaluated as given
         points = repeat_points(plan)
-        keys = {}  # Tune sets a point's values into the space: every key must be there
-        for point in points:
-            keys.update(flatten(point))
+        # Tune sets a point's values into the space: every key must be there (None: Tune checks nothing)
+        keys = {key: None for point in points for key in flatten(point)}
         return unflatten(keys), BasicVariantGenerator(points_to_evaluate=points, max_concurrent=s["max_concurrent"] or 0)
     # the space (its base and what it sweeps), then what the sweep fixes on top
     param_space = merge(plan.space.param_space(grid=s["search"] == "grid"), unflatten(plan.fixed))
