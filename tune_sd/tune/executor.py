@@ -29,6 +29,9 @@ NAMESPACE = "tune_sd"
 # fault injection for tests: "<experiment>:<marker file>:<epoch>" makes an executor of that experiment
 # die (as if killed) once, when one of its members reaches that epoch; the marker records that it did
 KILL_ONCE_ENV = "TUNE_SD_KILL_EXECUTOR_ONCE"
+# a trial that finds every population of its key full waits this long for a member to leave (Tune may
+# start the next trial before the last one's actor has cleaned up) before it starts another population
+PLACE_WAIT_S = 10.0
 # a pass waits this long for members that just reported to come back, so that passes stay full
 LINGER_S = 0.05
 
@@ -261,16 +264,21 @@ class PackRegistry:
         self.cpus, self.gpus = cpus_per_trial, gpus_per_trial
         self.executors: dict[tuple, list[list]] = {}  # (key, node) -> [[executor, members set, capacity], ...]
         self.where: dict[str, tuple] = {}             # member -> (key, node, executor)
-        self.lock = asyncio.Lock()
+        self.released = asyncio.Condition()
 
     async def place(self, member_id: str, config: dict, node_id: str, checkpoint: str | None = None):
         """Join the member to an executor; returns (executor, capacity, what the join said)."""
         await self.release(member_id)
         key, size = pack_plan(config, self.pack, self.gpus)
-        async with self.lock:  # choosing a place and taking it is one step
-            slot = self._free_slot((key, node_id), size)
+        where = (key, node_id)
+        async with self.released:
+            try:
+                await asyncio.wait_for(self.released.wait_for(lambda: self._has_place(where)), PLACE_WAIT_S)
+            except asyncio.TimeoutError:
+                pass  # more trials of this key than places: one more population
+            slot = self._free_slot(where, size)  # choosing a place and taking it is one step (no await)
             slot[1].add(member_id)
-            self.where[member_id] = ((key, node_id), slot[0])
+            self.where[member_id] = (where, slot[0])
         try:
             joined = await slot[0].join.remote(member_id, config, checkpoint)
         except ray.exceptions.RayActorError:
@@ -281,6 +289,10 @@ class PackRegistry:
             self.where.pop(member_id, None)
             raise
         return slot[0], size, joined
+
+    def _has_place(self, where: tuple) -> bool:
+        slots = self.executors.get(where, [])
+        return not slots or any(len(slot[1]) < slot[2] for slot in slots)
 
     def _free_slot(self, where: tuple, size: int) -> list:
         slots = self.executors.setdefault(where, [])
@@ -306,17 +318,21 @@ class PackRegistry:
         if placed is None:
             return
         where, executor = placed
-        for slot in self.executors.get(where, []):
-            if slot[0] == executor:
-                slot[1].discard(member_id)
         try:
             await executor.leave.remote(member_id)
         except ray.exceptions.RayActorError:
             self._forget(executor)
+        for slot in self.executors.get(where, []):
+            if slot[0] == executor:
+                slot[1].discard(member_id)
+        async with self.released:
+            self.released.notify_all()
 
     async def lost(self, executor) -> None:
         """An executor died: its members are gone; the next trials of its key get a fresh one."""
         self._forget(executor)
+        async with self.released:
+            self.released.notify_all()
 
     def _forget(self, executor) -> None:
         for where, slots in self.executors.items():

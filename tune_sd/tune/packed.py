@@ -80,6 +80,8 @@ class PackedTrainable(tune.Trainable):
                 if attempt == 2:  # a fresh executor could not be reached either
                     raise
                 time.sleep(0.5)
+        # the member's name, kept: a reused actor's trial id is the next trial's by the time it leaves
+        self.member = self.trial_id
         self.executor, self.device, self.epoch = executor, joined["device"], joined["epoch"]
         return joined
 
@@ -87,7 +89,7 @@ class PackedTrainable(tune.Trainable):
         if self.executor is not None:
             self.executor = None
             try:
-                ray.get(self.registry.release.remote(self.trial_id))
+                ray.get(self.registry.release.remote(self.member))
             except ray.exceptions.RayError:
                 pass  # the registry is gone with the sweep: nothing is left to leave
 
