@@ -174,3 +174,27 @@ def test_repeat_data_draws_its_own_points_per_repeat_and_dry_run_says_what_packs
 
     with pytest.raises(ConfigError, match="--pack"):
         plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path), pack="many"))
+
+
+def test_the_report_shows_the_spread_over_repeats(pair, tmp_path):
+    from tune_sd.analysis.pipeline import analyze
+    from tune_sd.analysis.repeats import repeat_spread
+
+    _, trials = read_tables(pair["packed"])
+    spread = repeat_spread(trials)
+    assert len(spread) == 2 and (spread.repeats == 2).all()
+    for _, row in spread.iterrows():
+        lr = float(row.config.split("=")[1])
+        acc = trials[trials["cfg.disc.lr"] == lr].final_avg_acc
+        assert row["median"] == pytest.approx(acc.median()) and row["range"] == pytest.approx(acc.max() - acc.min())
+    analyze([str(pair["packed"])], out=str(tmp_path / "analysis"), top_k=2, n_wrong=1, horizon=20)
+    html = (tmp_path / "analysis" / "report.html").read_text()
+    assert "Spread over repeats" in html and "over repeats" in html
+    assert f"{spread['median'].iloc[0]:.3f}" in html
+
+
+def test_repeat_spread_without_repeats_is_empty():
+    from tune_sd.analysis.repeats import repeat_spread
+
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "final_avg_acc": [0.6, 0.7], "cfg.disc.lr": [1e-3, 1e-4]})
+    assert repeat_spread(trials).empty

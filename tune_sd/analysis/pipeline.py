@@ -229,7 +229,12 @@ def _compare_section(sweeps, top, smoothed, out_dir, summary) -> Section:
           "final avg_acc, their smoothed accuracy (one colour per sweep) and their configs (the keys that "
           "differ between any of the compared trials).")
     sec.img("compare.png", "smoothed accuracy of the best trials of each sweep")
-    sec.table(top)
+    from .repeats import spread_of, with_spread
+
+    sec.table(with_spread(top, sweeps))  # a config run with several seeds: its median and range too
+    spread = spread_of(sweeps)
+    if len(spread):
+        sec.h3("Spread over repeats: final avg_acc per config, over its seeds").table(spread)
     summary.append("top trials:")
     params = [c for c in top.columns if c not in ("sweep", "study", "rank", "trial_id", "final_avg_acc",
                                                     "best_avg_acc", "epochs", "stopped_early", "trend")]

@@ -29,7 +29,7 @@ from .executor import get_registry
 LABELS = ("variant", "rung", "repeat")
 CHECKPOINT_FILE = "study.pt"  # as trainable.CHECKPOINT_FILE: packed and unpacked checkpoints interchange
 # as trainable.FAIL_ONCE_ENV: "<experiment>:<marker prefix>:<epoch>" makes each trial of that experiment
-# raise once, in the report that would run that epoch (the tests of retries run packed too)
+# raise once, in the report that runs that epoch (the tests of retries run packed too)
 FAIL_ONCE_ENV = "TUNE_SD_FAIL_ONCE"
 # engine defaults of the report cadence (config.SCHEMA), for configs that leave them out
 CADENCE = {"report_every": 25, "checkpoint_every": 10, "figure_every": 20}
@@ -97,7 +97,7 @@ class PackedTrainable(tune.Trainable):
     def step(self) -> dict:
         if self.executor is None:
             self._join()
-        self._maybe_fail(self.epoch, self.epoch + self.cadence["report_every"])
+        before = self.epoch
         try:
             result = ray.get(self.executor.advance.remote(self.trial_id, self.cadence["report_every"]))
         except ray.exceptions.RayActorError as e:
@@ -106,6 +106,7 @@ class PackedTrainable(tune.Trainable):
             raise ExecutorLost(f"the executor of this trial's population was lost ({type(e).__name__}); "
                                "retrying from the last checkpoint") from None
         self.epoch = int(result["epoch"])
+        self._maybe_fail(before, self.epoch)  # the report's epochs ran; the failure loses them, as unpacked
         if "error" in result:
             return {**result, **self._where()}
         self.reports += 1
