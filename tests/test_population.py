@@ -19,6 +19,15 @@ LOSSES = ("loss_real", "loss_fake", "loss_gp", "grad_max")
 RTOL, ATOL = 1e-3, 1e-5
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny critics: a second thread only adds hand-offs, and on a busy machine it stalls
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small(*extra, **dotted):
     return resolve(overrides=SMALL + list(extra), **dotted)
 
@@ -195,3 +204,47 @@ def test_pack_size_packs_small_critics_only_on_a_cpu():
     assert pack_size(small()) > 1
     assert pack_size(resolve()) == 1   # the 6 x 128 critic: a CPU core is compute-bound already
     assert pack_size(resolve(), "cuda") > 1
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_stacked_adam_matches_torch_fused_adam_per_member(fused, monkeypatch):
+    """Per-member lr, wd, betas and step counts (one member joins late, one skips steps)."""
+    from tune_sd.engine import population as pm
+
+    monkeypatch.setattr(pm, "FUSED_GROUPS", 16 if fused else 0)
+    if not fused:  # the broadcast path is the one a GPU takes with many groups: force it here
+        monkeypatch.setattr(pm, "_adam", _broadcast_only(pm))
+    shapes = [(37, 8), (8,), (1, 8), (1,)]
+    hyper = [(1e-3, 1e-4, 0.9, 0.999), (3e-3, 0.0, 0.5, 0.9), (1e-2, 1e-2, 0.3, 0.99)]
+    gen = torch.Generator().manual_seed(0)
+    solo = [[torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes] for _ in hyper]
+    opts = [torch.optim.Adam(ps, lr=lr, weight_decay=wd, betas=(b1, b2), fused=True)
+            for ps, (lr, wd, b1, b2) in zip(solo, hyper)]
+    stack = pm._Stack(0, "cpu")
+    for row, (ps, h) in enumerate(zip(solo, hyper)):
+        stack.insert(row, [p.detach() for p in ps], [torch.zeros(s) for s in shapes],
+                     [torch.zeros(s) for s in shapes], 0.0, [*h, 1e-8])
+    for it in range(40):
+        n = 3 if it % 4 else 2  # row 2 skips every fourth step
+        grads = [torch.randn((3,) + stack.params[j].shape[1:], generator=gen) for j in range(len(shapes))]
+        pm._adam(stack, [g[:n] for g in grads], n)
+        for r in range(n):
+            for j, p in enumerate(solo[r]):
+                p.grad = (grads[j][r].t() if j % 2 == 0 else grads[j][r].reshape(-1)).contiguous()
+            opts[r].step()
+    for r in range(3):
+        params, m, v, step = stack.member(r)
+        assert step == opts[r].state[solo[r][0]]["step"].item()
+        for p, got in zip(solo[r], params):
+            if fused:
+                assert torch.equal(p.detach(), got)
+            else:
+                assert torch.allclose(p.detach(), got, rtol=1e-6, atol=1e-7)
+
+
+def _broadcast_only(pm):
+    def adam(stack, grads, n):
+        with torch.no_grad():
+            stack.step[:n] += 1
+            pm._broadcast_adam(stack, grads, n)
+    return adam

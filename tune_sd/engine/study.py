@@ -49,6 +49,14 @@ def _seeds(seed: int, n: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64) >> np.uint64(1)]
 
 
+def nonfinite_message(study: "Study", loss_real: float, loss_fake: float, loss_gp: float, nonfinite: int) -> str:
+    """Why a study's epoch failed: its loss became non-finite (and what to try)."""
+    hint = (f"; the samples held {nonfinite} non-finite value(s) (e.g. exp overflow in {study.library.path})"
+            if nonfinite else "; try a lower disc.lr or a larger disc.gp")
+    return (f"epoch {study.epoch + 1}: the critic's loss became non-finite "
+            f"(loss_real={loss_real}, loss_fake={loss_fake}, loss_gp={loss_gp}){hint}")
+
+
 class Study(RunLoop):
     """Train a critic to tell library functions from generator functions.
 
@@ -114,11 +122,8 @@ class Study(RunLoop):
         nonfinite = int((~torch.isfinite(real)).sum() + (~torch.isfinite(fake)).sum())
         stats = self.critic.fit(real, fake, self.rng)
         if not all(map(math.isfinite, (stats.loss_real, stats.loss_fake, stats.loss_gp))):
-            hint = (f"; the samples held {nonfinite} non-finite value(s) (e.g. exp overflow in {self.library.path})"
-                    if nonfinite else "; try a lower disc.lr or a larger disc.gp")
-            raise NonFiniteLossError(f"epoch {self.epoch + 1}: the critic's loss became non-finite "
-                                     f"(loss_real={stats.loss_real}, loss_fake={stats.loss_fake}, "
-                                     f"loss_gp={stats.loss_gp}){hint}")
+            raise NonFiniteLossError(nonfinite_message(self, stats.loss_real, stats.loss_fake, stats.loss_gp,
+                                                       nonfinite))
         self.epoch += 1
         self.elapsed += time.perf_counter() - start
         self._window.append(stats.acc_mean)
