@@ -198,3 +198,13 @@ def test_repeat_spread_without_repeats_is_empty():
 
     trials = pd.DataFrame({"trial_id": ["a", "b"], "final_avg_acc": [0.6, 0.7], "cfg.disc.lr": [1e-3, 1e-4]})
     assert repeat_spread(trials).empty
+
+
+def test_the_trial_process_imports_no_torch():
+    """A packed trial's process only waits for its population: at P = 64 its memory is what counts."""
+    import subprocess
+    import sys
+
+    code = "import sys, tune_sd.tune.packed; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
