@@ -208,3 +208,18 @@ def test_the_trial_process_imports_no_torch():
     code = "import sys, tune_sd.tune.packed; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_cli_refuses_a_bad_pack_or_repeat_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    space = write_space(tmp_path, "cli", {"disc": {"parameters": {"lr": {"values": [1e-3]}}}}, base=SMALL)
+    for args, word in ((["--pack", "0"], "--pack"), (["--repeat", "0"], "--repeat"),
+                       (["--repeat-data"], "--repeat"), (["--repeat", "2", "--search", "bayes"], "--repeat")):
+        p = subprocess.run([sys.executable, "-m", "tune_sd.cli", "sweep", str(space), "--dry-run", *args],
+                           capture_output=True, text=True)
+        assert p.returncode == 2 and word in p.stderr and "Traceback" not in p.stderr, (args, p.stderr)
+    p = subprocess.run([sys.executable, "-m", "tune_sd.cli", "sweep", str(space), "--dry-run", "--repeat", "4"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "repeat: 4 seeds per config" in p.stdout and "P=16" in p.stdout, p.stderr

@@ -141,7 +141,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     from .packing import check_repeat, resolve_pack
 
     settings["repeat"], settings["repeat_data"] = check_repeat(opts.repeat, opts.repeat_data, settings["search"])
-    settings["pack"] = resolve_pack(opts.pack if opts.pack is not None else tune_block.get("pack"), settings)
+    settings["pack"] = resolve_pack(opts.pack, settings)
     if cfg.task == "regularize" and "nonlearner" in str(settings["scheduler"]):
         raise ConfigError(f"--scheduler {settings['scheduler']}: the non-learner stopper reads a critic's accuracy; "
                           "a regularisation study reports val_mse and min_corr (use fifo, asha or median)")
