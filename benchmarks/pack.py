@@ -63,7 +63,7 @@ def sweep(path: Path, storage: Path, name: str, kind: str, n: int, pack: str, cp
     import pandas as pd
 
     args = [sys.executable, "-m", "tune_sd.cli", "sweep", str(path), "--storage", str(storage), "--name", name,
-            "--scheduler", "fifo", "--pack", pack, "--cpus-per-trial", f"{cpus:g}", "--max-failures", "0"]
+            "--scheduler", "fifo", "--pack", pack, "--cpus-per-trial", f"{cpus:g}"]
     args += ["--num-samples", "1", "--repeat", str(n)] if kind == "seeds" else ["--num-samples", str(n)]
     start = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True)
