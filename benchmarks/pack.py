@@ -29,7 +29,6 @@ unpacked than under ``--pack auto`` (auto must not pack it where it does not pay
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
