@@ -190,6 +190,12 @@ def _add_sweep(sub):
                    help="regularisation studies (regularize-dsn): the trained critic, the best trial of an SD "
                         "sweep (by final avg_acc) or a checkpoint; a sweep is looked up under --storage; on "
                         "s3://, gs://, file:// the checkpoint is copied into the local cache")
+    p.add_argument("--pack", metavar="auto|off|P",
+                   help="train trials of one critic shape as one population: auto (where it pays; the default "
+                        "for --repeat and grids), off, or P per population")
+    p.add_argument("--repeat", type=int, metavar="R", help="R seeds per sampled config (a repeat column; default 1)")
+    p.add_argument("--repeat-data", action="store_true", help="with --repeat: each repeat also draws its own input "
+                                                              "points (data.seed)")
     p.add_argument("--quick", action="store_true", help="a smoke run: few samples and epochs, still early stopping")
     p.add_argument("--dry-run", action="store_true", help="print the resolved space and sampled configs; run nothing")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
@@ -297,6 +303,8 @@ def _add_ladder(sub):
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="fix an engine key for every trial of every mode (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    p.add_argument("--pack", default="auto", metavar="auto|off|P",
+                   help="train the ladder's trials (one critic shape) as populations: auto (default), off, or P")
     p.add_argument("--dry-run", action="store_true", help="print the rungs, modes, seeds and first configs; run nothing")
     p.add_argument("--report", metavar="NAME|URI",
                    help="only (re)write and print the report of a ladder sweep that ran (a name under --storage, "
@@ -315,7 +323,7 @@ def cmd_ladder(args) -> int:
                          quick=args.quick, name=args.name, storage=args.storage,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent, max_failures=args.max_failures, seed=args.seed,
-                         overrides=args.overrides)
+                         overrides=args.overrides, pack=args.pack)
     return ladder_command(opts, address=args.address, dashboard=args.dashboard, dry_run=args.dry_run,
                           report=args.report, verbose=args.verbose)
 
@@ -383,7 +391,8 @@ def cmd_sweep(args) -> int:
                         reduction_factor=args.reduction_factor, nonlearner_grace=args.nonlearner_grace,
                         nonlearner_window=args.nonlearner_window, nonlearner_margin=args.nonlearner_margin,
                         nonlearner_confidence=args.nonlearner_confidence, quick=args.quick, seed=args.seed,
-                        overrides=args.overrides, critic_from=args.critic_from)
+                        overrides=args.overrides, critic_from=args.critic_from, pack=args.pack,
+                        repeat=args.repeat, repeat_data=args.repeat_data)
     plan = plan_sweep(space, opts)
     if args.dry_run:
         print(describe(plan))

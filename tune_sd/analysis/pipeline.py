@@ -288,16 +288,23 @@ def _compare_section(sweeps, top, smoothed, out_dir, summary, stopped) -> Sectio
           "final avg_acc, their smoothed accuracy (one colour per sweep) and their configs (the keys that "
           "differ between any of the compared trials).")
     sec.img("compare.png", "smoothed accuracy of the best trials of each sweep")
+    from .repeats import spread_of, with_spread
+
     params = [c for c in top.columns if c not in TOP_COLUMNS]
     # two tables that fit the page: the trials' results (one row each), then their configs transposed
-    # (one row per hyperparameter, one column per trial), since a sweep may vary a dozen keys
-    sec.table(label_stops(top[[c for c in top.columns if c in TOP_COLUMNS and c != "study"]], stopped))
+    # (one row per hyperparameter, one column per trial), since a sweep may vary a dozen keys; a config
+    # run with several seeds shows its median and range over them too
+    results = with_spread(top[[c for c in top.columns if c in TOP_COLUMNS and c != "study"]], sweeps)
+    sec.table(label_stops(results, stopped))
     if params and len(top):
         many = top["sweep"].nunique() > 1
         configs = top[params].T
         configs.columns = [f"{r['sweep']} #{int(r['rank'])}" if many else f"#{int(r['rank'])}" for _, r in top.iterrows()]
         configs.index.name = "hyperparameter"
         sec.p("Their configs (one column per trial above):").table(configs, index=True)
+    spread = spread_of(sweeps)
+    if len(spread):
+        sec.h3("Spread over repeats: final avg_acc per config, over its seeds").table(spread)
     summary.append("top trials:")
     for _, r in top.groupby("sweep", sort=False).head(3).iterrows():
         cfg = ", ".join(f"{p.split('.')[-1]}={r[p]}" for p in params[:6])

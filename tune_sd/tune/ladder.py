@@ -72,6 +72,7 @@ class LadderOptions:
     max_failures: int | None = None
     seed: int = 0                       # seed of the search (the trials' seeds are the grid's)
     overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE for every trial
+    pack: str | int | None = "auto"     # one critic shape across rungs, modes and seeds: packed where it pays
 
 
 @dataclass
@@ -117,7 +118,7 @@ def plan_ladder(opts: LadderOptions) -> LadderPlan:
         num_samples=1, epochs=epochs, scheduler="fifo", search="grid", cpus_per_trial=opts.cpus_per_trial,
         gpus_per_trial=opts.gpus_per_trial, storage=opts.storage, name=opts.name,
         max_concurrent=opts.max_concurrent, max_failures=opts.max_failures, quick=opts.quick, seed=opts.seed,
-        overrides=list(opts.overrides)))
+        overrides=list(opts.overrides), pack=opts.pack))
     return LadderPlan(sweep=sweep, rungs=[rung_name(r) for r in rungs], modes=list(modes), seeds=seeds,
                       threshold=float(opts.threshold), critic=source)
 

@@ -54,6 +54,9 @@ class SweepOptions:
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
     critic_from: str | None = None  # regularisation studies: a sweep (its best trial) or a checkpoint
+    pack: str | int | None = None   # auto | off | P: trials of one shape key train as one population
+    repeat: int = 1                 # seeds per sampled config (a `repeat` label)
+    repeat_data: bool = False       # each repeat also draws its own input points (data.seed)
 
 
 @dataclass
@@ -139,14 +142,22 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     if settings["gpus_per_trial"] < 0 or settings["cpus_per_trial"] <= 0:
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     settings["task"] = cfg.task
+    from .packing import check_repeat, resolve_pack
+
+    settings["repeat"], settings["repeat_data"] = check_repeat(opts.repeat, opts.repeat_data, settings["search"])
+    settings["pack"] = resolve_pack(opts.pack, settings)
     if cfg.task == "regularize" and "nonlearner" in str(settings["scheduler"]):
         raise ConfigError(f"--scheduler {settings['scheduler']}: the non-learner stopper reads a critic's accuracy; "
                           "a regularisation study reports val_mse and min_corr (use fifo, asha or median)")
     if critic_note:
         settings["critic_from"] = critic_note
     name = opts.name or space.name
-    return SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
+    plan = SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
                      fixed=fixed)
+    from .packing import settle_auto
+
+    settle_auto(plan)
+    return plan
 
 
 # the numeric options given on the command line, checked as the space's tune: block is (spaces.py):
@@ -211,6 +222,9 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
               + (", --critic-from" if s.get("critic_from") else "") + "; it wins over the space):"]
     lines += _wrapped(by_sweep) or ["  nothing"]
     lines.append("every other key: its default (the Step 15 run; tune_sd/engine/config.py lists them)")
+    from .packing import describe_packing
+
+    lines.extend(describe_packing(plan))
     samples = space.sample(n, seed=s["seed"], labels=True)
     what = ("random draws from the space (Optuna's own picks depend on the results)" if s["search"] == "bayes"
             else f"the first {len(samples)} trials")
@@ -274,10 +288,15 @@ def _wrapped(values: dict, width: int = 100) -> list[str]:
 # ------------------------------------------------------------------------------------ running
 
 
-def _trainable(settings: dict):
+def _trainable(settings: dict, name: str | None = None):
     from ray import tune
 
     from .trainable import SDTrainable
+
+    if settings.get("pack", "off") != "off" and name:
+        from .packing import packed_trainable
+
+        return packed_trainable(settings, name)
 
     resources = {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]}
     return tune.with_resources(SDTrainable, resources)
@@ -303,6 +322,14 @@ def _param_space_and_searcher(plan: SweepPlan):
         return param_space, searcher
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    if s.get("repeat", 1) > 1:
+        from .packing import repeat_points
+
+        # R copies of each sampled config, each with its own seed: evaluated as given
+        points = repeat_points(plan)
+        # Tune sets a point's values into the space: every key must be there (None: Tune checks nothing)
+        keys = {key: None for point in points for key in flatten(point)}
+        return unflatten(keys), BasicVariantGenerator(points_to_evaluate=points, max_concurrent=s["max_concurrent"] or 0)
     # the space (its base and what it sweeps), then what the sweep fixes on top
     param_space = merge(plan.space.param_space(grid=s["search"] == "grid"), unflatten(plan.fixed))
     if "seed" not in plan.space.params and "seed" not in plan.base:
@@ -317,7 +344,7 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _swept_columns(space, sep: str = "/") -> dict:
+def _swept_columns(space, sep: str = "/", repeat: bool = False) -> dict:
     """Progress table columns: the swept keys only, by their last name. Nested trial configs are
     looked up with "/"; a searcher's flat dotted keys (Optuna) with the dotted key itself."""
     cols = {}
@@ -328,6 +355,8 @@ def _swept_columns(space, sep: str = "/") -> dict:
         cols[key.replace(".", sep)] = short if short not in cols.values() else key
     for label in space.axes():  # variant / rung names
         cols[label] = label
+    if repeat:
+        cols["repeat"] = "repeat"
     return cols
 
 
@@ -435,19 +464,26 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
         scheduler = make_scheduler(s["scheduler"], epochs=s["epochs"], report_every=s["report_every"],
                                    grace_period=s["grace_period"], reduction_factor=s["reduction_factor"],
                                    recorder=recorder)
+        num_samples = int(s["num_samples"])
+        if s.get("repeat", 1) > 1:
+            from .packing import repeat_points
+
+            num_samples = len(repeat_points(plan))  # the sampled configs (or grid points) times the repeats
         _print_header(plan.name, plan.exp_uri, s, total=_total_trials(plan))
         run_config = _run_config(plan.name, plan.storage, s,
-                                 _swept_columns(plan.space, "." if s["search"] == "bayes" else "/"),
+                                 _swept_columns(plan.space, "." if s["search"] == "bayes" else "/",
+                                                s.get("repeat", 1) > 1),
                                  stop=_stopper(plan, recorder), callbacks=[recorder], verbose=verbose)
         tuner = tune.Tuner(
-            _trainable(s), param_space=param_space,
+            _trainable(s, plan.name), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
-                                        search_alg=searcher, num_samples=int(s["num_samples"]),
+                                        search_alg=searcher, num_samples=num_samples,
                                         reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=run_config)
         tuner.fit()
         _say_if_interrupted(run_config, f"tune-sd resume {plan.name} --storage {plan.storage}")
     finally:
+        _stop_packing(plan.name, s)
         if started:
             ray.shutdown()
     return finish(plan.exp_uri)
@@ -464,6 +500,10 @@ def _say_if_interrupted(run_config, resume: str) -> None:
 
 def _total_trials(plan: SweepPlan) -> int:
     """Trials the sweep creates: grid points times samples (random and bayes: the samples)."""
+    if plan.settings.get("repeat", 1) > 1:
+        from .packing import repeat_points
+
+        return len(repeat_points(plan))
     n = int(plan.settings["num_samples"])
     return n * plan.space.grid_size(grid=True) if plan.settings["search"] == "grid" else n
 
@@ -472,6 +512,13 @@ def _print_header(name: str, exp_uri, settings: dict, total: int | None = None, 
     from .progress import header
 
     print(header(name, exp_uri, settings, total=total, resumed=resumed), file=sys.stderr, flush=True)
+
+
+def _stop_packing(name: str, settings: dict) -> None:
+    if settings.get("pack", "off") != "off":
+        from .executor import stop_registry
+
+        stop_registry(name)
 
 
 def finish(exp_dir) -> str:
@@ -513,7 +560,8 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
 
     started = connect(address)
     try:
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings), resume_unfinished=True,
+        name = meta.get("name") or Path(str(exp_dir)).name
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings, name), resume_unfinished=True,
                                    resume_errored=True)
         run_config = _restored_output(tuner, exp_dir, settings, verbose)
         tuner.fit()
@@ -521,6 +569,7 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
             storage, _, sweep = str(exp_dir).rstrip("/").rpartition("/")
             _say_if_interrupted(run_config, f"tune-sd resume {sweep} --storage {storage}")
     finally:
+        _stop_packing(meta.get("name") or Path(str(exp_dir)).name, settings)
         if started:
             ray.shutdown()
     return finish(exp_dir)

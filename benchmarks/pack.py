@@ -1,0 +1,133 @@
+"""Packed trials against unpacked ones: the same set of trials through ``tune-sd sweep``, with
+``--pack P`` and with ``--pack off``, on a local Ray, in one run.
+
+For each critic (plain 2x64, big 6x128), each set of trials and each P, the same sweep runs twice as
+a ``tune-sd sweep`` process of its own (a fresh local Ray each): packed, then unpacked. Timed from the
+process start to its end (Ray's start, actors, set-up, reports, checkpoints, the Parquet export
+included); aggregate epochs/s = the epochs all its trials ran (trials.parquet) / that time.
+
+The sets:
+- ``seeds``: one config, N seeds (``--repeat N``);
+- ``mix``: N random configs over lr, gp, iters and lat_size (one critic shape: they pack together).
+
+N = P x populations, the populations being as many as the cores (``--cores``, default 2) hold at one
+core each, at most ``--max-trials`` (default 64: each waiting trial is a Ray worker process of ~190 MB)
+trials; where fewer populations than cores remain, each population gets the spare cores as threads.
+The unpacked side runs the same N trials, 1 core each.
+
+Report cadence: the Tune driver spends ~30 ms of CPU per report; with many packed trials reporting
+every few epochs it would eat a core. Both sides report every ``--report-every`` epochs (default:
+a third of ``--epochs``), checkpoint only at the end, draw no figures (they time matplotlib, not the
+training). The ``auto`` column is the P that ``--pack auto`` picks for the critic (1: not packed).
+
+    python benchmarks/pack.py [--epochs 300] [--p 4,16,64] [--critics plain,big] [--sets seeds,mix]
+
+Goals on a 2-core machine: >= 3x for the plain critic at P = 16; the big critic never slower
+unpacked than under ``--pack auto`` (auto must not pack it where it does not pay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+CRITICS = {"plain": {"hid_num": 2, "hid_size": 64}, "big": {"hid_num": 6, "hid_size": 128}}
+MIX = {"lr": [1e-3, 3e-4, 1e-4], "gp": [1e-5, 1e-4, 1e-3], "iters": [3, 5, 8]}
+LAT_SIZES = [3, 5, 8]
+
+
+def space(folder: Path, critic: str, kind: str, epochs: int, report_every: int) -> Path:
+    disc = {k: {"value": v} for k, v in CRITICS[critic].items()}
+    params: dict = {"disc": {"parameters": disc}}
+    if kind == "mix":
+        disc.update({k: {"values": v} for k, v in MIX.items()})
+        params["arch"] = {"parameters": {"lat_size": {"values": LAT_SIZES}}}
+    tree = {"description": f"pack benchmark: {critic} critic, {kind}", "method": "random", "parameters": params,
+            "base": {"epochs": epochs, "report_every": report_every, "checkpoint_every": 10**6,
+                     "figure_every": 0}}
+    path = folder / f"{critic}-{kind}.yaml"
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def sweep(path: Path, storage: Path, name: str, kind: str, n: int, pack: str, cpus: float) -> dict:
+    """One ``tune-sd sweep`` process: wall seconds and epochs of its trials."""
+    import pandas as pd
+
+    args = [sys.executable, "-m", "tune_sd.cli", "sweep", str(path), "--storage", str(storage), "--name", name,
+            "--scheduler", "fifo", "--pack", pack, "--cpus-per-trial", f"{cpus:g}"]
+    args += ["--num-samples", "1", "--repeat", str(n)] if kind == "seeds" else ["--num-samples", str(n)]
+    start = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{name}: tune-sd sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    trials = pd.read_parquet(storage / name / "trials.parquet")
+    bad = trials[trials.status != "TERMINATED"]
+    if len(bad):
+        raise SystemExit(f"{name}: {len(bad)} trial(s) did not end well:\n{bad[['trial_id', 'status', 'error']]}")
+    epochs = int(trials.epochs.sum())
+    return {"wall": wall, "epochs": epochs, "rate": epochs / wall, "trials": len(trials)}
+
+
+def auto_p(critic: str) -> int:
+    from tune_sd.engine.config import Config
+    from tune_sd.engine.population import pack_size
+
+    return pack_size(Config.from_dict({"disc": CRITICS[critic]}))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=300, help="epochs per trial (default 300)")
+    ap.add_argument("--report-every", type=int, help="epochs per report (default: a third of --epochs)")
+    ap.add_argument("--p", default="4,16,64", help="members per population, comma-separated (default 4,16,64)")
+    ap.add_argument("--critics", default="plain,big", help="plain, big (default both)")
+    ap.add_argument("--sets", default="seeds,mix", help="seeds, mix (default both)")
+    ap.add_argument("--cores", type=int, default=os.cpu_count() or 2, help="cores to fill (default: all)")
+    ap.add_argument("--max-trials", type=int, default=64, help="most trials per sweep (default 64)")
+    args = ap.parse_args(argv)
+    report_every = args.report_every or max(1, args.epochs // 3)
+    rows = []
+    print(_head(), flush=True)
+    with tempfile.TemporaryDirectory(prefix="pack-bench-") as tmp:
+        tmp = Path(tmp)
+        for critic in args.critics.split(","):
+            auto = auto_p(critic)
+            for kind in args.sets.split(","):
+                path = space(tmp, critic, kind, args.epochs, report_every)
+                for p in map(int, args.p.split(",")):
+                    populations = max(1, min(args.cores, args.max_trials // p))
+                    n = p * populations
+                    threads = max(1, args.cores // populations)  # spare cores become threads
+                    name = f"{critic}-{kind}-{p}"
+                    packed = sweep(path, tmp, f"{name}-packed", kind, n, str(p), threads)
+                    off = sweep(path, tmp, f"{name}-off", kind, n, "off", 1)
+                    rows.append((critic, kind, p, n, f"{populations}x{threads}", off["rate"], packed["rate"],
+                                 packed["rate"] / off["rate"], auto, off["wall"], packed["wall"]))
+                    print(_row(rows[-1]), flush=True)
+    print(f"\n{args.epochs} epochs per trial, a report every {report_every}; on a shared machine the times are "
+          "indicative only")
+    return 0
+
+
+def _head() -> str:
+    return (f"{'critic':<6} {'set':<5} {'P':>3} {'trials':>6} {'pop x thr':>9} {'off ep/s':>9} {'packed ep/s':>11} "
+            f"{'speedup':>7} {'auto P':>6} {'off s':>6} {'packed s':>8}")
+
+
+def _row(r) -> str:
+    critic, kind, p, n, pops, off, packed, ratio, auto, off_s, packed_s = r
+    return (f"{critic:<6} {kind:<5} {p:>3} {n:>6} {pops:>9} {off:>9.0f} {packed:>11.0f} {ratio:>6.2f}x {auto:>6} "
+            f"{off_s:>6.0f} {packed_s:>8.0f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Packed trials (--pack) with a real local Ray: each trial still a Tune trial, trained in a shared
+population; the same results as unpacked trials, ASHA stops, a lost executor, --repeat, checkpoints."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+import torch
+
+from tune_helpers import assert_complete_curves, read_tables, write_space
+from tune_sd.engine import Study
+from tune_sd.engine.checkpoint import load_checkpoint
+from tune_sd.engine.config import SCHEMA
+from tune_sd.tune.spaces import load_space
+from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+
+pytestmark = pytest.mark.slow
+
+METRICS = ["acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp"]
+SMALL = {"epochs": 60, "report_every": 20, "checkpoint_every": 1, "figure_every": 0}
+
+
+def sweep(path, storage, name, **opts):
+    plan = plan_sweep(load_space(str(path)), SweepOptions(storage=str(storage), name=name, **opts))
+    return run_sweep(plan), plan
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The same 4 trials (2 learning rates x 2 repeats), packed and unpacked."""
+    tmp = tmp_path_factory.mktemp("pair")
+    space = write_space(tmp, "pair", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}}, base=SMALL,
+                        tune={"scheduler": "fifo", "num_samples": 1})
+    packed, plan = sweep(space, tmp / "store", "packed", pack="4", repeat=2)
+    unpacked, _ = sweep(space, tmp / "store", "unpacked", pack="off", repeat=2)
+    return {"packed": packed, "unpacked": unpacked, "plan": plan}
+
+
+def _by_config(curves):
+    return {k: c.sort_values("epoch") for k, c in curves.groupby(["cfg.disc.lr", "repeat"])}
+
+
+def test_a_packed_sweep_gives_the_unpacked_results(pair):
+    packed, unpacked = read_tables(pair["packed"]), read_tables(pair["unpacked"])
+    assert pair["plan"].settings["pack"] == 4
+    for curves, trials in (packed, unpacked):
+        assert len(trials) == 4 and set(trials.status) == {"TERMINATED"}
+        assert_complete_curves(curves)
+    # the packed trials trained side by side in one population; the unpacked ones each on their own
+    rows = [json.loads(line) for d in pair["packed"].glob("trial_*") for line in (d / "result.json").open()]
+    assert max(r["pack_members"] for r in rows) >= 2
+    assert not any("pack_members" in json.loads(line) for d in pair["unpacked"].glob("trial_*")
+                   for line in (d / "result.json").open())
+    a, b = _by_config(packed[0]), _by_config(unpacked[0])
+    assert a.keys() == b.keys() and len(a) == 4
+    for key in a:
+        pd.testing.assert_frame_equal(a[key][["epoch", *METRICS]].reset_index(drop=True),
+                                      b[key][["epoch", *METRICS]].reset_index(drop=True), rtol=1e-5, atol=1e-6)
+
+
+def test_repeat_gives_r_trials_per_config_with_their_own_seeds(pair):
+    _, trials = read_tables(pair["packed"])
+    assert sorted(trials.groupby("cfg.disc.lr").repeat.apply(sorted).tolist()) == [[0, 1], [0, 1]]
+    for _, t in trials.groupby("cfg.disc.lr"):
+        seeds = t.sort_values("repeat")["cfg.seed"].tolist()
+        assert seeds[1] == seeds[0] + 1  # repeat r runs the seed of repeat 0 plus r
+        assert "cfg.data.seed" not in t or t["cfg.data.seed"].nunique() <= 1  # the same points
+    curves, _ = read_tables(pair["packed"])
+    assert "repeat" in curves.columns and curves.repeat.notna().all()
+
+
+def test_checkpoints_interchange_between_packed_and_solo(pair, tmp_path):
+    """A packed trial's checkpoint resumes solo; an unpacked trial's joins a population: both continue
+    the curve of the run that was never interrupted."""
+    import ray
+
+    from tune_sd.tune.cluster import connect
+    from tune_sd.tune.executor import PopulationExecutor
+
+    _, packed = read_tables(pair["packed"])
+    unpacked_curves, unpacked = read_tables(pair["unpacked"])
+    torch.set_num_threads(1)
+    for _, t in packed.iterrows():
+        early = sorted(pair["packed"].glob(f"trial_{t.trial_id}/checkpoint_*"))[0]  # epoch 40 (2 kept)
+        study = Study.from_state(load_checkpoint(early / "study.pt"))
+        assert study.epoch == 40
+        study.run()
+        twin = unpacked[(unpacked["cfg.disc.lr"] == t["cfg.disc.lr"]) & (unpacked["repeat"] == t["repeat"])].iloc[0]
+        end = unpacked_curves[(unpacked_curves.trial_id == twin.trial_id)].sort_values("epoch").iloc[-1]
+        assert study.history["avg_acc"][-1] == pytest.approx(end.avg_acc, rel=1e-5)
+
+    started = connect(num_cpus=1)
+    try:
+        executor = PopulationExecutor.remote("interchange", 4, 1, "cpu")
+        expected = {}
+        for _, t in unpacked.iterrows():
+            early = sorted(pair["unpacked"].glob(f"trial_{t.trial_id}/checkpoint_*"))[0]
+            config = json.loads((pair["unpacked"] / f"trial_{t.trial_id}" / "params.json").read_text())
+            joined = ray.get(executor.join.remote(t.trial_id, config, str(early / "study.pt")))
+            assert joined["epoch"] == 40
+            expected[t.trial_id] = t.final_avg_acc
+        reports = ray.get([executor.advance.remote(m, 20) for m in expected])
+        for m, report in zip(expected, reports):
+            assert report["epoch"] == 60 and report["done"]
+            assert report["avg_acc"] == pytest.approx(expected[m], rel=1e-5)
+        assert ray.get(executor.stats.remote())["members"] == 4
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def test_a_trial_stopped_by_asha_leaves_and_another_joins(tmp_path):
+    space = write_space(tmp_path, "asha", {"disc": {"parameters": {"lr": {"values": [1e-3, 1e-7]}}}},
+                        base={**SMALL, "epochs": 160, "avg_hor": 20},
+                        tune={"scheduler": "asha", "num_samples": 1, "grace_period": 40, "reduction_factor": 2})
+    # 6 trials, 2 places in one population (P=2, 1 CPU per population: the 2 cores hold 2 populations)
+    exp, _ = sweep(space, tmp_path / "store", "asha", pack="2", repeat=3, max_concurrent=2)
+    curves, trials = read_tables(exp)
+    assert len(trials) == 6 and set(trials.status) == {"TERMINATED"}
+    assert_complete_curves(curves)
+    assert trials.stopped_early.any(), "ASHA stopped nothing"
+    rows = {d.name: [json.loads(line) for line in (d / "result.json").open()] for d in exp.glob("trial_*")}
+    executors = {r["pack_executor"] for rs in rows.values() for r in rs}
+    # 2 trials at a time and 2 places: had a stopped trial kept its place, a second population would start
+    assert len(executors) == 1, executors
+    assert max(r["pack_members"] for rs in rows.values() for r in rs) == 2
+
+
+def test_a_killed_executor_retries_its_trials_from_their_checkpoints(tmp_path):
+    marker = tmp_path / "killed"
+    os.environ["TUNE_SD_KILL_EXECUTOR_ONCE"] = f"killed:{marker}:40"  # before Ray starts: workers see it
+    try:
+        space = write_space(tmp_path, "killed", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}},
+                            base={**SMALL, "epochs": 100}, tune={"scheduler": "fifo", "num_samples": 1})
+        exp, _ = sweep(space, tmp_path / "store", "killed", pack="4", repeat=2, max_failures=3)
+    finally:
+        os.environ.pop("TUNE_SD_KILL_EXECUTOR_ONCE", None)
+    assert marker.exists(), "the executor was not killed"
+    curves, trials = read_tables(exp)
+    assert len(trials) == 4 and set(trials.status) == {"TERMINATED"} and (trials.epochs == 100).all()
+    assert_complete_curves(curves)  # every iteration once, none lost, none twice
+    assert any((exp / f"trial_{t}" / "error.txt").exists() for t in trials.trial_id), "no trial was retried"
+
+
+def test_the_trial_process_cadence_defaults_are_the_engines():
+    from tune_sd.tune.packed import CADENCE
+
+    for key, value in CADENCE.items():
+        assert SCHEMA[key].default == value, key
+
+
+def test_repeat_data_draws_its_own_points_per_repeat_and_dry_run_says_what_packs(tmp_path):
+    from tune_sd.tune.packing import repeat_points
+    from tune_sd.tune.sweep import describe
+
+    space = write_space(tmp_path, "rd", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}}, base=SMALL,
+                        tune={"num_samples": 1})
+    plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path), repeat=3, repeat_data=True))
+    points = repeat_points(plan)
+    assert [(p["disc"]["lr"], p["repeat"], p["data"]["seed"]) for p in points] == \
+        [(lr, r, r) for lr in (1e-3, 3e-4) for r in range(3)]
+    assert len({p["seed"] for p in points}) == 6
+    # each input-point draw is a shape key of its own (the population shares its points)
+    text = describe(plan)
+    assert "repeat: 3 seeds per config, each with its own input points" in text
+    assert text.count("P=16, 2 trial(s) -> packs") == 3, text
+
+    # auto packs only where it pays: not a critic with a per-point embedding on a CPU (pack_size 1)
+    embed = plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path), repeat=2, overrides=[
+        "ext=[input]", "ext_type=embed", "disc.hid_size=64"]))
+    from tune_sd.engine.config import Config
+    from tune_sd.engine.population import pack_size
+
+    assert pack_size(Config.from_dict(embed.base), "cpu") == 1
+    assert embed.settings["pack"] == "off"
+    assert "packing: off" in describe(embed)
+    from tune_sd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--pack"):
+        plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path), pack="many"))
+
+
+def test_the_report_shows_the_spread_over_repeats(pair, tmp_path):
+    from tune_sd.analysis.pipeline import analyze
+    from tune_sd.analysis.repeats import repeat_spread
+
+    _, trials = read_tables(pair["packed"])
+    spread = repeat_spread(trials)
+    assert len(spread) == 2 and (spread.repeats == 2).all()
+    for _, row in spread.iterrows():
+        lr = float(row.config.split("=")[1])
+        acc = trials[trials["cfg.disc.lr"] == lr].final_avg_acc
+        assert row["median"] == pytest.approx(acc.median()) and row["range"] == pytest.approx(acc.max() - acc.min())
+    analyze([str(pair["packed"])], out=str(tmp_path / "analysis"), top_k=2, n_wrong=1, horizon=20)
+    html = (tmp_path / "analysis" / "report.html").read_text()
+    assert "Spread over repeats" in html and "over repeats" in html
+    assert f"{spread['median'].iloc[0]:.3f}" in html
+
+
+def test_repeat_spread_without_repeats_is_empty():
+    from tune_sd.analysis.repeats import repeat_spread
+
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "final_avg_acc": [0.6, 0.7], "cfg.disc.lr": [1e-3, 1e-4]})
+    assert repeat_spread(trials).empty
+
+
+def test_the_trial_process_imports_no_torch():
+    """A packed trial's process only waits for its population: at P = 64 its memory is what counts."""
+    import subprocess
+    import sys
+
+    code = "import sys, tune_sd.tune.packed; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_the_cli_refuses_a_bad_pack_or_repeat_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    space = write_space(tmp_path, "cli", {"disc": {"parameters": {"lr": {"values": [1e-3]}}}}, base=SMALL)
+    for args, word in ((["--pack", "0"], "--pack"), (["--repeat", "0"], "--repeat"),
+                       (["--repeat-data"], "--repeat"), (["--repeat", "2", "--search", "bayes"], "--repeat")):
+        p = subprocess.run([sys.executable, "-m", "tune_sd.cli", "sweep", str(space), "--dry-run", *args],
+                           capture_output=True, text=True)
+        assert p.returncode == 2 and word in p.stderr and "Traceback" not in p.stderr, (args, p.stderr)
+    p = subprocess.run([sys.executable, "-m", "tune_sd.cli", "sweep", str(space), "--dry-run", "--repeat", "4"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "repeat: 4 seeds per config" in p.stdout and "P=16" in p.stdout, p.stderr

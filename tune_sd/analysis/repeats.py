@@ -1,0 +1,72 @@
+"""The spread over repeats: a config run with several seeds (``tune-sd sweep --repeat R``) has one
+accuracy per seed; a config's accuracy is then their median and range, not one lucky draw."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .load import CFG, Sweep, _key, hyperparameters, short
+
+METRIC = "final_avg_acc"
+# what a repeat changes: the seed, and with --repeat-data the input points
+REPEAT_KEYS = ("cfg.seed", "cfg.data.seed")
+LABELS = ("variant", "rung")
+COLUMNS = ["config", "repeats", "median", "min", "max", "range"]
+
+
+def config_ids(trials: pd.DataFrame) -> pd.Series:
+    """One id per config: the trial's ``cfg.*`` values and labels, its seeds left out."""
+    cols = [c for c in trials.columns if (c.startswith(CFG) and c not in REPEAT_KEYS) or c in LABELS]
+    if not cols:
+        return pd.Series(0, index=trials.index)
+    keys = trials[cols].apply(lambda row: tuple(_key(v) for v in row), axis=1)
+    return pd.Series(pd.factorize(keys)[0], index=trials.index)
+
+
+def repeat_spread(trials: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """Per config with repeats: ``config`` (its differing keys), ``repeats``, ``median``, ``min``, ``max``,
+    ``range`` of ``metric`` over the repeats that have one. Empty when the sweep has no repeats."""
+    if "repeat" not in trials.columns or trials["repeat"].dropna().empty or metric not in trials.columns:
+        return pd.DataFrame(columns=COLUMNS)
+    trials = trials.assign(_config=config_ids(trials), _m=pd.to_numeric(trials[metric], errors="coerce"))
+    shown = [c for c in hyperparameters(trials) if c not in REPEAT_KEYS] + [c for c in LABELS if c in trials]
+    rows = []
+    for _, t in trials.groupby("_config", sort=False):
+        m = t["_m"].dropna()
+        first = t.iloc[0]
+        rows.append({"config": ", ".join(f"{short(c)}={first[c]}" for c in shown) or "all trials",
+                     "repeats": len(m), "median": m.median() if len(m) else None,
+                     "min": m.min() if len(m) else None, "max": m.max() if len(m) else None,
+                     "range": (m.max() - m.min()) if len(m) else None})
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values("median", ascending=False, na_position="last",
+                                                          ignore_index=True)
+
+
+def spread_of(sweeps: list[Sweep], metric: str = METRIC) -> pd.DataFrame:
+    """:func:`repeat_spread` of each sweep that has repeats, with a ``sweep`` column first."""
+    parts = [repeat_spread(s.trials, metric).assign(sweep=s.name) for s in sweeps]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=["sweep", *COLUMNS])
+    out = pd.concat(parts, ignore_index=True)
+    return out[["sweep", *COLUMNS]]
+
+
+def with_spread(top: pd.DataFrame, sweeps: list[Sweep], metric: str = METRIC) -> pd.DataFrame:
+    """The top-trials table with ``over repeats`` (median [min, max] of the trial's config) where a sweep
+    has repeats."""
+    cells = {}
+    for s in sweeps:
+        t = s.trials
+        if "repeat" not in t.columns or t["repeat"].dropna().empty:
+            continue
+        t = t.assign(_config=config_ids(t), _m=pd.to_numeric(t[metric], errors="coerce"))
+        stats = t.groupby("_config")["_m"].agg(["median", "min", "max", "count"])
+        for trial_id, config in zip(t["trial_id"], t["_config"]):
+            st = stats.loc[config]
+            cells[(s.name, trial_id)] = f"{st['median']:.3f} [{st['min']:.3f}, {st['max']:.3f}] n={int(st['count'])}"
+    if not cells or top.empty:
+        return top
+    top = top.copy()
+    top["over repeats"] = [cells.get((s, t), "-") for s, t in zip(top["sweep"], top["trial_id"])]
+    return top

@@ -1,0 +1,361 @@
+"""Where packed trials train: a shared executor per shape key that steps a ``Population``.
+
+Two kinds of Ray actors, both asyncio actors that hold no CPUs of their own (the trials reserve them,
+see :mod:`tune_sd.tune.packed`):
+
+- ``PopulationExecutor`` owns one engine ``Population`` of up to ``capacity`` members of one shape key
+  on one node. ``advance(member, n)`` returns once that member has run ``n`` more epochs; a background
+  loop meanwhile steps every member with pending work in one batched pass (``Population.step(ids)``),
+  so that members whose requests overlap share their passes.
+- ``PackRegistry`` (one per sweep, named) places a trial: it computes the trial's shape key and pack
+  size, picks an executor of that key on the trial's node with a free place (or starts one there) and
+  lets the member join it. The executors are the registry's own actors: they go when it goes.
+
+A member's state is a ``Study`` state: the executor reads and writes the trial's checkpoint file
+(``trainable.CHECKPOINT_FILE``) on the node they share, so packed and unpacked checkpoints interchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+import ray
+
+NAMESPACE = "tune_sd"
+# fault injection for tests: "<experiment>:<marker file>:<epoch>" makes an executor of that experiment
+# die (as if killed) once, when one of its members reaches that epoch; the marker records that it did
+KILL_ONCE_ENV = "TUNE_SD_KILL_EXECUTOR_ONCE"
+# a trial that finds every population of its key full waits this long for a member to leave (Tune may
+# start the next trial before the last one's actor has cleaned up) before it starts another population
+PLACE_WAIT_S = 10.0
+# a pass waits this long for members that just reported to come back, so that passes stay full
+LINGER_S = 0.05
+
+log = logging.getLogger(__name__)
+
+
+def registry_name(experiment: str) -> str:
+    return f"pack-registry/{experiment}"
+
+
+def pack_plan(config: dict, pack, gpus_per_trial: float = 0.0) -> tuple[tuple, int]:
+    """(shape key, members per population) of a trial config (nested or dotted, labels included).
+
+    ``pack``: "auto" (the engine's measured ``pack_size``), "off", or an integer P. Only the SD study
+    packs; other tasks (a regularisation run) get 1.
+    """
+    from tune_sd.engine import Config
+    from tune_sd.engine.population import pack_size, shape_key
+
+    from .trainable import split_trial_config
+
+    tree, _ = split_trial_config(config)
+    cfg = Config.from_dict(tree)
+    device = "cuda" if gpus_per_trial > 0 else "cpu"
+    key = shape_key(cfg, device) if cfg.task == "sd" else ("task", cfg.task)
+    if cfg.task != "sd" or pack in (None, "off"):
+        return key, 1
+    return key, (pack_size(cfg, device) if pack == "auto" else max(1, int(pack)))
+
+
+# ------------------------------------------------------------------------------------ the executor
+
+
+class _Request:
+    """A member's pending ``advance``: epochs still to run and the future its caller awaits."""
+
+    def __init__(self, epochs: int, future: asyncio.Future):
+        self.left, self.future = epochs, future
+        self.first = None   # the member's epoch when the request came in
+        self.last = None    # the last epoch's metrics
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class PopulationExecutor:
+    def __init__(self, experiment: str, capacity: int, threads: int, device: str):
+        import torch
+
+        from tune_sd.engine.population import Population
+
+        torch.set_num_threads(max(1, threads))  # the cores its members reserved, no more
+        self.experiment, self.capacity, self.device = experiment, capacity, device
+        self.pop = Population(device)
+        self.lock = asyncio.Lock()  # the population is stepped in a worker thread; one change at a time
+        self.requests: dict[str, _Request] = {}
+        self.work = asyncio.Event()
+        self.writers: dict[str, object] = {}
+        self.loop = None
+        self.passes = 0
+
+    async def ready(self) -> bool:
+        return True
+
+    # ---------------------------------------------------------------- membership
+    async def join(self, member_id: str, config: dict, checkpoint: str | None = None) -> dict:
+        """The member joins, fresh or from a checkpoint file (a Study state)."""
+        from tune_sd.engine import Config
+        from tune_sd.engine.checkpoint import load_checkpoint
+
+        from .trainable import split_trial_config
+
+        tree, _ = split_trial_config(config)
+        cfg = Config.from_dict(tree)
+        state = await asyncio.to_thread(load_checkpoint, checkpoint) if checkpoint else None
+        async with self.lock:
+            if member_id in self.pop.members:
+                self._drop(member_id)
+            await asyncio.to_thread(self.pop.add, member_id, cfg, state)
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop().create_task(self._run())
+        return {"epoch": self.pop.epoch(member_id), "device": str(self.pop.device.type)}
+
+    async def leave(self, member_id: str) -> None:
+        async with self.lock:
+            if member_id in self.pop.members:
+                self._drop(member_id)
+
+    def _drop(self, member_id: str) -> None:
+        self.pop.remove(member_id)
+        request = self.requests.pop(member_id, None)
+        if request is not None and not request.future.done():
+            request.future.set_exception(RuntimeError(f"member {member_id} left with epochs pending"))
+        writer = self.writers.pop(member_id, None)
+        if writer is not None:
+            writer.close()
+
+    async def members(self) -> list[str]:
+        return self.pop.members
+
+    # ---------------------------------------------------------------- training
+    async def advance(self, member_id: str, epochs: int) -> dict:
+        """Run ``epochs`` more epochs of the member (fewer when it is done first); its report."""
+        if member_id not in self.pop.members:
+            raise RuntimeError(f"member {member_id} is not in this population")
+        future = asyncio.get_running_loop().create_future()
+        request = _Request(int(epochs), future)
+        request.first = self.pop.epoch(member_id)
+        self.requests[member_id] = request
+        self.work.set()
+        await future
+        return self._report(member_id, request)
+
+    async def _run(self) -> None:
+        last_size, resolved = 0, False
+        while True:
+            await self.work.wait()
+            if resolved and len(self.requests) < last_size:
+                await self._linger(last_size)
+            async with self.lock:
+                ids = self._due()
+                if not ids:
+                    self.work.clear()
+                    resolved = False
+                    continue
+                results = await asyncio.to_thread(self.pop.step, ids)
+            self.passes += 1
+            last_size, resolved = len(ids), self._record(results)
+            self._maybe_die(results)
+
+    async def _linger(self, size: int) -> None:
+        end = time.monotonic() + LINGER_S
+        while len(self.requests) < size and time.monotonic() < end:
+            await asyncio.sleep(0.002)
+
+    def _due(self) -> list[str]:
+        """Members with epochs to run; requests of members that are done (or failed) are answered."""
+        ids = []
+        for m, request in list(self.requests.items()):
+            if self.pop.done(m):
+                self._resolve(m)
+            else:
+                ids.append(m)
+        return ids
+
+    def _record(self, results: dict) -> bool:
+        resolved = False
+        for m, metrics in results.items():
+            request = self.requests.get(m)
+            if request is None:
+                continue
+            request.last = metrics
+            request.left -= 1
+            if request.left <= 0 or "error" in metrics or self.pop.done(m):
+                self._resolve(m)
+                resolved = True
+        return resolved
+
+    def _resolve(self, member_id: str) -> None:
+        request = self.requests.pop(member_id)
+        if not request.future.done():
+            request.future.set_result(None)
+
+    def _report(self, member_id: str, request: _Request) -> dict:
+        """What the trial reports: the last epoch's metrics (as the unpacked trainable reports them)."""
+        history = self.pop.history(member_id)
+        epoch = self.pop.epoch(member_id)
+        metrics = request.last
+        if metrics is not None and "error" in metrics:
+            last = {m: (h[-1] if h else float("nan")) for m, h in history.items()}
+            return {**last, "epoch": epoch, "error": metrics["error"], "done": True}
+        if metrics is None:  # restored at its last epoch
+            metrics = {m: h[-1] for m, h in history.items() if h} | {"epoch": epoch}
+        # which population trained it, and with how many members at the time (in result.json, TensorBoard)
+        report = {**metrics, "done": self.pop.done(member_id), "pack_members": len(self.pop),
+                  "pack_executor": ray.get_runtime_context().get_actor_id()[:12]}
+        if "acc_mean" in history:
+            epochs = history["acc_mean"][request.first:] or history["acc_mean"][-1:]
+            report["acc_report"] = sum(epochs) / len(epochs)
+        return report
+
+    def _maybe_die(self, results: dict) -> None:
+        spec = os.environ.get(KILL_ONCE_ENV)
+        if not spec:
+            return
+        experiment, marker, at = spec.split(":")
+        if experiment != self.experiment or Path(marker).exists():
+            return
+        if any(self.pop.epoch(m) >= int(at) for m in results):
+            Path(marker).write_text("executor killed once\n")
+            os._exit(1)
+
+    # ---------------------------------------------------------------- state and figures
+    async def save(self, member_id: str, path: str) -> str:
+        from tune_sd.engine.checkpoint import save_checkpoint
+
+        async with self.lock:
+            state = self.pop.state_dict(member_id)
+        await asyncio.to_thread(save_checkpoint, state, path)
+        return path
+
+    async def figure(self, member_id: str, logdir: str, task: str = "sd") -> None:
+        """The trial's TensorBoard figure, drawn from a solo study rebuilt from the member's state."""
+        async with self.lock:
+            study = await asyncio.to_thread(self.pop.study, member_id)
+        await asyncio.to_thread(self._draw, member_id, study, logdir)
+
+    def _draw(self, member_id: str, study, logdir: str) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from tune_sd.tune.figures import samples_figure
+
+        writer = self.writers.get(member_id)
+        if writer is None:
+            writer = self.writers[member_id] = SummaryWriter(log_dir=logdir)
+        writer.add_figure("samples/real_vs_fake", samples_figure(study), global_step=study.epoch, close=True)
+        writer.flush()
+
+    async def stats(self) -> dict:
+        return {"members": len(self.pop), "passes": self.passes, "capacity": self.capacity}
+
+
+# ------------------------------------------------------------------------------------ the registry
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class PackRegistry:
+    """Places each trial in an executor of its shape key on its node, with a free place."""
+
+    def __init__(self, experiment: str, pack, cpus_per_trial: float, gpus_per_trial: float):
+        self.experiment, self.pack = experiment, pack
+        self.cpus, self.gpus = cpus_per_trial, gpus_per_trial
+        self.executors: dict[tuple, list[list]] = {}  # (key, node) -> [[executor, members set, capacity], ...]
+        self.where: dict[str, tuple] = {}             # member -> (key, node, executor)
+        self.released = asyncio.Condition()
+
+    async def place(self, member_id: str, config: dict, node_id: str, checkpoint: str | None = None):
+        """Join the member to an executor; returns (executor, capacity, what the join said)."""
+        await self.release(member_id)
+        key, size = pack_plan(config, self.pack, self.gpus)
+        where = (key, node_id)
+        async with self.released:
+            try:
+                await asyncio.wait_for(self.released.wait_for(lambda: self._has_place(where)), PLACE_WAIT_S)
+            except asyncio.TimeoutError:
+                pass  # more trials of this key than places: one more population
+            slot = self._free_slot(where, size)  # choosing a place and taking it is one step (no await)
+            slot[1].add(member_id)
+            self.where[member_id] = (where, slot[0])
+        try:
+            joined = await slot[0].join.remote(member_id, config, checkpoint)
+        except ray.exceptions.RayActorError:
+            self._forget(slot[0])
+            raise
+        except Exception:
+            slot[1].discard(member_id)
+            self.where.pop(member_id, None)
+            raise
+        return slot[0], size, joined
+
+    def _has_place(self, where: tuple) -> bool:
+        slots = self.executors.get(where, [])
+        return not slots or any(len(slot[1]) < slot[2] for slot in slots)
+
+    def _free_slot(self, where: tuple, size: int) -> list:
+        slots = self.executors.setdefault(where, [])
+        for slot in slots:
+            if len(slot[1]) < slot[2]:
+                return slot
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        device = "cuda" if self.gpus > 0 else "cpu"
+        # the members reserve the cores (cpus_per_trial / size each): together, one trial's share
+        options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(where[1], soft=False)}
+        if self.gpus > 0:
+            options["num_gpus"] = self.gpus / size  # a share, so that Ray hands it a device
+        executor = PopulationExecutor.options(**options).remote(self.experiment, size, max(1, round(self.cpus)),
+                                                                 device)
+        slot = [executor, set(), size]
+        slots.append(slot)
+        return slot
+
+    async def release(self, member_id: str) -> None:
+        """The member leaves its executor (nothing when it is in none)."""
+        placed = self.where.pop(member_id, None)
+        if placed is None:
+            return
+        where, executor = placed
+        try:
+            await executor.leave.remote(member_id)
+        except ray.exceptions.RayActorError:
+            self._forget(executor)
+        for slot in self.executors.get(where, []):
+            if slot[0] == executor:
+                slot[1].discard(member_id)
+        async with self.released:
+            self.released.notify_all()
+
+    async def lost(self, executor) -> None:
+        """An executor died: its members are gone; the next trials of its key get a fresh one."""
+        self._forget(executor)
+        async with self.released:
+            self.released.notify_all()
+
+    def _forget(self, executor) -> None:
+        for where, slots in self.executors.items():
+            for slot in [s for s in slots if s[0] == executor]:
+                slots.remove(slot)
+                for m in slot[1]:
+                    self.where.pop(m, None)
+
+    async def executors_of(self) -> list:
+        return [slot[0] for slots in self.executors.values() for slot in slots]
+
+
+def get_registry(experiment: str, pack, cpus_per_trial: float, gpus_per_trial: float):
+    """The sweep's registry, started by the first trial that asks (detached: trials come and go)."""
+    # outside the asking trial's placement group (Tune's trials capture their children's scheduling),
+    # which goes when that trial ends
+    return PackRegistry.options(name=registry_name(experiment), namespace=NAMESPACE, get_if_exists=True,
+                                lifetime="detached", scheduling_strategy="DEFAULT").remote(experiment, pack, cpus_per_trial, gpus_per_trial)
+
+
+def stop_registry(experiment: str) -> None:
+    """End a sweep's registry and with it its executors (a sweep that ended has no packed trials)."""
+    try:
+        ray.kill(ray.get_actor(registry_name(experiment), namespace=NAMESPACE))
+    except ValueError:
+        pass  # none was started (nothing packed)

@@ -1,0 +1,166 @@
+"""What a sweep packs and repeats: the ``--pack`` and ``--repeat`` options, resolved before Ray starts.
+
+``--pack auto`` packs the trials of a shape key by the engine's measured ``pack_size`` (1: not at all,
+e.g. the big 6x128 critic on a CPU, which is compute-bound already); ``--pack P`` packs P per
+population; ``--pack off`` runs every trial in its own process, as without packing. Packing is the
+default where same-shaped trials are many: ``--repeat`` and grid searches (the ladder is one).
+
+``--repeat R`` runs R seeds of each sampled config (grid point): repeat r has the seed of repeat 0 plus
+r and a ``repeat`` label (a column in the tables); with ``--repeat-data`` it also draws its own input
+points (``data.seed`` plus r). Repeats of a config are sampled once and run side by side, so that
+they share their populations.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from tune_sd.engine.config import SCHEMA, flatten, merge, unflatten
+from tune_sd.errors import ConfigError
+
+PACK_CHOICES = "auto, off, or an integer P >= 1"
+# sampled configs looked at to tell which shape keys a sweep has (its dry run lists them)
+PLAN_SAMPLES = 64
+
+
+def check_repeat(repeat: int | None, repeat_data: bool, search: str) -> tuple[int, bool]:
+    repeat = 1 if repeat is None else repeat
+    if not isinstance(repeat, int) or repeat < 1:
+        raise ConfigError(f"--repeat: {repeat!r} is not allowed (allowed: an integer >= 1)")
+    if repeat > 1 and search == "bayes":
+        raise ConfigError("--repeat: bayes search suggests one config at a time from the results; "
+                          "repeat configs with --search random or grid")
+    if repeat_data and repeat == 1:
+        raise ConfigError("--repeat-data varies the input points per repeat: give --repeat R with R >= 2")
+    return repeat, bool(repeat_data)
+
+
+def parse_pack(value) -> str | int:
+    if value is None or value in ("auto", "off"):
+        return value
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1 or str(value).strip() != str(size):
+        raise ConfigError(f"--pack: {value!r} is not allowed (allowed: {PACK_CHOICES})")
+    return size
+
+
+def resolve_pack(value, settings: dict) -> str | int:
+    """The sweep's pack setting: "off", "auto" or P. Unset: auto for repeats and grids, else off."""
+    pack = parse_pack(value)
+    if pack is None:
+        pack = "auto" if settings.get("repeat", 1) > 1 or settings.get("search") == "grid" else "off"
+    if settings.get("task", "sd") != "sd":
+        return "off"  # a regularisation run trains one network per trial: nothing to stack
+    return pack
+
+
+# ------------------------------------------------------------------------------------ planning
+
+
+def sampled_configs(plan, n: int = PLAN_SAMPLES) -> list[dict]:
+    """The first ``n`` trial configs the sweep runs (labels included): repeats, or the space's draws."""
+    if plan.settings.get("repeat", 1) > 1:
+        return repeat_points(plan)[:n]
+    return [merge(c, unflatten(plan.fixed)) for c in plan.space.sample(n, seed=plan.settings["seed"], labels=True)]
+
+
+def pack_groups(plan) -> list[tuple[tuple, int, int]]:
+    """(shape key, P, trials among the sampled configs) per shape key, most trials first."""
+    from .executor import pack_plan
+
+    groups: dict[tuple, list] = {}
+    gpus = float(plan.settings.get("gpus_per_trial") or 0.0)
+    for config in sampled_configs(plan):
+        key, size = pack_plan(config, plan.settings["pack"], gpus)
+        groups.setdefault(key, [size, 0])[1] += 1
+    return sorted(((k, p, n) for k, (p, n) in groups.items()), key=lambda g: -g[2])
+
+
+def settle_auto(plan) -> None:
+    """``auto`` where no shape key of the sweep pays to pack is ``off``: every trial runs on its own."""
+    if plan.settings.get("pack") == "auto" and all(p == 1 for _, p, _ in pack_groups(plan)):
+        plan.settings["pack"] = "off"
+
+
+def describe_packing(plan) -> list[str]:
+    s = plan.settings
+    lines = []
+    if s.get("repeat", 1) > 1:
+        lines.append(f"repeat: {s['repeat']} seeds per config" + (", each with its own input points (data.seed)"
+                                                                  if s.get("repeat_data") else ""))
+    if s.get("pack", "off") == "off":
+        lines.append("packing: off (each trial trains in its own process)")
+        return lines
+    groups = pack_groups(plan)
+    n = sum(g[2] for g in groups)
+    lines.append(f"packing: {s['pack']} (shape keys of the first {n} trials; P trials of a key train as one "
+                 f"population, each reserving {s['cpus_per_trial']:g}/P CPU)")
+    for key, size, count in groups:
+        what = "packs" if size > 1 else "does not pack (1 per population)"
+        lines.append(f"  {_short_key(key)}: P={size}, {count} trial(s) -> {what}")
+    return lines
+
+
+def _short_key(key: tuple) -> str:
+    """The shape key's critic and extra information (what tells shapes apart in a sweep)."""
+    shown = [f"{k}={v}" for k, v in key if isinstance(k, str) and (k.startswith("disc.") or k.startswith("ext")
+                                                                 or k in ("data.n_points", "device", "task"))]
+    return ", ".join(shown) or str(key)
+
+
+# ------------------------------------------------------------------------------------ repeats
+
+
+def repeat_points(plan) -> list[dict]:
+    """Every trial config of a repeated sweep, in order: each sampled config (grid point) R times.
+
+    Repeat r of a config runs seed s + r, s being the config's seed or one drawn for it from the
+    search's seed; with ``repeat_data`` also ``data.seed`` d + r."""
+    s = plan.settings
+    rng = np.random.default_rng(s["seed"])
+    if s["search"] == "grid":
+        configs = [c for i in range(int(s["num_samples"]))
+                   for c in plan.space.sample(plan.space.grid_size(), seed=s["seed"] + i, labels=True)]
+    else:
+        configs = plan.space.sample(int(s["num_samples"]), seed=s["seed"], labels=True)
+    points = []
+    for config in configs:
+        config = merge(config, unflatten(plan.fixed))
+        flat = flatten(config)
+        seed = flat.get("seed")
+        if seed is None:
+            seed = int(rng.integers(0, 2**31 - 1))
+        data_seed = flat.get("data.seed", SCHEMA["data.seed"].default)
+        for r in range(int(s["repeat"])):
+            point = copy.deepcopy(config)
+            point["repeat"], point["seed"] = r, int(seed) + r
+            if s.get("repeat_data"):
+                point = merge(point, {"data": {"seed": int(data_seed) + r}})
+            points.append(point)
+    return points
+
+
+# ------------------------------------------------------------------------------------ the trainable
+
+
+def packed_trainable(settings: dict, name: str):
+    """The packed trainable of a sweep: each trial reserves its share of an executor's cores."""
+    from ray import tune
+
+    from .executor import pack_plan
+    from .packed import PackedTrainable, PackSettings
+
+    pack = settings["pack"]
+    cpus, gpus = float(settings["cpus_per_trial"]), float(settings["gpus_per_trial"])
+
+    def resources(config: dict):
+        _, size = pack_plan(config, pack, gpus)
+        return tune.PlacementGroupFactory([{"CPU": cpus / size, "GPU": gpus / size}])
+
+    trainable = tune.with_parameters(PackedTrainable, pack=PackSettings(name, pack, cpus, gpus))
+    return tune.with_resources(trainable, resources)
