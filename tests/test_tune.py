@@ -106,6 +106,12 @@ def test_a_trial_that_raises_resumes_from_its_checkpoint_without_gap_or_repeat(r
     study = Study(cfg)
     study.run()
     assert list(curves.sort_values("iteration").avg_acc) == study.history["avg_acc"][19::20]
+    # each report's acc_report is the study's: the mean of acc_mean over that report's 20 epochs (a report
+    # repeated by the retry is the last one written, as results.py reads it)
+    rows = (exp / f"trial_{trial_id}" / "result.json").read_text().splitlines()
+    reported = {r["epoch"]: r["acc_report"] for r in map(json.loads, rows)}
+    acc = study.history["acc_mean"]
+    assert reported == {e: sum(acc[e - 20:e]) / 20 for e in range(20, 121, 20)}
 
 
 def test_a_nan_trial_ends_as_an_error_with_its_reason_and_the_sweep_goes_on(ray_local, tmp_path):

@@ -197,7 +197,10 @@ def mean_since(values: list[float], since: int) -> float:
 
 
 def _kind(fmt) -> str:
-    return f"{FORMATS[fmt]} (format {fmt})" if fmt in FORMATS else f"format {fmt!r}"
+    if fmt not in FORMATS:
+        return f"format {fmt!r}"
+    what, task = FORMATS[fmt]
+    return f"{what} (task {task}, format {fmt})"
 
 
 def load_changes(state: dict) -> list[dict]:
