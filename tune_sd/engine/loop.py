@@ -63,8 +63,9 @@ class EpochBoundaryInterrupt:
 class RunLoop:
     """A subclass provides ``cfg``, ``epoch``, ``elapsed``, ``history``, ``changes``, ``rng`` and
     ``step()``; ``format`` (its checkpoints' ``format``), ``metrics`` (the names of its per-epoch
-    metrics) and ``report_means``; and its own parts of the state: ``_own_state()``,
-    ``_load_own_state(state)`` and ``_loaded()``."""
+    metrics) and ``report_means``; and its own parts of the state: ``_own_state()`` (what
+    ``state_dict()`` adds), ``_load_own_state(state)`` (loads it) and ``_loaded()`` (after a load: what
+    follows from the loaded state and the config)."""
 
     format: str = ""
     metrics: tuple[str, ...] = ()
@@ -148,15 +149,6 @@ class RunLoop:
         if found != cls.format:
             raise StudyError(f"{where} holds {_kind(found)}, not {_kind(cls.format)}")
 
-    def _own_state(self) -> dict:
-        raise NotImplementedError
-
-    def _load_own_state(self, state: dict) -> None:
-        raise NotImplementedError
-
-    def _loaded(self) -> None:
-        """After a load: what follows from the loaded state and the config (by default nothing)."""
-
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(self.state_dict(), path)
 
@@ -197,7 +189,7 @@ def mean_since(values: list[float], since: int) -> float:
 
 
 def _kind(fmt) -> str:
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         return f"format {fmt!r}"
     what, task = FORMATS[fmt]
     return f"{what} (task {task}, format {fmt})"
