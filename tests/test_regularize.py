@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -12,11 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tune_sd.engine import Config, Regularization, Study, latent_recovery, make_run, run_from_checkpoint
+from tune_sd.engine import (Config, Regularization, Study, latent_recovery, load_checkpoint, make_run,
+                            run_from_checkpoint)
 from tune_sd.engine.expr import compile_expr
 from tune_sd.engine.target import (build_target, draw_latents, evaluate_f, fixed_expression, load_target,
                                    save_target, target_from_config)
-from tune_sd.errors import ConfigError, DataError, LibraryError
+from tune_sd.errors import ConfigError, DataError, LibraryError, StudyError
 
 SMALL_CRITIC = {"arch": {"lat_size": 3}, "disc": {"hid_num": 2, "hid_size": 16}, "epochs": 5}
 
@@ -267,6 +269,25 @@ def test_a_regularisation_run_resumes_exactly(critic_ckpt, tmp_path):
     for m, values in whole.history.items():
         if m != "time_s":
             assert np.allclose(values, resumed.history[m], equal_nan=True, rtol=0, atol=0), m
+
+
+def test_a_checkpoint_of_the_other_kind_of_run_is_refused_naming_both(critic_ckpt, tmp_path):
+    reg = make_run(reg_config(critic_ckpt, sd=1.0))
+    reg.run(2)
+    reg_file = reg.save(tmp_path / "reg.pt")
+    study = Study.from_checkpoint(critic_ckpt)
+    with pytest.raises(StudyError, match=re.escape(f"{reg_file} holds a regularisation run (task regularize, "
+                                                   "format tune_sd.regularize/1), not an SD study (task sd")):
+        Study.from_checkpoint(reg_file)
+    with pytest.raises(StudyError, match=r"^checkpoint holds a regularisation run .* not an SD study"):
+        study.load_state_dict(load_checkpoint(reg_file))
+    with pytest.raises(StudyError, match=r"holds an SD study \(task sd, format tune_sd.study/1\), not a regul"):
+        Regularization.from_checkpoint(critic_ckpt)
+    with pytest.raises(StudyError, match="not a regularisation run"):
+        reg.load_state_dict(load_checkpoint(critic_ckpt))
+    # refused before anything was loaded: both runs go on where they were
+    assert (study.epoch, reg.epoch) == (5, 2)
+    assert reg.report(since=0) == {}  # the per-report metrics are the SD study's
 
 
 def test_train_command_runs_a_regularisation(critic_ckpt, tmp_path):

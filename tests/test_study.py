@@ -213,3 +213,16 @@ def test_from_state_refuses_what_it_cannot_apply(key, value, why):
     study.run(epochs=2)
     with pytest.raises(ConfigError, match=rf"{key}: .*{why}"):
         Study.from_state(study.state_dict(), **{key: value})
+
+
+def test_a_reports_accuracy_is_the_mean_of_acc_mean_over_the_reports_epochs():
+    study = Study(small(epochs=7))
+    study.run(epochs=3)
+    study.run(epochs=4)
+    acc = study.history["acc_mean"]
+    assert study.report(since=3) == {"acc_report": pytest.approx(sum(acc[3:7]) / 4)}
+    assert study.report(since=0) == {"acc_report": pytest.approx(sum(acc) / 7)}
+    # a report in which no epoch ran (a trial restored at its end) has its last epoch's
+    assert study.report(since=7) == {"acc_report": acc[-1]}
+    # it is read from the history, which a checkpoint keeps
+    assert Study.from_state(study.state_dict()).report(since=3) == study.report(since=3)

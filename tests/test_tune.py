@@ -49,6 +49,19 @@ def sweep(path, storage, name, **opts):
     return run_sweep(plan)
 
 
+def assert_reports_are_the_studys(trial_dir):
+    """Each report's acc_report is the study's (``RunLoop.report``): the mean of acc_mean over that report's
+    epochs in the trial's uninterrupted run (a report repeated by a retry: the last one, as results.py reads)."""
+    cfg = Config.from_dict(json.loads((trial_dir / "params.json").read_text()))
+    torch.set_num_threads(1)
+    study = Study(cfg)
+    study.run()
+    rows = (trial_dir / "result.json").read_text().splitlines()
+    reported = {r["epoch"]: r["acc_report"] for r in map(json.loads, rows)}
+    acc, every = study.history["acc_mean"], cfg.report_every
+    assert reported == {e: sum(acc[e - every:e]) / every for e in range(every, cfg.epochs + 1, every)}
+
+
 def test_local_ray_listens_on_loopback_only(ray_local):
     assert ray_local["new_listeners"], "Ray opened no port at all?"
     outside = {(ip, port) for ip, port in ray_local["new_listeners"] if not ip.endswith("127.0.0.1")}
@@ -103,6 +116,7 @@ def test_a_trial_that_raises_resumes_from_its_checkpoint_without_gap_or_repeat(r
     assert os.path.exists(f"{ray_local['marker']}.{trial_id}"), "the injected failure did not happen"
     assert trials.status.iloc[0] == "TERMINATED" and trials.epochs.iloc[0] == epochs
     assert_complete_curves(curves)
+    assert_reports_are_the_studys(exp / f"trial_{trial_id}")
     # the curve, through the failure and the restore, is the engine's uninterrupted run
     cfg = Config.from_dict(json.loads((exp / f"trial_{trial_id}" / "params.json").read_text()))
     torch.set_num_threads(1)

@@ -14,8 +14,8 @@ from tune_sd.errors import StudyError
 
 from .atomic import temp_beside
 
-# an SD study's, and a regularisation run's (Step 7)
-FORMATS = ("tune_sd.study/1", "tune_sd.regularize/1")
+# the kind of run a checkpoint holds, by its "format": (what it is, its config's task)
+FORMATS = {"tune_sd.study/1": ("an SD study", "sd"), "tune_sd.regularize/1": ("a regularisation run", "regularize")}
 
 
 @contextmanager

@@ -1,6 +1,10 @@
 """What every run of the engine shares (the SD study, a regularisation run): the epoch loop, the
-stopping rule (``epochs`` or ``runtime``), the metric history as columns, saving, and what a
-resumed run may change.
+stopping rule (``epochs`` or ``runtime``), the metric history as columns, the per-report metrics,
+the state a checkpoint holds (and the check that a checkpoint is of this kind of run), saving, and
+what a resumed run may change.
+
+The loop is :meth:`RunLoop.run`; ``tune-sd train`` and the Tune trainable both call it, with their
+own per-epoch callbacks and epoch budgets (the whole run, or one report).
 
 An epoch is the unit of state: ``step()`` either completes one or leaves the run as it was (a
 non-finite loss is rolled back before it is raised), and Ctrl-C during ``run()`` takes effect at the
@@ -15,7 +19,11 @@ import sys
 import threading
 from pathlib import Path
 
-from .checkpoint import save_checkpoint
+import torch
+
+from tune_sd.errors import StudyError
+
+from .checkpoint import FORMATS, load_checkpoint, save_checkpoint
 
 
 class Interrupted(KeyboardInterrupt):
@@ -53,18 +61,27 @@ class EpochBoundaryInterrupt:
 
 
 class RunLoop:
-    """A subclass provides ``cfg``, ``epoch``, ``elapsed``, ``history``, ``changes``, ``step()``,
-    ``state_dict()`` and ``metrics`` (the names of its per-epoch metrics)."""
+    """A subclass provides ``cfg``, ``epoch``, ``elapsed``, ``history``, ``changes``, ``rng`` and
+    ``step()``; ``format`` (its checkpoints' ``format``), ``metrics`` (the names of its per-epoch
+    metrics) and ``report_means``; and its own parts of the state: ``_own_state()`` (what
+    ``state_dict()`` adds), ``_load_own_state(state)`` (loads it) and ``_loaded()`` (after a load: what
+    follows from the loaded state and the config)."""
 
+    format: str = ""
     metrics: tuple[str, ...] = ()
+    # metrics of a report (a run of several epochs, as a Tune trial reports them): name -> the
+    # per-epoch metric whose mean over the report's epochs it is
+    report_means: dict[str, str] = {}
 
     @property
     def done(self) -> bool:
         runtime = self.cfg.runtime
         return self.epoch >= self.cfg.epochs or (runtime is not None and self.elapsed >= runtime)
 
+    # ------------------------------------------------------------------ the loop
     def run(self, epochs: int | None = None, callback=None) -> dict | None:
         """Step until ``done`` (or ``epochs`` more epochs); ``callback(metrics)`` after each epoch.
+        Returns the last epoch's metrics (None when no epoch ran).
 
         Ctrl-C lets the epoch in progress and its callback finish, then raises :class:`Interrupted`
         (a ``KeyboardInterrupt``) with the run at that epoch; a second Ctrl-C raises at once."""
@@ -78,14 +95,69 @@ class RunLoop:
                     raise Interrupted(f"interrupted at epoch {self.epoch}")
         return metrics
 
+    def last_metrics(self) -> dict:
+        """The last epoch's metrics as ``step()`` returned them (NaN for each before the first epoch)."""
+        return {"epoch": self.epoch, **{m: (h[-1] if h else float("nan")) for m, h in self.history.items()}}
+
+    def report(self, since: int) -> dict:
+        """The metrics of the report made of the epochs after epoch ``since`` (``report_means``): each
+        the mean of its per-epoch metric over them, unlike a moving average independent from one report
+        to the next. A report in which no epoch ran (a run restored at its end) has its last epoch's."""
+        return {name: mean_since(self.history[metric], since) for name, metric in self.report_means.items()}
+
     def curve(self, start: int = 0) -> dict[str, list]:
         """The per-epoch metric history from epoch ``start`` + 1 on, as columns."""
         cols = {"epoch": list(range(start + 1, self.epoch + 1))}
         cols.update({m: self.history[m][start:] for m in self.metrics})
         return cols
 
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """The run at an epoch boundary: what every run keeps, and its own parts (``_own_state``)."""
+        return {
+            "format": self.format,
+            "config": self.cfg.to_dict(),
+            "changes": self.changes,
+            "epoch": self.epoch,
+            "elapsed": self.elapsed,
+            "history": {m: torch.tensor(v, dtype=torch.float64) for m, v in self.history.items()},
+            "rng": self.rng.get_state(),
+            **self._own_state(),
+        }
+
+    def load_state_dict(self, state: dict, where: str = "checkpoint") -> None:
+        """Continue from ``state`` (a checkpoint of this kind of run and config; ``where`` names it in
+        errors). The config's settings hold where a resumed run changed them."""
+        self.check_format(state, where)
+        try:
+            self._load_own_state(state)
+            self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
+            history = {m: [float(x) for x in state["history"][m].tolist()] for m in self.metrics}
+            self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
+            self.changes = load_changes(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise StudyError(f"{where} does not fit this config ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0]})") from None
+        self.history = history
+        self._loaded()
+
+    @classmethod
+    def check_format(cls, state: dict, where: str = "checkpoint") -> None:
+        """Refuse the checkpoint of another kind of run (an SD study's for a regularisation run, and
+        the other way round), naming both."""
+        found = state.get("format")
+        if found != cls.format:
+            raise StudyError(f"{where} holds {_kind(found)}, not {_kind(cls.format)}")
+
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(self.state_dict(), path)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device="cpu", **overrides):
+        """Rebuild a run from its checkpoint file (see :meth:`from_state` for ``overrides``)."""
+        state = load_checkpoint(path)
+        cls.check_format(state, str(path))
+        return cls.from_state(state, device, **overrides)
 
     @classmethod
     def from_state(cls, state: dict, device="cpu", **overrides):
@@ -96,6 +168,7 @@ class RunLoop:
         :func:`~tune_sd.engine.config.resume_changes`)."""
         from .config import Config, resume_changes
 
+        cls.check_format(state)
         cfg = Config.from_dict(state["config"])
         changes: list[dict] = []
         if overrides:
@@ -106,6 +179,20 @@ class RunLoop:
         run.load_state_dict(state)
         run.changes = run.changes + changes
         return run
+
+
+def mean_since(values: list[float], since: int) -> float:
+    """The mean of ``values[since:]`` (per-epoch values, epoch ``since`` + 1 on); the last value when
+    there are none since (NaN before the first epoch)."""
+    tail = values[since:] or values[-1:]
+    return sum(tail) / len(tail) if tail else float("nan")
+
+
+def _kind(fmt) -> str:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        return f"format {fmt!r}"
+    what, task = FORMATS[fmt]
+    return f"{what} (task {task}, format {fmt})"
 
 
 def load_changes(state: dict) -> list[dict]:

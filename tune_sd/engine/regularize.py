@@ -25,8 +25,9 @@ from .checkpoint import load_checkpoint
 from .config import Config
 from .critic import Critic, critic_input
 from .library import load_library
-from .loop import RunLoop, load_changes
+from .loop import RunLoop
 from .model import LatentModel
+from .study import FORMAT as STUDY_FORMAT
 from .study import NonFiniteLossError, _seeds, library_path
 from .target import target_from_config
 
@@ -80,6 +81,7 @@ class Regularization(RunLoop):
     ``run()``, ``done``, ``history``, ``state_dict()`` / ``load_state_dict()`` (bit-exact resume);
     :func:`~tune_sd.engine.runs.run_from_checkpoint` rebuilds one from its checkpoint."""
 
+    format = FORMAT
     metrics = REG_METRICS
 
     def __init__(self, config: Config | dict | None = None, device: str | torch.device = "cpu"):
@@ -121,7 +123,7 @@ class Regularization(RunLoop):
     def _load_critic(self, path) -> None:
         file = critic_checkpoint(path)
         state = load_checkpoint(file, map_location="cpu")
-        if state.get("format") != "tune_sd.study/1":
+        if state.get("format") != STUDY_FORMAT:
             raise ConfigError(f"critic.path: {file} is not an SD study's checkpoint")
         ccfg = Config.from_dict(state["config"], where=f"{file}: ")
         n = critic_points(state, ccfg)
@@ -217,41 +219,22 @@ class Regularization(RunLoop):
         return self.critic.fit(real_in, fake_in, self.rng).acc_mean
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        state = {
-            "format": FORMAT,
-            "config": self.cfg.to_dict(),
-            "changes": self.changes,
-            "epoch": self.epoch,
-            "elapsed": self.elapsed,
-            "history": {m: torch.tensor(v, dtype=torch.float64) for m, v in self.history.items()},
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": self.rng.get_state(),
-        }
+    def _own_state(self) -> dict:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.critic is not None and self.cfg.critic.iters:
             state["critic"] = self.critic.state_dict()
             state["critic_optimizer"] = self.critic.optimizer.state_dict()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        try:
-            if state.get("format") != FORMAT:
-                raise ValueError(f"format {state.get('format')!r}")
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            if "critic" in state and self.critic is not None:
-                self.critic.load_state_dict(state["critic"])
-                self.critic.optimizer.load_state_dict(state["critic_optimizer"])
-            self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
-            history = {m: [float(x) for x in state["history"][m].tolist()] for m in REG_METRICS}
-            self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
-            self.changes = load_changes(state)
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise StudyError(f"checkpoint does not fit this config ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0]})") from None
+    def _load_own_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if "critic" in state and self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.critic.optimizer.load_state_dict(state["critic_optimizer"])
+
+    def _loaded(self) -> None:
         # the config's learning rate and weight decay hold, not the ones the loaded optimizer kept
         # (they differ only where a resumed run changed them, see config.resume_changes)
         for group in self.optimizer.param_groups:
             group.update(lr=self.cfg.lr, weight_decay=self.cfg.wd)
-        self.history = history

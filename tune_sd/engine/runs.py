@@ -8,7 +8,6 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .config import Config
-from .regularize import FORMAT as REGULARIZE_FORMAT
 from .regularize import Regularization
 from .study import Study
 
@@ -25,5 +24,5 @@ def run_from_checkpoint(path: str | Path, device: str | torch.device = "cpu", **
 
 def run_from_state(state: dict, device: str | torch.device = "cpu", **overrides) -> Study | Regularization:
     """Rebuild whichever run wrote ``state`` (see :meth:`~tune_sd.engine.loop.RunLoop.from_state`)."""
-    cls = Regularization if state.get("format") == REGULARIZE_FORMAT else Study
+    cls = Regularization if state.get("format") == Regularization.format else Study
     return cls.from_state(state, device, **overrides)

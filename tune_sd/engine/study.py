@@ -17,14 +17,14 @@ import torch
 
 from tune_sd.errors import ConfigError, StudyError
 
-from .checkpoint import load_checkpoint
 from .config import Config
 from .critic import Critic, critic_input
 from .data import load_data
 from .generators import make_generator
 from .library import load_library
-from .loop import RunLoop, load_changes
+from .loop import RunLoop
 
+FORMAT = "tune_sd.study/1"
 METRICS = ("acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max", "nonfinite", "time_s")
 
 FUNS_DIR = Path(os.environ.get("TUNE_SD_FUNS", Path(__file__).resolve().parents[2] / "funs"))
@@ -60,12 +60,17 @@ def nonfinite_message(study: "Study", loss_real: float, loss_fake: float, loss_g
 class Study(RunLoop):
     """Train a critic to tell library functions from generator functions.
 
-    ``step()`` runs one epoch and returns its metrics; ``state_dict()`` / ``load_state_dict()`` cover
-    the critic, its optimizer, the random state and the metric history, so that a run stopped at
-    epoch e and resumed continues bit for bit like the uninterrupted run.
+    ``step()`` runs one epoch and returns its metrics; ``state_dict()`` / ``load_state_dict()``
+    (:class:`~tune_sd.engine.loop.RunLoop`'s, with the critic and its optimizer) cover the random
+    state and the metric history too, so that a run stopped at epoch e and resumed continues bit for
+    bit like the uninterrupted run.
     """
 
+    format = FORMAT
     metrics = METRICS
+    # the mean accuracy over a report's epochs (see RunLoop.report): the trend tests of the early
+    # stopper weigh its noise (tune/stoppers.py)
+    report_means = {"acc_report": "acc_mean"}
 
     def __init__(self, config: Config | dict | None = None, device: str | torch.device = "cpu"):
         self.cfg = config if isinstance(config, Config) else Config.from_dict(config)
@@ -169,40 +174,18 @@ class Study(RunLoop):
         self.rng.set_state(rng)
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        return {
-            "format": "tune_sd.study/1",
-            "config": self.cfg.to_dict(),
-            "changes": self.changes,
-            "epoch": self.epoch,
-            "elapsed": self.elapsed,
-            "history": {m: torch.tensor(v, dtype=torch.float64) for m, v in self.history.items()},
-            "critic": self.critic.state_dict(),
-            "optimizer": self.critic.optimizer.state_dict(),
-            "rng": self.rng.get_state(),
-        }
+    def _own_state(self) -> dict:
+        return {"critic": self.critic.state_dict(), "optimizer": self.critic.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        try:
-            self.critic.load_state_dict(state["critic"])
-            self.critic.optimizer.load_state_dict(state["optimizer"])
-            self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
-            history = {m: [float(x) for x in state["history"][m].tolist()] for m in METRICS}
-            self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
-            self.changes = load_changes(state)
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise StudyError(f"checkpoint does not fit this config ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0]})") from None
+    def _load_own_state(self, state: dict) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.critic.optimizer.load_state_dict(state["optimizer"])
+
+    def _loaded(self) -> None:
         # loading the optimizer restored the saved hyperparameters; the config's hold (they differ
         # only where a resumed run changed them, see config.resume_changes)
         d = self.cfg.disc
         for group in self.critic.optimizer.param_groups:
             group.update(lr=d.lr, weight_decay=d.wd, betas=tuple(d.betas))
-        history["nonfinite"] = [int(x) for x in history["nonfinite"]]
-        self.history = history
-        self._window = deque(history["acc_mean"][-self.cfg.avg_hor:], maxlen=self.cfg.avg_hor)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device="cpu", **overrides) -> "Study":
-        """Rebuild a study from its checkpoint (see :meth:`RunLoop.from_state` for ``overrides``)."""
-        return cls.from_state(load_checkpoint(path), device, **overrides)
+        self.history["nonfinite"] = [int(x) for x in self.history["nonfinite"]]
+        self._window = deque(self.history["acc_mean"][-self.cfg.avg_hor:], maxlen=self.cfg.avg_hor)

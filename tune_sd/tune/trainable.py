@@ -1,7 +1,8 @@
 """The Ray Tune trainable: a thin adapter around the engine's ``Study``.
 
 Set-up builds a study from the trial's config; each training iteration runs ``report_every`` epochs
-and reports the last epoch's metrics; checkpoints are the study's ``state_dict`` (every
+of the engine's loop (``RunLoop.run``) and reports the last epoch's metrics, with the study's
+per-report metrics (``RunLoop.report``: ``acc_report``); checkpoints are the study's ``state_dict`` (every
 ``checkpoint_every`` reports and at the end); a restored trial continues the same curve.
 
 A checkpoint always holds whole epochs: the study changes only inside ``step()``, and Tune calls
@@ -86,32 +87,22 @@ class SDTrainable(tune.Trainable):
 
     # ------------------------------------------------------------------ one report
     def step(self) -> dict:
+        """One report: ``report_every`` epochs of the engine's loop (fewer at the run's end)."""
         study, cfg = self.study, self.cfg
-        metrics = None
         first = study.epoch
         try:
-            for _ in range(cfg.report_every):
-                if study.done:
-                    break
-                self._maybe_fail(study.epoch + 1)
-                metrics = study.step()
+            metrics = study.run(epochs=cfg.report_every, callback=self._maybe_fail)
         except NonFiniteLossError as e:
             # the run cannot go on: end the trial as an error with its reason, and let the sweep go on
             # every metric is present (NaN before the first epoch), as the scheduler expects its metric
-            last = {m: (h[-1] if h else float("nan")) for m, h in study.history.items()}
-            return {**last, "epoch": study.epoch, "error": str(e), "done": True, "stop_reason": "error",
+            return {**study.last_metrics(), "error": str(e), "done": True, "stop_reason": "error",
                     **self._where()}
-        if metrics is None:  # restored at its last epoch
-            metrics = {m: study.history[m][-1] for m in study.history} | {"epoch": study.epoch}
         self.reports += 1
+        metrics = metrics or study.last_metrics()  # no epoch ran: restored at its end
         result = {**metrics, **self._where(), "done": study.done}
         if study.done:  # the trial ends itself: say whether its epochs or its runtime ran out
             result["stop_reason"] = own_end(study.epoch, cfg.epochs)
-        if "acc_mean" in study.history:
-            # the mean accuracy over this report's epochs: independent from report to report, unlike the
-            # moving average avg_acc, so that trend tests can weigh its noise (see stoppers.py)
-            epochs = study.history["acc_mean"][first:] or study.history["acc_mean"][-1:]
-            result["acc_report"] = sum(epochs) / len(epochs)
+        result.update(study.report(since=first))
         if cfg.checkpoint_every and self.reports % cfg.checkpoint_every == 0:
             result["should_checkpoint"] = True
         if cfg.figure_every and (self.reports % cfg.figure_every == 0 or self.reports == 1):
@@ -122,18 +113,20 @@ class SDTrainable(tune.Trainable):
         return {"node": self.node, "node_ip": self.node_ip, "host": self.host, "device": self.study.device.type,
                 **self.labels}
 
-    def _maybe_fail(self, epoch: int) -> None:
+    def _maybe_fail(self, metrics: dict) -> None:
+        """Per epoch: the injected failure (``FAIL_ONCE_ENV``) once the trial's epoch ``at`` has run, so
+        that the report that runs it fails (and its epochs are lost, as in any failure)."""
         spec = os.environ.get(FAIL_ONCE_ENV)
         if not spec:
             return
         experiment, marker, at = spec.split(":")
-        storage = getattr(self, "_storage", None)
-        if storage is None or storage.experiment_dir_name != experiment:
+        # the trial's working folder (Trainable.logdir) lies in one named after its experiment
+        if experiment not in Path(self.logdir).parts:
             return
         marker = Path(f"{marker}.{self.trial_id}")
-        if epoch == int(at) and not marker.exists():
+        if metrics["epoch"] == int(at) and not marker.exists():
             marker.write_text("failed once\n")
-            raise RuntimeError(f"injected failure at epoch {epoch} ({FAIL_ONCE_ENV})")
+            raise RuntimeError(f"injected failure at epoch {at} ({FAIL_ONCE_ENV})")
 
     def _figure(self) -> None:
         """The SD study: real vs fake samples on the input points, as the notebook's scatter plot; a
@@ -158,7 +151,7 @@ class SDTrainable(tune.Trainable):
 
     def load_checkpoint(self, checkpoint):
         path = Path(checkpoint if isinstance(checkpoint, (str, os.PathLike)) else checkpoint.path)
-        self.study.load_state_dict(load_checkpoint(path / CHECKPOINT_FILE))
+        self.study.load_state_dict(load_checkpoint(path / CHECKPOINT_FILE), where=str(path / CHECKPOINT_FILE))
         self.reports = self.study.epoch // self.cfg.report_every
 
     def cleanup(self):
