@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tune_sd.engine.config import SECTIONS, Config, flatten, integer, merge, parse_override, unflatten
