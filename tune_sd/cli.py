@@ -449,8 +449,7 @@ def cmd_analyze(args) -> int:
 
 def cmd_lib_check(args) -> int:
     from tune_sd.engine.data import load_data
-    from tune_sd.engine.library import check_library, format_check
-    from tune_sd.engine.study import library_path
+    from tune_sd.engine.library import check_library, format_check, library_path
 
     path = library_path(args.file)
     X = load_data(None, var=args.var, n_features=args.features).points("train", list(range(args.features)))
