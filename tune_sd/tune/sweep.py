@@ -1,7 +1,7 @@
 """A sweep: a search space run as Ray Tune trials, with its results exported as Parquet.
 
 Every option is resolved in one order: the command line, then the space's ``tune:`` block, then
-the defaults below. ``--quick`` shrinks samples and epochs to a smoke run that still shows early
+the defaults (``options.DEFAULTS``). ``--quick`` shrinks samples and epochs to a smoke run that still shows early
 stopping.
 """
 
@@ -18,18 +18,12 @@ from pathlib import Path
 from tune_sd.engine.config import SECTIONS, Config, flatten, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError, StudyError
 
+from .options import DEFAULTS, SEARCHES, NonLearnerSettings
 from .results import META_FILE, export, read_meta
 
-DEFAULTS = {
-    "metric": "avg_acc", "mode": "max", "scheduler": "asha", "num_samples": 10, "cpus_per_trial": 1.0,
-    "gpus_per_trial": 0.0, "max_concurrent": None, "max_failures": 2, "grace_period": None,
-    "reduction_factor": 3.0, "nonlearner_grace": None, "nonlearner_window": None, "nonlearner_margin": None,
-    "nonlearner_confidence": None,
-}
 QUICK = {"num_samples": 6, "epochs": 400, "report_every": 20, "avg_hor": 100, "grace_period": 100,
          "reduction_factor": 2.0, "figure_every": 5, "checkpoint_every": 5, "nonlearner_grace": 160,
          "nonlearner_window": 160}
-SEARCHES = ("random", "grid", "bayes")
 
 
 @dataclass
@@ -332,8 +326,6 @@ def _swept_columns(space, sep: str = "/") -> dict:
 
 
 def nonlearner_settings(settings: dict):
-    from .stoppers import NonLearnerSettings
-
     given = {k: settings.get(f"nonlearner_{k}") for k in ("grace", "window", "margin", "confidence")}
     return NonLearnerSettings(**{k: v for k, v in given.items() if v is not None})
 
