@@ -19,6 +19,12 @@ DEFAULTS = {
     "reduction_factor": 3.0, "nonlearner_grace": None, "nonlearner_window": None, "nonlearner_margin": None,
     "nonlearner_confidence": None,
 }
+# --quick: a smoke run that still shows early stopping
+QUICK = {"num_samples": 6, "epochs": 400, "report_every": 20, "avg_hor": 100, "grace_period": 100,
+         "reduction_factor": 2.0, "figure_every": 5, "checkpoint_every": 5, "nonlearner_grace": 160,
+         "nonlearner_window": 160}
+# ladder --quick: these epochs and seeds on every rung (and the sweep's quick avg_hor)
+LADDER_QUICK = {"epochs": 300, "seeds": 2}
 
 
 @dataclass

@@ -18,12 +18,9 @@ from pathlib import Path
 from tune_sd.engine.config import SECTIONS, Config, flatten, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError, StudyError
 
-from .options import DEFAULTS, SEARCHES, NonLearnerSettings
+from .options import DEFAULTS, QUICK, SEARCHES, NonLearnerSettings
 from .results import META_FILE, export, read_meta
 
-QUICK = {"num_samples": 6, "epochs": 400, "report_every": 20, "avg_hor": 100, "grace_period": 100,
-         "reduction_factor": 2.0, "figure_every": 5, "checkpoint_every": 5, "nonlearner_grace": 160,
-         "nonlearner_window": 160}
 
 
 @dataclass
