@@ -163,6 +163,13 @@ def test_help_defaults_are_the_codes():
                      f"from its checkpoint (default {DEFAULTS['max_failures']};",
                      f"else {DEFAULTS['scheduler']});"):
         assert fragment in text
+    from tune_sd.tune.ladder import QUICK as LADDER_QUICK
+    from tune_sd.tune.sweep import QUICK
+
+    text = " ".join(command_parsers()["ladder"].format_help().split())
+    assert (f"a smoke run: {LADDER_QUICK['epochs']} epochs, {LADDER_QUICK['seeds']} seeds, avg_hor "
+            f"{QUICK['avg_hor']}") in text
+    assert f"{LADDER_QUICK['seeds']} seeds x {LADDER_QUICK['epochs']} epochs on every rung" in text
 
 
 def test_every_command_has_help_and_shared_options_parse_alike():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tune_sd import __version__
 from tune_sd.errors import UserError
-from tune_sd.tune.options import DEFAULTS, SCHEDULERS, SEARCHES, NonLearnerSettings
+from tune_sd.tune.options import DEFAULTS, LADDER_QUICK, QUICK, SCHEDULERS, SEARCHES, NonLearnerSettings
 
 NONLEARNER = NonLearnerSettings()
 
@@ -274,9 +274,9 @@ def _add_sweep(sub):
     a.set_defaults(func=cmd_analyze)
 
 
-EPILOG_LADDER = """\
+EPILOG_LADDER = f"""\
 examples:
-  tune-sd ladder --quick                          a smoke run: 2 seeds x 300 epochs on every rung
+  tune-sd ladder --quick                          a smoke run: {LADDER_QUICK['seeds']} seeds x {LADDER_QUICK['epochs']} epochs on every rung
   tune-sd ladder --from sd-study --ext all        the best critic of sweep sd-study, with every ext mode
   tune-sd ladder --config critic.yaml --ext grad-embed,grad-stack --epochs 20000
   tune-sd ladder --report ladder                  (re)write the report of a ladder that ran
@@ -308,13 +308,15 @@ def _add_ladder(sub):
                    help="repeat the ladder with extra information: input-embed, grad-embed, input-stack, "
                         "grad-stack, or all (repeatable)")
     p.add_argument("--rungs", metavar="N|NAME[,NAME]", help="the first N rungs, or these rungs (default: all)")
-    p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (default: the space's 3; 2 with --quick)")
-    p.add_argument("--epochs", type=int, help="epochs per trial (default: the space's 10000; 300 with --quick)")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help=f"seeds 0..N-1 (default: the space's 3; {LADDER_QUICK['seeds']} with --quick)")
+    p.add_argument("--epochs", type=int,
+                   help=f"epochs per trial (default: the space's 10000; {LADDER_QUICK['epochs']} with --quick)")
     p.add_argument("--threshold", type=float, default=0.6,
                    help="classification fails where the mean final avg_acc is below this (default %(default)s)")
     p.add_argument("--quick", action="store_true",
-                   help="a smoke run: 300 epochs, 2 seeds, avg_hor 100 (too short and too few seeds to name a "
-                        "failure point)")
+                   help=f"a smoke run: {LADDER_QUICK['epochs']} epochs, {LADDER_QUICK['seeds']} seeds, avg_hor "
+                        f"{QUICK['avg_hor']} (too short and too few seeds to name a failure point)")
     p.add_argument("--name", help="sweep name (default: ladder)")
     p.add_argument("--dry-run", action="store_true", help="print the rungs, modes, seeds and first configs; run nothing")
     p.add_argument("--report", metavar="NAME|URI",
