@@ -13,9 +13,7 @@ from pathlib import Path
 
 from tune_sd import __version__
 from tune_sd.errors import UserError
-from tune_sd.tune.options import DEFAULTS, LADDER_QUICK, QUICK, SCHEDULERS, SEARCHES, NonLearnerSettings
-
-NONLEARNER = NonLearnerSettings()
+from tune_sd.tune.choices import DEFAULTS, LADDER_QUICK, QUICK, SCHEDULERS, SEARCHES
 
 # options that several commands share, each declared once; a command takes them through
 # ``parents=[_shared(NAME, ...)]``, in that order, and gives its own help text where it means one
@@ -214,15 +212,13 @@ def _add_sweep(sub):
     p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
     p.add_argument("--reduction-factor", type=float,
                    help=f"asha: reduction factor (default {DEFAULTS['reduction_factor']:g})")
-    p.add_argument("--nonlearner-grace", type=int, metavar="E",
-                   help=f"nonlearner: epochs before a stop (default {NONLEARNER.grace})")
-    p.add_argument("--nonlearner-window", type=int, metavar="E",
-                   help=f"nonlearner: epochs looked at (default {NONLEARNER.window})")
+    # the defaults of NonLearnerSettings, written out: stoppers.py, where it lives, imports Ray
+    p.add_argument("--nonlearner-grace", type=int, metavar="E", help="nonlearner: epochs before a stop (default 1500)")
+    p.add_argument("--nonlearner-window", type=int, metavar="E", help="nonlearner: epochs looked at (default 2000)")
     p.add_argument("--nonlearner-margin", type=float, metavar="M",
-                   help=f"nonlearner: avg_acc within 0.5 +- M counts as chance (default {NONLEARNER.margin:g})")
+                   help="nonlearner: avg_acc within 0.5 +- M counts as chance (default 0.1)")
     p.add_argument("--nonlearner-confidence", type=float, metavar="C",
-                   help=f"nonlearner: significance an upward trend needs to keep a trial (default "
-                        f"{NONLEARNER.confidence:g})")
+                   help="nonlearner: significance an upward trend needs to keep a trial (default 0.8)")
     p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",
                    help="regularisation studies (regularize-dsn): the trained critic, the best trial of an SD "
                         "sweep (by final avg_acc) or a checkpoint; a sweep is looked up under --storage; on "

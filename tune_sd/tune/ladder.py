@@ -33,7 +33,7 @@ from tune_sd.engine.config import SCHEMA, Config, flatten, merge, read_yaml, unf
 from tune_sd import store
 from tune_sd.errors import ConfigError, StudyError
 
-from .options import LADDER_QUICK as QUICK
+from .choices import LADDER_QUICK as QUICK
 from .results import META_FILE, read_meta
 from .spaces import AXES, SearchSpace, load_space, rung_name, space_from_dict
 from .sweep import SweepOptions, SweepPlan, describe, find_sweep, plan_sweep

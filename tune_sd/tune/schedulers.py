@@ -11,7 +11,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianSt
 
 from tune_sd.errors import ConfigError
 
-from .options import SCHEDULERS
+from .choices import SCHEDULERS
 
 
 def default_grace_period(epochs: int, report_every: int) -> int:

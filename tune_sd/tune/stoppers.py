@@ -13,13 +13,34 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 
 from ray.tune.stopper import Stopper
 from scipy import stats
 
-from .options import NonLearnerSettings
-
 CHANCE = 0.5
+
+
+@dataclass
+class NonLearnerSettings:
+    # chosen with benchmarks/early_stopping.py --sweep-params (README, "Early stopping"): no learner of
+    # 12 sd-study trials x 3000 epochs stopped, every non-learner stopped, 9 of 10 synthetic learners
+    # slower than those kept; margin 0.1 is the analysis' own non-learner line (peak < chance + 0.1)
+    grace: int = 1500        # epochs before a trial can be stopped
+    window: int = 2000       # epochs looked at
+    margin: float = 0.1      # "at chance": avg_acc within 0.5 +- margin over the whole window
+    confidence: float = 0.8  # an upward trend must be this significant to keep a trial at chance
+
+    def check(self) -> "NonLearnerSettings":
+        from tune_sd.errors import ConfigError
+
+        if self.grace < 0 or self.window <= 0:
+            raise ConfigError(f"nonlearner: grace must be >= 0 and window > 0 (got {self.grace}, {self.window})")
+        if not 0 < self.margin < 0.5:
+            raise ConfigError(f"nonlearner: margin must be in (0, 0.5) (got {self.margin})")
+        if not 0.5 <= self.confidence < 1:
+            raise ConfigError(f"nonlearner: confidence must be in [0.5, 1) (got {self.confidence})")
+        return self
 
 
 def rising(epochs: list[float], values: list[float], confidence: float) -> bool:

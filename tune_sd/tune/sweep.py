@@ -1,8 +1,8 @@
 """A sweep: a search space run as Ray Tune trials, with its results exported as Parquet.
 
 Every option is resolved in one order: the command line, then the space's ``tune:`` block, then
-the defaults (``options.DEFAULTS``). ``--quick`` shrinks samples and epochs to a smoke run that still shows early
-stopping.
+the defaults (``choices.DEFAULTS``). ``--quick`` shrinks samples and epochs to a smoke run that still
+shows early stopping.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from pathlib import Path
 from tune_sd.engine.config import SECTIONS, Config, flatten, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError, StudyError
 
-from .options import DEFAULTS, QUICK, SEARCHES, NonLearnerSettings
+from .choices import DEFAULTS, QUICK, SEARCHES
 from .results import META_FILE, export, read_meta
-
 
 
 @dataclass
@@ -323,6 +322,8 @@ def _swept_columns(space, sep: str = "/") -> dict:
 
 
 def nonlearner_settings(settings: dict):
+    from .stoppers import NonLearnerSettings
+
     given = {k: settings.get(f"nonlearner_{k}") for k in ("grace", "window", "margin", "confidence")}
     return NonLearnerSettings(**{k: v for k, v in given.items() if v is not None})
 
