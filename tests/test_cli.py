@@ -110,3 +110,87 @@ def test_help_explains_the_commands():
     assert p.returncode == 0 and "train" in p.stdout and "lib" in p.stdout
     p = tune_sd("train", "--help")
     assert "--resume" in p.stdout and "--set" in p.stdout and "curve.parquet" in p.stdout
+
+
+def command_parsers(parser=None) -> dict:
+    """{"sweep": its parser, "lib check": ..., ...}: every command of ``tune-sd``, nested ones too."""
+    import argparse
+
+    from tune_sd.cli import build_parser
+
+    parser = parser or build_parser()
+    out = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out[name] = sub
+                out.update({f"{name} {k}": v for k, v in command_parsers(sub).items()})
+    return out
+
+
+def option(parser, flag):
+    return next(a for a in parser._actions if flag in a.option_strings)
+
+
+def test_importing_the_cli_and_building_its_parser_loads_neither_ray_nor_torch():
+    # every command's parser is built before any runs: `tune-sd spaces` and `--help` must not pay for Ray
+    # (nor torch: the help is instant)
+    code = ("import sys, tune_sd.cli as cli; cli.build_parser(); "
+            "print(' '.join(m for m in ('ray', 'torch') if m in sys.modules) or 'none')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["none"]
+
+
+def test_scheduler_and_search_choices_are_those_the_sweep_knows():
+    from tune_sd.tune.schedulers import SCHEDULERS
+    from tune_sd.tune.sweep import SEARCHES
+
+    sweep = command_parsers()["sweep"]
+    assert tuple(option(sweep, "--scheduler").choices) == SCHEDULERS
+    assert tuple(option(sweep, "--search").choices) == SEARCHES
+
+
+def test_help_defaults_are_the_codes():
+    from tune_sd.tune.stoppers import NonLearnerSettings
+    from tune_sd.tune.sweep import DEFAULTS
+
+    text = " ".join(command_parsers()["sweep"].format_help().split())
+    nl = NonLearnerSettings()
+    for fragment in (f"epochs before a stop (default {nl.grace})", f"epochs looked at (default {nl.window})",
+                     f"counts as chance (default {nl.margin:g})", f"keep a trial (default {nl.confidence:g})",
+                     f"reduction factor (default {DEFAULTS['reduction_factor']:g})",
+                     f"from its checkpoint (default {DEFAULTS['max_failures']};",
+                     f"else {DEFAULTS['scheduler']});"):
+        assert fragment in text
+    from tune_sd.tune.ladder import QUICK as LADDER_QUICK
+    from tune_sd.tune.sweep import QUICK
+
+    text = " ".join(command_parsers()["ladder"].format_help().split())
+    assert (f"a smoke run: {LADDER_QUICK['epochs']} epochs, {LADDER_QUICK['seeds']} seeds, avg_hor "
+            f"{QUICK['avg_hor']}") in text
+    assert f"{LADDER_QUICK['seeds']} seeds x {LADDER_QUICK['epochs']} epochs on every rung" in text
+
+
+def test_every_command_has_help_and_shared_options_parse_alike():
+    from tune_sd.cli import build_parser
+
+    parsers = command_parsers()
+    assert {"train", "sweep", "resume", "status", "export", "spaces", "analyze", "ladder", "lib check",
+            "data make"} <= set(parsers)
+    for name, parser in parsers.items():
+        assert parser.format_help().startswith(f"usage: tune-sd {name}"), name
+    # one declaration each: the same flag means the same destination and type wherever it is offered
+    shared = {"--storage": "storage", "--set": "overrides", "--address": "address", "--verbose": "verbose"}
+    for flag, dest in shared.items():
+        having = [p for p in parsers.values() if any(flag in a.option_strings for a in p._actions)]
+        assert having and {option(p, flag).dest for p in having} == {dest}
+    run = ["--storage", "S", "--address", "auto", "--cpus-per-trial", "0.5", "--gpus-per-trial", "0.25",
+           "--max-concurrent", "2", "--max-failures", "-1", "--set", "a=1", "--set", "b=2", "--seed", "7",
+           "--dashboard", "--verbose"]
+    for argv in (["sweep", "space", *run], ["ladder", *run]):
+        args = build_parser().parse_args(argv)
+        assert (args.storage, args.address, args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent,
+                args.max_failures, args.overrides, args.seed, args.dashboard, args.verbose) == (
+            "S", "auto", 0.5, 0.25, 2, -1, ["a=1", "b=2"], 7, True, True)
+        assert build_parser().parse_args(argv[:argv.index("--storage")]).overrides == []  # a fresh list each time

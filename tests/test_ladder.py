@@ -14,8 +14,7 @@ import yaml
 from tune_sd.engine.config import SCHEMA, Config, flatten
 from tune_sd.engine.data import load_data
 from tune_sd.engine.generators import MLPGenerator
-from tune_sd.engine.library import check_library, load_library, parse_library
-from tune_sd.engine.study import library_path
+from tune_sd.engine.library import check_library, library_path, load_library, parse_library
 from tune_sd.errors import ConfigError, StudyError
 from tune_sd.tune.ladder import COLUMNS, LADDER_SPACE, QUICK, LadderOptions, describe_ladder, ladder_report, plan_ladder
 from tune_sd.tune.spaces import load_space

@@ -16,8 +16,8 @@ import torch
 from tune_sd.engine import (Config, Regularization, Study, latent_recovery, load_checkpoint, make_run,
                             run_from_checkpoint)
 from tune_sd.engine.expr import compile_expr
-from tune_sd.engine.target import (build_target, draw_latents, evaluate_f, fixed_expression, load_target,
-                                   save_target, target_from_config)
+from tune_sd.engine.target import (draw_latents, evaluate_f, fixed_expression, load_target, save_target,
+                                   target_from_config)
 from tune_sd.errors import ConfigError, DataError, LibraryError, StudyError
 
 SMALL_CRITIC = {"arch": {"lat_size": 3}, "disc": {"hid_num": 2, "hid_size": 16}, "epochs": 5}

@@ -1,7 +1,5 @@
 """The study loop: metrics, exact resume, non-finite handling, config loading of the seed's dicts."""
 
-import math
-
 import pytest
 import torch
 

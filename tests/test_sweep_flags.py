@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from tune_helpers import write_space
 from tune_sd.engine.config import Config

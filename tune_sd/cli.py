@@ -13,6 +13,40 @@ from pathlib import Path
 
 from tune_sd import __version__
 from tune_sd.errors import UserError
+from tune_sd.tune.choices import DEFAULTS, LADDER_QUICK, QUICK, SCHEDULERS, SEARCHES
+
+# options that several commands share, each declared once; a command takes them through
+# ``parents=[_shared(NAME, ...)]``, in that order, and gives its own help text where it means one
+# differently (what --set fixes, which --storage it can use)
+SHARED = {
+    "storage": (("--storage",), dict(
+        metavar="DIR|URI", help="results root: a folder or s3://, gs://, file:// (default ./results or $TUNE_SD_STORAGE)")),
+    "overrides": (("--set",), dict(dest="overrides", metavar="KEY=VALUE", action="append", default=[])),
+    "address": (("--address",), dict(
+        help="Ray cluster address, e.g. auto (default: $RAY_ADDRESS, else a local Ray)")),
+    "cpus_per_trial": (("--cpus-per-trial",), dict(
+        type=float, help=f"CPUs per trial (default {DEFAULTS['cpus_per_trial']:g})")),
+    "gpus_per_trial": (("--gpus-per-trial",), dict(
+        type=float, help=f"GPUs per trial, fractions allowed (default {DEFAULTS['gpus_per_trial']:g})")),
+    "max_concurrent": (("--max-concurrent",), dict(type=int, help="most trials running at once")),
+    "max_failures": (("--max-failures",), dict(
+        type=int, help=f"retries of a failing trial from its checkpoint (default {DEFAULTS['max_failures']}; "
+                       "-1: no limit)")),
+    "search_seed": (("--seed",), dict(type=int, default=0, help="seed of the search (default %(default)s)")),
+    "dashboard": (("--dashboard",), dict(action="store_true", help="start Ray's dashboard (on 127.0.0.1)")),
+    "verbose": (("--verbose",), dict(
+        action="store_true", help="also print Ray's status table (default: one progress line every few seconds)")),
+}
+
+
+def _shared(*names: str, **changes: dict) -> argparse.ArgumentParser:
+    """A parent parser with the shared options ``names``; ``changes[name]`` replaces some of one's
+    settings (its help, its metavar) for the command at hand."""
+    parent = argparse.ArgumentParser(add_help=False)
+    for name in names:
+        flags, settings = SHARED[name]
+        parent.add_argument(*flags, **{**settings, **changes.get(name, {})})
+    return parent
 
 EPILOG_TRAIN = """\
 examples:
@@ -36,19 +70,19 @@ TRAIN_THREADS = 1  # measured: benchmarks/threads.py
 
 
 def _add_train(sub):
+    shared = _shared("overrides", overrides=dict(
+        help="override a dotted key; values are YAML scalars or flow lists (repeatable)"))
     p = sub.add_parser("train", help="train one critic (one run, no Ray)", epilog=EPILOG_TRAIN,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       formatter_class=argparse.RawDescriptionHelpFormatter, parents=[shared],
                        description="Train one symbolic discriminator with the engine and record its curve.")
     p.add_argument("--config", metavar="FILE", help="YAML config (the notebook's hyperparameter keys)")
-    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-                   help="override a dotted key; values are YAML scalars or flow lists (repeatable)")
     p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",
                    help="task regularize: the trained critic, a sweep's best trial or a checkpoint (local or on "
                         "s3://, gs://, file://: copied into the local cache)")
     p.add_argument("--seed", type=int, help="seed of the run (same as --set seed=N)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: results/train/<date-time>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its (possibly raised) epochs")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--threads", type=int, default=TRAIN_THREADS, metavar="N",
                    help=f"torch threads on the CPU (default: {TRAIN_THREADS}; a critic's operations are too small "
                         "to gain from more, and on a busy machine more threads make epochs slower and erratic)")
@@ -71,13 +105,15 @@ Use it in a run with --set target.path=FILE (the points must be the critic's: sa
 def _add_data(sub):
     p = sub.add_parser("data", help="target data for regularisation studies")
     data_sub = p.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    shared = _shared("overrides", overrides=dict(
+        help="override a dotted key, e.g. --set data.n_points=2000 (repeatable)"))
     m = data_sub.add_parser("make", help="build composite target data y = f(g0, g1, ...) of library latents",
-                            epilog=EPILOG_DATA, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog=EPILOG_DATA, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[shared],
                             description="Build target data for Step 7: inputs, k latent functions (given, or "
                                         "drawn from a library with fixed coefficients) and a target f of them, "
                                         "on the run config's points (data.* keys). Expressions are compiled, "
                                         "never executed.")
-    m.add_argument("-o", "--out", default="target.parquet", metavar="FILE", help="output file (default: target.parquet)")
+    m.add_argument("-o", "--out", default="target.parquet", metavar="FILE", help="output file (default: %(default)s)")
     m.add_argument("--latent", action="append", default=[], metavar="EXPR",
                    help="a latent as an expression of the inputs, e.g. \"np.sin(X10[:,0])\" (repeatable; default: "
                         "the seed's three quadratics)")
@@ -87,8 +123,6 @@ def _add_data(sub):
                                                "(default: g0*g1 + np.sin(g2))")
     m.add_argument("--seed", type=int, help="seed of the coefficients drawn from --library (default 0)")
     m.add_argument("--config", metavar="FILE", help="a run config whose data.* and target.* keys to use")
-    m.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-                   help="override a dotted key, e.g. --set data.n_points=2000 (repeatable)")
     m.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     m.set_defaults(func=cmd_data_make)
 
@@ -136,9 +170,9 @@ def _add_lib(sub):
                                        "function with its value range on the default inputs, and compare "
                                        "given derivative columns with autograd. Exit 0 if valid, 2 if not.")
     c.add_argument("file", help="a .lib file, or the name of one in funs/ (e.g. F10_v1)")
-    c.add_argument("--var", default="X10", help="input variable name used in the file (default: X10)")
-    c.add_argument("--features", type=int, default=2, help="input features of the default data (default: 2)")
-    c.add_argument("--samples", type=int, default=256, help="coefficient draws per function (default: 256)")
+    c.add_argument("--var", default="X10", help="input variable name used in the file (default: %(default)s)")
+    c.add_argument("--features", type=int, default=2, help="input features of the default data (default: %(default)s)")
+    c.add_argument("--samples", type=int, default=256, help="coefficient draws per function (default: %(default)s)")
     c.set_defaults(func=cmd_lib_check)
 
 
@@ -155,37 +189,36 @@ curves.parquet and trials.parquet beside them. Watch with: tensorboard --logdir 
 """
 
 
+# what a sweep and a ladder share: where results go, how trials use the cluster, the search's seed
+RUN_OPTIONS = ("storage", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures",
+               "overrides", "search_seed", "dashboard", "verbose")
+
+
 def _add_sweep(sub):
+    shared = _shared(*RUN_OPTIONS, overrides=dict(
+        help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)"))
     p = sub.add_parser("sweep", help="run a study (a search space) as a Ray Tune sweep", epilog=EPILOG_SWEEP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       formatter_class=argparse.RawDescriptionHelpFormatter, parents=[shared],
                        description="Run a search space (a name from `tune-sd spaces` or a YAML path) as a "
                                    "Ray Tune sweep; options not given come from the space's tune: block.")
     p.add_argument("space", help="study name (see `tune-sd spaces`) or path of a YAML space")
     p.add_argument("--num-samples", type=int, help="trials to sample (grid: repeats of the grid)")
     p.add_argument("--epochs", type=int, help="epochs per trial")
-    p.add_argument("--scheduler", choices=["asha", "fifo", "median", "nonlearner", "asha+nonlearner",
-                                            "median+nonlearner"],
-                   help="trial scheduler (default: the space's, else asha); nonlearner stops trials that stay "
-                        "at chance with no upward trend, alone or beside asha/median")
-    p.add_argument("--search", choices=["random", "grid", "bayes"], help="search (default: the space's method)")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
-    p.add_argument("--storage", metavar="DIR|URI", help="results root (default ./results or $TUNE_SD_STORAGE)")
+    p.add_argument("--scheduler", choices=SCHEDULERS,
+                   help=f"trial scheduler (default: the space's, else {DEFAULTS['scheduler']}); nonlearner stops "
+                        "trials that stay at chance with no upward trend, alone or beside asha/median")
+    p.add_argument("--search", choices=SEARCHES, help="search (default: the space's method)")
     p.add_argument("--name", help="sweep name (default: the study's name)")
-    p.add_argument("--address", help="Ray cluster address, e.g. auto (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--max-concurrent", type=int, help="most trials running at once")
-    p.add_argument("--max-failures", type=int,
-                   help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
     p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
-    p.add_argument("--reduction-factor", type=float, help="asha: reduction factor (default 3)")
+    p.add_argument("--reduction-factor", type=float,
+                   help=f"asha: reduction factor (default {DEFAULTS['reduction_factor']:g})")
+    # the defaults of NonLearnerSettings, written out: stoppers.py, where it lives, imports Ray
     p.add_argument("--nonlearner-grace", type=int, metavar="E", help="nonlearner: epochs before a stop (default 1500)")
     p.add_argument("--nonlearner-window", type=int, metavar="E", help="nonlearner: epochs looked at (default 2000)")
     p.add_argument("--nonlearner-margin", type=float, metavar="M",
                    help="nonlearner: avg_acc within 0.5 +- M counts as chance (default 0.1)")
     p.add_argument("--nonlearner-confidence", type=float, metavar="C",
                    help="nonlearner: significance an upward trend needs to keep a trial (default 0.8)")
-    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-                   help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)")
     p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",
                    help="regularisation studies (regularize-dsn): the trained critic, the best trial of an SD "
                         "sweep (by final avg_acc) or a checkpoint; a sweep is looked up under --storage; on "
@@ -198,38 +231,29 @@ def _add_sweep(sub):
                                                               "points (data.seed)")
     p.add_argument("--quick", action="store_true", help="a smoke run: few samples and epochs, still early stopping")
     p.add_argument("--dry-run", action="store_true", help="print the resolved space and sampled configs; run nothing")
-    p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
-    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
-    p.add_argument("--verbose", action="store_true",
-                   help="also print Ray's status table (default: one progress line every few seconds)")
     p.set_defaults(func=cmd_sweep)
 
-    r = sub.add_parser("resume", help="continue an interrupted sweep",
+    r = sub.add_parser("resume", help="continue an interrupted sweep", parents=[_shared("storage", "address", "verbose")],
                        description="Continue a sweep whose driver stopped: unfinished and errored trials go on "
                                    "from their last checkpoints (Tuner.restore).")
-    r.add_argument("name", help="sweep name under --storage, or the sweep folder")
-    r.add_argument("--storage", metavar="DIR|URI", help="results root (default ./results)")
-    r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    r.add_argument("--verbose", action="store_true",
-                   help="also print Ray's status table (default: one progress line every few seconds)")
+    r.add_argument("name", help="sweep name under --storage, or the sweep folder or URI")
     r.set_defaults(func=cmd_resume)
 
-    st = sub.add_parser("status", help="table of a sweep's trials (state, epochs, avg_acc, how each ended, node)")
+    st = sub.add_parser("status", help="table of a sweep's trials (state, epochs, avg_acc, how each ended, node)",
+                        parents=[_shared("storage")])
     st.add_argument("name", help="sweep name under --storage, or the sweep folder or URI")
-    st.add_argument("--storage", metavar="DIR|URI",
-                    help="results root: a folder or s3://, gs://, file:// (default ./results)")
     st.set_defaults(func=cmd_status)
 
-    ex = sub.add_parser("export", help="(re)write a sweep's curves.parquet and trials.parquet")
+    ex = sub.add_parser("export", help="(re)write a sweep's curves.parquet and trials.parquet",
+                        parents=[_shared("storage")])
     ex.add_argument("name", help="sweep name under --storage, or the sweep folder or URI")
-    ex.add_argument("--storage", metavar="DIR|URI",
-                    help="results root: a folder or s3://, gs://, file:// (default ./results)")
     ex.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("spaces", help="list the studies in search_spaces/")
     sp.set_defaults(func=cmd_spaces)
 
     a = sub.add_parser("analyze", help="trends, what marks them, best models and a report of sweeps",
+                       parents=[_shared("storage")],
                        description="Read the Parquet results of one or more sweeps (no Ray needed), group the "
                                    "accuracy curves into trends, say which hyperparameters mark each trend, "
                                    "compare the best trials and show what the best critic gets wrong; writes "
@@ -237,26 +261,24 @@ def _add_sweep(sub):
                                    "decision tree and importances are tested against shuffled trends: where the "
                                    "trials are too few to tell them from chance, the report says so instead.")
     a.add_argument("names", nargs="+", metavar="NAME", help="sweep name under --storage, or a sweep folder or URI")
-    a.add_argument("--storage", metavar="DIR|URI",
-                   help="results root: a folder or s3://, gs://, file:// (default ./results or $TUNE_SD_STORAGE)")
     a.add_argument("--out", metavar="DIR", help="local output folder (default: <first sweep>/analysis; for a sweep "
                                                 "on a URI, results/<its name>/analysis here: the storage is only read)")
     a.add_argument("--k", default="rules", metavar="rules|N|auto",
                    help="rules (default; 4 is the same): the notebook's four named trends, each trial named by "
                         "its rule; N (2, 3, 5 or more): N k-means groups of the curves' shapes, each named by "
                         "the rule at its centre; auto: k-means with N (2..8) chosen by silhouette")
-    a.add_argument("--top-k", type=int, default=5, help="best trials per sweep in the comparison (default 5)")
-    a.add_argument("--n-wrong", type=int, default=5, help="misclassified fakes in the gallery (default 5)")
+    a.add_argument("--top-k", type=int, default=5, help="best trials per sweep in the comparison (default %(default)s)")
+    a.add_argument("--n-wrong", type=int, default=5, help="misclassified fakes in the gallery (default %(default)s)")
     a.add_argument("--horizon", type=int, default=500,
-                   help="smoothing horizon in epochs (default 500), capped at 10%% of each trial's planned epochs "
+                   help="smoothing horizon in epochs (default %(default)s), capped at 10%% of each trial's planned epochs "
                         "and never below its run's avg_hor; the report prints the horizon used per sweep")
-    a.add_argument("--seed", type=int, default=0, help="seed of k-means and the gallery's draws (default 0)")
+    a.add_argument("--seed", type=int, default=0, help="seed of k-means and the gallery's draws (default %(default)s)")
     a.set_defaults(func=cmd_analyze)
 
 
-EPILOG_LADDER = """\
+EPILOG_LADDER = f"""\
 examples:
-  tune-sd ladder --quick                          a smoke run: 2 seeds x 300 epochs on every rung
+  tune-sd ladder --quick                          a smoke run: {LADDER_QUICK['seeds']} seeds x {LADDER_QUICK['epochs']} epochs on every rung
   tune-sd ladder --from sd-study --ext all        the best critic of sweep sd-study, with every ext mode
   tune-sd ladder --config critic.yaml --ext grad-embed,grad-stack --epochs 20000
   tune-sd ladder --report ladder                  (re)write the report of a ladder that ran
@@ -267,8 +289,11 @@ final_avg_acc_std, fails) and ladder.png beside the sweep's curves.parquet and t
 
 
 def _add_ladder(sub):
+    # a ladder writes its report beside the sweep: a local folder
+    shared = _shared(*RUN_OPTIONS, storage=dict(metavar="DIR", help="results root (default ./results or $TUNE_SD_STORAGE)"),
+                     overrides=dict(help="fix an engine key for every trial of every mode (repeatable)"))
     p = sub.add_parser("ladder", help="Steps 15.4/15.6: one critic on a ladder of growing libraries",
-                       epilog=EPILOG_LADDER, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=EPILOG_LADDER, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[shared],
                        description="Train one fixed critic on every rung of a library ladder (several seeds, "
                                    "as a Tune grid sweep without early stopping) and report per rung the final "
                                    "avg_acc and the first rung where it falls below the threshold. It names that "
@@ -285,33 +310,22 @@ def _add_ladder(sub):
                    help="repeat the ladder with extra information: input-embed, grad-embed, input-stack, "
                         "grad-stack, or all (repeatable)")
     p.add_argument("--rungs", metavar="N|NAME[,NAME]", help="the first N rungs, or these rungs (default: all)")
-    p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (default: the space's 3; 2 with --quick)")
-    p.add_argument("--epochs", type=int, help="epochs per trial (default: the space's 10000; 300 with --quick)")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help=f"seeds 0..N-1 (default: the space's 3; {LADDER_QUICK['seeds']} with --quick)")
+    p.add_argument("--epochs", type=int,
+                   help=f"epochs per trial (default: the space's 10000; {LADDER_QUICK['epochs']} with --quick)")
     p.add_argument("--threshold", type=float, default=0.6,
-                   help="classification fails where the mean final avg_acc is below this (default 0.6)")
+                   help="classification fails where the mean final avg_acc is below this (default %(default)s)")
     p.add_argument("--quick", action="store_true",
-                   help="a smoke run: 300 epochs, 2 seeds, avg_hor 100 (too short and too few seeds to name a "
-                        "failure point)")
+                   help=f"a smoke run: {LADDER_QUICK['epochs']} epochs, {LADDER_QUICK['seeds']} seeds, avg_hor "
+                        f"{QUICK['avg_hor']} (too short and too few seeds to name a failure point)")
     p.add_argument("--name", help="sweep name (default: ladder)")
-    p.add_argument("--storage", metavar="DIR", help="results root (default ./results or $TUNE_SD_STORAGE)")
-    p.add_argument("--address", help="Ray cluster address, e.g. auto (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
-    p.add_argument("--max-concurrent", type=int, help="most trials running at once")
-    p.add_argument("--max-failures", type=int,
-                   help="retries of a failing trial from its checkpoint (default 2; -1: no limit)")
-    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-                   help="fix an engine key for every trial of every mode (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     p.add_argument("--pack", default="auto", metavar="auto|off|P",
                    help="train the ladder's trials (one critic shape) as populations: auto (default), off, or P")
     p.add_argument("--dry-run", action="store_true", help="print the rungs, modes, seeds and first configs; run nothing")
     p.add_argument("--report", metavar="NAME|URI",
                    help="only (re)write and print the report of a ladder sweep that ran (a name under --storage, "
                         "its folder, or its URI: s3://, gs://, file://; the report is written beside it)")
-    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
-    p.add_argument("--verbose", action="store_true",
-                   help="also print Ray's status table (default: one progress line every few seconds)")
     p.set_defaults(func=cmd_ladder)
 
 
@@ -458,8 +472,7 @@ def cmd_analyze(args) -> int:
 
 def cmd_lib_check(args) -> int:
     from tune_sd.engine.data import load_data
-    from tune_sd.engine.library import check_library, format_check
-    from tune_sd.engine.study import library_path
+    from tune_sd.engine.library import check_library, format_check, library_path
 
     path = library_path(args.file)
     X = load_data(None, var=args.var, n_features=args.features).points("train", list(range(args.features)))

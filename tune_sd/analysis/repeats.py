@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from tune_sd.tune.choices import LABELS
+
 from .load import CFG, Sweep, _key, hyperparameters, short
 
 METRIC = "final_avg_acc"
 # what a repeat changes: the seed, and with --repeat-data the input points
 REPEAT_KEYS = ("cfg.seed", "cfg.data.seed")
-LABELS = ("variant", "rung")
 COLUMNS = ["config", "repeats", "median", "min", "max", "range"]
 
 

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v[0], v[1]) if isinstance(v, (list, tuple)) else (v, v)
+def pair(v) -> tuple[int, int]:
+    """``hid_num``/``hid_size`` of a two-part network: one number for both parts, or [first, second]."""
+    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
 
 
 def mlp(in_size: int, hid_num: int, hid_size: int, rng: torch.Generator, out_size: int = 1) -> nn.Sequential:
@@ -91,7 +92,7 @@ class Critic(nn.Module):
         self.n_points, self.ext_size, self.ext_type = n_points, ext_size, ext_type
         self.embedded = ext_size > 0 and ext_type == "embed"
         if self.embedded:
-            (emb_num, main_num), (emb_size, main_size) = _pair(hid_num), _pair(hid_size)
+            (emb_num, main_num), (emb_size, main_size) = pair(hid_num), pair(hid_size)
             self.embed = mlp(1 + ext_size, emb_num, emb_size, rng)
             self.main = mlp(n_points, main_num, main_size, rng)
         else:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from tune_sd.engine.expr import CompiledExpr, compile_expr
-from tune_sd.errors import LibraryError
+from tune_sd.errors import ConfigError, LibraryError
 
 __all__ = [
     "FunctionCheck",
@@ -32,11 +32,13 @@ __all__ = [
     "LibraryFunction",
     "check_library",
     "format_check",
+    "library_path",
     "load_library",
     "parse_library",
 ]
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
+FUNS_DIR = Path(os.environ.get("TUNE_SD_FUNS", Path(__file__).resolve().parents[2] / "funs"))
 
 
 class LibraryFunction:
@@ -325,6 +327,16 @@ def parse_library(
     if not functions:
         raise LibraryError(f"{name}, line 1: the library has no functions (only blank lines or comments)")
     return FunctionLibrary(name, var, functions, n_features)
+
+
+def library_path(name: str) -> Path:
+    """A library given as a path, or by name (``F10_v1``) from the shipped ``funs/`` folder."""
+    for candidate in (Path(name), FUNS_DIR / name, FUNS_DIR / f"{name}.lib"):
+        if candidate.is_file():
+            return candidate
+    shipped = sorted(p.stem for p in FUNS_DIR.glob("*.lib")) if FUNS_DIR.is_dir() else []
+    raise ConfigError(f"library.path: {name!r} is neither a file nor a library in {FUNS_DIR} "
+                      f"(shipped: {', '.join(shipped) or 'none'})")
 
 
 def load_library(

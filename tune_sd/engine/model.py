@@ -12,12 +12,8 @@ import math
 import torch
 from torch import nn
 
-from .critic import mlp
+from .critic import mlp, pair
 from .generators._base import relu_network
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
 
 
 class DSNLatent(nn.Module):
@@ -49,7 +45,7 @@ class LatentModel(nn.Module):
                  hid_num=(2, 0), hid_size=32, rng: torch.Generator | None = None):
         super().__init__()
         rng = rng if rng is not None else torch.Generator().manual_seed(0)
-        (lat_num, out_num), (lat_hid, out_hid) = _pair(hid_num), _pair(hid_size)
+        (lat_num, out_num), (lat_hid, out_hid) = pair(hid_num), pair(hid_size)
         self.kind = kind.lower()
         if self.kind == "dsn":
             self.latent = DSNLatent(in_size, lat_size, lat_num, lat_hid, rng)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from tune_sd.errors import ConfigError, StudyError
 
 from .config import Config
-from .critic import _pair
+from .critic import pair
 from .study import Study, nonfinite_message
 
 # the data keys that choose the input points: members of one population see the same points
@@ -645,7 +645,7 @@ def critic_work(cfg: Config) -> int:
     n = cfg.data.split_sizes[("train", "val", "test").index(cfg.data.split)] if cfg.data.path is None else 700
     e = cfg.derived_ext_size
     if e and cfg.ext_type == "embed":
-        (en, mn), (es, ms) = _pair(cfg.disc.hid_num), _pair(cfg.disc.hid_size)
+        (en, mn), (es, ms) = pair(cfg.disc.hid_num), pair(cfg.disc.hid_size)
         return n * _mlp_work(1 + e, en, es) + _mlp_work(n, mn, ms)
     return _mlp_work(n * (1 + e), cfg.disc.hid_num, cfg.disc.hid_size)
 

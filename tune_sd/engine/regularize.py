@@ -24,11 +24,11 @@ from tune_sd.errors import ConfigError, StudyError
 from .checkpoint import load_checkpoint
 from .config import Config
 from .critic import Critic, critic_input
-from .library import load_library
+from .library import library_path, load_library
 from .loop import RunLoop
 from .model import LatentModel
 from .study import FORMAT as STUDY_FORMAT
-from .study import NonFiniteLossError, _seeds, library_path
+from .study import NonFiniteLossError, _seeds
 from .target import target_from_config
 
 REG_METRICS = ("loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc", "time_s")

@@ -7,10 +7,8 @@ library, add the extra information, fit the critic for ``iters`` steps, record t
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,27 +19,15 @@ from .config import Config
 from .critic import Critic, critic_input
 from .data import load_data
 from .generators import make_generator
-from .library import load_library
+from .library import library_path, load_library
 from .loop import RunLoop
 
 FORMAT = "tune_sd.study/1"
 METRICS = ("acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max", "nonfinite", "time_s")
 
-FUNS_DIR = Path(os.environ.get("TUNE_SD_FUNS", Path(__file__).resolve().parents[2] / "funs"))
-
 
 class NonFiniteLossError(StudyError):
     """The critic's loss became NaN or infinite: the run cannot go on."""
-
-
-def library_path(name: str) -> Path:
-    """A library given as a path, or by name (``F10_v1``) from the shipped ``funs/`` folder."""
-    for candidate in (Path(name), FUNS_DIR / name, FUNS_DIR / f"{name}.lib"):
-        if candidate.is_file():
-            return candidate
-    shipped = sorted(p.stem for p in FUNS_DIR.glob("*.lib")) if FUNS_DIR.is_dir() else []
-    raise ConfigError(f"library.path: {name!r} is neither a file nor a library in {FUNS_DIR} "
-                      f"(shipped: {', '.join(shipped) or 'none'})")
 
 
 def _seeds(seed: int, n: int) -> list[int]:

@@ -23,7 +23,7 @@ import torch
 from tune_sd.errors import ConfigError, DataError, LibraryError
 
 from .expr import compile_expr
-from .library import load_library
+from .library import library_path, load_library
 
 META_KEY = b"tune_sd.target"
 FORMAT = "tune_sd.target/1"
@@ -140,8 +140,6 @@ def build_target(data, *, features, latents: list[str] | None = None, library: s
     if latents and library:
         raise ConfigError("target.latents and target.library: give one of them (set the other to null)")
     if library:
-        from .study import library_path
-
         exprs = draw_latents(library_path(str(library)), int(k), var, X.shape[1], int(seed))
         how = {"made_from": f"library {library}", "library": str(library), "k": int(k), "seed": int(seed)}
     else:

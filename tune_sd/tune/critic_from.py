@@ -27,8 +27,6 @@ def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
         if p.is_file() or (p.is_dir() and not _is_sweep(p)):
             file = critic_checkpoint(p)
             return str(file.resolve()), f"the checkpoint {file}"
-    import pandas as pd
-
     from .results import export
     from .sweep import find_sweep
 

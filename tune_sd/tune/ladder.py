@@ -33,6 +33,7 @@ from tune_sd.engine.config import SCHEMA, Config, flatten, merge, read_yaml, unf
 from tune_sd import store
 from tune_sd.errors import ConfigError, StudyError
 
+from .choices import LADDER_QUICK as QUICK
 from .results import META_FILE, read_meta
 from .spaces import AXES, SearchSpace, load_space, rung_name, space_from_dict
 from .sweep import SweepOptions, SweepPlan, describe, find_sweep, plan_sweep
@@ -44,7 +45,6 @@ LADDER_SPACE = "ladder"
 COLUMNS = ["mode", "rung", "rung_index", "n_seeds", "final_avg_acc_mean", "final_avg_acc_std", "fails"]
 LADDER_FILE, TABLE_FILE, FIGURE_FILE = "ladder.json", "ladder.parquet", "ladder.png"
 BASELINE = "none"  # the mode of a ladder file without variants
-QUICK = {"epochs": 300, "seeds": 2}
 #: keys of a run that belong to the ladder, not to the critic taken from a sweep or a config file
 RUN_KEYS = ("epochs", "runtime", "seed", "avg_hor", "report_every", "checkpoint_every", "figure_every",
             "library.path")

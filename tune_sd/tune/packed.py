@@ -23,10 +23,9 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from .choices import LABELS
 from .executor import get_registry
 
-# the trial config's labels (as trainable.LABELS, without importing torch here)
-LABELS = ("variant", "rung", "repeat")
 CHECKPOINT_FILE = "study.pt"  # as trainable.CHECKPOINT_FILE: packed and unpacked checkpoints interchange
 # as trainable.FAIL_ONCE_ENV: "<experiment>:<marker prefix>:<epoch>" makes each trial of that experiment
 # raise once, in the report that runs that epoch (the tests of retries run packed too)

@@ -21,13 +21,14 @@ import yaml
 from tune_sd.engine.config import SCHEMA, flatten
 from tune_sd.errors import StudyError
 
+from .choices import LABELS
+
 CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
                  "loss_fake", "loss_gp", "grad_max", "time_s", "node"]
 TRIAL_COLUMNS = ["trial_id", "status", "epochs", "final_avg_acc", "best_avg_acc", "stopped_early", "checkpoint", "node"]
 EXTRA_METRICS = ["nonfinite", "node_ip", "host", "device"]
 # a regularisation run's (Step 7) metrics: columns of its own, present in the tables of such sweeps
 REGULARIZE_METRICS = ["loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc"]
-LABELS = ["variant", "rung", "repeat"]
 META_FILE = "tune_sd.json"  # written by the sweep: study name, planned epochs, options
 # written by the non-learner stopper of older versions (local storage only): one line per trial it
 # stopped; read for sweeps whose results do not record stop_reason yet

@@ -11,7 +11,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianSt
 
 from tune_sd.errors import ConfigError
 
-SCHEDULERS = ("asha", "fifo", "median", "nonlearner", "asha+nonlearner", "median+nonlearner")
+from .choices import SCHEDULERS
 
 
 def default_grace_period(epochs: int, report_every: int) -> int:

@@ -1,8 +1,8 @@
 """A sweep: a search space run as Ray Tune trials, with its results exported as Parquet.
 
 Every option is resolved in one order: the command line, then the space's ``tune:`` block, then
-the defaults below. ``--quick`` shrinks samples and epochs to a smoke run that still shows early
-stopping.
+the defaults (``choices.DEFAULTS``). ``--quick`` shrinks samples and epochs to a smoke run that still
+shows early stopping.
 """
 
 from __future__ import annotations
@@ -12,24 +12,14 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tune_sd.engine.config import SECTIONS, Config, flatten, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError, StudyError
 
+from .choices import DEFAULTS, QUICK, SEARCHES
 from .results import META_FILE, export, read_meta
-
-DEFAULTS = {
-    "metric": "avg_acc", "mode": "max", "scheduler": "asha", "num_samples": 10, "cpus_per_trial": 1.0,
-    "gpus_per_trial": 0.0, "max_concurrent": None, "max_failures": 2, "grace_period": None,
-    "reduction_factor": 3.0, "nonlearner_grace": None, "nonlearner_window": None, "nonlearner_margin": None,
-    "nonlearner_confidence": None,
-}
-QUICK = {"num_samples": 6, "epochs": 400, "report_every": 20, "avg_hor": 100, "grace_period": 100,
-         "reduction_factor": 2.0, "figure_every": 5, "checkpoint_every": 5, "nonlearner_grace": 160,
-         "nonlearner_window": 160}
-SEARCHES = ("random", "grid", "bayes")
 
 
 @dataclass

@@ -24,12 +24,13 @@ from numbers import Number
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, DONE, SHOULD_CHECKPOINT
 
+from tune_sd.tune.choices import LABELS
+
 #: what Ray adds to every result (and what the trainable adds for Ray), never plotted: the step is the epoch
 BOOKKEEPING = frozenset(AUTO_RESULT_KEYS) | frozenset(DEBUG_METRICS) | {
     DONE, SHOULD_CHECKPOINT, "experiment_tag", "warmup_time", "epoch"}
 SCALAR_PREFIX = "ray/tune/"
 HPARAMS_PREFIX = "hparams/"
-LABELS = ("variant", "rung")
 
 
 def hparam_value(value):

@@ -27,10 +27,9 @@ from ray import tune
 from tune_sd.engine import Config, NonFiniteLossError, make_run
 from tune_sd.engine.checkpoint import load_checkpoint, save_checkpoint
 from tune_sd.engine.config import SCHEMA, flatten, unflatten
+from tune_sd.tune.choices import LABELS  # keys a trial config may carry beside the engine's
 from tune_sd.tune.stop_records import own_end
 
-# keys a trial config may carry beside the engine's: labels that end up as Parquet columns
-LABELS = ("variant", "rung", "repeat")
 CHECKPOINT_FILE = "study.pt"
 # fault injection for tests of retries: "<experiment name>:<marker prefix>:<epoch>" makes each trial of
 # that experiment raise once when it reaches that epoch (a marker file per trial records that it did)

@@ -25,11 +25,6 @@ class Generator(ABC):
     def sample(self, k: int, rng: torch.Generator, with_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         ...
 
-    def _uniform(self, shape, bound, rng):
-        # uniform on [-bound, bound), drawn on the device of X from the run's generator
-        out = torch.rand(shape, generator=rng, device=self.X.device, dtype=self.X.dtype)
-        return out.mul_(2).sub_(1).mul_(bound)
-
 
 def relu_network(h: torch.Tensor, J: torch.Tensor | None, layers) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Batched ReLU networks: ``h`` [m, n, in] through ``layers`` (W [m, in, out], bias [m, 1, out] or
