@@ -53,7 +53,7 @@ def run_all(args, storage: Path) -> dict[str, Path]:
     import ray
 
     from tune_sd.tune.cluster import connect
-    from tune_sd.tune.spaces import load_space
+    from tune_sd.spaces import load_space
     from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
 
     grace, window = grace_of(args), window_of(args)

@@ -11,8 +11,10 @@ from ray.tune.search.sample import Categorical, Float, Integer, Quantized
 
 from tune_sd.engine.config import Config
 from tune_sd.errors import ConfigError
-from tune_sd.tune import spaces
-from tune_sd.tune.spaces import SearchSpace, list_spaces, load_space, space_from_dict
+from tune_sd.spaces import SearchSpace, list_spaces, load_space, space_from_dict
+from tune_sd.spaces import files as space_files
+from tune_sd.tune.optuna_space import decode, optuna_space
+from tune_sd.tune.ray_space import param_space, sample
 
 # ---------------------------------------------------------------------------------------------
 # the seed's four studies (its hp_study dicts; tuples written as lists)
@@ -137,7 +139,7 @@ def one(block, key="disc.lr", method="random", **extra):
 
 
 def draws(space, key, n=4000, seed=1):
-    domain = at(space.param_space(), key)
+    domain = at(param_space(space), key)
     return np.asarray(domain.sample(size=n, random_state=np.random.default_rng(seed)))
 
 
@@ -150,7 +152,7 @@ def test_seed_studies_load_and_sample_valid_configs(space_dir, name):
     space = load_space(name)
     assert isinstance(space, SearchSpace) and space.name == name and space.method == "random"
     assert space.path == space_dir / f"{name}.yaml"
-    ps = space.param_space()
+    ps = param_space(space)
     lr = ps["disc"]["lr"]
     assert isinstance(lr, Categorical)
     expected_lr = [1e-5, 1e-4, 1e-3, 1e-2] if name.startswith("153") else [1e-5, 1e-4, 1e-3]
@@ -166,14 +168,14 @@ def test_seed_studies_load_and_sample_valid_configs(space_dir, name):
         assert ps["disc"]["hid_num"].categories == [2, 4, 8, 16]
         assert ps["disc"]["wd"] == pytest.approx(1e-7)
 
-    samples = space.sample(5, seed=0)
+    samples = sample(space, 5, seed=0)
     assert len(samples) == 5
     for cfg in samples:
         checked = Config.from_dict(cfg)
         assert checked.disc.lr in expected_lr  # YAML 1.1 read 1e-5 as text; the check made it a number
         assert checked.arch.hid_num == [2, 0]
-    assert space.sample(5, seed=0) == samples
-    assert space.sample(5, seed=1) != samples
+    assert sample(space, 5, seed=0) == samples
+    assert sample(space, 5, seed=1) != samples
 
 
 def test_sample_matches_what_a_seeded_basic_variant_generator_gives(space_dir, tmp_path):
@@ -182,12 +184,12 @@ def test_sample_matches_what_a_seeded_basic_variant_generator_gives(space_dir, t
 
     space = load_space("153-sd-study-F10_v1")
     gen = BasicVariantGenerator(random_state=7)
-    gen.add_configurations([Experiment("e", lambda config: None, config=space.param_space(), num_samples=4,
+    gen.add_configurations([Experiment("e", lambda config: None, config=param_space(space), num_samples=4,
                                        storage_path=str(tmp_path / "results"))])
     got = []
     while (trial := gen.next_trial()) is not None:
         got.append(trial.config)
-    assert got == space.sample(4, seed=7)
+    assert got == sample(space, 4, seed=7)
 
 
 def test_the_ext_studies_need_their_base():
@@ -216,10 +218,10 @@ def test_list_spaces_reads_descriptions(space_dir):
 
 def test_spaces_dir_attribute_is_used_without_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("TUNE_SD_SPACES", raising=False)
-    monkeypatch.setattr(spaces, "SPACES_DIR", tmp_path)
+    monkeypatch.setattr(space_files, "SPACES_DIR", tmp_path)
     write(tmp_path, "# only one\nmethod: random\n", "solo.yaml")
     assert list_spaces() == [("solo", "only one")]
-    assert load_space("solo").param_space() == {}
+    assert param_space(load_space("solo")) == {}
     assert load_space(str(tmp_path / "solo.yaml")).name == "solo"
 
 
@@ -251,30 +253,30 @@ base: {epochs: 50}
 
 def test_grid_values_become_grid_search_and_sample_enumerates_the_grid(tmp_path):
     space = load_space(str(write(tmp_path, GRID)))
-    ps = space.param_space()
+    ps = param_space(space)
     assert ps["arch"]["lat_size"] == {"grid_search": [1, 3, 5]}
     assert ps["disc"]["lr"] == {"grid_search": [1e-4, 1e-3]}
     assert ps["disc"]["iters"] == {"grid_search": [1, 2]}  # int_uniform is enumerated, as W&B's grid does
     assert ps["disc"]["hid_num"] == 4 and ps["epochs"] == 50
     assert space.grid_size() == 3 * 2 * 2
 
-    points = space.sample(100, seed=0)
+    points = sample(space, 100, seed=0)
     assert len(points) == 12  # the whole grid, once
     seen = {(p["arch"]["lat_size"], p["disc"]["lr"], p["disc"]["iters"]) for p in points}
     assert seen == set(itertools.product([1, 3, 5], [1e-4, 1e-3], [1, 2]))
     assert all(p["disc"]["hid_num"] == 4 and p["epochs"] == 50 for p in points)
     for p in points:
         Config.from_dict(p)
-    assert space.sample(5, seed=0) == points[:5]
-    assert space.sample(5, seed=3) == points[:5]  # a pure grid does not depend on the seed
+    assert sample(space, 5, seed=0) == points[:5]
+    assert sample(space, 5, seed=3) == points[:5]  # a pure grid does not depend on the seed
 
     # the same space as random search: choices, not grids
-    assert isinstance(space.param_space(grid=False)["arch"]["lat_size"], Categorical)
+    assert isinstance(param_space(space, grid=False)["arch"]["lat_size"], Categorical)
 
 
 def test_grid_true_turns_a_random_space_into_a_grid(space_dir):
     space = load_space("153-sd-study-F10_v1")
-    ps = space.param_space(grid=True)
+    ps = param_space(space, grid=True)
     assert ps["disc"]["gp"] == {"grid_search": [0.0, 1e-6, 1e-5, 1e-4, 1e-3]}
     assert ps["arch"]["hid_num"] == {"grid_search": [[2, 0]]}
     assert space.grid_size(grid=True) == 4 * 4 * 4 * 4 * 4 * 5
@@ -288,7 +290,7 @@ def test_grid_refuses_continuous_distributions():
 
 def test_q_uniform_grid_holds_the_multiples_of_q():
     space = one({"distribution": "q_uniform", "min": 0.0, "max": 0.3, "q": 0.1}, key="disc.gp", method="grid")
-    assert space.param_space()["disc"]["gp"] == {"grid_search": [0.0, 0.1, 0.2, 0.3]}
+    assert param_space(space)["disc"]["gp"] == {"grid_search": [0.0, 0.1, 0.2, 0.3]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +299,7 @@ def test_q_uniform_grid_holds_the_multiples_of_q():
 
 def test_int_uniform_max_is_inclusive():
     space = one({"distribution": "int_uniform", "min": 1, "max": 4}, key="arch.lat_size")
-    domain = space.param_space()["arch"]["lat_size"]
+    domain = param_space(space)["arch"]["lat_size"]
     assert isinstance(domain, Integer) and (domain.lower, domain.upper) == (1, 5)
     x = draws(space, "arch.lat_size")
     assert set(x.tolist()) == {1, 2, 3, 4}
@@ -308,7 +310,7 @@ def test_int_uniform_max_is_inclusive():
 
 def test_uniform_and_inferred_uniform():
     space = one({"distribution": "uniform", "min": 0.1, "max": 0.5}, key="disc.gp")
-    domain = space.param_space()["disc"]["gp"]
+    domain = param_space(space)["disc"]["gp"]
     assert isinstance(domain, Float) and (domain.lower, domain.upper) == (0.1, 0.5)
     x = draws(space, "disc.gp")
     assert x.min() >= 0.1 and x.max() <= 0.5 and abs(np.mean(x) - 0.3) < 0.01
@@ -317,7 +319,7 @@ def test_uniform_and_inferred_uniform():
 
 def test_log_uniform_values_is_in_range_and_log_spread():
     space = one({"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2})
-    domain = space.param_space()["disc"]["lr"]
+    domain = param_space(space)["disc"]["lr"]
     assert isinstance(domain, Float) and domain.lower == 1e-5 and domain.upper == 1e-2
     x = draws(space, "disc.lr")
     assert x.min() >= 1e-5 and x.max() <= 1e-2
@@ -331,7 +333,7 @@ def test_log_uniform_values_is_in_range_and_log_spread():
     {"distribution": "inv_log_uniform_values", "min": 1e-5, "max": 1e-2},  # log(1/X) ~ U(log 1/max, log 1/min)
 ])
 def test_log_uniform_variants_are_the_same_log_uniform_range(block):
-    domain = one(block).param_space()["disc"]["lr"]
+    domain = param_space(one(block))["disc"]["lr"]
     assert isinstance(domain, Float) and str(domain.get_sampler()) == "LogUniform"
     assert domain.lower == pytest.approx(1e-5) and domain.upper == pytest.approx(1e-2)
 
@@ -339,7 +341,7 @@ def test_log_uniform_variants_are_the_same_log_uniform_range(block):
 def test_quantized_distributions():
     # float q: quniform, values are multiples of q within [min, max]
     space = one({"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 0.25}, key="disc.gp")
-    domain = space.param_space()["disc"]["gp"]
+    domain = param_space(space)["disc"]["gp"]
     assert isinstance(domain.get_sampler(), Quantized) and domain.get_sampler().q == 0.25
     assert set(draws(space, "disc.gp").tolist()) == {0.0, 0.25, 0.5, 0.75, 1.0}
     # integer q (the default, 1): integers, max included
@@ -365,7 +367,7 @@ def test_quantized_distributions():
 
 def test_normal_distributions():
     space = one({"distribution": "normal", "mu": 1e-3, "sigma": 1e-4})
-    domain = space.param_space()["disc"]["lr"]
+    domain = param_space(space)["disc"]["lr"]
     assert str(domain.get_sampler()) == "Normal"
     assert (domain.get_sampler().mean, domain.get_sampler().sd) == (1e-3, 1e-4)
     x = draws(space, "disc.lr")
@@ -379,18 +381,18 @@ def test_normal_distributions():
     space = one({"distribution": "log_normal", "mu": 0.0, "sigma": 0.5}, key="generator.length_scale")
     x = draws(space, "generator.length_scale")
     assert x.min() > 0 and abs(np.log(x).mean()) < 0.03 and abs(np.log(x).std() - 0.5) < 0.03
-    assert space.sample(3, seed=4) == space.sample(3, seed=4) != space.sample(3, seed=5)
+    assert sample(space, 3, seed=4) == sample(space, 3, seed=4) != sample(space, 3, seed=5)
     space = one({"distribution": "q_log_normal", "mu": 1.0, "sigma": 0.2, "q": 0.5}, key="generator.length_scale")
     assert np.all(draws(space, "generator.length_scale") % 0.5 == 0)
 
 
 def test_constants_and_categories():
     space = one({"value": [2, 4]}, key="disc.hid_num", base={"ext": ["input"]})
-    assert space.param_space()["disc"]["hid_num"] == [2, 4]  # a value is a plain constant
+    assert param_space(space)["disc"]["hid_num"] == [2, 4]  # a value is a plain constant
     space = one({"distribution": "categorical", "values": ["wasserstein", "BCE"]}, key="disc.loss_fun")
-    assert space.param_space()["disc"]["loss_fun"].categories == ["wasserstein", "bce"]  # normalised by the check
+    assert param_space(space)["disc"]["loss_fun"].categories == ["wasserstein", "bce"]  # normalised by the check
     space = one({"distribution": "constant", "value": "1e-5"})  # YAML 1.1 reads 1e-5 as text
-    assert space.param_space()["disc"]["lr"] == 1e-5
+    assert param_space(space)["disc"]["lr"] == 1e-5
 
 
 def test_a_whole_section_can_vary_and_keeps_base_values():
@@ -398,13 +400,13 @@ def test_a_whole_section_can_vary_and_keeps_base_values():
         "parameters": {"generator": {"values": [{"type": "gp", "length_scale": 0.5}, {"type": "mlp"}]}},
         "base": {"generator": {"variance": 0.02}, "epochs": 10},
     })
-    choices = space.param_space()["generator"].categories
+    choices = param_space(space)["generator"].categories
     assert choices == [{"variance": 0.02, "type": "gp", "length_scale": 0.5}, {"variance": 0.02, "type": "mlp"}]
-    for cfg in space.sample(4, seed=0):
+    for cfg in sample(space, 4, seed=0):
         Config.from_dict(cfg)
     # each value is checked key by key; how it goes with base is checked with base
     pairs = {"parameters": {"disc": {"values": [{"hid_num": [2, 2]}, {"hid_num": 4}]}}}
-    assert space_from_dict({**pairs, "base": {"ext": ["grad"]}}).param_space()["disc"].categories[0] == {
+    assert param_space(space_from_dict({**pairs, "base": {"ext": ["grad"]}}))["disc"].categories[0] == {
         "hid_num": [2, 2]}
     with pytest.raises(ConfigError, match=r"x.yaml: parameters.disc.values\[0\]: does not fit .* needs ext"):
         space_from_dict(pairs, name="x.yaml")
@@ -444,7 +446,7 @@ def test_optuna_space_and_decode(tmp_path):
     space = load_space(str(write(tmp_path, BAYES)))
     assert space.method == "bayes"
     assert space.tune == {"num_samples": 8, "scheduler": "asha", "metric": "avg_acc", "mode": "max"}
-    dists = space.optuna_space()
+    dists = optuna_space(space)
     assert list(dists) == ["arch.lat_size", "arch.hid_num", "disc.hid_num", "disc.lr", "disc.iters", "disc.gp",
                            "disc.hid_size", "disc.wd"]
     assert dists["arch.lat_size"] == CategoricalDistribution([1, 3, 5])
@@ -463,7 +465,7 @@ def test_optuna_space_and_decode(tmp_path):
     seen = set()
     for _ in range(12):
         trial = study.ask(dists)
-        cfg = space.decode(trial.params)
+        cfg = decode(space, trial.params)
         assert cfg["disc"]["hid_num"] in ([2, 2], [2, 4], [2, 8])  # the lists are back
         assert cfg["arch"]["hid_num"] == [2, 0] and cfg["disc"]["wd"] == 1e-7 and cfg["ext"] == ["input"]
         Config.from_dict(cfg)
@@ -472,15 +474,15 @@ def test_optuna_space_and_decode(tmp_path):
     assert len(seen) > 1
     # a nested dict of the same codes decodes alike; constants may be left out
     trial = study.trials[0]
-    assert space.decode({k: v for k, v in trial.params.items() if k not in ("arch.hid_num", "disc.wd")}) == \
-        space.decode(trial.params)
+    assert decode(space, {k: v for k, v in trial.params.items() if k not in ("arch.hid_num", "disc.wd")}) == \
+        decode(space, trial.params)
     nested = {"arch": {"lat_size": trial.params["arch.lat_size"]},
               "disc": {k.split(".")[1]: v for k, v in trial.params.items() if k.startswith("disc.")}}
-    assert space.decode(nested) == space.decode(trial.params)
+    assert decode(space, nested) == decode(space, trial.params)
     with pytest.raises(ConfigError, match="disc.lrr"):
-        space.decode({**trial.params, "disc.lrr": 1})
+        decode(space, {**trial.params, "disc.lrr": 1})
     with pytest.raises(ConfigError, match="no value for .*disc.hid_num"):
-        space.decode({"disc.lr": 1e-3})
+        decode(space, {"disc.lr": 1e-3})
 
 
 def test_bayes_refuses_what_optuna_cannot_express():
@@ -629,7 +631,7 @@ def test_metric_tune_block_and_resolved(tmp_path):
     assert space.tune == {"scheduler": "asha", "grace_period": 5, "reduction_factor": 3.0, "cpus_per_trial": 0.5,
                           "gpus_per_trial": 0.0, "metric": "avg_acc", "mode": "max", "num_samples": 20}
     assert space.base == {"epochs": 200, "disc": {"wd": 1e-7}, "ext": ["grad"]}  # normalised by the checks
-    ps = space.param_space()
+    ps = param_space(space)
     assert ps["epochs"] == 200 and ps["disc"]["wd"] == 1e-7 and isinstance(ps["disc"]["lr"], Float)
     res = space.resolved()
     assert res["name"] == "space" and res["method"] == "random"
@@ -641,7 +643,7 @@ def test_a_bare_seed_sweep_dict_is_a_space():
     space = space_from_dict({"method": "random",
                              "parameters": {"arch": {"parameters": {"lat_size": {"values": [1, 3]}}}}})
     assert space.base == {} and space.tune == {} and space.description == ""
-    for cfg in space.sample(3, seed=0):
+    for cfg in sample(space, 3, seed=0):
         assert Config.from_dict(cfg).disc.lr == 1e-4  # everything else: the engine defaults
 
 
@@ -657,7 +659,7 @@ def test_set_completes_a_notebook_sweep_config_before_the_space_is_checked(tmp_p
     space = load_space(path, overrides={"ext": ["grad"], "ext_type": "embed"})
     assert space.base["ext"] == ["grad"] and space.base["ext_type"] == "embed"
     assert space.overrides == {"ext": ["grad"], "ext_type": "embed"}
-    for config in space.sample(8, seed=0):  # every draw is a valid run config with the fixed keys
+    for config in sample(space, 8, seed=0):  # every draw is a valid run config with the fixed keys
         cfg = Config.from_dict(config)
         assert cfg.ext == ["grad"] and cfg.ext_type == "embed" and isinstance(cfg.disc.hid_num, list)
     # the sweep planner applies --set the same way to a space loaded without it
@@ -673,8 +675,8 @@ def test_set_of_a_swept_key_fixes_it_for_every_searcher(tmp_path):
     space = load_space(write(tmp_path, STUDY_153), overrides={"disc.lr": 3e-4})
     assert space.params["disc.lr"] == {"value": 3e-4}
     assert "disc.lr" not in space.swept_keys() and "disc.hid_num" in space.swept_keys()
-    assert {c["disc"]["lr"] for c in space.sample(10, seed=1)} == {3e-4}
-    assert space.optuna_space()["disc.lr"].choices == (3e-4,)
+    assert {c["disc"]["lr"] for c in sample(space, 10, seed=1)} == {3e-4}
+    assert optuna_space(space)["disc.lr"].choices == (3e-4,)
     # a key inside a section swept whole is set in each of the section's values
     whole = space_from_dict({"method": "grid", "parameters": {"disc": {"values": [{"lr": 1e-4, "iters": 1},
                                                                                {"lr": 1e-3, "iters": 3}]}}},
@@ -713,9 +715,9 @@ def test_named_axes_resolve_without_ray_deprecation_warnings(caplog):
     ray_logger = logging.getLogger("ray.tune.search.sample")  # Ray's loggers do not propagate to the root
     ray_logger.addHandler(caplog.handler)
     try:
-        configs = [spec["config"] for _, spec in generate_variants({"config": s.param_space()})]
+        configs = [spec["config"] for _, spec in generate_variants({"config": param_space(s)})]
         resolvers = create_resolvers_map()  # as tune.run does before the searcher sees the space
-        spec = inject_placeholders(s.param_space(), resolvers)
+        spec = inject_placeholders(param_space(s), resolvers)
         for name in ("v0", "v1"):
             config = dict(copy_tree(spec), variant=name)
             resolve_placeholders(config, resolvers)

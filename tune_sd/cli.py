@@ -352,7 +352,7 @@ def cmd_train(args) -> int:
 
 def cmd_sweep(args) -> int:
     from tune_sd.engine.config import parse_override
-    from tune_sd.tune.spaces import load_space
+    from tune_sd.spaces import load_space
     from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep, run_sweep
 
     # --set belongs to the space's base before the space is checked (a notebook's W&B config fixed some
@@ -407,7 +407,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_spaces(args) -> int:
-    from tune_sd.tune.spaces import list_spaces
+    from tune_sd.spaces import list_spaces
 
     spaces = list_spaces()
     if not spaces:

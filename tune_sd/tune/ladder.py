@@ -32,9 +32,9 @@ from pathlib import Path
 from tune_sd.engine.config import SCHEMA, Config, flatten, merge, read_yaml, unflatten
 from tune_sd import store
 from tune_sd.errors import ConfigError, StudyError
+from tune_sd.spaces import AXES, SearchSpace, load_space, rung_name, space_from_dict
 
 from .results import META_FILE, read_meta
-from .spaces import AXES, SearchSpace, load_space, rung_name, space_from_dict
 from .sweep import SweepOptions, SweepPlan, describe, find_sweep, plan_sweep
 
 __all__ = ["LadderOptions", "LadderPlan", "LadderReport", "COLUMNS", "plan_ladder", "describe_ladder",

@@ -155,7 +155,7 @@ FLAG_NUMBERS = ("num_samples", "max_concurrent", "max_failures", "grace_period",
 
 
 def _check_flags(opts: SweepOptions) -> None:
-    from .spaces import TUNE_OPTIONS
+    from tune_sd.spaces import TUNE_OPTIONS
 
     for key in FLAG_NUMBERS:
         value = getattr(opts, key, None)
@@ -211,7 +211,9 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
               + (", --critic-from" if s.get("critic_from") else "") + "; it wins over the space):"]
     lines += _wrapped(by_sweep) or ["  nothing"]
     lines.append("every other key: its default (the Step 15 run; tune_sd/engine/config.py lists them)")
-    samples = space.sample(n, seed=s["seed"], labels=True)
+    from .ray_space import sample as sample_configs
+
+    samples = sample_configs(space, n, seed=s["seed"], labels=True)
     what = ("random draws from the space (Optuna's own picks depend on the results)" if s["search"] == "bayes"
             else f"the first {len(samples)} trials")
     lines += ["", f"{what}, searched keys only:"]
@@ -292,8 +294,10 @@ def _param_space_and_searcher(plan: SweepPlan):
         from ray.tune.search.optuna import OptunaSearch
         import optuna
 
+        from .optuna_space import optuna_space
+
         sampler = optuna.samplers.TPESampler(seed=s["seed"])
-        searcher = OptunaSearch(space=plan.space.optuna_space(), sampler=sampler, metric=s["metric"], mode=s["mode"])
+        searcher = OptunaSearch(space=optuna_space(plan.space), sampler=sampler, metric=s["metric"], mode=s["mode"])
         if s["max_concurrent"]:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=s["max_concurrent"])
         param_space = merge(plan.base, {"seed": s["seed"]}) if "seed" not in plan.space.params else plan.base
@@ -303,8 +307,10 @@ def _param_space_and_searcher(plan: SweepPlan):
         return param_space, searcher
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    from .ray_space import param_space as ray_param_space
+
     # the space (its base and what it sweeps), then what the sweep fixes on top
-    param_space = merge(plan.space.param_space(grid=s["search"] == "grid"), unflatten(plan.fixed))
+    param_space = merge(ray_param_space(plan.space, grid=s["search"] == "grid"), unflatten(plan.fixed))
     if "seed" not in plan.space.params and "seed" not in plan.base:
         # a distinct, reproducible engine seed per trial (the searcher's random state draws it)
         param_space["seed"] = tune.randint(0, 2**31 - 1)
