@@ -12,9 +12,10 @@ import numpy as np
 from tune_sd.engine.config import SCHEMA, SECTIONS, Config, flatten, merge, unflatten
 from tune_sd.errors import ConfigError
 
-from .axes import _axis_locations
+from .axes import AXES, _axis_locations
 from .blocks import (_GRID_DISTRIBUTIONS, _MAX_GRID_VALUES, _PROBES, _bounds, _check_key, _grid_values,
-                     _refuse_tune_syntax, _representative)
+                     _param_path, _refuse_tune_syntax, _representative)
+from .draws import draws
 
 if TYPE_CHECKING:
     from .space import SearchSpace
@@ -93,9 +94,27 @@ def _check_space(space: SearchSpace, label: str, paths: dict) -> None:
             raise ConfigError(f"{label}: {loc}: does not fit the rest of the space: {e}") from None
 
     if space.method == "bayes":
-        from tune_sd.tune.optuna_space import optuna_space
+        check_bayes(space)  # refuses what Optuna cannot express, now rather than when the sweep starts
 
-        optuna_space(space)  # refuses what Optuna cannot express, now rather than when the sweep starts
+
+def check_bayes(space: SearchSpace) -> None:
+    """Refuses what Optuna's search (method bayes, or ``--search bayes``) cannot express: named axes, normal
+    distributions, and a quantized log scale other than integers with step 1."""
+    if space.axes():
+        block = next(b for b, label in AXES.items() if label in space.axes())
+        raise ConfigError(f"{space._label()}: {block}: method bayes cannot search named variants or rungs "
+                          "(Optuna suggests parameters only); use method grid or random")
+    for key, block in space.params.items():
+        where = f"{space._label()}: {_param_path(key)}"
+        dist = block.get("distribution")
+        if dist in ("q_log_uniform", "q_log_uniform_values") and not (block["q"] == 1 and isinstance(block["q"], int)):
+            raise ConfigError(f"{where}: {dist} with q {block['q']!r} has no Optuna counterpart (Optuna "
+                              "quantizes a log scale only for integers with step 1); use q: 1, "
+                              "log_uniform_values or values for method bayes")
+        if dist in ("normal", "q_normal", "log_normal", "q_log_normal"):
+            raise ConfigError(f"{where}: {dist} has no Optuna counterpart (Optuna has no normal "
+                              "distributions); use uniform, log_uniform_values, int_uniform or values "
+                              "for method bayes, or method random")
 
 
 def _probe(key: str, block: dict, where: str) -> None:
@@ -108,11 +127,7 @@ def _probe(key: str, block: dict, where: str) -> None:
                 check(key, value)
             except ConfigError as e:
                 raise ConfigError(f"{where}: the {end} value of {block['distribution']} is {value!r}; {e}") from None
-    from tune_sd.tune.ray_space import _domain
-
-    draws = _domain(block).sample(size=_PROBES, random_state=np.random.default_rng(0))
-    for value in draws:
-        value = value.item() if hasattr(value, "item") else value
+    for value in draws(block, _PROBES, np.random.default_rng(0)):
         try:
             check(key, value)
         except ConfigError as e:

@@ -6,8 +6,8 @@ import yaml
 
 from tune_sd.engine.config import SCHEMA
 from tune_sd.errors import ConfigError
-from tune_sd.spaces.axes import AXES
-from tune_sd.spaces.blocks import _bounds, _choices, _param_path
+from tune_sd.spaces.blocks import _bounds, _choices
+from tune_sd.spaces.checks import check_bayes
 from tune_sd.spaces.space import SearchSpace
 
 
@@ -20,13 +20,9 @@ def optuna_space(space: SearchSpace) -> dict:
     """
     import optuna.distributions as od
 
-    if space.axes():
-        block = next(b for b, label in AXES.items() if label in space.axes())
-        raise ConfigError(f"{space._label()}: {block}: method bayes cannot search named variants or rungs "
-                          "(Optuna suggests parameters only); use method grid or random")
+    check_bayes(space)
     out = {}
     for key, block in space.params.items():
-        where = f"{space._label()}: {_param_path(key)}"
         if "value" in block or "values" in block:
             out[key] = od.CategoricalDistribution(_optuna_choices(_choices(block)))
             continue
@@ -42,17 +38,9 @@ def optuna_space(space: SearchSpace) -> dict:
         elif dist in ("log_uniform", "log_uniform_values", "inv_log_uniform", "inv_log_uniform_values"):
             lo, hi = _bounds(block)
             out[key] = od.FloatDistribution(lo, hi, log=True)
-        elif dist in ("q_log_uniform", "q_log_uniform_values") and block["q"] == 1 and isinstance(block["q"], int):
+        else:  # q_log_uniform(_values) with q: 1, the one quantized log scale check_bayes lets through
             lo, hi = _bounds(block)
             out[key] = od.IntDistribution(lo, hi, log=True)
-        elif dist in ("q_log_uniform", "q_log_uniform_values"):
-            raise ConfigError(f"{where}: {dist} with q {block['q']!r} has no Optuna counterpart (Optuna "
-                              "quantizes a log scale only for integers with step 1); use q: 1, "
-                              "log_uniform_values or values for method bayes")
-        else:
-            raise ConfigError(f"{where}: {dist} has no Optuna counterpart (Optuna has no normal "
-                              "distributions); use uniform, log_uniform_values, int_uniform or values "
-                              "for method bayes, or method random")
     return out
 
 
