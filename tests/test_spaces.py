@@ -517,7 +517,7 @@ def test_unknown_key_names_the_path_and_the_allowed_keys(tmp_path):
     ("{distribution: log_uniform_values, min: 0, max: 1.0e-2}", ["lr.min", "needs min > 0"]),
     ("{distribution: q_log_uniform_values, min: 1.0e-5, max: 1.0e-2}", ["no multiple of q=1"]),
     ("{distribution: normal, mu: 1.0e-3, sigma: 0}", ["lr.sigma", "> 0"]),
-    ("{distribution: uniform, min: low, max: 1}", ["lr.min", "expected a number"]),
+    ("{distribution: uniform, min: low, max: 1}", ["lr.min", "is not allowed (allowed: a finite number)"]),
     ("{distribution: categorical, values: [1.0e-4], probabilities: [1]}", ["probabilities", "not supported"]),
 ])
 def test_malformed_blocks_are_refused_with_their_path(tmp_path, block, parts):

@@ -9,7 +9,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from tune_sd.engine.config import SCHEMA, SECTIONS, flatten, merge, unflatten
+from tune_sd.engine.config import SCHEMA, SECTIONS, _as_number, _fail, _known_keys, flatten, merge, unflatten
 from tune_sd.errors import ConfigError
 
 #: W&B distribution -> (required keys, optional keys with their defaults). What each becomes in Ray Tune:
@@ -77,17 +77,9 @@ def _parse_parameters(tree: dict, prefix: str, ppath: str, label: str, out: dict
 def _check_key(key: str, where: str) -> None:
     if key in SCHEMA or key in SECTIONS:
         return
-    parts = key.split(".")
-    prefix = ""
-    for part in parts[:-1]:  # the deepest known section above the key
-        if prefix + part in SECTIONS:
-            prefix += part + "."
-        else:
-            break
-    n = len(prefix)
-    allowed = sorted({k[n:].split(".")[0] for k in SCHEMA if k.startswith(prefix)})
+    prefix = key.split(".")[0] + "." if key.split(".")[0] in SECTIONS else ""  # the known section above the key
     place = f" in {prefix[:-1]}" if prefix else ""
-    raise ConfigError(f"{where}: unknown key {key}{place} (allowed: {', '.join(allowed)})")
+    raise ConfigError(f"{where}: unknown key {key}{place} (allowed: {', '.join(_known_keys(prefix))})")
 
 
 def _parse_block(block: Any, key: str, here: str, label: str) -> dict:
@@ -176,13 +168,10 @@ def _parse_block(block: Any, key: str, here: str, label: str) -> dict:
 
 
 def _number(value: Any, where: str) -> int | float:
-    if isinstance(value, str):  # YAML 1.1 reads 1e-5 as text
-        try:
-            value = float(value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    """A number as the run config reads one (``1e-5`` given as text too), kept an int when it is one."""
+    value = _as_number(where, value, "a finite number")
+    if not math.isfinite(value):
+        _fail(where, value, "a finite number")
     return value
 
 
