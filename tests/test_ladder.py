@@ -19,7 +19,6 @@ from tune_sd.engine.study import library_path
 from tune_sd.errors import ConfigError, StudyError
 from tune_sd.spaces import load_space
 from tune_sd.tune.ladder import COLUMNS, LadderOptions, describe_ladder, ladder_report, plan_ladder
-from tune_sd.tune.ray_space import sample
 
 RUNGS = load_space("ladder").ladder
 FAMILIES = ["quadratic (F10_v1)", "cubic", "sine", "cosine", "exponential", "x sine", "x cosine", "smooth hinge",
@@ -101,7 +100,7 @@ def test_the_plan_runs_every_rung_and_seed_of_one_critic_without_early_stopping(
     s = plan.sweep.settings
     assert s["search"] == "grid" and s["scheduler"] == "fifo" and s["num_samples"] == 1 and s["epochs"] == 10000
     assert plan.sweep.space.grid_size() == len(RUNGS) * 3
-    configs = sample(plan.sweep.space, 100, seed=0, labels=True)
+    configs = plan.sweep.space.sample(100, seed=0, labels=True)
     assert len(configs) == len(RUNGS) * 3
     assert {(c["rung"], c["variant"], c["seed"]) for c in configs} == {
         (r, "none", s) for r in plan.rungs for s in (0, 1, 2)}
@@ -148,7 +147,7 @@ def test_modes_fit_the_critic_of_a_config_file(tmp_path):
     base = flatten(plan.sweep.base)
     assert base["epochs"] == 10000 and "seed" not in base and base["disc.lr"] == 1e-5 and base["arch.lat_size"] == 3
     assert "critic.yaml" in plan.critic
-    for c in sample(plan.sweep.space, 100, seed=0, labels=True):
+    for c in plan.sweep.space.sample(100, seed=0, labels=True):
         assert c["library"]["path"].endswith(c["rung"]) and c["seed"] in (0, 1, 2)
 
 

@@ -14,7 +14,7 @@ from tune_sd.errors import ConfigError
 from tune_sd.spaces import SearchSpace, list_spaces, load_space, space_from_dict
 from tune_sd.spaces import files as space_files
 from tune_sd.tune.optuna_space import optuna_space
-from tune_sd.tune.ray_space import param_space, sample
+from tune_sd.tune.ray_space import param_space
 
 # ---------------------------------------------------------------------------------------------
 # the seed's four studies (its hp_study dicts; tuples written as lists)
@@ -168,14 +168,14 @@ def test_seed_studies_load_and_sample_valid_configs(space_dir, name):
         assert ps["disc"]["hid_num"].categories == [2, 4, 8, 16]
         assert ps["disc"]["wd"] == pytest.approx(1e-7)
 
-    samples = sample(space, 5, seed=0)
+    samples = space.sample(5, seed=0)
     assert len(samples) == 5
     for cfg in samples:
         checked = Config.from_dict(cfg)
         assert checked.disc.lr in expected_lr  # YAML 1.1 read 1e-5 as text; the check made it a number
         assert checked.arch.hid_num == [2, 0]
-    assert sample(space, 5, seed=0) == samples
-    assert sample(space, 5, seed=1) != samples
+    assert space.sample(5, seed=0) == samples
+    assert space.sample(5, seed=1) != samples
 
 
 def test_sample_matches_what_a_seeded_basic_variant_generator_gives(space_dir, tmp_path):
@@ -189,7 +189,7 @@ def test_sample_matches_what_a_seeded_basic_variant_generator_gives(space_dir, t
     got = []
     while (trial := gen.next_trial()) is not None:
         got.append(trial.config)
-    assert got == sample(space, 4, seed=7)
+    assert got == space.sample(4, seed=7)
 
 
 def test_the_ext_studies_need_their_base():
@@ -260,15 +260,15 @@ def test_grid_values_become_grid_search_and_sample_enumerates_the_grid(tmp_path)
     assert ps["disc"]["hid_num"] == 4 and ps["epochs"] == 50
     assert space.grid_size() == 3 * 2 * 2
 
-    points = sample(space, 100, seed=0)
+    points = space.sample(100, seed=0)
     assert len(points) == 12  # the whole grid, once
     seen = {(p["arch"]["lat_size"], p["disc"]["lr"], p["disc"]["iters"]) for p in points}
     assert seen == set(itertools.product([1, 3, 5], [1e-4, 1e-3], [1, 2]))
     assert all(p["disc"]["hid_num"] == 4 and p["epochs"] == 50 for p in points)
     for p in points:
         Config.from_dict(p)
-    assert sample(space, 5, seed=0) == points[:5]
-    assert sample(space, 5, seed=3) == points[:5]  # a pure grid does not depend on the seed
+    assert space.sample(5, seed=0) == points[:5]
+    assert space.sample(5, seed=3) == points[:5]  # a pure grid does not depend on the seed
 
     # the same space as random search: choices, not grids
     assert isinstance(param_space(space, grid=False)["arch"]["lat_size"], Categorical)
@@ -381,7 +381,7 @@ def test_normal_distributions():
     space = one({"distribution": "log_normal", "mu": 0.0, "sigma": 0.5}, key="generator.length_scale")
     x = draws(space, "generator.length_scale")
     assert x.min() > 0 and abs(np.log(x).mean()) < 0.03 and abs(np.log(x).std() - 0.5) < 0.03
-    assert sample(space, 3, seed=4) == sample(space, 3, seed=4) != sample(space, 3, seed=5)
+    assert space.sample(3, seed=4) == space.sample(3, seed=4) != space.sample(3, seed=5)
     space = one({"distribution": "q_log_normal", "mu": 1.0, "sigma": 0.2, "q": 0.5}, key="generator.length_scale")
     assert np.all(draws(space, "generator.length_scale") % 0.5 == 0)
 
@@ -402,7 +402,7 @@ def test_a_whole_section_can_vary_and_keeps_base_values():
     })
     choices = param_space(space)["generator"].categories
     assert choices == [{"variance": 0.02, "type": "gp", "length_scale": 0.5}, {"variance": 0.02, "type": "mlp"}]
-    for cfg in sample(space, 4, seed=0):
+    for cfg in space.sample(4, seed=0):
         Config.from_dict(cfg)
     # each value is checked key by key; how it goes with base is checked with base
     pairs = {"parameters": {"disc": {"values": [{"hid_num": [2, 2]}, {"hid_num": 4}]}}}
@@ -618,7 +618,7 @@ def test_a_bare_seed_sweep_dict_is_a_space():
     space = space_from_dict({"method": "random",
                              "parameters": {"arch": {"parameters": {"lat_size": {"values": [1, 3]}}}}})
     assert space.base == {} and space.tune == {} and space.description == ""
-    for cfg in sample(space, 3, seed=0):
+    for cfg in space.sample(3, seed=0):
         assert Config.from_dict(cfg).disc.lr == 1e-4  # everything else: the engine defaults
 
 
@@ -634,7 +634,7 @@ def test_set_completes_a_notebook_sweep_config_before_the_space_is_checked(tmp_p
     space = load_space(path, overrides={"ext": ["grad"], "ext_type": "embed"})
     assert space.base["ext"] == ["grad"] and space.base["ext_type"] == "embed"
     assert space.overrides == {"ext": ["grad"], "ext_type": "embed"}
-    for config in sample(space, 8, seed=0):  # every draw is a valid run config with the fixed keys
+    for config in space.sample(8, seed=0):  # every draw is a valid run config with the fixed keys
         cfg = Config.from_dict(config)
         assert cfg.ext == ["grad"] and cfg.ext_type == "embed" and isinstance(cfg.disc.hid_num, list)
     # the sweep planner applies --set the same way to a space loaded without it
@@ -650,7 +650,7 @@ def test_set_of_a_swept_key_fixes_it_for_every_searcher(tmp_path):
     space = load_space(write(tmp_path, STUDY_153), overrides={"disc.lr": 3e-4})
     assert space.params["disc.lr"] == {"value": 3e-4}
     assert "disc.lr" not in space.swept_keys() and "disc.hid_num" in space.swept_keys()
-    assert {c["disc"]["lr"] for c in sample(space, 10, seed=1)} == {3e-4}
+    assert {c["disc"]["lr"] for c in space.sample(10, seed=1)} == {3e-4}
     assert optuna_space(space)["disc.lr"].choices == (3e-4,)
     # a key inside a section swept whole is set in each of the section's values
     whole = space_from_dict({"method": "grid", "parameters": {"disc": {"values": [{"lr": 1e-4, "iters": 1},

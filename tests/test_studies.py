@@ -14,7 +14,7 @@ from ray.tune.search.sample import Categorical, Function
 from tune_sd.engine.config import Config
 from tune_sd.errors import ConfigError
 from tune_sd.spaces import SPACES_DIR, list_spaces, load_space, space_from_dict
-from tune_sd.tune.ray_space import param_space, sample
+from tune_sd.tune.ray_space import param_space
 from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep
 
 STUDIES = {  # file -> (notebook step, W&B project) named in its first comment
@@ -93,8 +93,8 @@ def test_every_file_loads_and_dry_runs(name, tmp_path, small_critic):
                                               critic_from=small_critic if regularize else None))
         text = describe(plan)
         assert f"sweep {name!r}" in text and "trial 0:" in text
-        for config in sample(space, 3, seed=0):
-            Config.from_dict(config)
+        for sample in space.sample(3, seed=0):
+            Config.from_dict(sample)
     assert not list(tmp_path.iterdir())  # a dry run writes nothing
 
 
@@ -128,7 +128,7 @@ def test_depth_check_is_a_grid_of_the_eight_named_variants():
     space = load_space("depth-check")
     assert space.method == "grid" and space.grid_size() == 8
     assert {name: _flat(over) for name, over in space.variants.items()} == DEPTH_VARIANTS
-    configs = sample(space, 100, seed=0, labels=True)
+    configs = space.sample(100, seed=0, labels=True)
     assert [c["variant"] for c in configs] == list(DEPTH_VARIANTS)
     for config in configs:
         name = config.pop("variant")
@@ -139,7 +139,7 @@ def test_depth_check_is_a_grid_of_the_eight_named_variants():
 
     tree, labels = split_trial_config(configs[3] | {"variant": "v3"})
     assert labels == {"variant": "v3"} and Config.from_dict(tree).disc.gp == 1e-5
-    assert sample(space, 8, seed=0) == [{k: v for k, v in c.items() if k != "variant"} for c in configs]
+    assert space.sample(8, seed=0) == [{k: v for k, v in c.items() if k != "variant"} for c in configs]
     ps = param_space(space)
     assert ps["variant"] == {"grid_search": list(DEPTH_VARIANTS)}
     assert isinstance(ps["disc"]["hid_num"], Function)  # picked by the variant
@@ -178,7 +178,7 @@ def test_variants_combine_with_parameters_and_base():
         base: {disc: {gp: 1.0e-4}}
         """)
     assert s.grid_size() == 6
-    configs = sample(s, 10, seed=0, labels=True)
+    configs = s.sample(10, seed=0, labels=True)
     assert len(configs) == 6
     seen = {(c["variant"], c["arch"]["lat_size"]): c for c in configs}
     assert set(seen) == {(v, n) for v in "abc" for n in (1, 3)}
@@ -187,7 +187,7 @@ def test_variants_combine_with_parameters_and_base():
     assert seen[("c", 1)]["ext"] == ["grad"] and seen[("a", 1)]["ext"] is None
     # method random picks a variant per trial
     r = space_from_dict({**yaml.safe_load("method: random\nvariants: {a: {}, b: {disc: {lr: 1.0e-3}}}")})
-    picks = sample(r, 40, seed=1, labels=True)
+    picks = r.sample(40, seed=1, labels=True)
     assert {c["variant"] for c in picks} == {"a", "b"}
     assert all(c["disc"]["lr"] == (1e-3 if c["variant"] == "b" else 1e-4) for c in picks)
 
@@ -224,7 +224,7 @@ def test_a_ladder_is_a_grid_over_library_rungs_labelled_by_their_stems():
         parameters: {seed: {values: [0, 1]}}
         """)
     assert s.grid_size() == 6
-    configs = sample(s, 10, seed=0, labels=True)
+    configs = s.sample(10, seed=0, labels=True)
     pairs = {(c["rung"], c["library"]["path"], c["seed"]) for c in configs}
     assert pairs == {(f"L{i}_{n}", f"ladder/L{i}_{n}", seed) for i, n in ((1, "quadratic"), (2, "cubic"), (3, "trig"))
                      for seed in (0, 1)}

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tune_sd.engine.config import SECTIONS, flatten, merge
+from tune_sd.errors import ConfigError
 
 from .axes import AXES, rung_name
 from .blocks import _grid_values, _param_path, _put
 from .checks import _apply_overrides, _check_space, _checked, _with_sets
+from .sampling import sample_configs
 
 METHODS = ("random", "grid", "bayes")
 
@@ -106,6 +108,19 @@ class SearchSpace:
         return n
 
     # ---- printing
+    def sample(self, n: int, seed: int, labels: bool = False) -> list[dict]:
+        """``n`` nested configs (base + sampled parameters), reproducible per ``seed``, without Ray.
+
+        The configs a ``BasicVariantGenerator(random_state=seed)`` gives for the space's Tune
+        ``param_space``, value for value (see :mod:`.sampling`). A grid space gives its first ``n`` points
+        in Tune's order (all of them when it has fewer). A bayes space gives random draws from the same
+        distributions (the searcher's own picks depend on results). The labels of named axes
+        (``variant``, ``rung``) are left out, so that each config is a run config, unless ``labels``.
+        """
+        if n < 0:
+            raise ConfigError(f"sample: n must be >= 0, got {n}")
+        return sample_configs(self, n, seed, labels)
+
     def resolved(self) -> dict:
         """Plain data for printing (YAML/JSON): name, description, method, base, parameters, tune; with named
         axes also ``variants`` / ``ladder``, and each axis's label among the parameters (its names)."""

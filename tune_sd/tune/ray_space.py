@@ -1,5 +1,5 @@
 """A search space as Ray Tune's ``param_space``: each W&B block as its Tune domain, named axes as
-``tune.sample_from`` by the trial's label, and draws of configs through Ray's own variant generator."""
+``tune.sample_from`` by the trial's label (the layout is ``tune_sd.spaces.sampling.space_tree``'s)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import copy
 import numpy as np
 from ray import tune
 from ray.tune.search.sample import Float, Sampler
-from ray.tune.search.variant_generator import generate_variants
 
-from tune_sd.engine.config import SCHEMA, SECTIONS, flatten
-from tune_sd.errors import ConfigError
-from tune_sd.spaces.blocks import _bounds, _grid_values, _merged_section_block, _put
+from tune_sd.spaces.blocks import _bounds
+from tune_sd.spaces.sampling import space_tree
 from tune_sd.spaces.space import SearchSpace
+
 
 class LogNormal(Sampler):
     """Draws exp(N(mean, sd)) with the random state the searcher passes (so a seeded search repeats)."""
@@ -76,50 +75,22 @@ def param_space(space: SearchSpace, grid: bool | None = None) -> dict:
     that leave the key alone).
     """
     grid = space.method == "grid" if grid is None else grid
-    tree = copy.deepcopy(space.base)
-    for key, block in space.params.items():
-        if key in SECTIONS:  # a whole section: each value is merged onto base's section
-            block = _merged_section_block(block, tree.get(key) or {})
-        _put(tree, key, _tune_value(block, grid))
-    base = flatten(space.base)
-    for label, table in space.axes().items():
-        names = list(table)
-        tree[label] = tune.grid_search(names) if grid else tune.choice(names)
-        for key in dict.fromkeys(k for over in table.values() for k in over):
-            default = base[key] if key in base else SCHEMA[key].default
-            values = {name: over.get(key, default) for name, over in table.items()}
-            _put(tree, key, tune.sample_from(ByLabel(label, copy.deepcopy(values))))
-    return tree
+    return space_tree(space, grid, _RayDomains)
 
 
-def sample(space: SearchSpace, n: int, seed: int, labels: bool = False) -> list[dict]:
-    """``n`` nested configs (base + sampled parameters), reproducible per ``seed``, without Ray running.
+class _RayDomains:
+    """The constructors :func:`space_tree` lays a space out with: Tune's domains."""
 
-    Draws through Ray's own variant generator with ``np.random.default_rng(seed)``, as a
-    ``BasicVariantGenerator(random_state=seed)`` does. A grid space gives its first ``n`` points in
-    Tune's order (all of them when it has fewer). A bayes space gives random draws from the same
-    distributions (the searcher's own picks depend on results). The labels of named axes
-    (``variant``, ``rung``) are left out, so that each config is a run config, unless ``labels``.
-    """
-    if n < 0:
-        raise ConfigError(f"sample: n must be >= 0, got {n}")
-    grid = space.method == "grid"
-    tree = param_space(space)
-    drop = () if labels else tuple(space.axes())
-    rng = np.random.default_rng(seed)
-    out: list[dict] = []
-    while len(out) < n:
-        # the experiment spec's shape, as Tune hands it over ({"config": ...}): named axes read it
-        for _, spec in generate_variants({"config": tree}, random_state=rng):
-            config = copy.deepcopy(spec["config"])
-            for label in drop:
-                config.pop(label, None)
-            out.append(config)
-            if len(out) == n:
-                break
-        if grid:
-            break
-    return out
+    grid = staticmethod(tune.grid_search)
+    choice = staticmethod(tune.choice)
+
+    @staticmethod
+    def draw(block: dict):
+        return _domain(block)
+
+    @staticmethod
+    def by_label(label: str, values: dict):
+        return tune.sample_from(ByLabel(label, values))
 
 
 def _domain(block: dict):
@@ -143,15 +114,3 @@ def _domain(block: dict):
             return tune.lograndint(lo, hi + 1) if q == 1 else tune.qlograndint(lo, hi, q)
         return tune.qloguniform(lo, hi, q)
     return tune.loguniform(lo, hi)  # log_uniform(_values), inv_log_uniform(_values)
-
-
-def _tune_value(block: dict, grid: bool):
-    if "value" in block:
-        return copy.deepcopy(block["value"])
-    if grid:
-        values = _grid_values(block)
-        if values is not None:
-            return tune.grid_search(copy.deepcopy(values))
-    if "values" in block:
-        return tune.choice(copy.deepcopy(block["values"]))
-    return _domain(block)

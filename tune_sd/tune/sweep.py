@@ -211,9 +211,7 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
               + (", --critic-from" if s.get("critic_from") else "") + "; it wins over the space):"]
     lines += _wrapped(by_sweep) or ["  nothing"]
     lines.append("every other key: its default (the Step 15 run; tune_sd/engine/config.py lists them)")
-    from .ray_space import sample as sample_configs
-
-    samples = sample_configs(space, n, seed=s["seed"], labels=True)
+    samples = space.sample(n, seed=s["seed"], labels=True)
     what = ("random draws from the space (Optuna's own picks depend on the results)" if s["search"] == "bayes"
             else f"the first {len(samples)} trials")
     lines += ["", f"{what}, searched keys only:"]
