@@ -16,7 +16,8 @@ from tune_helpers import BASE
 from tune_sd.tune.results import collect
 from tune_sd.tune.schedulers import make_scheduler
 from tune_sd.tune.stop_records import StopRecorder, own_end
-from tune_sd.tune.stoppers import NonLearnerSettings, NonLearnerStopper
+from tune_sd.tune.nonlearner import NonLearnerSettings
+from tune_sd.tune.stoppers import NonLearnerStopper
 
 
 def tune_sd(*args, timeout=300):

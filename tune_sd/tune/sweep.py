@@ -336,7 +336,7 @@ def _swept_columns(space, sep: str = "/") -> dict:
 
 
 def nonlearner_settings(settings: dict):
-    from .stoppers import NonLearnerSettings
+    from .nonlearner import NonLearnerSettings
 
     given = {k: settings.get(f"nonlearner_{k}") for k in ("grace", "window", "margin", "confidence")}
     return NonLearnerSettings(**{k: v for k, v in given.items() if v is not None})
