@@ -17,6 +17,10 @@ import pandas as pd
 
 from tune_sd.errors import StudyError
 
+CURVES_FILE = "curves.parquet"
+TRIALS_FILE = "trials.parquet"
+META_FILE = "tune_sd.json"
+
 
 def is_uri(location) -> bool:
     return "://" in str(location)
@@ -133,3 +137,39 @@ def local_copy(uri: str, kind: str = "files") -> Path:
     tmp.write_bytes(data)
     tmp.replace(target)
     return target
+
+
+def storage_root(storage: str | None) -> Path | str:
+    root = storage or os.environ.get("TUNE_SD_STORAGE") or "results"
+    return str(root).rstrip("/") if is_uri(root) else Path(root).expanduser()
+
+
+def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | str:
+    """A sweep folder by its path or URI, or by its name under the storage root."""
+    if is_uri(name):
+        uri = str(name).rstrip("/")
+        if not is_dir(uri):
+            raise StudyError(f"no sweep at {uri}: no such folder on that storage")
+        return uri
+    p = Path(name).expanduser()
+    if p.is_dir() and _looks_like_sweep(p):
+        return p.resolve()
+    root = storage_root(storage)
+    cand = join(root, str(name))
+    if is_dir(cand):
+        return cand if is_uri(cand) else Path(cand).resolve()
+    if p.is_dir():  # a folder, but without results: say so rather than "not found"
+        return p.resolve()
+    known = [n for n in names(root) if is_dir(join(root, n))]
+    shown = root if is_uri(root) else Path(root).resolve()
+    raise StudyError(f"no sweep {str(name)!r}: not a folder, and not a sweep under {shown} "
+                     f"(found there: {', '.join(known) or 'none'}); give --storage or the sweep folder's path")
+
+
+def _looks_like_sweep(p: Path) -> bool:
+    return any((p / f).exists() for f in (CURVES_FILE, TRIALS_FILE, META_FILE)) or bool(
+        list(p.glob("experiment_state-*.json")))
+
+
+def read_meta(folder) -> dict:
+    return read_json(join(folder, META_FILE))
