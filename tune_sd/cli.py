@@ -391,7 +391,7 @@ def cmd_resume(args) -> int:
 
 def cmd_status(args) -> int:
     from tune_sd.tune.results import status_table
-    from tune_sd.tune.sweep import find_sweep
+    from tune_sd.store import find_sweep
 
     print(status_table(find_sweep(args.name, args.storage)))
     return 0
@@ -399,7 +399,7 @@ def cmd_status(args) -> int:
 
 def cmd_export(args) -> int:
     from tune_sd.tune.results import export
-    from tune_sd.tune.sweep import find_sweep
+    from tune_sd.store import find_sweep
 
     curves, trials = export(find_sweep(args.name, args.storage))
     print(f"wrote {curves}\nwrote {trials}")

@@ -139,9 +139,11 @@ def local_copy(uri: str, kind: str = "files") -> Path:
     return target
 
 
-def storage_root(storage: str | None) -> Path | str:
+def storage_root(storage: str | None) -> str:
+    """Where sweeps live: ``storage``, else ``$TUNE_SD_STORAGE``, else ``./results``; a local folder as an
+    absolute path (Tune needs one), a URI (``s3://bucket/path``) as it is."""
     root = storage or os.environ.get("TUNE_SD_STORAGE") or "results"
-    return str(root).rstrip("/") if is_uri(root) else Path(root).expanduser()
+    return str(root).rstrip("/") if is_uri(root) else str(Path(root).expanduser().resolve())
 
 
 def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | str:
@@ -172,4 +174,14 @@ def _looks_like_sweep(p: Path) -> bool:
 
 
 def read_meta(folder) -> dict:
+    """What the sweep wrote about itself (``tune_sd.json``: study, planned epochs, options); {} without it."""
     return read_json(join(folder, META_FILE))
+
+
+def best_trial(trials: pd.DataFrame, with_checkpoint: bool = False) -> pd.Series | None:
+    """A sweep's best trial, a row of its ``trials.parquet``: the highest ``final_avg_acc`` among the
+    trials that did not fail (and, ``with_checkpoint``, kept a checkpoint); None when no trial qualifies."""
+    ok = trials[(trials["status"] != "ERROR") & trials["final_avg_acc"].notna()]
+    if with_checkpoint:
+        ok = ok[ok["checkpoint"].notna()]
+    return ok.loc[ok["final_avg_acc"].idxmax()] if len(ok) else None

@@ -33,9 +33,9 @@ from tune_sd.engine.config import SCHEMA, Config, flatten, merge, read_yaml, unf
 from tune_sd import store
 from tune_sd.errors import ConfigError, StudyError
 from tune_sd.spaces import AXES, SearchSpace, load_space, rung_name, space_from_dict
+from tune_sd.store import META_FILE, find_sweep, read_meta
 
-from .results import META_FILE, read_meta
-from .sweep import SweepOptions, SweepPlan, describe, find_sweep, plan_sweep
+from .sweep import SweepOptions, SweepPlan, describe, plan_sweep
 
 __all__ = ["LadderOptions", "LadderPlan", "LadderReport", "COLUMNS", "plan_ladder", "describe_ladder",
            "run_ladder", "ladder_report", "ladder_command", "best_trial_config"]
@@ -151,11 +151,10 @@ def best_trial_config(name: str, storage: str | None = None) -> tuple[dict, str]
     trials = store.read_parquet(table)
     if "final_avg_acc" not in trials.columns:
         raise StudyError(f"{table}: no final_avg_acc column; is it a sweep's trials table?")
-    ok = trials[(trials["status"] != "ERROR") & trials["final_avg_acc"].notna()]
-    if ok.empty:
+    best = store.best_trial(trials)
+    if best is None:
         raise StudyError(f"{table}: no trial with a final avg_acc yet (of {len(trials)}); "
                          "pick another sweep or give --config")
-    best = ok.loc[ok["final_avg_acc"].idxmax()]
     flat = {}
     for col, value in best.items():
         key = col[4:] if isinstance(col, str) and col.startswith("cfg.") else None

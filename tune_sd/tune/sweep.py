@@ -17,8 +17,9 @@ from pathlib import Path
 
 from tune_sd.engine.config import SECTIONS, Config, flatten, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError, StudyError
+from tune_sd.store import META_FILE, find_sweep, read_meta, storage_root
 
-from .results import META_FILE, export, read_meta
+from .results import export
 
 DEFAULTS = {
     "metric": "avg_acc", "mode": "max", "scheduler": "asha", "num_samples": 10, "cpus_per_trial": 1.0,
@@ -75,14 +76,6 @@ class SweepPlan:
     def exp_uri(self):
         """The sweep folder: a local Path, or a URI string for remote storage."""
         return f"{self.storage.rstrip('/')}/{self.name}" if "://" in self.storage else self.exp_dir
-
-
-def storage_root(storage: str | None) -> str:
-    """Local storage as an absolute path (Tune needs one); URIs such as s3://bucket/path as they are."""
-    storage = storage or os.environ.get("TUNE_SD_STORAGE") or "results"
-    if "://" in storage:
-        return storage
-    return str(Path(storage).expanduser().resolve())
 
 
 def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
@@ -482,24 +475,6 @@ def finish(exp_dir) -> str:
     curves, trials = export(exp_dir)
     print(f"wrote {curves} and {trials}", file=sys.stderr)
     return exp_dir
-
-
-def find_sweep(name: str, storage: str | None):
-    """A sweep folder by name under the storage root, or by path or URI."""
-    if "://" in name:
-        return name.rstrip("/")
-    p = Path(name)
-    if p.is_dir() and (list(p.glob("experiment_state-*.json")) or (p / META_FILE).exists()):
-        return p.resolve()
-    root = storage_root(storage)
-    if "://" in root:
-        return f"{root.rstrip('/')}/{name}"
-    cand = Path(root) / name
-    if cand.is_dir():
-        return cand
-    known = sorted(d.name for d in Path(root).iterdir() if d.is_dir()) if Path(root).is_dir() else []
-    raise StudyError(f"no sweep {name!r} under {root} (found: {', '.join(known) or 'none'}); "
-                     f"give --storage or the sweep folder's path")
 
 
 def resume_sweep(name: str, storage: str | None = None, address: str | None = None, verbose: bool = False) -> Path:
