@@ -44,3 +44,28 @@ def test_find_sweep_by_name_path_and_what_it_says_when_missing(tmp_path):
     assert store.read_meta(tmp_path) == {}
     with pytest.raises(StudyError, match=r"no sweep 'nope'.*found there: s1"):
         store.find_sweep("nope", str(tmp_path))
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "sub" / "table.txt"
+    assert store.atomic_write(path, lambda tmp: open(tmp, "w").write("first")) == path  # the folder is made
+    assert path.read_text() == "first"
+
+    def half_then_fail(tmp):
+        open(tmp, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.atomic_write(path, half_then_fail)
+    assert path.read_text() == "first" and sorted(p.name for p in path.parent.iterdir()) == ["table.txt"]
+
+
+def test_atomic_write_files_are_readable_as_open_makes_them(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = store.atomic_write(tmp_path / "report.html", lambda tmp: open(tmp, "w").write("<html>"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0o600

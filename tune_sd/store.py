@@ -118,6 +118,14 @@ def read_parquet(location) -> pd.DataFrame:
                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
+def atomic_write(path, write) -> Path:
+    """Write ``path`` atomically: ``write(tmp)`` fills a temporary file beside it, which then replaces it
+    (:func:`tune_sd.engine.atomic.atomic_write`; imported when writing, as the engine package imports torch)."""
+    from tune_sd.engine.atomic import atomic_write as write_atomically
+
+    return write_atomically(path, write)
+
+
 def cache_dir() -> Path:
     """Where copies of remote files are kept (``$XDG_CACHE_HOME/tune_sd``, else ``~/.cache/tune_sd``)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tune_sd"
@@ -132,11 +140,7 @@ def local_copy(uri: str, kind: str = "files") -> Path:
     uri = str(uri).rstrip("/")
     target = cache_dir() / kind / hashlib.sha1(uri.encode()).hexdigest()[:16] / uri.rsplit("/", 1)[-1]
     data = read_bytes(uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
-    return target
+    return atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def storage_root(storage: str | None) -> str:

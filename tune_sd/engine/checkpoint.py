@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from tune_sd.errors import StudyError
 
-from .atomic import temp_beside
+from .atomic import atomic_write
 
 # an SD study's, and a regularisation run's (Step 7)
 FORMATS = ("tune_sd.study/1", "tune_sd.regularize/1")
@@ -18,19 +17,7 @@ FORMATS = ("tune_sd.study/1", "tune_sd.regularize/1")
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Write ``state`` to ``path`` through a temporary file and a rename, so that a reader (or a
     crash) never sees half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -16,6 +16,7 @@ import yaml
 
 from tune_sd.errors import StudyError
 
+from .atomic import atomic_write
 from .checkpoint import load_checkpoint
 from .config import Config, merge, parse_override, unflatten
 from .runs import make_run
@@ -29,9 +30,7 @@ def write_curve(study: Study, path: Path) -> None:
     import pyarrow.parquet as pq
 
     table = pa.table(study.curve())
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 class TrainRun:

@@ -486,9 +486,7 @@ def ladder_report(exp_dir: str | Path, threshold: float = 0.6) -> LadderReport:
     for mode in modes:
         failing = df[(df["mode"] == mode) & df["fails"]]
         first_fail[mode] = failing.sort_values("rung_index")["rung"].iloc[0] if len(failing) else None
-    tmp = exp_dir / f".{TABLE_FILE}.tmp"
-    df.to_parquet(tmp, index=False)
-    tmp.replace(exp_dir / TABLE_FILE)
+    store.atomic_write(exp_dir / TABLE_FILE, lambda tmp: df.to_parquet(tmp, index=False))
     report = LadderReport(table=df, first_fail=first_fail, rungs=rungs, modes=modes, threshold=float(threshold),
                           table_path=exp_dir / TABLE_FILE, figure_path=exp_dir / FIGURE_FILE, seeds=seeds,
                           epochs=epochs)
@@ -581,7 +579,4 @@ def _figure(df, rungs, modes, first_fail, threshold, path: Path, title: str) -> 
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp)
-    tmp.replace(path)
-    return path
+    return store.atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".")))

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from tune_sd.engine.config import flatten
 from tune_sd.errors import StudyError
-from tune_sd.store import META_FILE, is_uri, read_meta
+from tune_sd.store import META_FILE, atomic_write, is_uri, read_meta
 
 CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
                  "loss_fake", "loss_gp", "grad_max", "time_s", "node"]
@@ -251,9 +251,8 @@ def _regularize_summary(rows: list[dict]) -> dict:
 
 
 def _write(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
-    tmp.replace(path)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def export(exp_dir: str | Path) -> tuple[str, str]:
