@@ -65,3 +65,8 @@ def is_non_learner(history: list[tuple[float, float, float]], s: NonLearnerSetti
     if max(h[1] for h in window) >= CHANCE + s.margin or min(h[1] for h in window) <= CHANCE - s.margin:
         return False  # learned something (a critic reliably wrong has learned too: it is inverted)
     return not rising([h[0] for h in window], [h[2] for h in window], s.confidence)
+
+
+def nonlearner_settings(settings: dict):
+    given = {k: settings.get(f"nonlearner_{k}") for k in ("grace", "window", "margin", "confidence")}
+    return NonLearnerSettings(**{k: v for k, v in given.items() if v is not None})

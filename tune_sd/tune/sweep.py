@@ -19,6 +19,7 @@ from tune_sd.engine.config import SECTIONS, Config, flatten, integer, merge, par
 from tune_sd.errors import ConfigError, StudyError
 from tune_sd.store import META_FILE, find_sweep, read_meta, storage_root
 
+from .nonlearner import nonlearner_settings
 from .results import export
 
 DEFAULTS = {
@@ -326,13 +327,6 @@ def _swept_columns(space, sep: str = "/") -> dict:
     for label in space.axes():  # variant / rung names
         cols[label] = label
     return cols
-
-
-def nonlearner_settings(settings: dict):
-    from .nonlearner import NonLearnerSettings
-
-    given = {k: settings.get(f"nonlearner_{k}") for k in ("grace", "window", "margin", "confidence")}
-    return NonLearnerSettings(**{k: v for k, v in given.items() if v is not None})
 
 
 def _stopper(plan: "SweepPlan", recorder=None):
