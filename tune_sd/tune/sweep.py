@@ -143,7 +143,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
                      fixed=fixed)
 
 
-# the numeric options given on the command line, checked as the space's tune: block is (spaces.py):
+# the numeric options given on the command line, checked as the space's tune: block is (spaces/options.py):
 # a bad value is refused before Ray starts, rather than, say, 0 samples running nothing
 FLAG_NUMBERS = ("num_samples", "max_concurrent", "max_failures", "grace_period", "reduction_factor", "epochs")
 
