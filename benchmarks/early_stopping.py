@@ -53,7 +53,7 @@ def run_all(args, storage: Path) -> dict[str, Path]:
     import ray
 
     from tune_sd.tune.cluster import connect
-    from tune_sd.tune.spaces import load_space
+    from tune_sd.spaces import load_space
     from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
 
     grace, window = grace_of(args), window_of(args)
@@ -208,7 +208,7 @@ def kept(streams: list[list[dict]], settings) -> int:
 def sweep_params(fifo_folder: Path, horizon: int, grid: dict = GRID) -> pd.DataFrame:
     """Replay every setting of ``grid`` on the fifo reports: saved, true/false stops, best final
     avg_acc; and how many synthetic slow learners (``SLOW``) each setting keeps."""
-    from tune_sd.tune.stoppers import NonLearnerSettings
+    from tune_sd.tune.nonlearner import NonLearnerSettings
 
     trend_of_seed, _ = fifo_truth(fifo_folder, horizon)
     reports = fifo_reports(fifo_folder)
@@ -237,7 +237,7 @@ def print_sweep(df: pd.DataFrame, top: int = 12) -> None:
     """The settings that meet the goal; the trade-off between epochs saved and synthetic slow
     learners kept among the settings without a false stop; the stopper's defaults; per margin the
     best saving; and the settings without a false stop that save most."""
-    from tune_sd.tune.stoppers import NonLearnerSettings
+    from tune_sd.tune.nonlearner import NonLearnerSettings
 
     met = df[df.goal]
     n_slow = SLOW["seeds"]
@@ -308,13 +308,13 @@ def print_table(df: pd.DataFrame, args) -> None:
 def _fits(args) -> bool:
     """The stopper's default grace fits a run at most twice as long (the full form); shorter runs
     (--quick) scale grace and window to 40 % of the epochs instead."""
-    from tune_sd.tune.stoppers import NonLearnerSettings
+    from tune_sd.tune.nonlearner import NonLearnerSettings
 
     return NonLearnerSettings().grace <= args.epochs / 2
 
 
 def grace_of(args) -> int:
-    from tune_sd.tune.stoppers import NonLearnerSettings
+    from tune_sd.tune.nonlearner import NonLearnerSettings
 
     if args.grace is not None:
         return args.grace
@@ -322,7 +322,7 @@ def grace_of(args) -> int:
 
 
 def window_of(args) -> int:
-    from tune_sd.tune.stoppers import NonLearnerSettings
+    from tune_sd.tune.nonlearner import NonLearnerSettings
 
     if args.window is not None:
         return args.window
@@ -355,7 +355,7 @@ def main():
     args = p.parse_args()
     if args.quick:
         args.trials, args.epochs, args.avg_hor = 8, 1500, 150
-    from tune_sd.tune.stoppers import NonLearnerSettings
+    from tune_sd.tune.nonlearner import NonLearnerSettings
 
     defaults = NonLearnerSettings()
     args.margin = defaults.margin if args.margin is None else args.margin
@@ -368,7 +368,7 @@ def main():
         args.schedulers.insert(0, "fifo")
     replay_settings = None
     if args.replay:
-        from tune_sd.tune.stoppers import NonLearnerSettings
+        from tune_sd.tune.nonlearner import NonLearnerSettings
 
         replay_settings = NonLearnerSettings(grace=grace_of(args), window=window_of(args), margin=args.margin,
                                              confidence=args.confidence).check()

@@ -16,8 +16,8 @@ from tune_sd.engine.data import load_data
 from tune_sd.engine.generators import MLPGenerator
 from tune_sd.engine.library import check_library, library_path, load_library, parse_library
 from tune_sd.errors import ConfigError, StudyError
+from tune_sd.spaces import load_space
 from tune_sd.tune.ladder import COLUMNS, LADDER_SPACE, QUICK, LadderOptions, describe_ladder, ladder_report, plan_ladder
-from tune_sd.tune.spaces import load_space
 
 RUNGS = load_space("ladder").ladder
 FAMILIES = ["quadratic (F10_v1)", "cubic", "sine", "cosine", "exponential", "x sine", "x cosine", "smooth hinge",

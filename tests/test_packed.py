@@ -12,7 +12,7 @@ from tune_helpers import assert_complete_curves, read_tables, write_space
 from tune_sd.engine import Study
 from tune_sd.engine.checkpoint import load_checkpoint
 from tune_sd.engine.config import SCHEMA
-from tune_sd.tune.spaces import load_space
+from tune_sd.spaces import load_space
 from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,10 @@ from ray.tune.search.sample import Categorical, Float, Integer, Quantized
 
 from tune_sd.engine.config import Config, defaults
 from tune_sd.errors import ConfigError
-from tune_sd.tune import spaces
-from tune_sd.tune.spaces import SearchSpace, list_spaces, load_space, space_from_dict
+from tune_sd.spaces import SearchSpace, list_spaces, load_space, space_from_dict
+from tune_sd.spaces import files as space_files
+from tune_sd.tune.optuna_space import optuna_space
+from tune_sd.tune.ray_space import param_space
 
 # ---------------------------------------------------------------------------------------------
 # the seed's four studies (its hp_study dicts; tuples written as lists)
@@ -137,7 +139,7 @@ def one(block, key="disc.lr", method="random", **extra):
 
 
 def draws(space, key, n=4000, seed=1):
-    domain = at(space.param_space(), key)
+    domain = at(param_space(space), key)
     return np.asarray(domain.sample(size=n, random_state=np.random.default_rng(seed)))
 
 
@@ -150,7 +152,7 @@ def test_seed_studies_load_and_sample_valid_configs(space_dir, name):
     space = load_space(name)
     assert isinstance(space, SearchSpace) and space.name == name and space.method == "random"
     assert space.path == space_dir / f"{name}.yaml"
-    ps = space.param_space()
+    ps = param_space(space)
     lr = ps["disc"]["lr"]
     assert isinstance(lr, Categorical)
     expected_lr = [1e-5, 1e-4, 1e-3, 1e-2] if name.startswith("153") else [1e-5, 1e-4, 1e-3]
@@ -182,7 +184,7 @@ def test_sample_matches_what_a_seeded_basic_variant_generator_gives(space_dir, t
 
     space = load_space("153-sd-study-F10_v1")
     gen = BasicVariantGenerator(random_state=7)
-    gen.add_configurations([Experiment("e", lambda config: None, config=space.param_space(), num_samples=4,
+    gen.add_configurations([Experiment("e", lambda config: None, config=param_space(space), num_samples=4,
                                        storage_path=str(tmp_path / "results"))])
     got = []
     while (trial := gen.next_trial()) is not None:
@@ -216,10 +218,10 @@ def test_list_spaces_reads_descriptions(space_dir):
 
 def test_spaces_dir_attribute_is_used_without_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("TUNE_SD_SPACES", raising=False)
-    monkeypatch.setattr(spaces, "SPACES_DIR", tmp_path)
+    monkeypatch.setattr(space_files, "SPACES_DIR", tmp_path)
     write(tmp_path, "# only one\nmethod: random\n", "solo.yaml")
     assert list_spaces() == [("solo", "only one")]
-    assert load_space("solo").param_space() == {}
+    assert param_space(load_space("solo")) == {}
     assert load_space(str(tmp_path / "solo.yaml")).name == "solo"
 
 
@@ -251,7 +253,7 @@ base: {epochs: 50}
 
 def test_grid_values_become_grid_search_and_sample_enumerates_the_grid(tmp_path):
     space = load_space(str(write(tmp_path, GRID)))
-    ps = space.param_space()
+    ps = param_space(space)
     assert ps["arch"]["lat_size"] == {"grid_search": [1, 3, 5]}
     assert ps["disc"]["lr"] == {"grid_search": [1e-4, 1e-3]}
     assert ps["disc"]["iters"] == {"grid_search": [1, 2]}  # int_uniform is enumerated, as W&B's grid does
@@ -269,12 +271,12 @@ def test_grid_values_become_grid_search_and_sample_enumerates_the_grid(tmp_path)
     assert space.sample(5, seed=3) == points[:5]  # a pure grid does not depend on the seed
 
     # the same space as random search: choices, not grids
-    assert isinstance(space.param_space(grid=False)["arch"]["lat_size"], Categorical)
+    assert isinstance(param_space(space, grid=False)["arch"]["lat_size"], Categorical)
 
 
 def test_grid_true_turns_a_random_space_into_a_grid(space_dir):
     space = load_space("153-sd-study-F10_v1")
-    ps = space.param_space(grid=True)
+    ps = param_space(space, grid=True)
     assert ps["disc"]["gp"] == {"grid_search": [0.0, 1e-6, 1e-5, 1e-4, 1e-3]}
     assert ps["arch"]["hid_num"] == {"grid_search": [[2, 0]]}
     assert space.grid_size(grid=True) == 4 * 4 * 4 * 4 * 4 * 5
@@ -288,7 +290,7 @@ def test_grid_refuses_continuous_distributions():
 
 def test_q_uniform_grid_holds_the_multiples_of_q():
     space = one({"distribution": "q_uniform", "min": 0.0, "max": 0.3, "q": 0.1}, key="disc.gp", method="grid")
-    assert space.param_space()["disc"]["gp"] == {"grid_search": [0.0, 0.1, 0.2, 0.3]}
+    assert param_space(space)["disc"]["gp"] == {"grid_search": [0.0, 0.1, 0.2, 0.3]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +299,7 @@ def test_q_uniform_grid_holds_the_multiples_of_q():
 
 def test_int_uniform_max_is_inclusive():
     space = one({"distribution": "int_uniform", "min": 1, "max": 4}, key="arch.lat_size")
-    domain = space.param_space()["arch"]["lat_size"]
+    domain = param_space(space)["arch"]["lat_size"]
     assert isinstance(domain, Integer) and (domain.lower, domain.upper) == (1, 5)
     x = draws(space, "arch.lat_size")
     assert set(x.tolist()) == {1, 2, 3, 4}
@@ -308,7 +310,7 @@ def test_int_uniform_max_is_inclusive():
 
 def test_uniform_and_inferred_uniform():
     space = one({"distribution": "uniform", "min": 0.1, "max": 0.5}, key="disc.gp")
-    domain = space.param_space()["disc"]["gp"]
+    domain = param_space(space)["disc"]["gp"]
     assert isinstance(domain, Float) and (domain.lower, domain.upper) == (0.1, 0.5)
     x = draws(space, "disc.gp")
     assert x.min() >= 0.1 and x.max() <= 0.5 and abs(np.mean(x) - 0.3) < 0.01
@@ -317,7 +319,7 @@ def test_uniform_and_inferred_uniform():
 
 def test_log_uniform_values_is_in_range_and_log_spread():
     space = one({"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2})
-    domain = space.param_space()["disc"]["lr"]
+    domain = param_space(space)["disc"]["lr"]
     assert isinstance(domain, Float) and domain.lower == 1e-5 and domain.upper == 1e-2
     x = draws(space, "disc.lr")
     assert x.min() >= 1e-5 and x.max() <= 1e-2
@@ -331,7 +333,7 @@ def test_log_uniform_values_is_in_range_and_log_spread():
     {"distribution": "inv_log_uniform_values", "min": 1e-5, "max": 1e-2},  # log(1/X) ~ U(log 1/max, log 1/min)
 ])
 def test_log_uniform_variants_are_the_same_log_uniform_range(block):
-    domain = one(block).param_space()["disc"]["lr"]
+    domain = param_space(one(block))["disc"]["lr"]
     assert isinstance(domain, Float) and str(domain.get_sampler()) == "LogUniform"
     assert domain.lower == pytest.approx(1e-5) and domain.upper == pytest.approx(1e-2)
 
@@ -339,7 +341,7 @@ def test_log_uniform_variants_are_the_same_log_uniform_range(block):
 def test_quantized_distributions():
     # float q: quniform, values are multiples of q within [min, max]
     space = one({"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 0.25}, key="disc.gp")
-    domain = space.param_space()["disc"]["gp"]
+    domain = param_space(space)["disc"]["gp"]
     assert isinstance(domain.get_sampler(), Quantized) and domain.get_sampler().q == 0.25
     assert set(draws(space, "disc.gp").tolist()) == {0.0, 0.25, 0.5, 0.75, 1.0}
     # integer q (the default, 1): integers, max included
@@ -365,7 +367,7 @@ def test_quantized_distributions():
 
 def test_normal_distributions():
     space = one({"distribution": "normal", "mu": 1e-3, "sigma": 1e-4})
-    domain = space.param_space()["disc"]["lr"]
+    domain = param_space(space)["disc"]["lr"]
     assert str(domain.get_sampler()) == "Normal"
     assert (domain.get_sampler().mean, domain.get_sampler().sd) == (1e-3, 1e-4)
     x = draws(space, "disc.lr")
@@ -386,11 +388,11 @@ def test_normal_distributions():
 
 def test_constants_and_categories():
     space = one({"value": [2, 4]}, key="disc.hid_num", base={"ext": ["input"]})
-    assert space.param_space()["disc"]["hid_num"] == [2, 4]  # a value is a plain constant
+    assert param_space(space)["disc"]["hid_num"] == [2, 4]  # a value is a plain constant
     space = one({"distribution": "categorical", "values": ["wasserstein", "BCE"]}, key="disc.loss_fun")
-    assert space.param_space()["disc"]["loss_fun"].categories == ["wasserstein", "bce"]  # normalised by the check
+    assert param_space(space)["disc"]["loss_fun"].categories == ["wasserstein", "bce"]  # normalised by the check
     space = one({"distribution": "constant", "value": "1e-5"})  # YAML 1.1 reads 1e-5 as text
-    assert space.param_space()["disc"]["lr"] == 1e-5
+    assert param_space(space)["disc"]["lr"] == 1e-5
 
 
 def test_a_whole_section_can_vary_and_keeps_base_values():
@@ -398,13 +400,13 @@ def test_a_whole_section_can_vary_and_keeps_base_values():
         "parameters": {"generator": {"values": [{"type": "gp", "length_scale": 0.5}, {"type": "mlp"}]}},
         "base": {"generator": {"variance": 0.02}, "epochs": 10},
     })
-    choices = space.param_space()["generator"].categories
+    choices = param_space(space)["generator"].categories
     assert choices == [{"variance": 0.02, "type": "gp", "length_scale": 0.5}, {"variance": 0.02, "type": "mlp"}]
     for cfg in space.sample(4, seed=0):
         Config.from_dict(cfg)
     # each value is checked key by key; how it goes with base is checked with base
     pairs = {"parameters": {"disc": {"values": [{"hid_num": [2, 2]}, {"hid_num": 4}]}}}
-    assert space_from_dict({**pairs, "base": {"ext": ["grad"]}}).param_space()["disc"].categories[0] == {
+    assert param_space(space_from_dict({**pairs, "base": {"ext": ["grad"]}}))["disc"].categories[0] == {
         "hid_num": [2, 2]}
     with pytest.raises(ConfigError, match=r"x.yaml: parameters.disc.values\[0\]: does not fit .* needs ext"):
         space_from_dict(pairs, name="x.yaml")
@@ -448,7 +450,7 @@ def test_optuna_space_and_the_trainables_decoder(tmp_path):
     space = load_space(str(write(tmp_path, BAYES)))
     assert space.method == "bayes"
     assert space.tune == {"num_samples": 8, "scheduler": "asha", "metric": "avg_acc", "mode": "max"}
-    dists = space.optuna_space()
+    dists = optuna_space(space)
     assert list(dists) == ["arch.lat_size", "arch.hid_num", "disc.hid_num", "disc.lr", "disc.iters", "disc.gp",
                            "disc.hid_size", "disc.wd"]
     assert dists["arch.lat_size"] == CategoricalDistribution([1, 3, 5])
@@ -540,7 +542,7 @@ def test_unknown_key_names_the_path_and_the_allowed_keys(tmp_path):
     ("{distribution: log_uniform_values, min: 0, max: 1.0e-2}", ["lr.min", "needs min > 0"]),
     ("{distribution: q_log_uniform_values, min: 1.0e-5, max: 1.0e-2}", ["no multiple of q=1"]),
     ("{distribution: normal, mu: 1.0e-3, sigma: 0}", ["lr.sigma", "> 0"]),
-    ("{distribution: uniform, min: low, max: 1}", ["lr.min", "expected a number"]),
+    ("{distribution: uniform, min: low, max: 1}", ["lr.min", "is not allowed (allowed: a finite number)"]),
     ("{distribution: categorical, values: [1.0e-4], probabilities: [1]}", ["probabilities", "not supported"]),
 ])
 def test_malformed_blocks_are_refused_with_their_path(tmp_path, block, parts):
@@ -629,7 +631,7 @@ def test_metric_tune_block_and_resolved(tmp_path):
     assert space.tune == {"scheduler": "asha", "grace_period": 5, "reduction_factor": 3.0, "cpus_per_trial": 0.5,
                           "gpus_per_trial": 0.0, "metric": "avg_acc", "mode": "max", "num_samples": 20}
     assert space.base == {"epochs": 200, "disc": {"wd": 1e-7}, "ext": ["grad"]}  # normalised by the checks
-    ps = space.param_space()
+    ps = param_space(space)
     assert ps["epochs"] == 200 and ps["disc"]["wd"] == 1e-7 and isinstance(ps["disc"]["lr"], Float)
     res = space.resolved()
     assert res["name"] == "space" and res["method"] == "random"
@@ -676,7 +678,7 @@ def test_set_of_a_swept_key_fixes_it_for_every_searcher(tmp_path):
     assert space.params["disc.lr"] == {"value": 3e-4}
     assert "disc.lr" not in space.swept_keys() and "disc.hid_num" in space.swept_keys()
     assert {c["disc"]["lr"] for c in space.sample(10, seed=1)} == {3e-4}
-    assert space.optuna_space()["disc.lr"].choices == (3e-4,)
+    assert optuna_space(space)["disc.lr"].choices == (3e-4,)
     # a key inside a section swept whole is set in each of the section's values
     whole = space_from_dict({"method": "grid", "parameters": {"disc": {"values": [{"lr": 1e-4, "iters": 1},
                                                                                {"lr": 1e-3, "iters": 3}]}}},
@@ -715,9 +717,9 @@ def test_named_axes_resolve_without_ray_deprecation_warnings(caplog):
     ray_logger = logging.getLogger("ray.tune.search.sample")  # Ray's loggers do not propagate to the root
     ray_logger.addHandler(caplog.handler)
     try:
-        configs = [spec["config"] for _, spec in generate_variants({"config": s.param_space()})]
+        configs = [spec["config"] for _, spec in generate_variants({"config": param_space(s)})]
         resolvers = create_resolvers_map()  # as tune.run does before the searcher sees the space
-        spec = inject_placeholders(s.param_space(), resolvers)
+        spec = inject_placeholders(param_space(s), resolvers)
         for name in ("v0", "v1"):
             config = dict(copy_tree(spec), variant=name)
             resolve_placeholders(config, resolvers)

@@ -16,7 +16,8 @@ from tune_helpers import BASE
 from tune_sd.tune.results import collect
 from tune_sd.tune.schedulers import make_scheduler
 from tune_sd.tune.stop_records import StopRecorder, own_end
-from tune_sd.tune.stoppers import NonLearnerSettings, NonLearnerStopper
+from tune_sd.tune.nonlearner import NonLearnerSettings
+from tune_sd.tune.stoppers import NonLearnerStopper
 
 
 def tune_sd(*args, timeout=300):
@@ -178,7 +179,7 @@ def ray_local(s3):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["file", "s3"])
 def test_each_stop_is_recorded_with_its_reason_on_uri_storage(kind, s3, ray_local, tmp_path):
-    from tune_sd.tune.spaces import load_space
+    from tune_sd.spaces import load_space
     from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
 
     storage = f"file://{tmp_path / 'remote'}" if kind == "file" else s3 + f"/{tmp_path.name}"

@@ -4,7 +4,8 @@ slowly and quickly rising ones."""
 import numpy as np
 import pytest
 
-from tune_sd.tune.stoppers import NonLearnerSettings, NonLearnerStopper, rising
+from tune_sd.tune.nonlearner import NonLearnerSettings, rising
+from tune_sd.tune.stoppers import NonLearnerStopper
 
 
 def stream(level, epochs=6000, report_every=25, avg_hor=500, n=50, seed=0):

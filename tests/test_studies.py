@@ -13,7 +13,8 @@ from ray.tune.search.sample import Categorical, Function
 
 from tune_sd.engine.config import SCHEMA, Config
 from tune_sd.errors import ConfigError
-from tune_sd.tune.spaces import SPACES_DIR, list_spaces, load_space, space_from_dict
+from tune_sd.spaces import SPACES_DIR, list_spaces, load_space, space_from_dict
+from tune_sd.tune.ray_space import param_space
 from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep
 
 STUDIES = {  # file -> (notebook step, W&B project) named in its first comment
@@ -119,7 +120,7 @@ def test_the_seed_studies_hold_the_seeds_values_exactly(name):
     assert space.tune["metric"] == "avg_acc" and space.tune["mode"] == "max"
     # sd-study stops only its non-learners (benchmarks/early_stopping.py: ASHA cut most of its learners)
     assert space.tune["scheduler"] == ("nonlearner" if name == "sd-study" else "asha")
-    ps = space.param_space()
+    ps = param_space(space)
     assert isinstance(ps["disc"]["lr"], Categorical) and ps["disc"]["lr"].categories == space_values["disc.lr"]
 
 
@@ -139,10 +140,10 @@ def test_depth_check_is_a_grid_of_the_eight_named_variants():
     tree, labels = split_trial_config(configs[3] | {"variant": "v3"})
     assert labels == {"variant": "v3"} and Config.from_dict(tree).disc.gp == DEPTH_VARIANTS["v3"]["disc.gp"]
     assert space.sample(8, seed=0) == [{k: v for k, v in c.items() if k != "variant"} for c in configs]
-    ps = space.param_space()
+    ps = param_space(space)
     assert ps["variant"] == {"grid_search": list(DEPTH_VARIANTS)}
     assert isinstance(ps["disc"]["hid_num"], Function)  # picked by the variant
-    assert space.param_space(grid=False)["variant"].categories == list(DEPTH_VARIANTS)
+    assert param_space(space, grid=False)["variant"].categories == list(DEPTH_VARIANTS)
     res = space.resolved()
     assert res["parameters"]["variant"] == {"values": list(DEPTH_VARIANTS)}
     assert yaml.safe_load(yaml.safe_dump(res)) == res

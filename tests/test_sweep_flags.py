@@ -9,7 +9,7 @@ import pytest
 from tune_helpers import write_space
 from tune_sd.engine.config import Config
 from tune_sd.errors import ConfigError, UserError
-from tune_sd.tune.spaces import load_space
+from tune_sd.spaces import load_space
 from tune_sd.tune.sweep import SweepOptions, plan_sweep
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from tune_sd import __version__
 from tune_sd.errors import UserError
 from tune_sd.tune.choices import DEFAULTS, LADDER_QUICK, QUICK, SCHEDULERS, SEARCHES
+from tune_sd.tune.nonlearner import NonLearnerSettings
 
 # options that several commands share, each declared once; a command takes them through
 # ``parents=[_shared(NAME, ...)]``, in that order, and gives its own help text where it means one
@@ -212,13 +213,13 @@ def _add_sweep(sub):
     p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
     p.add_argument("--reduction-factor", type=float,
                    help=f"asha: reduction factor (default {DEFAULTS['reduction_factor']:g})")
-    # the defaults of NonLearnerSettings, written out: stoppers.py, where it lives, imports Ray
-    p.add_argument("--nonlearner-grace", type=int, metavar="E", help="nonlearner: epochs before a stop (default 1500)")
-    p.add_argument("--nonlearner-window", type=int, metavar="E", help="nonlearner: epochs looked at (default 2000)")
+    nl = NonLearnerSettings()
+    p.add_argument("--nonlearner-grace", type=int, metavar="E", help=f"nonlearner: epochs before a stop (default {nl.grace})")
+    p.add_argument("--nonlearner-window", type=int, metavar="E", help=f"nonlearner: epochs looked at (default {nl.window})")
     p.add_argument("--nonlearner-margin", type=float, metavar="M",
-                   help="nonlearner: avg_acc within 0.5 +- M counts as chance (default 0.1)")
+                   help=f"nonlearner: avg_acc within 0.5 +- M counts as chance (default {nl.margin:g})")
     p.add_argument("--nonlearner-confidence", type=float, metavar="C",
-                   help="nonlearner: significance an upward trend needs to keep a trial (default 0.8)")
+                   help=f"nonlearner: significance an upward trend needs to keep a trial (default {nl.confidence:g})")
     p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",
                    help="regularisation studies (regularize-dsn): the trained critic, the best trial of an SD "
                         "sweep (by final avg_acc) or a checkpoint; a sweep is looked up under --storage; on "
@@ -392,7 +393,7 @@ def cmd_train(args) -> int:
 
 def cmd_sweep(args) -> int:
     from tune_sd.engine.config import parse_override
-    from tune_sd.tune.spaces import load_space
+    from tune_sd.spaces import load_space
     from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep, run_sweep
 
     # --set belongs to the space's base before the space is checked (a notebook's W&B config fixed some
@@ -432,7 +433,7 @@ def cmd_resume(args) -> int:
 
 def cmd_status(args) -> int:
     from tune_sd.tune.results import status_table
-    from tune_sd.tune.sweep import find_sweep
+    from tune_sd.store import find_sweep
 
     print(status_table(find_sweep(args.name, args.storage)))
     return 0
@@ -440,7 +441,7 @@ def cmd_status(args) -> int:
 
 def cmd_export(args) -> int:
     from tune_sd.tune.results import export
-    from tune_sd.tune.sweep import find_sweep
+    from tune_sd.store import find_sweep
 
     curves, trials = export(find_sweep(args.name, args.storage))
     print(f"wrote {curves}\nwrote {trials}")
@@ -448,7 +449,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_spaces(args) -> int:
-    from tune_sd.tune.spaces import list_spaces
+    from tune_sd.spaces import list_spaces
 
     spaces = list_spaces()
     if not spaces:

@@ -17,6 +17,13 @@ import pandas as pd
 
 from tune_sd.errors import StudyError
 
+CURVES_FILE = "curves.parquet"
+TRIALS_FILE = "trials.parquet"
+# trial labels: keys a trial config carries beside the engine's (a named variant, a ladder rung, the
+# repeat of a config), passed on as Parquet columns; one name added here reaches every table
+LABELS = ("variant", "rung", "repeat")
+META_FILE = "tune_sd.json"
+
 
 def is_uri(location) -> bool:
     return "://" in str(location)
@@ -114,6 +121,14 @@ def read_parquet(location) -> pd.DataFrame:
                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
+def atomic_write(path, write) -> Path:
+    """Write ``path`` atomically: ``write(tmp)`` fills a temporary file beside it, which then replaces it
+    (:func:`tune_sd.engine.atomic.atomic_write`; imported when writing, as the engine package imports torch)."""
+    from tune_sd.engine.atomic import atomic_write as write_atomically
+
+    return write_atomically(path, write)
+
+
 def cache_dir() -> Path:
     """Where copies of remote files are kept (``$XDG_CACHE_HOME/tune_sd``, else ``~/.cache/tune_sd``)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tune_sd"
@@ -128,8 +143,52 @@ def local_copy(uri: str, kind: str = "files") -> Path:
     uri = str(uri).rstrip("/")
     target = cache_dir() / kind / hashlib.sha1(uri.encode()).hexdigest()[:16] / uri.rsplit("/", 1)[-1]
     data = read_bytes(uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
-    return target
+    return atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def storage_root(storage: str | None) -> str:
+    """Where sweeps live: ``storage``, else ``$TUNE_SD_STORAGE``, else ``./results``; a local folder as an
+    absolute path (Tune needs one), a URI (``s3://bucket/path``) as it is."""
+    root = storage or os.environ.get("TUNE_SD_STORAGE") or "results"
+    return str(root).rstrip("/") if is_uri(root) else str(Path(root).expanduser().resolve())
+
+
+def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | str:
+    """A sweep folder by its path or URI, or by its name under the storage root."""
+    if is_uri(name):
+        uri = str(name).rstrip("/")
+        if not is_dir(uri):
+            raise StudyError(f"no sweep at {uri}: no such folder on that storage")
+        return uri
+    p = Path(name).expanduser()
+    if p.is_dir() and _looks_like_sweep(p):
+        return p.resolve()
+    root = storage_root(storage)
+    cand = join(root, str(name))
+    if is_dir(cand):
+        return cand if is_uri(cand) else Path(cand).resolve()
+    if p.is_dir():  # a folder, but without results: say so rather than "not found"
+        return p.resolve()
+    known = [n for n in names(root) if is_dir(join(root, n))]
+    shown = root if is_uri(root) else Path(root).resolve()
+    raise StudyError(f"no sweep {str(name)!r}: not a folder, and not a sweep under {shown} "
+                     f"(found there: {', '.join(known) or 'none'}); give --storage or the sweep folder's path")
+
+
+def _looks_like_sweep(p: Path) -> bool:
+    return any((p / f).exists() for f in (CURVES_FILE, TRIALS_FILE, META_FILE)) or bool(
+        list(p.glob("experiment_state-*.json")))
+
+
+def read_meta(folder) -> dict:
+    """What the sweep wrote about itself (``tune_sd.json``: study, planned epochs, options); {} without it."""
+    return read_json(join(folder, META_FILE))
+
+
+def best_trial(trials: pd.DataFrame, with_checkpoint: bool = False) -> pd.Series | None:
+    """A sweep's best trial, a row of its ``trials.parquet``: the highest ``final_avg_acc`` among the
+    trials that did not fail (and, ``with_checkpoint``, kept a checkpoint); None when no trial qualifies."""
+    ok = trials[(trials["status"] != "ERROR") & trials["final_avg_acc"].notna()]
+    if with_checkpoint:
+        ok = ok[ok["checkpoint"].notna()]
+    return ok.loc[ok["final_avg_acc"].idxmax()] if len(ok) else None

@@ -10,12 +10,14 @@ and reason; ``compare`` lines up the best trials of several sweeps;
 ``tests/synthetic_sweeps.py``.
 """
 
+from tune_sd.store import find_sweep
+
 from .characterise import (decision_rules, marks, mutual_information, separation, tree_verdict, trend_marks,
                            trend_profiles)
 from .compare import best_trial, top_trials
 from .gallery import Gallery, checkpoint_path, misclassified_fakes
 from .importance import importance
-from .load import Sweep, find_sweep, hyperparameters, load_sweep
+from .load import Sweep, hyperparameters, load_sweep
 from .pipeline import analyze, load_sweeps, sweep_trends
 from .trends import TRENDS, curve_features, find_trends, name_of, name_trends, shape_features, smooth_curves
 

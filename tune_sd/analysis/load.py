@@ -18,11 +18,9 @@ import numpy as np
 import pandas as pd
 
 from tune_sd import store
+from tune_sd.store import CURVES_FILE, TRIALS_FILE, find_sweep, read_meta
 from tune_sd.errors import StudyError
 
-CURVES_FILE = "curves.parquet"
-TRIALS_FILE = "trials.parquet"
-META_FILE = "tune_sd.json"
 CFG = "cfg."
 # columns a sweep needs for the analysis; the rest of the schema is optional
 CURVE_NEEDS = ("trial_id", "epoch", "avg_acc")
@@ -73,33 +71,6 @@ def _first(df: pd.DataFrame, col: str):
     return None
 
 
-def storage_root(storage: str | None) -> Path | str:
-    root = storage or os.environ.get("TUNE_SD_STORAGE") or "results"
-    return str(root).rstrip("/") if store.is_uri(root) else Path(root).expanduser()
-
-
-def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | str:
-    """A sweep folder by its path or URI, or by its name under the storage root."""
-    if store.is_uri(name):
-        uri = str(name).rstrip("/")
-        if not store.is_dir(uri):
-            raise StudyError(f"no sweep at {uri}: no such folder on that storage")
-        return uri
-    p = Path(name).expanduser()
-    if p.is_dir() and _looks_like_sweep(p):
-        return p.resolve()
-    root = storage_root(storage)
-    cand = store.join(root, str(name))
-    if store.is_dir(cand):
-        return cand if store.is_uri(cand) else Path(cand).resolve()
-    if p.is_dir():  # a folder, but without results: say so rather than "not found"
-        return p.resolve()
-    known = [n for n in store.names(root) if store.is_dir(store.join(root, n))]
-    shown = root if store.is_uri(root) else Path(root).resolve()
-    raise StudyError(f"no sweep {str(name)!r}: not a folder, and not a sweep under {shown} "
-                     f"(found there: {', '.join(known) or 'none'}); give --storage or the sweep folder's path")
-
-
 def default_out(sweep: Sweep) -> Path:
     """Where ``analyze`` writes by default: ``<sweep>/analysis``; for a sweep on remote storage a local
     folder, ``results/<name>/analysis`` (a report is read in a browser; the storage is only read)."""
@@ -108,17 +79,8 @@ def default_out(sweep: Sweep) -> Path:
     return Path(sweep.path) / "analysis"
 
 
-def _looks_like_sweep(p: Path) -> bool:
-    return any((p / f).exists() for f in (CURVES_FILE, TRIALS_FILE, META_FILE)) or bool(
-        list(p.glob("experiment_state-*.json")))
-
-
 def _has_experiment_state(folder) -> bool:
     return any(n.startswith("experiment_state-") for n in store.names(folder))
-
-
-def read_meta(folder) -> dict:
-    return store.read_json(store.join(folder, META_FILE))
 
 
 def _read_parquet(path) -> pd.DataFrame:

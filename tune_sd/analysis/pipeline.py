@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tune_sd import store
 from tune_sd.errors import UserError
 
 from . import figures
@@ -150,9 +151,8 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), tmp)
-    tmp.replace(path)
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    store.atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 # ------------------------------------------------------------------------------ sections

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tune_sd.tune.choices import LABELS
+from tune_sd.store import LABELS
 
 from .load import CFG, Sweep, _key, hyperparameters, short
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tune_sd import store
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
@@ -124,17 +125,6 @@ def render(title: str, sections: list[Section], intro: str = "") -> str:
 
 def write_report(path: str | Path, title: str, sections: list[Section], intro: str = "") -> Path:
     """Write the report atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from tune_sd.engine.atomic import temp_beside  # here: the engine package imports torch
-
-    fd, tmp = temp_beside(path)  # mode 0o666 less the umask, like the PNGs beside it
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render(title, sections, intro))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = render(title, sections, intro)
+    return store.atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

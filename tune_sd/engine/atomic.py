@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Callable
 
 
 def temp_beside(path: str | Path) -> tuple[int, str]:
@@ -18,3 +19,26 @@ def temp_beside(path: str | Path) -> tuple[int, str]:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:  # another writer drew the same name: draw again
             continue
+
+
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
+    """Write ``path`` so that a reader (or a crash) never sees half a file: ``write(tmp)`` fills a new file
+    beside it (the same folder, so the rename stays on one file system), which is flushed to disk and then
+    renamed over ``path``. The folder is created; a failed write leaves the old file and no temporary one.
+    The temporary name ends in ``.tmp``: a writer that picks a format by suffix is told the format."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_beside(path)
+    os.close(fd)
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

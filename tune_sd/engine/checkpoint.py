@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ import torch
 
 from tune_sd.errors import StudyError
 
-from .atomic import temp_beside
+from .atomic import atomic_write
 
 # the kind of run a checkpoint holds, by its "format": (what it is, its config's task)
 FORMATS = {"tune_sd.study/1": ("an SD study", "sd"), "tune_sd.regularize/1": ("a regularisation run", "regularize")}
@@ -43,20 +42,8 @@ def interrupts_held():
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Write ``state`` to ``path`` through a temporary file and a rename, so that a reader (or a
     crash) never sees half a checkpoint; Ctrl-C waits until it is written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with interrupts_held():
-        fd, tmp = temp_beside(path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return path
+        return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -22,6 +22,7 @@ import torch
 
 from tune_sd.errors import ConfigError, DataError, LibraryError
 
+from .atomic import atomic_write
 from .expr import compile_expr
 from .library import library_path, load_library
 
@@ -182,11 +183,7 @@ def save_target(target: TargetData, path: str | Path) -> Path:
         cols[f"g{i}"] = pa.array(target.latents[i].numpy())
     cols["y"] = pa.array(target.y.numpy())
     table = pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(target.meta).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def load_target(path: str | Path) -> TargetData:

@@ -23,6 +23,7 @@ import yaml
 
 from tune_sd.errors import StudyError
 
+from .atomic import atomic_write
 from .checkpoint import interrupts_held, load_checkpoint
 from .config import Config, format_changes, parse_override
 from .loop import Interrupted, load_changes
@@ -32,18 +33,12 @@ from .study import Study
 SAVE_EVERY_S = 30.0  # wall-clock seconds between saves of a long run (and at every checkpoint_every reports)
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.replace(path)
-
-
 def write_curve(study: Study, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.table(study.curve())
-    _write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def write_config(run, out: Path) -> None:
@@ -54,8 +49,8 @@ def write_config(run, out: Path) -> None:
         lines = "".join(f"#   {line}\n" for line in format_changes(run.changes))
         text = f"# changed when the run was resumed (see changes.yaml):\n{lines}" + text
         dump = yaml.safe_dump(run.changes, sort_keys=False)
-        _write_atomic(out / "changes.yaml", lambda tmp: tmp.write_text(dump, encoding="utf-8"))
-    _write_atomic(out / "config.yaml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write(out / "changes.yaml", lambda tmp: Path(tmp).write_text(dump, encoding="utf-8"))
+    atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 class TrainRun:

@@ -8,10 +8,6 @@ options with the same values.
 
 from __future__ import annotations
 
-# trial labels: keys a trial config carries beside the engine's (a named variant, a ladder rung, the
-# repeat of a config), passed on as Parquet columns; one name added here reaches every table
-LABELS = ("variant", "rung", "repeat")
-
 SCHEDULERS = ("asha", "fifo", "median", "nonlearner", "asha+nonlearner", "median+nonlearner")
 SEARCHES = ("random", "grid", "bayes")
 

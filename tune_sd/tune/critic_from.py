@@ -28,10 +28,9 @@ def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
             file = critic_checkpoint(p)
             return str(file.resolve()), f"the checkpoint {file}"
     from .results import export
-    from .sweep import find_sweep
 
     try:
-        exp_dir = find_sweep(source, storage)
+        exp_dir = store.find_sweep(source, storage)
     except StudyError as e:
         raise ConfigError(f"--critic-from {source}: neither a checkpoint nor a sweep ({e})") from None
     if store.is_uri(exp_dir) and not store.is_dir(exp_dir):
@@ -43,11 +42,10 @@ def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
     name = str(exp_dir).rstrip("/").rsplit("/", 1)[-1]
     if "final_avg_acc" not in trials.columns or "checkpoint" not in trials.columns:
         raise ConfigError(f"--critic-from {source}: {table} is not an SD sweep's trials table")
-    ok = trials[(trials["status"] != "ERROR") & trials["final_avg_acc"].notna() & trials["checkpoint"].notna()]
-    if ok.empty:
+    best = store.best_trial(trials, with_checkpoint=True)
+    if best is None:
         raise ConfigError(f"--critic-from {source}: no trial of {name} has a final avg_acc and a checkpoint "
                           f"(of {len(trials)} trials)")
-    best = ok.loc[ok["final_avg_acc"].idxmax()]
     where = f"the best trial of sweep {name} ({best['trial_id']}, final avg_acc {best['final_avg_acc']:.3f})"
     if store.is_uri(exp_dir):
         return _copied(_remote_checkpoint(_moved_remote(best["checkpoint"], exp_dir)), where)
@@ -56,7 +54,7 @@ def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
 
 
 def _is_sweep(p) -> bool:
-    return any(n.startswith("experiment_state-") or n == "tune_sd.json" for n in store.names(p))
+    return any(n.startswith("experiment_state-") or n == store.META_FILE for n in store.names(p))
 
 
 def _local(checkpoint: str, exp_dir: Path) -> Path:

@@ -32,11 +32,11 @@ from pathlib import Path
 from tune_sd.engine.config import SCHEMA, Config, flatten, merge, read_yaml, unflatten
 from tune_sd import store
 from tune_sd.errors import ConfigError, StudyError
+from tune_sd.spaces import AXES, SearchSpace, load_space, rung_name, space_from_dict
+from tune_sd.store import META_FILE, find_sweep, read_meta
 
 from .choices import LADDER_QUICK as QUICK
-from .results import META_FILE, read_meta
-from .spaces import AXES, SearchSpace, load_space, rung_name, space_from_dict
-from .sweep import SweepOptions, SweepPlan, describe, find_sweep, plan_sweep
+from .sweep import SweepOptions, SweepPlan, describe, plan_sweep
 
 __all__ = ["LadderOptions", "LadderPlan", "LadderReport", "COLUMNS", "plan_ladder", "describe_ladder",
            "run_ladder", "ladder_report", "ladder_command", "best_trial_config"]
@@ -152,11 +152,10 @@ def best_trial_config(name: str, storage: str | None = None) -> tuple[dict, str]
     trials = store.read_parquet(table)
     if "final_avg_acc" not in trials.columns:
         raise StudyError(f"{table}: no final_avg_acc column; is it a sweep's trials table?")
-    ok = trials[(trials["status"] != "ERROR") & trials["final_avg_acc"].notna()]
-    if ok.empty:
+    best = store.best_trial(trials)
+    if best is None:
         raise StudyError(f"{table}: no trial with a final avg_acc yet (of {len(trials)}); "
                          "pick another sweep or give --config")
-    best = ok.loc[ok["final_avg_acc"].idxmax()]
     flat = {}
     for col, value in best.items():
         key = col[4:] if isinstance(col, str) and col.startswith("cfg.") else None
@@ -488,9 +487,7 @@ def ladder_report(exp_dir: str | Path, threshold: float = 0.6) -> LadderReport:
     for mode in modes:
         failing = df[(df["mode"] == mode) & df["fails"]]
         first_fail[mode] = failing.sort_values("rung_index")["rung"].iloc[0] if len(failing) else None
-    tmp = exp_dir / f".{TABLE_FILE}.tmp"
-    df.to_parquet(tmp, index=False)
-    tmp.replace(exp_dir / TABLE_FILE)
+    store.atomic_write(exp_dir / TABLE_FILE, lambda tmp: df.to_parquet(tmp, index=False))
     report = LadderReport(table=df, first_fail=first_fail, rungs=rungs, modes=modes, threshold=float(threshold),
                           table_path=exp_dir / TABLE_FILE, figure_path=exp_dir / FIGURE_FILE, seeds=seeds,
                           epochs=epochs)
@@ -583,7 +580,4 @@ def _figure(df, rungs, modes, first_fail, threshold, path: Path, title: str) -> 
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp)
-    tmp.replace(path)
-    return path
+    return store.atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".")))

@@ -23,7 +23,8 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from .choices import LABELS
+from tune_sd.store import LABELS
+
 from .executor import get_registry
 
 CHECKPOINT_FILE = "study.pt"  # as trainable.CHECKPOINT_FILE: packed and unpacked checkpoints interchange

@@ -42,7 +42,7 @@ def progress_metrics(settings: dict) -> tuple[tuple[str, str], ...]:
 def describe_scheduler(settings: dict) -> str:
     """The scheduler and stopper a sweep runs, in words (what Ray's table gets wrong for the stopper)."""
     from .schedulers import default_grace_period, uses_nonlearner
-    from .sweep import nonlearner_settings
+    from .nonlearner import nonlearner_settings
 
     name = str(settings.get("scheduler", "asha"))
     base = name.replace("+nonlearner", "").replace("nonlearner", "fifo")

@@ -20,8 +20,7 @@ import yaml
 
 from tune_sd.engine.config import SCHEMA, flatten
 from tune_sd.errors import StudyError
-
-from .choices import LABELS
+from tune_sd.store import LABELS, META_FILE, atomic_write, is_uri, read_meta
 
 CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
                  "loss_fake", "loss_gp", "grad_max", "time_s", "node"]
@@ -29,7 +28,6 @@ TRIAL_COLUMNS = ["trial_id", "status", "epochs", "final_avg_acc", "best_avg_acc"
 EXTRA_METRICS = ["nonfinite", "node_ip", "host", "device"]
 # a regularisation run's (Step 7) metrics: columns of its own, present in the tables of such sweeps
 REGULARIZE_METRICS = ["loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc"]
-META_FILE = "tune_sd.json"  # written by the sweep: study name, planned epochs, options
 # written by the non-learner stopper of older versions (local storage only): one line per trial it
 # stopped; read for sweeps whose results do not record stop_reason yet
 STOPS_FILE = "stops.jsonl"
@@ -49,25 +47,6 @@ class TrialRecord:
     path: Path
     config: dict
     error: str | None
-
-
-def read_meta(exp_dir) -> dict:
-    if is_uri(exp_dir):
-        from pyarrow import fs
-
-        try:
-            filesystem, root = fs.FileSystem.from_uri(str(exp_dir).rstrip("/"))
-            with filesystem.open_input_stream(f"{root}/{META_FILE}") as src:
-                return json.loads(src.read())
-        except (OSError, ValueError):
-            return {}
-    f = Path(exp_dir) / META_FILE
-    if f.exists():
-        try:
-            return json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
-    return {}
 
 
 def _experiment_states(exp_dir: Path) -> dict[str, dict]:
@@ -284,9 +263,8 @@ def _regularize_summary(rows: list[dict]) -> dict:
 
 
 def _write(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
-    tmp.replace(path)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def export(exp_dir: str | Path) -> tuple[str, str]:
@@ -305,10 +283,6 @@ def export(exp_dir: str | Path) -> tuple[str, str]:
         _write(trials, Path(exp_dir) / "trials.parquet")
     base = str(exp_dir).rstrip("/")
     return f"{base}/curves.parquet", f"{base}/trials.parquet"
-
-
-def is_uri(path) -> bool:
-    return "://" in str(path)
 
 
 def fetch(uri: str, into: Path) -> Path:

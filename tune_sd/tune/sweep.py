@@ -17,9 +17,11 @@ from pathlib import Path
 
 from tune_sd.engine.config import SECTIONS, Config, flatten, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError, StudyError
+from tune_sd.store import META_FILE, find_sweep, read_meta, storage_root
 
 from .choices import DEFAULTS, QUICK, SEARCHES
-from .results import META_FILE, export, read_meta
+from .nonlearner import nonlearner_settings
+from .results import export
 
 
 @dataclass
@@ -68,14 +70,6 @@ class SweepPlan:
     def exp_uri(self):
         """The sweep folder: a local Path, or a URI string for remote storage."""
         return f"{self.storage.rstrip('/')}/{self.name}" if "://" in self.storage else self.exp_dir
-
-
-def storage_root(storage: str | None) -> str:
-    """Local storage as an absolute path (Tune needs one); URIs such as s3://bucket/path as they are."""
-    storage = storage or os.environ.get("TUNE_SD_STORAGE") or "results"
-    if "://" in storage:
-        return storage
-    return str(Path(storage).expanduser().resolve())
 
 
 def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
@@ -150,13 +144,13 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     return plan
 
 
-# the numeric options given on the command line, checked as the space's tune: block is (spaces.py):
+# the numeric options given on the command line, checked as the space's tune: block is (spaces/options.py):
 # a bad value is refused before Ray starts, rather than, say, 0 samples running nothing
 FLAG_NUMBERS = ("num_samples", "max_concurrent", "max_failures", "grace_period", "reduction_factor", "epochs")
 
 
 def _check_flags(opts: SweepOptions) -> None:
-    from .spaces import TUNE_OPTIONS
+    from tune_sd.spaces import TUNE_OPTIONS
 
     for key in FLAG_NUMBERS:
         value = getattr(opts, key, None)
@@ -301,8 +295,10 @@ def _param_space_and_searcher(plan: SweepPlan):
         from ray.tune.search.optuna import OptunaSearch
         import optuna
 
+        from .optuna_space import optuna_space
+
         sampler = optuna.samplers.TPESampler(seed=s["seed"])
-        searcher = OptunaSearch(space=plan.space.optuna_space(), sampler=sampler, metric=s["metric"], mode=s["mode"])
+        searcher = OptunaSearch(space=optuna_space(plan.space), sampler=sampler, metric=s["metric"], mode=s["mode"])
         if s["max_concurrent"]:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=s["max_concurrent"])
         param_space = merge(plan.base, {"seed": s["seed"]}) if "seed" not in plan.space.params else plan.base
@@ -320,8 +316,10 @@ def _param_space_and_searcher(plan: SweepPlan):
         # Tune sets a point's values into the space: every key must be there (None: Tune checks nothing)
         keys = {key: None for point in points for key in flatten(point)}
         return unflatten(keys), BasicVariantGenerator(points_to_evaluate=points, max_concurrent=s["max_concurrent"] or 0)
+    from .ray_space import param_space as ray_param_space
+
     # the space (its base and what it sweeps), then what the sweep fixes on top
-    param_space = merge(plan.space.param_space(grid=s["search"] == "grid"), unflatten(plan.fixed))
+    param_space = merge(ray_param_space(plan.space, grid=s["search"] == "grid"), unflatten(plan.fixed))
     if "seed" not in plan.space.params and "seed" not in plan.base:
         # a distinct, reproducible engine seed per trial (the searcher's random state draws it)
         param_space["seed"] = tune.randint(0, 2**31 - 1)
@@ -348,13 +346,6 @@ def _swept_columns(space, sep: str = "/", repeat: bool = False) -> dict:
     if repeat:
         cols["repeat"] = "repeat"
     return cols
-
-
-def nonlearner_settings(settings: dict):
-    from .stoppers import NonLearnerSettings
-
-    given = {k: settings.get(f"nonlearner_{k}") for k in ("grace", "window", "margin", "confidence")}
-    return NonLearnerSettings(**{k: v for k, v in given.items() if v is not None})
 
 
 def _stopper(plan: "SweepPlan", recorder=None):
@@ -515,24 +506,6 @@ def finish(exp_dir) -> str:
     curves, trials = export(exp_dir)
     print(f"wrote {curves} and {trials}", file=sys.stderr)
     return exp_dir
-
-
-def find_sweep(name: str, storage: str | None):
-    """A sweep folder by name under the storage root, or by path or URI."""
-    if "://" in name:
-        return name.rstrip("/")
-    p = Path(name)
-    if p.is_dir() and (list(p.glob("experiment_state-*.json")) or (p / META_FILE).exists()):
-        return p.resolve()
-    root = storage_root(storage)
-    if "://" in root:
-        return f"{root.rstrip('/')}/{name}"
-    cand = Path(root) / name
-    if cand.is_dir():
-        return cand
-    known = sorted(d.name for d in Path(root).iterdir() if d.is_dir()) if Path(root).is_dir() else []
-    raise StudyError(f"no sweep {name!r} under {root} (found: {', '.join(known) or 'none'}); "
-                     f"give --storage or the sweep folder's path")
 
 
 def resume_sweep(name: str, storage: str | None = None, address: str | None = None, verbose: bool = False) -> Path:

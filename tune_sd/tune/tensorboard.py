@@ -24,7 +24,7 @@ from numbers import Number
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, DONE, SHOULD_CHECKPOINT
 
-from tune_sd.tune.choices import LABELS
+from tune_sd.store import LABELS
 
 #: what Ray adds to every result (and what the trainable adds for Ray), never plotted: the step is the epoch
 BOOKKEEPING = frozenset(AUTO_RESULT_KEYS) | frozenset(DEBUG_METRICS) | {

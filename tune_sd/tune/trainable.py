@@ -27,7 +27,7 @@ from ray import tune
 from tune_sd.engine import Config, NonFiniteLossError, make_run
 from tune_sd.engine.checkpoint import load_checkpoint, save_checkpoint
 from tune_sd.engine.config import SCHEMA, flatten, unflatten
-from tune_sd.tune.choices import LABELS  # keys a trial config may carry beside the engine's
+from tune_sd.store import LABELS  # keys a trial config may carry beside the engine's
 from tune_sd.tune.stop_records import own_end
 
 CHECKPOINT_FILE = "study.pt"
