@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import yaml
+from test_spaces import EXT_EMBED_PARAMS  # Step 15.5.2's W&B sweep config, without its method
 
 
 def tune_sd(*args):
@@ -60,24 +61,7 @@ def test_unknown_study_lists_the_known_ones():
 # ------------------------------------------------------------------------------ --set and --dry-run (issue 12)
 
 # Step 15.5.2's W&B sweep config as its notebook handed it to wandb.sweep: ext and ext_type lived outside it
-STEP_1552 = """\
-method: random
-parameters:
-  arch:
-    parameters:
-      in_size: {values: [1]}
-      out_size: {values: [1]}
-      hid_num: {values: [[2, 0]]}
-      hid_size: {values: [32]}
-      lat_size: {values: [1, 3, 5]}
-  disc:
-    parameters:
-      hid_num: {values: [[2, 2], [2, 4], [2, 8], [2, 16]]}
-      hid_size: {values: [[64, 64], [64, 128], [64, 256], [64, 512]]}
-      lr: {values: [1.0e-5, 1.0e-4, 1.0e-3]}
-      iters: {values: [1, 3, 5]}
-      gp: {values: [1.0e-6, 1.0e-5, 1.0e-4]}
-"""
+STEP_1552 = "method: random\n" + EXT_EMBED_PARAMS
 
 
 def sections(text):

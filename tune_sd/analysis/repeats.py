@@ -12,12 +12,14 @@ from .load import CFG, Sweep, _key, hyperparameters, short
 METRIC = "final_avg_acc"
 # what a repeat changes: the seed, and with --repeat-data the input points
 REPEAT_KEYS = ("cfg.seed", "cfg.data.seed")
+# the labels that name a config (a variant, a rung); ``repeat`` numbers the runs of one config
+CONFIG_LABELS = tuple(label for label in LABELS if label != "repeat")
 COLUMNS = ["config", "repeats", "median", "min", "max", "range"]
 
 
 def config_ids(trials: pd.DataFrame) -> pd.Series:
     """One id per config: the trial's ``cfg.*`` values and labels, its seeds left out."""
-    cols = [c for c in trials.columns if (c.startswith(CFG) and c not in REPEAT_KEYS) or c in LABELS]
+    cols = [c for c in trials.columns if (c.startswith(CFG) and c not in REPEAT_KEYS) or c in CONFIG_LABELS]
     if not cols:
         return pd.Series(0, index=trials.index)
     keys = trials[cols].apply(lambda row: tuple(_key(v) for v in row), axis=1)
@@ -30,7 +32,7 @@ def repeat_spread(trials: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     if "repeat" not in trials.columns or trials["repeat"].dropna().empty or metric not in trials.columns:
         return pd.DataFrame(columns=COLUMNS)
     trials = trials.assign(_config=config_ids(trials), _m=pd.to_numeric(trials[metric], errors="coerce"))
-    shown = [c for c in hyperparameters(trials) if c not in REPEAT_KEYS] + [c for c in LABELS if c in trials]
+    shown = [c for c in hyperparameters(trials) if c not in REPEAT_KEYS] + [c for c in CONFIG_LABELS if c in trials]
     rows = []
     for _, t in trials.groupby("_config", sort=False):
         m = t["_m"].dropna()

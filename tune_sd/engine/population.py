@@ -458,6 +458,10 @@ class Population:
     def epoch(self, member_id: str) -> int:
         return self._member(member_id).study.epoch
 
+    def config(self, member_id: str) -> Config:
+        """The member's run config."""
+        return self._member(member_id).study.cfg
+
     def done(self, member_id: str) -> bool:
         return self._member(member_id).study.done
 

@@ -195,20 +195,25 @@ class PopulationExecutor:
 
     def _report(self, member_id: str, request: _Request) -> dict:
         """What the trial reports: the last epoch's metrics (as the unpacked trainable reports them)."""
+        from tune_sd.engine.loop import mean_since  # the executor's process holds the engine already
+
+        from .stop_records import own_end
+
         history = self.pop.history(member_id)
         epoch = self.pop.epoch(member_id)
         metrics = request.last
         if metrics is not None and "error" in metrics:
             last = {m: (h[-1] if h else float("nan")) for m, h in history.items()}
-            return {**last, "epoch": epoch, "error": metrics["error"], "done": True}
+            return {**last, "epoch": epoch, "error": metrics["error"], "done": True, "stop_reason": "error"}
         if metrics is None:  # restored at its last epoch
             metrics = {m: h[-1] for m, h in history.items() if h} | {"epoch": epoch}
         # which population trained it, and with how many members at the time (in result.json, TensorBoard)
         report = {**metrics, "done": self.pop.done(member_id), "pack_members": len(self.pop),
                   "pack_executor": ray.get_runtime_context().get_actor_id()[:12]}
+        if report["done"]:  # the trial ends itself: its epochs or its runtime ran out
+            report["stop_reason"] = own_end(epoch, self.pop.config(member_id).epochs)
         if "acc_mean" in history:
-            epochs = history["acc_mean"][request.first:] or history["acc_mean"][-1:]
-            report["acc_report"] = sum(epochs) / len(epochs)
+            report["acc_report"] = mean_since(history["acc_mean"], request.first)
         return report
 
     def _maybe_die(self, results: dict) -> None:
