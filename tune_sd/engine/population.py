@@ -630,17 +630,19 @@ def pack_size(cfg: Config | dict, device="cpu") -> int:
     From benchmarks/population.py (one CPU thread; member-epochs per CPU second against one solo
     study): the plain 2 x 64 critic (about 49 000 multiply-adds per function) gains about 2.1x from
     P = 4 on, 2.5x at 64; the 6 x 128 critic (about 172 000) about 2x from P = 4 on (no more at 16 or
-    64, so 4 keeps a member's own epochs fast); an embedding on every point (``ext_type: embed``,
-    [2, 4] x [64, 512]: about 4 million) gains nothing (1.0x at P = 4). On a GPU every shape is
-    expected to gain from many members (measured by benchmarks/gpu_check.sh).
+    64); an embedding on every point (``ext_type: embed``, [2, 4] x [64, 512]: about 4 million)
+    gains nothing (1.0x at P = 4). Through Tune (benchmarks/pack.py, from process start, idle 2-core
+    machine) the 6 x 128 critic's engine gain does not survive the packed trials' start-up: 8 trials
+    x 1500 epochs ran at 0.98x packed (P = 4) against unpacked, while 32 plain critics x 2000 epochs
+    ran at 1.53x (P = 16). So a CPU packs only critics up to 100 000 multiply-adds per evaluation;
+    ``--pack P`` still packs a bigger one for long runs. On a GPU every shape is expected to gain from
+    many members (measured by benchmarks/gpu_check.sh).
     """
     cfg = cfg if isinstance(cfg, Config) else Config.from_dict(cfg)
     if torch.device(device).type == "cuda":
         return 256
     work = critic_work(cfg)
-    if work <= 100_000:
-        return 16
-    return 4 if work <= 1_000_000 else 1
+    return 16 if work <= 100_000 else 1
 
 
 def critic_work(cfg: Config) -> int:
