@@ -30,7 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tune_sd.engine import Population, Study, resolve  # noqa: E402
-from tune_sd.engine.population import _Batch, _fit  # noqa: E402
+from tune_sd.engine.population import _Batch  # noqa: E402
+from tune_sd.engine.stacked import _fit  # noqa: E402
 
 CONFIGS = {
     "plain": ["arch.lat_size=3", "disc.hid_num=2", "disc.hid_size=64"],

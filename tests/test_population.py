@@ -212,7 +212,7 @@ def test_pack_size_follows_the_measured_critic_costs():
 @pytest.mark.parametrize("fused", [True, False])
 def test_stacked_adam_matches_torch_fused_adam_per_member(fused, monkeypatch):
     """Per-member lr, wd, betas and step counts (one member joins late, one skips steps)."""
-    from tune_sd.engine import population as pm
+    from tune_sd.engine import stacked as pm
 
     monkeypatch.setattr(pm, "FUSED_GROUPS", 16 if fused else 0)
     if not fused:  # the broadcast path is the one a GPU takes with many groups: force it here

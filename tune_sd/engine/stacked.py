@@ -1,0 +1,290 @@
+"""The stacked critics of a population: P critics of one shape as stacked tensors, their batched
+forward pass, the gradient penalty's input gradient written out, the critic steps of every member at
+once, and Adam with per-member hyperparameters (see :mod:`tune_sd.engine.population`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:  # the epoch's samples, drawn by the population
+    from .population import _Batch
+
+
+# ---------------------------------------------------------------------------------------------
+# the stacked critics
+
+
+class _Stack:
+    """P critics of one shape as stacked tensors, rows in member order.
+
+    ``params`` = weight [P, in, out], bias [P, 1, out] per layer, in the order of ``Critic.parameters()``
+    (the embedding's layers, then the main MLP's; ``n_embed`` layers belong to the embedding). Weights
+    are stored transposed from ``nn.Linear``'s [out, in], so that ``baddbmm`` and its backward read and
+    write them contiguously.
+    """
+
+    def __init__(self, n_embed: int, device):
+        self.n_embed = n_embed
+        self.params: list[torch.Tensor] = []
+        self.exp_avg: list[torch.Tensor] = []
+        self.exp_avg_sq: list[torch.Tensor] = []
+        # per row: Adam's step count (float32, as torch.optim.Adam(fused=True) keeps it), and
+        # lr, wd, beta1, beta2, eps, as Python numbers and as a float64 tensor
+        self.step = torch.zeros(0, dtype=torch.float32, device=device)
+        self.hyper_rows: list[tuple[float, ...]] = []
+        self.hyper = torch.zeros(0, 5, dtype=torch.float64, device=device)
+
+    def __len__(self):
+        return int(self.step.shape[0])
+
+    @staticmethod
+    def _row(t: torch.Tensor) -> torch.Tensor:
+        # a Linear's weight [out, in] as [1, in, out]; its bias [out] as [1, 1, out], to broadcast in baddbmm
+        return (t.t().unsqueeze(0) if t.dim() == 2 else t.view(1, 1, -1)).contiguous()
+
+    def insert(self, row: int, params, m, v, step: float, hyper: list[float]) -> None:
+        def put(old: list[torch.Tensor], new):
+            rows = [self._row(t) for t in new]
+            return rows if not old else [torch.cat([o[:row], r, o[row:]]) for o, r in zip(old, rows)]
+
+        self.params, self.exp_avg, self.exp_avg_sq = put(self.params, params), put(self.exp_avg, m), \
+            put(self.exp_avg_sq, v)
+        self.step = torch.cat([self.step[:row], self.step.new_tensor([step]), self.step[row:]])
+        self.hyper = torch.cat([self.hyper[:row], self.hyper.new_tensor([hyper]), self.hyper[row:]])
+        self.hyper_rows.insert(row, tuple(hyper))
+
+    def delete(self, row: int) -> None:
+        def cut(ts):
+            return [torch.cat([t[:row], t[row + 1:]]) for t in ts]
+
+        self.params, self.exp_avg, self.exp_avg_sq = cut(self.params), cut(self.exp_avg), cut(self.exp_avg_sq)
+        self.step = torch.cat([self.step[:row], self.step[row + 1:]])
+        self.hyper = torch.cat([self.hyper[:row], self.hyper[row + 1:]])
+        del self.hyper_rows[row]
+
+    def member(self, row: int):
+        """(weights, exp_avg, exp_avg_sq, step) of one row, in the solo critic's shapes."""
+        def unrow(ts):  # back to nn.Linear's shapes
+            return [(t[row].reshape(-1) if i % 2 else t[row].t()).clone(memory_format=torch.contiguous_format)
+                    for i, t in enumerate(ts)]
+
+        return unrow(self.params), unrow(self.exp_avg), unrow(self.exp_avg_sq), float(self.step[row])
+
+    def take(self, rows: list[int] | None) -> "_Stack":
+        """The stack of ``rows`` (a copy), or itself for None (every row, in order)."""
+        if rows is None:
+            return self
+        sub = _Stack(self.n_embed, self.step.device)
+        sub.hyper_rows = [self.hyper_rows[r] for r in rows]
+        rows = torch.tensor(rows, device=self.step.device)
+        sub.params = [t.index_select(0, rows) for t in self.params]
+        sub.exp_avg = [t.index_select(0, rows) for t in self.exp_avg]
+        sub.exp_avg_sq = [t.index_select(0, rows) for t in self.exp_avg_sq]
+        sub.step, sub.hyper = self.step.index_select(0, rows), self.hyper.index_select(0, rows)
+        return sub
+
+    def put_back(self, rows: list[int] | None, sub: "_Stack") -> None:
+        if rows is None:
+            return
+        rows = torch.tensor(rows, device=self.step.device)
+        for mine, theirs in ((self.params, sub.params), (self.exp_avg, sub.exp_avg),
+                             (self.exp_avg_sq, sub.exp_avg_sq)):
+            for t, s in zip(mine, theirs):
+                t.index_copy_(0, rows, s)
+        self.step.index_copy_(0, rows, sub.step)
+
+
+def _forward(layers: list[torch.Tensor], n_embed: int, x: torch.Tensor) -> torch.Tensor:
+    """Scores [P, B] of P stacked critics on x [P, B, ...] (laid out by :func:`critic_input`)."""
+    P, B = x.shape[:2]
+    if n_embed:
+        n = x.shape[2]
+        h = _mlp(layers[:2 * n_embed], x.reshape(P, B * n, x.shape[3]))
+        x = h.view(P, B, n)
+    else:
+        x = x.reshape(P, B, -1)
+    return _mlp(layers[2 * n_embed:], x).squeeze(-1)
+
+
+def _mlp(layers, h, masks: list | None = None):
+    last = len(layers) // 2 - 1
+    for j in range(last + 1):
+        W, b = layers[2 * j], layers[2 * j + 1]
+        h = torch.baddbmm(b, h, W)
+        if j < last:
+            if masks is not None:
+                masks.append(h > 0)  # where the ReLU passes the derivative
+            h = torch.relu(h)
+    return h
+
+
+def _input_grad(layers: list[torch.Tensor], n_embed: int, x: torch.Tensor) -> torch.Tensor:
+    """d sum(critic(x)) / d x [P, B, ...] of P stacked critics, written out: ReLU masks from a forward
+    pass without autograd, then the chain of weights back from the output. It is computed transposed,
+    g^T = W @ g_out^T, so that the weights enter every product as the first operand in their stored
+    layout: the penalty's gradient then reaches them laid out like the loss's, and the two add up
+    without transposing (a second differentiation of the forward would hand it over transposed).
+    The penalty depends on the biases only through the masks, which are locally constant."""
+    P, B = x.shape[:2]
+    emb_masks: list[torch.Tensor] = []
+    main_masks: list[torch.Tensor] = []
+    with torch.no_grad():
+        if n_embed:
+            n = x.shape[2]
+            h = _mlp(layers[:2 * n_embed], x.reshape(P, B * n, x.shape[3]), emb_masks).view(P, B, n)
+        else:
+            h = x.reshape(P, B, -1)
+        _mlp(layers[2 * n_embed:], h, main_masks)
+    gt = _chain_back(layers[2 * n_embed::2], main_masks, B)           # [P, main inputs, B]
+    if n_embed:
+        n = x.shape[2]
+        gt = gt.transpose(1, 2).reshape(P, 1, B * n)                   # per point: d out / d embedding
+        gt = _chain_back(layers[:2 * n_embed:2], emb_masks, B * n, gt)  # [P, 1 + e, B * n]
+    return gt.transpose(1, 2).reshape(x.shape)
+
+
+def _chain_back(weights, masks, B, gt=None):
+    """Back through an MLP from its one output, transposed: gt [P, 1, B] (ones when None) to the
+    input's [P, inputs, B]; weights [P, in, out], masks [P, B, hidden]."""
+    for j in range(len(weights) - 1, -1, -1):
+        W = weights[j]
+        gt = W.expand(-1, -1, B) if gt is None else torch.bmm(W, gt)
+        if j > 0:
+            gt = gt * masks[j - 1].transpose(1, 2)
+    return gt
+
+
+# Up to this many distinct (lr, wd, betas, eps) among the stepping members, Adam runs as torch's
+# fused kernel once per group (one pass over the weights, bit for bit the solo run's update);
+# beyond it on a GPU, as one set of broadcast tensor operations for all members (about ten passes,
+# but a constant number of kernel launches). On a CPU the fused kernel always wins.
+FUSED_GROUPS = 16
+
+
+def _adam(stack: _Stack, grads: list[torch.Tensor], n: int) -> None:
+    """One Adam step (L2 weight decay, as ``torch.optim.Adam(fused=True)`` computes it) of rows [0, n),
+    each row with its own hyperparameters and step count."""
+    with torch.no_grad():
+        stack.step[:n] += 1
+        groups: dict[tuple, list[int]] = {}
+        for r in range(n):
+            groups.setdefault(stack.hyper_rows[r], []).append(r)
+        if stack.step.device.type == "cpu" or len(groups) <= FUSED_GROUPS:
+            # the kernel reads gradients as contiguous memory; bmm's backward may hand transposed ones
+            grads = [g.contiguous() for g in grads]
+            for (lr, wd, beta1, beta2, eps), rows in groups.items():
+                _fused_adam(stack, grads, rows, lr, wd, beta1, beta2, eps)
+        else:
+            _broadcast_adam(stack, grads, n)
+
+
+def _fused_adam(stack: _Stack, grads, rows: list[int], lr, wd, beta1, beta2, eps) -> None:
+    # each row's slice of a stacked tensor is a contiguous tensor of the solo critic's size
+    def per_row(ts):
+        rows_of = [t.unbind(0) for t in ts]  # all views at once: cheaper than one index per row
+        return [views[r] for r in rows for views in rows_of]
+
+    steps = stack.step.unbind(0)
+    torch._fused_adam_(per_row(stack.params), per_row(grads), per_row(stack.exp_avg), per_row(stack.exp_avg_sq),
+                       [], [steps[r] for r in rows for _ in stack.params], lr=lr, beta1=beta1, beta2=beta2,
+                       weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
+
+
+def _broadcast_adam(stack: _Stack, grads, n: int) -> None:
+    """The fused kernel's formulas with per-row coefficients: its bias corrections in float64, the
+    moments' updates as ``lerp`` and ``addcmul`` round them (they agree with the kernel to the last
+    bit in all but about one element in 1500, and there by one unit in the last place)."""
+    step = stack.step[:n].double()
+    lr, wd, b1, b2, eps = stack.hyper[:n].unbind(1)
+    dt = stack.params[0].dtype
+
+    neg_step_size = (-lr / (1 - b1 ** step)).to(dt)
+    bc2_sqrt = (1 - b2 ** step).sqrt().to(dt)
+    wd_, w1, b2_, c2, eps_ = wd.to(dt), (1 - b1).to(dt), b2.to(dt), (1 - b2).to(dt), eps.to(dt)
+    for p, g, m, v in zip(stack.params, grads, stack.exp_avg, stack.exp_avg_sq):
+        p, m, v = p[:n], m[:n], v[:n]
+        shape = (n,) + (1,) * (p.dim() - 1)
+        g = torch.addcmul(g, p, wd_.view(shape))
+        m.lerp_(g, w1.view(shape))
+        v.mul_(b2_.view(shape)).addcmul_(g * c2.view(shape), g)
+        denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(eps_.view(shape))
+        p.add_(neg_step_size.view(shape) * m / denom)
+
+
+# ---------------------------------------------------------------------------------------------
+# the critic steps of every member at once
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None, k: torch.Tensor) -> torch.Tensor:
+    """Mean over each row's own samples: x [P, K] -> [P]."""
+    if mask is None:
+        return x.mean(1)
+    return torch.where(mask, x, 0).sum(1) / k
+
+
+def _losses(pred_real, pred_fake, batch: _Batch, mask, k):
+    """Per-member (loss_real, loss_fake), each member with its own loss function."""
+    parts = []
+    if not all(batch.bce[:pred_real.shape[0]]):
+        parts.append((-_masked_mean(pred_real, mask, k), _masked_mean(pred_fake, mask, k)))
+    if any(batch.bce[:pred_real.shape[0]]):
+        parts.append((
+            _masked_mean(F.binary_cross_entropy_with_logits(pred_real, torch.ones_like(pred_real), reduction="none"),
+                         mask, k),
+            _masked_mean(F.binary_cross_entropy_with_logits(pred_fake, torch.zeros_like(pred_fake), reduction="none"),
+                         mask, k)))
+    if len(parts) == 1:
+        return parts[0]
+    bce = batch.bce_t[:pred_real.shape[0]]
+    return torch.where(bce, parts[1][0], parts[0][0]), torch.where(bce, parts[1][1], parts[0][1])
+
+
+def _fit(stack: _Stack, batch: _Batch) -> list[tuple]:
+    """``iters`` critic steps of every member at once; per member (accs, loss_real, loss_fake,
+    loss_gp, grad_max) of its own steps, as ``Critic.fit`` reports them."""
+    n_embed, K = stack.n_embed, batch.K
+    accs, finals = [], {}
+    for i in range(batch.I):
+        n = batch.active[i]
+        leaves = [p[:n].detach().requires_grad_() for p in stack.params]
+        real, fake = batch.real_at(i)[:n], batch.fake[:n]
+        mask = batch.mask[:n] if batch.mask is not None else None
+        k = batch.k_t[:n]
+        pred = _forward(leaves, n_embed, torch.cat([real, fake], dim=1))
+        pred_real, pred_fake = pred[:, :K], pred[:, K:]
+        loss_real, loss_fake = _losses(pred_real, pred_fake, batch, mask, k)
+        loss = loss_real + loss_fake
+        gp = batch.gp_t[:n]
+        with_gp = batch.eps is not None and any(batch.gp[:n])
+        if with_gp:
+            eps = batch.eps[i, :n]
+            interp = eps * real + (1 - eps) * fake
+            g = _input_grad(leaves, n_embed, interp)
+            loss_gp = _masked_mean((g.flatten(2).norm(dim=2) - 1).pow(2), mask, k)
+            loss = loss + gp * loss_gp
+            loss_gp = torch.where(gp > 0, loss_gp.detach(), 0)
+        else:
+            loss_gp = loss_real.new_zeros(n)
+        grads = torch.autograd.grad(loss.sum(), leaves)
+        _adam(stack, grads, n)
+        with torch.no_grad():
+            if mask is None:
+                correct = (pred_real > 0).sum(1) + (pred_fake <= 0).sum(1)
+            else:
+                correct = ((pred_real > 0) & mask).sum(1) + ((pred_fake <= 0) & mask).sum(1)
+            accs.append(correct / (2 * k))
+            # members whose last step this is: rows [active[i + 1], n)
+            lo = batch.active[i + 1] if i + 1 < batch.I else 0
+            if lo < n:
+                grad_max = torch.stack([g[lo:n].flatten(1).abs().amax(1) for g in grads]).amax(0)
+                finals[i] = torch.stack([loss_real[lo:n], loss_fake[lo:n], loss_gp[lo:n], grad_max], 1)
+    acc_rows = [a.tolist() for a in accs]
+    final_rows = torch.cat([finals[i] for i in sorted(finals, reverse=True)]).tolist()
+    out = []
+    for r in range(batch.P):
+        out.append(([acc_rows[i][r] for i in range(batch.iters[r])], *final_rows[r]))
+    return out
