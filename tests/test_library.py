@@ -545,7 +545,8 @@ def test_sample_does_not_alias_or_track_input() -> None:
 
 
 def test_no_eval_exec_or_pickle_in_sources() -> None:
-    for mod in (expr_mod, __import__("tune_sd.engine.library", fromlist=["x"])):
+    for mod in (expr_mod, __import__("tune_sd.engine.compiled_expr", fromlist=["x"]),
+                __import__("tune_sd.engine.library", fromlist=["x"])):
         source = Path(mod.__file__).read_text()
         for word in ("eval(", "exec(", "pickle", "compile(source"):
             assert word not in source.replace("mode=\"eval\"", ""), (mod.__name__, word)
