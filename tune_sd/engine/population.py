@@ -5,9 +5,10 @@ stream (a solo :class:`Study` holds them), so it draws exactly the samples, grad
 initial weights the solo run draws. Only the critics are pooled: the P critics' weights are stacked
 along a leading member axis, and every critic step is one batched forward and backward pass
 (``torch.baddbmm`` over the stacked weights; the gradient penalty's input gradient is written out,
-see :func:`tune_sd.engine.stacked._input_grad`) followed by one Adam update with per-member ``lr``, ``wd``, ``betas`` and
-step counts: torch's fused kernel once per group of equal hyperparameters (on a GPU with many
-groups, the same formulas broadcast over per-member tensors).
+see :func:`tune_sd.engine.stacked._input_grad`) followed by one Adam update with per-member
+``lr``, ``wd``, ``betas`` and step counts: torch's fused kernel once per group of equal
+hyperparameters (on a GPU with many groups, the same formulas broadcast over per-member tensors).
+The stacked critics live in :mod:`tune_sd.engine.stacked`.
 
 What may differ between members (everything but the shape key, see :func:`shape_key`):
 
