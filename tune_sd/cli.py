@@ -402,7 +402,8 @@ def cmd_train(args) -> int:
 def cmd_sweep(args) -> int:
     from tune_sd.engine.config import parse_override
     from tune_sd.spaces import load_space
-    from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep, run_sweep
+    from tune_sd.tune.plan import SweepOptions, plan_sweep
+    from tune_sd.tune.sweep import describe, run_sweep
 
     # --set belongs to the space's base before the space is checked (a notebook's W&B config fixed some
     # keys outside it, e.g. ext and ext_type)

@@ -32,7 +32,8 @@ from tune_sd.spaces import BASELINE, SearchSpace, load_space, rung_name, space_f
 from tune_sd.store import LADDER_FILE, find_sweep
 
 from .choices import LADDER_QUICK as QUICK
-from .sweep import SweepOptions, SweepPlan, describe, plan_sweep
+from .plan import SweepOptions, SweepPlan, plan_sweep
+from .sweep import describe
 
 __all__ = ["LadderOptions", "LadderPlan", "plan_ladder", "describe_ladder", "run_ladder", "ladder_command",
            "best_trial_config"]
