@@ -54,7 +54,8 @@ def run_all(args, storage: Path) -> dict[str, Path]:
 
     from tune_sd.tune.cluster import connect
     from tune_sd.spaces import load_space
-    from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+    from tune_sd.tune.plan import SweepOptions, plan_sweep
+    from tune_sd.tune.sweep import run_sweep
 
     grace, window = grace_of(args), window_of(args)
     overrides = [f"avg_hor={args.avg_hor}", "figure_every=0", "report_every=25", "checkpoint_every=20"]

@@ -144,7 +144,7 @@ def test_importing_the_cli_and_building_its_parser_loads_neither_ray_nor_torch()
 
 def test_scheduler_and_search_choices_are_those_the_sweep_knows():
     from tune_sd.tune.schedulers import SCHEDULERS
-    from tune_sd.tune.sweep import SEARCHES
+    from tune_sd.tune.choices import SEARCHES
 
     sweep = command_parsers()["sweep"]
     assert tuple(option(sweep, "--scheduler").choices) == SCHEDULERS
@@ -153,7 +153,7 @@ def test_scheduler_and_search_choices_are_those_the_sweep_knows():
 
 def test_help_defaults_are_the_codes():
     from tune_sd.tune.stoppers import NonLearnerSettings
-    from tune_sd.tune.sweep import DEFAULTS
+    from tune_sd.tune.choices import DEFAULTS
 
     text = " ".join(command_parsers()["sweep"].format_help().split())
     nl = NonLearnerSettings()
@@ -164,7 +164,7 @@ def test_help_defaults_are_the_codes():
                      f"else {DEFAULTS['scheduler']});"):
         assert fragment in text
     from tune_sd.tune.ladder import QUICK as LADDER_QUICK
-    from tune_sd.tune.sweep import QUICK
+    from tune_sd.tune.choices import QUICK
 
     text = " ".join(command_parsers()["ladder"].format_help().split())
     assert (f"a smoke run: {LADDER_QUICK['epochs']} epochs, {LADDER_QUICK['seeds']} seeds, avg_hor "

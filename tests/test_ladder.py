@@ -17,7 +17,8 @@ from tune_sd.engine.generators import MLPGenerator
 from tune_sd.engine.library import check_library, library_path, load_library, parse_library
 from tune_sd.errors import ConfigError, StudyError
 from tune_sd.spaces import load_space
-from tune_sd.tune.ladder import COLUMNS, LADDER_SPACE, QUICK, LadderOptions, describe_ladder, ladder_report, plan_ladder
+from tune_sd.analysis.ladder import COLUMNS, ladder_report
+from tune_sd.tune.ladder import LADDER_SPACE, QUICK, LadderOptions, describe_ladder, plan_ladder
 
 RUNGS = load_space("ladder").ladder
 FAMILIES = ["quadratic (F10_v1)", "cubic", "sine", "cosine", "exponential", "x sine", "x cosine", "smooth hinge",
@@ -224,6 +225,27 @@ def test_the_report_names_where_each_mode_fails(tmp_path):
         ladder_report(empty)
 
 
+def test_the_report_writes_missing_tables_through_the_export_it_is_given(tmp_path):
+    """The report reads tables only; a sweep without trials.parquet gets it from the export passed in (the
+    CLI passes Tune's), and without one the user is told how to write it."""
+    _ladder(tmp_path / "made", {("none", "L1_quadratic"): [0.9, 0.8], ("none", "L2_cubic"): [0.5, 0.55]},
+            rungs=("L1_quadratic", "L2_cubic"), modes=("none",))
+    folder = tmp_path / "ran"
+    folder.mkdir()
+    (folder / "ladder.json").write_bytes((tmp_path / "made" / "ladder.json").read_bytes())
+    with pytest.raises(StudyError, match=r"no trials\.parquet; write the tables with `tune-sd export"):
+        ladder_report(folder)
+    exported = []
+
+    def export(exp_dir):
+        exported.append(exp_dir)
+        (exp_dir / "trials.parquet").write_bytes((tmp_path / "made" / "trials.parquet").read_bytes())
+
+    report = ladder_report(folder, threshold=0.6, export=export)
+    assert exported == [folder] and report.first_fail == {"none": "L2_cubic"}
+    assert len(pd.read_parquet(folder / "ladder.parquet")) == 2
+
+
 def test_a_ladder_in_which_no_rung_learned_names_no_failure_point(tmp_path):
     """The quick ladder's 300 epochs: every rung still at chance. "Fails at rung 1" would be a claim about the
     library; it is only that the run was too short."""
@@ -271,7 +293,7 @@ def test_the_quick_ladder_runs_end_to_end_and_names_no_failure_point(tmp_path, c
     try:
         plan = plan_ladder(LadderOptions(quick=True, epochs=100, rungs=2, ext=["grad-stack"], config=str(critic),
                                          threshold=0.99, storage=str(tmp_path / "results")))
-        exp_dir = run_ladder(plan)
+        exp_dir = run_ladder(plan, reporter=ladder_report)
     finally:
         ray.shutdown()
     out = capsys.readouterr().out

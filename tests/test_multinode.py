@@ -14,7 +14,8 @@ from tune_helpers import BASE, assert_complete_curves, read_tables, write_space
 
 from tune_sd.tune.cluster import _loopback_only
 from tune_sd.spaces import load_space
-from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+from tune_sd.tune.plan import SweepOptions, plan_sweep
+from tune_sd.tune.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

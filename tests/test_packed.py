@@ -13,7 +13,8 @@ from tune_sd.engine import Study
 from tune_sd.engine.checkpoint import load_checkpoint
 from tune_sd.engine.config import SCHEMA
 from tune_sd.spaces import load_space
-from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+from tune_sd.tune.plan import SweepOptions, plan_sweep
+from tune_sd.tune.sweep import run_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -365,7 +365,7 @@ def test_a_quick_regularize_dsn_sweep_runs_and_is_analysed(critic_ckpt, tmp_path
 
 def test_quick_set_fixes_keys_under_quick_only_and_is_validated(tmp_path, critic_ckpt):
     from tune_sd.spaces import load_space
-    from tune_sd.tune.sweep import SweepOptions, plan_sweep
+    from tune_sd.tune.plan import SweepOptions, plan_sweep
 
     space = load_space("regularize-dsn")
     assert space.grid_size() == 108  # 9 sd x 2 lr x 2 latent types x 3 seeds

@@ -667,7 +667,7 @@ def test_set_completes_a_notebook_sweep_config_before_the_space_is_checked(tmp_p
     # the sweep planner applies --set the same way to a space loaded without it
     bare = space_from_dict(yaml.safe_load("method: random\n" + EXT_EMBED_PARAMS + seed_base("[grad]", "embed")),
                            name="with-base.yaml")
-    from tune_sd.tune.sweep import SweepOptions, plan_sweep
+    from tune_sd.tune.plan import SweepOptions, plan_sweep
 
     plan = plan_sweep(bare, SweepOptions(storage=str(tmp_path), overrides=["ext=[input]", "ext_type=embed"]))
     assert plan.base["ext"] == ["input"] and plan.space.base["ext"] == ["input"]

@@ -180,7 +180,8 @@ def ray_local(s3):
 @pytest.mark.parametrize("kind", ["file", "s3"])
 def test_each_stop_is_recorded_with_its_reason_on_uri_storage(kind, s3, ray_local, tmp_path):
     from tune_sd.spaces import load_space
-    from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+    from tune_sd.tune.plan import SweepOptions, plan_sweep
+    from tune_sd.tune.sweep import run_sweep
 
     storage = f"file://{tmp_path / 'remote'}" if kind == "file" else s3 + f"/{tmp_path.name}"
     plan = plan_sweep(load_space(str(_space(tmp_path))), SweepOptions(storage=storage, name="stops"))

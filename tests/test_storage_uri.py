@@ -12,7 +12,7 @@ from tune_sd.analysis import analyze, load_sweep
 from synthetic_sweeps import engine_sweep
 from tune_sd.errors import ConfigError, StudyError
 from tune_sd.tune.critic_from import resolve_critic
-from tune_sd.tune.ladder import ladder_report
+from tune_sd.analysis.ladder import ladder_report
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from tune_sd.engine.config import SCHEMA, Config
 from tune_sd.errors import ConfigError
 from tune_sd.spaces import SPACES_DIR, list_spaces, load_space, space_from_dict
 from tune_sd.tune.ray_space import param_space
-from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep
+from tune_sd.tune.plan import SweepOptions, plan_sweep
+from tune_sd.tune.sweep import describe
 
 STUDIES = {  # file -> (notebook step, W&B project) named in its first comment
     "sd-study": ("Step 15.3", "153-sd-study-F10_v1"),

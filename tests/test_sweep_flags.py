@@ -10,7 +10,7 @@ from tune_helpers import write_space
 from tune_sd.engine.config import Config
 from tune_sd.errors import ConfigError, UserError
 from tune_sd.spaces import load_space
-from tune_sd.tune.sweep import SweepOptions, plan_sweep
+from tune_sd.tune.plan import SweepOptions, plan_sweep
 
 
 def tune_sd(*args, timeout=120):

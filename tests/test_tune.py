@@ -16,7 +16,8 @@ from tune_sd.engine.checkpoint import load_checkpoint
 from tune_sd.engine.config import Config
 from tune_sd.tune.results import CURVE_COLUMNS, TRIAL_COLUMNS
 from tune_sd.spaces import load_space
-from tune_sd.tune.sweep import SweepOptions, plan_sweep, run_sweep
+from tune_sd.tune.plan import SweepOptions, plan_sweep
+from tune_sd.tune.sweep import run_sweep
 from tune_sd.tune.trainable import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.slow

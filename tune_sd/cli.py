@@ -339,8 +339,16 @@ def cmd_ladder(args) -> int:
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent, max_failures=args.max_failures, seed=args.seed,
                          overrides=args.overrides, pack=args.pack)
-    return ladder_command(opts, address=args.address, dashboard=args.dashboard, dry_run=args.dry_run,
-                          report=args.report, verbose=args.verbose)
+    return ladder_command(opts, reporter=_ladder_report, address=args.address, dashboard=args.dashboard,
+                          dry_run=args.dry_run, report=args.report, verbose=args.verbose)
+
+
+def _ladder_report(exp_dir, threshold: float):
+    """The ladder's report (analysis) over its sweep's tables, written from Tune's experiment where missing."""
+    from tune_sd.analysis.ladder import ladder_report
+    from tune_sd.tune.results import export
+
+    return ladder_report(exp_dir, threshold, export=export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -394,7 +402,8 @@ def cmd_train(args) -> int:
 def cmd_sweep(args) -> int:
     from tune_sd.engine.config import parse_override
     from tune_sd.spaces import load_space
-    from tune_sd.tune.sweep import SweepOptions, describe, plan_sweep, run_sweep
+    from tune_sd.tune.plan import SweepOptions, plan_sweep
+    from tune_sd.tune.sweep import describe, run_sweep
 
     # --set belongs to the space's base before the space is checked (a notebook's W&B config fixed some
     # keys outside it, e.g. ext and ext_type)

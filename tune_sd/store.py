@@ -23,6 +23,8 @@ TRIALS_FILE = "trials.parquet"
 # repeat of a config), passed on as Parquet columns; one name added here reaches every table
 LABELS = ("variant", "rung", "repeat")
 META_FILE = "tune_sd.json"
+#: a ladder sweep's plan (rungs and modes in order, threshold, critic), written beside it before it runs
+LADDER_FILE = "ladder.json"
 
 
 def is_uri(location) -> bool:

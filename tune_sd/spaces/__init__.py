@@ -36,12 +36,12 @@ picks one per trial; bayes takes no named axes. The overrides are checked like e
 Only ``yaml.safe_load`` reads the files; nothing in them is evaluated.
 """
 
-from .axes import AXES, rung_name
+from .axes import AXES, BASELINE, rung_name
 from .blocks import DISTRIBUTIONS
 from .files import SPACES_DIR, list_spaces, load_space
 from .options import TUNE_OPTIONS
 from .parse import space_from_dict
 from .space import METHODS, SearchSpace
 
-__all__ = ["SPACES_DIR", "METHODS", "DISTRIBUTIONS", "TUNE_OPTIONS", "AXES", "SearchSpace", "load_space",
+__all__ = ["SPACES_DIR", "METHODS", "DISTRIBUTIONS", "TUNE_OPTIONS", "AXES", "BASELINE", "SearchSpace", "load_space",
            "list_spaces", "space_from_dict", "rung_name"]

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 #: The top-level blocks that declare a named grid axis -> the label each of its trials carries (a top-level
 #: key of the trial config that the trainable passes on as a Parquet column; see trainable.LABELS).
 AXES = {"variants": "variant", "ladder": "rung"}
+#: the mode (variant) of a ladder file without variants
+BASELINE = "none"
 
 
 def rung_name(path: str) -> str:
