@@ -5,13 +5,10 @@ once, and Adam with per-member hyperparameters (see :mod:`tune_sd.engine.populat
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:  # the epoch's samples, drawn by the population
-    from .population import _Batch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +223,7 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None, k: torch.Tensor) ->
     return torch.where(mask, x, 0).sum(1) / k
 
 
-def _losses(pred_real, pred_fake, batch: _Batch, mask, k):
+def _losses(pred_real, pred_fake, batch, mask, k):
     """Per-member (loss_real, loss_fake), each member with its own loss function."""
     parts = []
     if not all(batch.bce[:pred_real.shape[0]]):
@@ -243,7 +240,7 @@ def _losses(pred_real, pred_fake, batch: _Batch, mask, k):
     return torch.where(bce, parts[1][0], parts[0][0]), torch.where(bce, parts[1][1], parts[0][1])
 
 
-def _fit(stack: _Stack, batch: _Batch) -> list[tuple]:
+def _fit(stack: _Stack, batch) -> list[tuple]:
     """``iters`` critic steps of every member at once; per member (accs, loss_real, loss_fake,
     loss_gp, grad_max) of its own steps, as ``Critic.fit`` reports them."""
     n_embed, K = stack.n_embed, batch.K

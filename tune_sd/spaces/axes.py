@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tune_sd.engine.config import SCHEMA, SECTIONS, flatten, unflatten
 from tune_sd.errors import ConfigError
 
 from .blocks import _check_key, _refuse_tune_syntax
 
-if TYPE_CHECKING:
-    from .space import SearchSpace
 
 
 #: The top-level blocks that declare a named grid axis -> the label each of its trials carries (a top-level
@@ -87,7 +85,7 @@ def _parse_ladder(raw: Any, label: str) -> list[str]:
     return out
 
 
-def _axis_locations(space: SearchSpace) -> dict[tuple[str, str], str]:
+def _axis_locations(space) -> dict[tuple[str, str], str]:
     """(label, name) -> where the name is in the file: ``variants.v1``, ``ladder[2]``."""
     out = {(AXES["variants"], name): f"variants.{name}" for name in space.variants}
     out.update({(AXES["ladder"], rung_name(p)): f"ladder[{i}]" for i, p in enumerate(space.ladder)})

@@ -5,7 +5,6 @@ sweep's ``--set`` values fixed onto a space before it is checked."""
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,11 +16,9 @@ from .blocks import (_GRID_DISTRIBUTIONS, _MAX_GRID_VALUES, _PROBES, _bounds, _c
                      _param_path, _refuse_tune_syntax, _representative)
 from .draws import draws
 
-if TYPE_CHECKING:
-    from .space import SearchSpace
 
 
-def _check_space(space: SearchSpace, label: str, paths: dict) -> None:
+def _check_space(space, label: str, paths: dict) -> None:
     sections = [k for k in space.params if k in SECTIONS]
     for sec in sections:
         inner = [k for k in space.params if k.startswith(sec + ".")]
@@ -97,7 +94,7 @@ def _check_space(space: SearchSpace, label: str, paths: dict) -> None:
         check_bayes(space)  # refuses what Optuna cannot express, now rather than when the sweep starts
 
 
-def check_bayes(space: SearchSpace) -> None:
+def check_bayes(space) -> None:
     """Refuses what Optuna's search (method bayes, or ``--search bayes``) cannot express: named axes, normal
     distributions, and a quantized log scale other than integers with step 1."""
     if space.axes():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -19,11 +19,9 @@ from tune_sd.engine.config import SCHEMA, SECTIONS, flatten
 from .blocks import _grid_values, _merged_section_block, _put
 from .draws import draws
 
-if TYPE_CHECKING:
-    from .space import SearchSpace
 
 
-def space_tree(space: SearchSpace, grid: bool, make) -> dict:
+def space_tree(space, grid: bool, make) -> dict:
     """``base`` with each parameter at its place, made by ``make``: ``make.grid(values)`` for an enumerated
     block in grid mode, ``make.choice(values)``, ``make.draw(block)`` for a distribution, and
     ``make.by_label(label, {name: value})`` at each key a named axis sets (the label itself, at the top, is
@@ -81,7 +79,7 @@ class _Markers:
     grid, choice, draw, by_label = _Grid, _Choice, _Draw, _ByLabel
 
 
-def sample_configs(space: SearchSpace, n: int, seed: int, labels: bool = False) -> list[dict]:
+def sample_configs(space, n: int, seed: int, labels: bool = False) -> list[dict]:
     """``n`` nested configs of the space (see :meth:`SearchSpace.sample`)."""
     grid = space.method == "grid"
     tree = space_tree(space, grid, _Markers)
