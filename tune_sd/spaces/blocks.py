@@ -299,3 +299,31 @@ def _choices(block: dict) -> list | None:
     if "value" in block:
         return [block["value"]]
     return block.get("values")
+
+
+# ---------------------------------------------------------------------------------------------
+# choices as a searcher stores them: Optuna keeps None/bool/int/float/str only
+
+
+def choice_text(values: list) -> list:
+    """The choices as Optuna can store them: as they are, or all as their YAML flow text ("[2, 4]")
+    where one is a pair, a list or a mapping; :func:`choice_value` maps them back."""
+    if all(v is None or isinstance(v, (bool, int, float, str)) for v in values):
+        return list(values)
+    import yaml
+
+    return [yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+            for v in values]
+
+
+def choice_value(key: str, value):
+    """A config key's value back from :func:`choice_text`: the YAML text of a list or mapping becomes
+    the value again; anything else (text that is no YAML included) stays as it is."""
+    if isinstance(value, str) and value[:1] in "[{" and key in SCHEMA:
+        import yaml
+
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import yaml
-
-from tune_sd.spaces.blocks import _bounds, _choices
+from tune_sd.spaces.blocks import _bounds, _choices, choice_text
 from tune_sd.spaces.checks import check_bayes
 from tune_sd.spaces.space import SearchSpace
 
@@ -14,7 +12,7 @@ def optuna_space(space: SearchSpace) -> dict:
 
     ``values`` become a ``CategoricalDistribution`` (a ``value`` one with a single choice, so that
     the searcher's configs are complete). Choices that Optuna cannot store (lists, mappings) are
-    given as their YAML flow text, e.g. ``"[2, 4]"`` (``trainable.decode_value`` maps them back).
+    given as their YAML flow text, e.g. ``"[2, 4]"`` (``spaces.blocks.choice_value`` maps them back).
     """
     import optuna.distributions as od
 
@@ -22,7 +20,7 @@ def optuna_space(space: SearchSpace) -> dict:
     out = {}
     for key, block in space.params.items():
         if "value" in block or "values" in block:
-            out[key] = od.CategoricalDistribution(_optuna_choices(_choices(block)))
+            out[key] = od.CategoricalDistribution(choice_text(_choices(block)))
             continue
         dist = block["distribution"]
         if dist == "int_uniform":
@@ -42,9 +40,3 @@ def optuna_space(space: SearchSpace) -> dict:
     return out
 
 
-def _optuna_choices(values: list) -> list:
-    """Optuna stores None/bool/int/float/str only; other values are given as their YAML text."""
-    if all(v is None or isinstance(v, (bool, int, float, str)) for v in values):
-        return list(values)
-    return [yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
-            for v in values]

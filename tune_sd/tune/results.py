@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from tune_sd.engine.config import SCHEMA, flatten
+from tune_sd.engine.config import flatten
 from tune_sd.errors import StudyError
+from tune_sd.spaces.blocks import choice_value
 from tune_sd.store import LABELS, META_FILE, atomic_write, is_uri, read_meta
 
 CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
@@ -139,21 +139,10 @@ def _unique_iterations(rows: list[dict]) -> list[dict]:
 def _cfg_columns(config: dict) -> dict:
     out = {}
     for key, value in flatten({k: v for k, v in config.items() if k not in LABELS}).items():
-        value = _searcher_choice(key, value)
+        value = choice_value(key, value)  # a list choice as the list, whichever searcher ran
         # pairs such as hid_num [2, 4] become text, so that a column has one type in every tool
         out[f"cfg.{key}"] = json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
     return out
-
-
-def _searcher_choice(key: str, value):
-    """Optuna hands list choices to the trial as their YAML text ("[input]"; the trainable decodes
-    them the same way): the list itself, so that a column reads alike whichever searcher ran."""
-    if isinstance(value, str) and value[:1] in "[{" and key in SCHEMA:
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-    return value
 
 
 def _read_stops(exp_dir: Path) -> dict[str, dict]:

@@ -26,7 +26,8 @@ from ray import tune
 
 from tune_sd.engine import Config, NonFiniteLossError, make_run
 from tune_sd.engine.checkpoint import load_checkpoint, save_checkpoint
-from tune_sd.engine.config import SCHEMA, flatten, unflatten
+from tune_sd.engine.config import flatten, unflatten
+from tune_sd.spaces.blocks import choice_value as decode_value  # Optuna's pairs travel as "[2, 4]"
 from tune_sd.store import LABELS  # keys a trial config may carry beside the engine's
 from tune_sd.tune.stop_records import own_end
 
@@ -46,15 +47,6 @@ def split_trial_config(config: dict) -> tuple[dict, dict]:
         else:
             flat[key] = decode_value(key, value)
     return unflatten(flat), labels
-
-
-def decode_value(key: str, value):
-    """Searchers such as Optuna only handle scalar choices, so pairs travel as strings "[2, 4]"."""
-    if isinstance(value, str) and value[:1] in "[{" and value and key in SCHEMA:
-        import yaml
-
-        return yaml.safe_load(value)
-    return value
 
 
 class SDTrainable(tune.Trainable):
