@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tune_sd.engine import Population, Study, resolve  # noqa: E402
+from tune_sd.engine.allocator import keep_freed_memory  # noqa: E402
 from tune_sd.engine.population import _Batch  # noqa: E402
 from tune_sd.engine.stacked import _fit  # noqa: E402
 
@@ -108,6 +109,7 @@ def main(argv=None):
     args.clock = args.clock or ("cpu" if torch.device(args.device).type == "cpu" else "wall")
     clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the population executors do
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device here")

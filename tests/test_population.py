@@ -295,3 +295,36 @@ def test_members_share_generators_and_libraries_of_equal_settings():
         pop.step()
     for m, cfg in cfgs.items():
         assert_same_curve(pop.history(m), solo(cfg, 10).history)
+
+
+@pytest.mark.parametrize("extra", [[], ["disc.hid_num=0"], ["disc.hid_num=1"], ["ext=[input,grad]", "ext_type=stack"]])
+def test_the_written_out_backward_equals_autograd(extra):
+    """Plain critics step through a hand-written backward pass; autograd (which the embedding critics
+    keep) must give the same scores, losses and gradients, for members with padding, BCE, no penalty."""
+    from tune_sd.engine.population import _Batch
+    from tune_sd.engine.stacked import _step_autograd, _step_mlp
+
+    pop = Population()
+    for m, over in MIX.items():
+        pop.add(m, small(*extra, *over))
+    for _ in range(3):
+        pop.step()
+    batch = _Batch([pop._members[r] for r in pop._rows], "cpu")
+    n = batch.active[0]
+    args = (batch.real_at(0)[:n], batch.fake[:n], batch.eps[0, :n], batch, n, batch.mask[:n], batch.k_t[:n])
+    want = _step_autograd([p[:n].detach().requires_grad_() for p in pop._stack.params], 0, *args)
+    with torch.no_grad():
+        got = _step_mlp([p[:n] for p in pop._stack.params], *args)
+    for a, b in zip(got[:5], want[:5]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), (a - b).abs().max()
+    for a, b in zip(got[5], want[5]):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-8), (a - b).abs().max()
+
+
+def test_a_population_process_keeps_freed_memory():
+    import platform
+
+    from tune_sd.engine.allocator import keep_freed_memory
+
+    assert keep_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

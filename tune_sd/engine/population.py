@@ -4,10 +4,11 @@ Each member is a study with its own config and seed: its own points, library, ge
 stream (a solo :class:`Study` holds them), so it draws exactly the samples, gradient-penalty mixes and
 initial weights the solo run draws. Only the critics are pooled: the P critics' weights are stacked
 along a leading member axis, and every critic step is one batched forward and backward pass
-(``torch.baddbmm`` over the stacked weights; the gradient penalty's input gradient is written out,
-see :func:`tune_sd.engine.stacked._input_grad`) followed by one Adam update with per-member
-``lr``, ``wd``, ``betas`` and step counts: torch's fused kernel once per group of equal
-hyperparameters (on a GPU with many groups, the same formulas broadcast over per-member tensors).
+(``torch.baddbmm`` over the stacked weights; for critics without an embedding the whole backward
+pass, penalty included, is written out, see :func:`tune_sd.engine.stacked._step_mlp`) followed by one
+Adam update with per-member ``lr``, ``wd``, ``betas`` and step counts: torch's fused kernel once per
+run of rows with equal hyperparameters and step count (on a GPU with many groups, the same formulas
+broadcast over per-member tensors).
 The stacked critics live in :mod:`tune_sd.engine.stacked`.
 
 What may differ between members (everything but the shape key, see :func:`shape_key`):
@@ -23,7 +24,7 @@ A member's curve equals its solo run's to float rounding: the batched products s
 order (and the broadcast Adam rounds a last bit differently from the fused kernel in about one
 element in 1500); see tests/test_population.py for the tolerances measured. Sampling stays per
 member (each member's draws come from its own generator, in its solo order); members with equal
-generator or library settings share those objects. On a CPU the critic steps are about 85-90 % of a
+generator or library settings share those objects. On a CPU the critic steps are about 70 % of a
 packed epoch (2 x 64 critic, P = 16), the sampling the rest.
 
 A member's state is a ``Study.state_dict()`` ("tune_sd.study/1"): a solo study resumes it, and a

@@ -155,8 +155,9 @@ def _chain_back(weights, masks, B, gt=None):
     return gt
 
 
-# Up to this many distinct (lr, wd, betas, eps) among the stepping members, Adam runs as torch's
-# fused kernel once per group (one pass over the weights, bit for bit the solo run's update);
+# Up to this many distinct (lr, wd, betas, eps, step count) among the stepping members, Adam runs as
+# torch's fused kernel once per run of neighbouring rows that share them (one pass over the weights,
+# bit for bit the solo run's update);
 # beyond it on a GPU, as one set of broadcast tensor operations for all members (about ten passes,
 # but a constant number of kernel launches). On a CPU the fused kernel always wins.
 FUSED_GROUPS = 16
@@ -167,28 +168,37 @@ def _adam(stack: _Stack, grads: list[torch.Tensor], n: int) -> None:
     each row with its own hyperparameters and step count."""
     with torch.no_grad():
         stack.step[:n] += 1
-        groups: dict[tuple, list[int]] = {}
-        for r in range(n):
-            groups.setdefault(stack.hyper_rows[r], []).append(r)
+        steps = stack.step[:n].tolist()
+        groups = {(stack.hyper_rows[r], steps[r]) for r in range(n)}
         if stack.step.device.type == "cpu" or len(groups) <= FUSED_GROUPS:
             # the kernel reads gradients as contiguous memory; bmm's backward may hand transposed ones
             grads = [g.contiguous() for g in grads]
-            for (lr, wd, beta1, beta2, eps), rows in groups.items():
-                _fused_adam(stack, grads, rows, lr, wd, beta1, beta2, eps)
+            for start, end in _runs([(stack.hyper_rows[r], steps[r]) for r in range(n)]):
+                _fused_adam(stack, grads, start, end)
         else:
             _broadcast_adam(stack, grads, n)
 
 
-def _fused_adam(stack: _Stack, grads, rows: list[int], lr, wd, beta1, beta2, eps) -> None:
-    # each row's slice of a stacked tensor is a contiguous tensor of the solo critic's size
-    def per_row(ts):
-        rows_of = [t.unbind(0) for t in ts]  # all views at once: cheaper than one index per row
-        return [views[r] for r in rows for views in rows_of]
+def _runs(keys: list) -> list[tuple[int, int]]:
+    """[start, end) of each run of equal keys."""
+    runs, start = [], 0
+    for r in range(1, len(keys) + 1):
+        if r == len(keys) or keys[r] != keys[start]:
+            runs.append((start, r))
+            start = r
+    return runs
 
-    steps = stack.step.unbind(0)
-    torch._fused_adam_(per_row(stack.params), per_row(grads), per_row(stack.exp_avg), per_row(stack.exp_avg_sq),
-                       [], [steps[r] for r in rows for _ in stack.params], lr=lr, beta1=beta1, beta2=beta2,
-                       weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
+
+def _fused_adam(stack: _Stack, grads, start: int, end: int) -> None:
+    """Torch's fused kernel over rows [start, end), which share hyperparameters and step count: each
+    stacked tensor's slice is one contiguous tensor, updated elementwise as each row's own would be."""
+    lr, wd, beta1, beta2, eps = stack.hyper_rows[start]
+    step = stack.step[start]
+    rows = slice(start, end)
+    torch._fused_adam_([p[rows] for p in stack.params], [g[rows] for g in grads],
+                       [m[rows] for m in stack.exp_avg], [v[rows] for v in stack.exp_avg_sq], [],
+                       [step] * len(stack.params), lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd, eps=eps,
+                       amsgrad=False, maximize=False)
 
 
 def _broadcast_adam(stack: _Stack, grads, n: int) -> None:
@@ -240,33 +250,124 @@ def _losses(pred_real, pred_fake, batch, mask, k):
     return torch.where(bce, parts[1][0], parts[0][0]), torch.where(bce, parts[1][1], parts[0][1])
 
 
-def _fit(stack: _Stack, batch) -> list[tuple]:
+def _step_autograd(leaves, n_embed, real, fake, eps, batch, n, mask, k):
+    """One critic step's scores, losses and weight gradients through autograd (any critic; the
+    penalty's input gradient written out by :func:`_input_grad`)."""
+    K = real.shape[1]
+    pred = _forward(leaves, n_embed, torch.cat([real, fake], dim=1))
+    pred_real, pred_fake = pred[:, :K], pred[:, K:]
+    loss_real, loss_fake = _losses(pred_real, pred_fake, batch, mask, k)
+    loss = loss_real + loss_fake
+    gp = batch.gp_t[:n]
+    if eps is not None:
+        interp = eps * real + (1 - eps) * fake
+        g = _input_grad(leaves, n_embed, interp)
+        loss_gp = _masked_mean((g.flatten(2).norm(dim=2) - 1).pow(2), mask, k)
+        loss = loss + gp * loss_gp
+        loss_gp = torch.where(gp > 0, loss_gp.detach(), 0)
+    else:
+        loss_gp = loss_real.new_zeros(n)
+    grads = torch.autograd.grad(loss.sum(), leaves)
+    return pred_real.detach(), pred_fake.detach(), loss_real.detach(), loss_fake.detach(), loss_gp, grads
+
+
+def _step_mlp(layers, real, fake, eps, batch, n, mask, k):
+    """:func:`_step_autograd` for critics without an embedding, with the backward pass written out.
+
+    One forward pass over the real, fake and (with a penalty) mixed samples at once; the penalty's
+    input gradient c_0 = W_0 (m_0 * W_1 (m_1 * ... w_L)) and its way back are chains of products with
+    the same weights. The weight gradients of the loss and of the penalty are one product per layer:
+    [inputs of the loss; penalty's gradient at c_j]^T [loss's gradient; m_j * c_(j+1)]. Autograd would
+    take about twice as many (and smaller, slower) products for the same numbers."""
+    K = real.shape[1]
+    P = real.shape[0]
+    L = len(layers) // 2 - 1
+    x = torch.cat([real, fake], dim=1).reshape(P, 2 * K, -1)
+    if eps is not None:
+        x = torch.cat([x, (eps * real + (1 - eps) * fake).reshape(P, K, -1)], dim=1)
+    hs, masks = [x], []
+    h = x
+    for j in range(L + 1):
+        h = torch.baddbmm(layers[2 * j + 1], h, layers[2 * j])
+        if j < L:
+            masks.append(h > 0)
+            h = torch.relu(h)
+            hs.append(h)
+    pred = h[:, :2 * K, 0]
+    pred_real, pred_fake = pred[:, :K], pred[:, K:]
+
+    # the losses and their gradient with respect to the scores, per member's loss function
+    loss_real, loss_fake = _losses(pred_real, pred_fake, batch, mask, k)
+    per = (mask / k[:, None]) if mask is not None else (1 / k)[:, None].expand(-1, K)
+    bce = batch.bce_t[:n, None]
+    d_real = torch.where(bce, torch.sigmoid(pred_real) - 1, -1) * per
+    d_fake = torch.where(bce, torch.sigmoid(pred_fake), 1) * per
+    delta = torch.cat([d_real, d_fake], dim=1).unsqueeze(2)          # [P, 2K, 1]: d loss / d score
+
+    grads: list[torch.Tensor] = [None] * len(layers)
+    if eps is None:
+        loss_gp = loss_real.new_zeros(n)
+        for j in range(L, -1, -1):
+            grads[2 * j] = torch.bmm(hs[j][:, :2 * K].transpose(1, 2), delta)
+            grads[2 * j + 1] = delta.sum(1, keepdim=True)
+            if j:
+                delta = torch.bmm(delta, layers[2 * j].transpose(1, 2)) * masks[j - 1][:, :2 * K]
+        return pred_real, pred_fake, loss_real, loss_fake, loss_gp, grads
+
+    # the penalty: c_L = w_L, s_(j+1) = m_j * c_(j+1), c_j = s_(j+1) W_j^T, up to c_0 = d score / d input
+    gm = [m[:, 2 * K:] for m in masks]                                  # the mixes' ReLU masks
+    c = layers[2 * L][:, :, 0].unsqueeze(1).expand(-1, K, -1)
+    s = [None] * (L + 1)
+    for j in range(L - 1, -1, -1):
+        s[j + 1] = gm[j] * c
+        c = torch.bmm(s[j + 1], layers[2 * j].transpose(1, 2))
+    norm = c.norm(dim=2)                                                 # [P, K]
+    loss_gp = _masked_mean((norm - 1).pow(2), mask, k)
+    gp = batch.gp_t[:n]
+    # d (gp * loss_gp) / d c_0; a zero gradient has no direction (autograd's norm gives 0 there too)
+    scale = gp[:, None] * per * 2 * (norm - 1) / torch.where(norm > 0, norm, 1)
+    r = c * scale.unsqueeze(2)
+    loss_gp = torch.where(gp > 0, loss_gp, 0)
+
+    # back from the score (loss) and from c_0 (penalty), one weight product per layer for both
+    rs = [r]
+    for j in range(L):
+        r = torch.bmm(r, layers[2 * j]) * gm[j]
+        rs.append(r)
+    for j in range(L, -1, -1):
+        if j < L:
+            a = torch.cat([hs[j][:, :2 * K], rs[j]], dim=1)
+            b = torch.cat([delta, s[j + 1]], dim=1)
+            grads[2 * j] = torch.bmm(a.transpose(1, 2), b)
+        else:
+            grads[2 * j] = torch.bmm(hs[j][:, :2 * K].transpose(1, 2), delta) + rs[j].sum(1).unsqueeze(2)
+        grads[2 * j + 1] = delta.sum(1, keepdim=True)
+        if j:
+            delta = torch.bmm(delta, layers[2 * j].transpose(1, 2)) * masks[j - 1][:, :2 * K]
+    return pred_real, pred_fake, loss_real, loss_fake, loss_gp, grads
+
+
+def _fit(stack: _Stack, batch, autograd: bool = False) -> list[tuple]:
     """``iters`` critic steps of every member at once; per member (accs, loss_real, loss_fake,
-    loss_gp, grad_max) of its own steps, as ``Critic.fit`` reports them."""
-    n_embed, K = stack.n_embed, batch.K
+    loss_gp, grad_max) of its own steps, as ``Critic.fit`` reports them. Critics without an
+    embedding take the written-out backward pass (:func:`_step_mlp`) unless ``autograd``."""
+    n_embed = stack.n_embed
+    manual = not n_embed and not autograd
     accs, finals = [], {}
     for i in range(batch.I):
         n = batch.active[i]
-        leaves = [p[:n].detach().requires_grad_() for p in stack.params]
         real, fake = batch.real_at(i)[:n], batch.fake[:n]
         mask = batch.mask[:n] if batch.mask is not None else None
         k = batch.k_t[:n]
-        pred = _forward(leaves, n_embed, torch.cat([real, fake], dim=1))
-        pred_real, pred_fake = pred[:, :K], pred[:, K:]
-        loss_real, loss_fake = _losses(pred_real, pred_fake, batch, mask, k)
-        loss = loss_real + loss_fake
-        gp = batch.gp_t[:n]
-        with_gp = batch.eps is not None and any(batch.gp[:n])
-        if with_gp:
-            eps = batch.eps[i, :n]
-            interp = eps * real + (1 - eps) * fake
-            g = _input_grad(leaves, n_embed, interp)
-            loss_gp = _masked_mean((g.flatten(2).norm(dim=2) - 1).pow(2), mask, k)
-            loss = loss + gp * loss_gp
-            loss_gp = torch.where(gp > 0, loss_gp.detach(), 0)
+        eps = batch.eps[i, :n] if batch.eps is not None and any(batch.gp[:n]) else None
+        if manual:
+            with torch.no_grad():
+                pred_real, pred_fake, loss_real, loss_fake, loss_gp, grads = _step_mlp(
+                    [p[:n] for p in stack.params], real, fake, eps, batch, n, mask, k)
         else:
-            loss_gp = loss_real.new_zeros(n)
-        grads = torch.autograd.grad(loss.sum(), leaves)
+            leaves = [p[:n].detach().requires_grad_() for p in stack.params]
+            pred_real, pred_fake, loss_real, loss_fake, loss_gp, grads = _step_autograd(
+                leaves, n_embed, real, fake, eps, batch, n, mask, k)
         _adam(stack, grads, n)
         with torch.no_grad():
             if mask is None:

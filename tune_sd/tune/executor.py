@@ -79,9 +79,11 @@ class PopulationExecutor:
     def __init__(self, experiment: str, capacity: int, threads: int, device: str):
         import torch
 
+        from tune_sd.engine.allocator import keep_freed_memory
         from tune_sd.engine.population import Population
 
         torch.set_num_threads(max(1, threads))  # the cores its members reserved, no more
+        keep_freed_memory()  # the stacked steps' big temporaries stay in the heap between steps
         self.experiment, self.capacity, self.device = experiment, capacity, device
         self.pop = Population(device)
         self.lock = asyncio.Lock()  # the population is stepped in a worker thread; one change at a time
