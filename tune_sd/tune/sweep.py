@@ -164,8 +164,13 @@ def _param_space_and_searcher(plan: SweepPlan):
     if s.get("repeat", 1) > 1:
         from .packing import repeat_points
 
-        # R copies of each sampled config, each with its own seed: evaluated as given
-        points = repeat_points(plan)
+        from tune_sd.spaces.blocks import choice_text
+
+        # R copies of each sampled config, each with its own seed: evaluated as given. Tune walks into
+        # a preset's lists as into its mappings, so a list or mapping travels as its YAML text, as
+        # Optuna's list choices do (the trainable and the exporter read it back)
+        points = [unflatten({k: choice_text([v])[0] for k, v in flatten(point).items()})
+                  for point in repeat_points(plan)]
         # Tune sets a point's values into the space: every key must be there (None: Tune checks nothing)
         keys = {key: None for point in points for key in flatten(point)}
         return unflatten(keys), BasicVariantGenerator(points_to_evaluate=points, max_concurrent=s["max_concurrent"] or 0)
