@@ -29,11 +29,17 @@ NAMESPACE = "tune_sd"
 # fault injection for tests: "<experiment>:<marker file>:<epoch>" makes an executor of that experiment
 # die (as if killed) once, when one of its members reaches that epoch; the marker records that it did
 KILL_ONCE_ENV = "TUNE_SD_KILL_EXECUTOR_ONCE"
-# a trial that finds every population of its key full waits this long for a member to leave (Tune may
-# start the next trial before the last one's actor has cleaned up) before it starts another population
-PLACE_WAIT_S = 10.0
+# a trial that finds every population of its key full waits this long for a member to leave before it
+# starts another population: Tune may start the next trial before the last one's actor has cleaned up
+# (a reused actor leaves before it joins; a fresh one takes longer than this to start). Longer waits
+# cost every population after the first of a sweep as much at its start.
+PLACE_WAIT_S = 2.0
 # a pass waits this long for members that just reported to come back, so that passes stay full
 LINGER_S = 0.05
+# one hand-off to the stepping thread runs epochs for up to this long while no member is due to report,
+# so that the event loop's and the thread's hand-offs cost little per epoch; joins, leaves and saves
+# wait at most this long
+BURST_S = 0.25
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +163,27 @@ class PopulationExecutor:
                     self.work.clear()
                     resolved = False
                     continue
-                results = await asyncio.to_thread(self.pop.step, ids)
-            self.passes += 1
-            last_size, resolved = len(ids), self._record(results)
-            self._maybe_die(results)
+                epochs = min(self.requests[m].left for m in ids)
+                passes = await asyncio.to_thread(self._burst, ids, epochs)
+            resolved = False
+            for results, done in passes:
+                self.passes += 1
+                resolved = self._record(results, done) or resolved
+                self._maybe_die(results)
+            last_size = len(ids)
+
+    def _burst(self, ids: list[str], epochs: int) -> list[tuple[dict, set]]:
+        """Up to ``epochs`` passes over ``ids`` (for about BURST_S at most), in the stepping thread: per
+        pass its results and the members done after it. It ends early where a member errs or is done,
+        so that its report goes out at once."""
+        passes, end = [], time.monotonic() + BURST_S
+        for _ in range(max(1, epochs)):
+            results = self.pop.step(ids)
+            done = {m for m in ids if self.pop.done(m)}
+            passes.append((results, done))
+            if done or time.monotonic() > end or any("error" in r for r in results.values()):
+                break
+        return passes
 
     async def _linger(self, size: int) -> None:
         end = time.monotonic() + LINGER_S
@@ -177,7 +200,7 @@ class PopulationExecutor:
                 ids.append(m)
         return ids
 
-    def _record(self, results: dict) -> bool:
+    def _record(self, results: dict, done: set) -> bool:
         resolved = False
         for m, metrics in results.items():
             request = self.requests.get(m)
@@ -185,7 +208,7 @@ class PopulationExecutor:
                 continue
             request.last = metrics
             request.left -= 1
-            if request.left <= 0 or "error" in metrics or self.pop.done(m):
+            if request.left <= 0 or "error" in metrics or m in done:
                 self._resolve(m)
                 resolved = True
         return resolved
