@@ -328,3 +328,35 @@ def test_a_population_process_keeps_freed_memory():
     from tune_sd.engine.allocator import keep_freed_memory
 
     assert keep_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+@pytest.mark.parametrize("subset", [False, True])
+def test_a_non_finite_member_goes_back_to_the_start_of_its_epoch(tmp_path, subset):
+    """As a solo study rolls back: the failing member's state (weights, Adam moments and steps, random
+    stream) is that of its last whole epoch, whether the pass stepped every member or some."""
+    lib = tmp_path / "overflow.lib"
+    lib.write_text("np.exp(1000*N0*X10[:,0])\n")
+    pop = Population()
+    pop.add("bad", small(**{"library.path": str(lib)}))
+    pop.add("ok", small(seed=1))
+    pop.add("idle", small(seed=2))
+    ids = ["bad", "ok"] if subset else None
+    for _ in range(20):
+        before = pop.state_dict("bad")
+        out = pop.step(ids)
+        if "error" in out["bad"]:
+            break
+    else:
+        pytest.fail("the overflowing library never made a loss non-finite")
+    after = pop.state_dict("bad")
+    assert after["epoch"] == before["epoch"]
+    assert torch.equal(after["rng"], before["rng"])
+    for name, w in after["critic"].items():
+        assert torch.isfinite(w).all() and torch.equal(w, before["critic"][name]), name
+    for i, s in after["optimizer"]["state"].items():
+        for k in s:
+            assert torch.equal(s[k], before["optimizer"]["state"][i][k]), (i, k)
+    # the other member went on, and a solo study resumes the failed one's last whole epoch
+    assert "error" not in out["ok"] and pop.epoch("ok") == after["epoch"] + 1
+    resumed = Study.from_state(after)
+    assert resumed.epoch == after["epoch"]

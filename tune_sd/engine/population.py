@@ -191,7 +191,8 @@ class Population:
     def step(self, member_ids: list[str] | None = None) -> dict[str, dict]:
         """One epoch for each listed member (default: every member not done), in one batched pass;
         their metrics as ``Study.step()`` returns them, or ``{"error": message}`` for a member whose
-        loss became non-finite (it stays until removed, and keeps reporting the error)."""
+        loss became non-finite (it stays until removed, and keeps reporting the error; its state stays that of
+        its last whole epoch, as a solo study rolls back)."""
         ids = [m for m in self._members if not self.done(m)] if member_ids is None else list(member_ids)
         members = [self._member(m) for m in ids]
         out = {m.id: {"error": m.error} for m in members if m.error is not None}
@@ -205,10 +206,20 @@ class Population:
         start = time.perf_counter()
         full = len(members) == len(self._rows)
         index = None if full else [self._rows.index(m.id) for m in members]
-        stack = self._stack.take(index)
+        stack = self._stack.take(index)  # every row: the stack itself; some: a copy of them
+        if full:
+            stack.snapshot()
+        rngs = [m.study.rng.get_state() for m in members]
         batch = _Batch(members, self.device)
         stats = _fit(stack, batch)
-        self._stack.put_back(index, stack)
+        # a member whose losses are not finite goes back to the epoch's start, as a solo study does:
+        # its saves hold its last whole epoch, not NaN weights
+        bad = [i for i, st in enumerate(stats) if not all(map(math.isfinite, st[1:4]))]
+        for i in bad:
+            members[i].study.rng.set_state(rngs[i])
+        if full and bad:
+            stack.roll_back(bad)
+        self._stack.put_back(index, stack, keep=[i for i in range(len(members)) if i not in bad] if bad else None)
         elapsed = time.perf_counter() - start
         return {m.id: self._record(m, stats[i], batch.nonfinite[i], elapsed) for i, m in enumerate(members)}
 

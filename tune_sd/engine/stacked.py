@@ -71,6 +71,27 @@ class _Stack:
 
         return unrow(self.params), unrow(self.exp_avg), unrow(self.exp_avg_sq), float(self.step[row])
 
+    def _tensors(self) -> list[torch.Tensor]:
+        return [*self.params, *self.exp_avg, *self.exp_avg_sq, self.step]
+
+    def snapshot(self) -> None:
+        """Copy what a critic step changes into buffers kept from epoch to epoch (:meth:`roll_back`
+        restores rows from them), as a solo study keeps its critic at the start of each epoch."""
+        tensors = self._tensors()
+        with torch.no_grad():
+            before = getattr(self, "_before", None)
+            if before is None or [b.shape for b in before] != [t.shape for t in tensors]:
+                self._before = [t.detach().clone() for t in tensors]
+            else:
+                torch._foreach_copy_(before, tensors)
+
+    def roll_back(self, rows: list[int]) -> None:
+        """Rows back to the last :meth:`snapshot`."""
+        index = torch.tensor(rows, device=self.step.device)
+        with torch.no_grad():
+            for t, b in zip(self._tensors(), self._before):
+                t.index_copy_(0, index, b.index_select(0, index))
+
     def take(self, rows: list[int] | None) -> "_Stack":
         """The stack of ``rows`` (a copy), or itself for None (every row, in order)."""
         if rows is None:
@@ -84,9 +105,15 @@ class _Stack:
         sub.step, sub.hyper = self.step.index_select(0, rows), self.hyper.index_select(0, rows)
         return sub
 
-    def put_back(self, rows: list[int] | None, sub: "_Stack") -> None:
+    def put_back(self, rows: list[int] | None, sub: "_Stack", keep: list[int] | None = None) -> None:
+        """Rows ``rows`` from ``sub`` (taken by :meth:`take`); only those at positions ``keep`` of
+        ``rows`` when given."""
         if rows is None:
             return
+        if keep is not None:
+            if not keep:
+                return
+            sub, rows = sub.take(keep), [rows[i] for i in keep]
         rows = torch.tensor(rows, device=self.step.device)
         for mine, theirs in ((self.params, sub.params), (self.exp_avg, sub.exp_avg),
                              (self.exp_avg_sq, sub.exp_avg_sq)):
