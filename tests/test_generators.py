@@ -108,3 +108,20 @@ def test_same_rng_state_same_functions():
         a = make(kind, X).sample(4, rng(11))
         b = make(kind, X).sample(4, rng(11))
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("kind", ["mlp", "dsn", "gp"])
+@pytest.mark.parametrize("with_grad", [False, True])
+def test_many_draws_at_once_are_the_draws_one_by_one(kind, with_grad):
+    """A population evaluates its members' fake functions as one batch: each member's stream is drawn
+    exactly as by its own draw, and its functions agree to float rounding (a batched product of
+    another batch size may sum in another order)."""
+    X = torch.randn(40, 2, generator=rng(1))
+    gen, ks = make(kind, X), [3, 1, 7]
+    batched, alone = [rng(s) for s in range(3)], [rng(s) for s in range(3)]
+    many = gen.sample_many(ks, batched, with_grad=with_grad)
+    for (values, grads), k, r_many, r_one in zip(many, ks, batched, alone):
+        want_values, want_grads = gen.sample(k, r_one, with_grad=with_grad)
+        assert torch.allclose(values, want_values, rtol=1e-6, atol=1e-7)
+        assert (grads is None and want_grads is None) or torch.allclose(grads, want_grads, rtol=1e-6, atol=1e-7)
+        assert torch.equal(r_many.get_state(), r_one.get_state())

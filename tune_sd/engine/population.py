@@ -22,9 +22,10 @@ What may differ between members (everything but the shape key, see :func:`shape_
 
 A member's curve equals its solo run's to float rounding: the batched products sum in another
 order (and the broadcast Adam rounds a last bit differently from the fused kernel in about one
-element in 1500); see tests/test_population.py for the tolerances measured. Sampling stays per
-member (each member's draws come from its own generator, in its solo order); members with equal
-generator or library settings share those objects. On a CPU the critic steps are about 70 % of a
+element in 1500); see tests/test_population.py for the tolerances measured. Each member draws from
+its own random stream, in its solo order; members with equal generator or library settings share
+those objects, and the generator networks of all members that share one are evaluated as one batch
+(library functions are still evaluated per member). On a CPU the critic steps are about 70 % of a
 packed epoch (2 x 64 critic, P = 16), the sampling the rest.
 
 A member's state is a ``Study.state_dict()`` ("tune_sd.study/1"): a solo study resumes it, and a
@@ -304,12 +305,20 @@ class _Batch:
         self.active = [sum(1 for it in self.iters if it > i) for i in range(self.I)]  # prefix per step
         self.gp = [m.cfg.disc.gp for m in members]
         self.bce = [m.cfg.disc.loss_fun == "bce" for m in members]
-        fakes, reals = [], []
+        # the fake functions of members that share a generator, drawn each from its own stream and
+        # evaluated as one batch; then each member's real ones (after its fake ones, as solo)
+        fakes, reals = [None] * P, []
+        by_generator: dict[int, list[int]] = {}
+        for i, m in enumerate(members):
+            by_generator.setdefault(id(m.study.generator), []).append(i)
+        for rows in by_generator.values():
+            studies = [members[i].study for i in rows]
+            drawn = studies[0].generator.sample_many([s.cfg.arch.lat_size for s in studies], [s.rng for s in studies],
+                                                     with_grad=studies[0].needs_grad)
+            for i, s, (values, grads) in zip(rows, studies, drawn):
+                fakes[i] = s.fake_input(values, grads)
         for m in members:
-            s = m.study
-            _, fake = s.sample_fake(m.cfg.arch.lat_size)
-            _, real = s.sample_real(m.iters if m.cfg.library.iter_sample else 1, m.cfg.arch.lat_size)
-            fakes.append(fake)
+            _, real = m.study.sample_real(m.iters if m.cfg.library.iter_sample else 1, m.cfg.arch.lat_size)
             reals.append(real)
         self._pad(fakes, reals)
         # non-finite values among each member's own draws (padding is zeros: it counts nothing)

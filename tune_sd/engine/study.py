@@ -92,7 +92,11 @@ class Study(RunLoop):
     def sample_fake(self, k: int, rng: torch.Generator | None = None):
         """k fake functions: (values [k, n], critic input). ``rng`` defaults to the run's own."""
         values, grads = self.generator.sample(k, rng or self.rng, with_grad=self.needs_grad)
-        return values, critic_input(values, self._ext_parts(grads), self.cfg.ext_type)
+        return values, self.fake_input(values, grads)
+
+    def fake_input(self, values, grads):
+        """The critic input of fake functions drawn elsewhere (a population draws its members' at once)."""
+        return critic_input(values, self._ext_parts(grads), self.cfg.ext_type)
 
     def sample_real(self, batches: int, k: int, rng: torch.Generator | None = None):
         """batches x k library functions: (values [batches, k, n], critic input)."""

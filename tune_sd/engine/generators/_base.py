@@ -25,6 +25,12 @@ class Generator(ABC):
     def sample(self, k: int, rng: torch.Generator, with_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         ...
 
+    def sample_many(self, ks: list[int], rngs: list[torch.Generator], with_grad: bool = True) -> list[tuple]:
+        """``sample(k, rng)`` for each pair (a population's members, each with its own stream): each
+        draw as ``sample`` makes it. Generators whose networks can be evaluated together override this
+        to run them as one batch."""
+        return [self.sample(k, rng, with_grad) for k, rng in zip(ks, rngs)]
+
 
 def relu_network(h: torch.Tensor, J: torch.Tensor | None, layers) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Batched ReLU networks: ``h`` [m, n, in] through ``layers`` (W [m, in, out], bias [m, 1, out] or

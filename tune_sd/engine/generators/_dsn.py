@@ -26,13 +26,27 @@ class DSNGenerator(Generator):
         self.sizes = layer_sizes(self.d, hid_num, hid_size, 1)
 
     def sample(self, k, rng, with_grad=True):
+        return self.sample_many([k], [rng], with_grad)[0]
+
+    def sample_many(self, ks, rngs, with_grad=True):
+        """Each draw's masks and weights from its own stream, then all units evaluated as one batch."""
         dev, dt = self.X.device, self.X.dtype
-        alpha = torch.randn((k, 1, self.d), generator=rng, device=dev, dtype=dt)
+        alphas, weights = [], []
+        for k, rng in zip(ks, rngs):
+            alphas.append(torch.randn((k, 1, self.d), generator=rng, device=dev, dtype=dt))
+            weights.append([torch.randn((k, fan_in, fan_out), generator=rng, device=dev, dtype=dt)
+                            .mul_(math.sqrt(6.0 / (fan_in + fan_out)))
+                            for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])])
+        alpha = torch.cat(alphas) if len(alphas) > 1 else alphas[0]
+        layers = [(torch.cat(ws) if len(ws) > 1 else ws[0], None) for ws in zip(*weights)]
+        k = alpha.shape[0]
         h = self.X.unsqueeze(0) * alpha                       # [k, n, d]
         J = torch.diag_embed(alpha).expand(k, 1, self.d, self.d) if with_grad else None  # d(alpha x)/dx
-        layers = [(torch.randn((k, fan_in, fan_out), generator=rng, device=dev, dtype=dt)
-                   .mul_(math.sqrt(6.0 / (fan_in + fan_out))), None)
-                  for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])]
         h, J = relu_network(h, J, layers)
         values = h[..., 0]                                      # [k, n]
-        return values, (J[..., 0] if with_grad else None)       # [k, n, d]
+        grads = J[..., 0] if with_grad else None                # [k, n, d]
+        out, start = [], 0
+        for k in ks:
+            out.append((values[start:start + k], grads[start:start + k] if with_grad else None))
+            start += k
+        return out

@@ -58,10 +58,19 @@ class MLPGenerator(Generator):
         return relu_network(h, J, layers)
 
     def sample(self, k, rng, with_grad=True):
-        m = -(-k // self.lat_size)
-        h, J = self.forward(self.draw_weights(m, rng), with_grad)
-        values = h.transpose(1, 2).reshape(m * self.lat_size, self.n)[:k]
-        if not with_grad:
-            return values, None
-        grads = J.permute(0, 3, 1, 2).reshape(m * self.lat_size, self.n, self.d)[:k]
-        return values, grads
+        return self.sample_many([k], [rng], with_grad)[0]
+
+    def sample_many(self, ks, rngs, with_grad=True):
+        """Each draw's networks from its own stream, then all of them evaluated as one batch."""
+        ms = [-(-k // self.lat_size) for k in ks]
+        drawn = [self.draw_weights(m, rng) for m, rng in zip(ms, rngs)]
+        layers = drawn[0] if len(drawn) == 1 else \
+            [(torch.cat([d[j][0] for d in drawn]), torch.cat([d[j][1] for d in drawn])) for j in range(len(drawn[0]))]
+        h, J = self.forward(layers, with_grad)
+        values = h.transpose(1, 2).reshape(-1, self.n)          # units of every network, in order
+        grads = J.permute(0, 3, 1, 2).reshape(-1, self.n, self.d) if with_grad else None
+        out, start = [], 0
+        for k, m in zip(ks, ms):
+            out.append((values[start:start + k], grads[start:start + k] if with_grad else None))
+            start += m * self.lat_size
+        return out
