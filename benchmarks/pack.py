@@ -20,7 +20,7 @@ every few epochs it would eat a core. Both sides report every ``--report-every``
 a third of ``--epochs``), checkpoint only at the end, draw no figures (they time matplotlib, not the
 training). The ``auto`` column is the P that ``--pack auto`` picks for the critic (1: not packed).
 
-    python benchmarks/pack.py [--epochs 300] [--p 4,16,64] [--critics plain,big] [--sets seeds,mix]
+    python benchmarks/pack.py [--epochs 2000] [--p 4,16,64] [--critics plain,big] [--sets seeds,mix]
 
 Goals on a 2-core machine: >= 3x for the plain critic at P = 16; the big critic never slower
 unpacked than under ``--pack auto`` (auto must not pack it where it does not pay).
@@ -77,16 +77,16 @@ def sweep(path: Path, storage: Path, name: str, kind: str, n: int, pack: str, cp
     return {"wall": wall, "epochs": epochs, "rate": epochs / wall, "trials": len(trials)}
 
 
-def auto_p(critic: str) -> int:
+def auto_p(critic: str, epochs: int) -> int:
     from tune_sd.engine.config import Config
     from tune_sd.engine.population import pack_size
 
-    return pack_size(Config.from_dict({"disc": CRITICS[critic]}))
+    return pack_size(Config.from_dict({"disc": CRITICS[critic], "epochs": epochs}))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=300, help="epochs per trial (default 300)")
+    ap.add_argument("--epochs", type=int, default=2000, help="epochs per trial (default 2000)")
     ap.add_argument("--report-every", type=int, help="epochs per report (default: a third of --epochs)")
     ap.add_argument("--p", default="4,16,64", help="members per population, comma-separated (default 4,16,64)")
     ap.add_argument("--critics", default="plain,big", help="plain, big (default both)")
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="pack-bench-") as tmp:
         tmp = Path(tmp)
         for critic in args.critics.split(","):
-            auto = auto_p(critic)
+            auto = auto_p(critic, args.epochs)
             for kind in args.sets.split(","):
                 path = space(tmp, critic, kind, args.epochs, report_every)
                 for p in map(int, args.p.split(",")):

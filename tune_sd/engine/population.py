@@ -378,21 +378,28 @@ def pack_size(cfg: Config | dict, device="cpu") -> int:
     """How many members of this shape to pack in one population where it pays (1: do not pack).
 
     From benchmarks/population.py (one CPU thread; member-epochs per CPU second against one solo
-    study): the plain 2 x 64 critic (about 49 000 multiply-adds per function) gains about 2.1x from
-    P = 4 on, 2.5x at 64; the 6 x 128 critic (about 172 000) about 2x from P = 4 on (no more at 16 or
-    64); an embedding on every point (``ext_type: embed``, [2, 4] x [64, 512]: about 4 million)
-    gains nothing (1.0x at P = 4). Through Tune (benchmarks/pack.py, from process start, idle 2-core
-    machine) the 6 x 128 critic's engine gain does not survive the packed trials' start-up: 8 trials
-    x 1500 epochs ran at 0.98x packed (P = 4) against unpacked, while 32 plain critics x 2000 epochs
-    ran at 1.53x (P = 16). So a CPU packs only critics up to 100 000 multiply-adds per evaluation;
-    ``--pack P`` still packs a bigger one for long runs. On a GPU every shape is expected to gain from
+    study, 700 points, k = 3): the plain 2 x 64 critic (about 49 000 multiply-adds per function) runs
+    3.8x at P = 4 and 5.5x at P = 16 (no more at 64); the 6 x 128 critic (about 172 000) 2.7x at
+    P = 4 and no more at 16 or 64; an embedding on every point (``ext_type: embed``, [2, 4] x
+    [64, 512]: about 4 million) gains nothing (1.0x at every P). A packed trial also costs a Tune
+    trial process of its own (about 1.6 CPU-s to start, benchmarks/pack.py), which long trials hide.
+    So a CPU packs critics up to 100 000 multiply-adds 16 to a population; up to 1 million 4, in
+    trials of at least ``LONG_TRIAL`` epochs (shorter ones gain less than their processes cost); bigger
+    ones not at all (``--pack P`` still packs them). On a GPU every shape is expected to gain from
     many members (measured by benchmarks/gpu_check.sh).
     """
     cfg = cfg if isinstance(cfg, Config) else Config.from_dict(cfg)
     if torch.device(device).type == "cuda":
         return 256
     work = critic_work(cfg)
-    return 16 if work <= 100_000 else 1
+    if work <= 100_000:
+        return 16
+    return 4 if work <= 1_000_000 and cfg.epochs >= LONG_TRIAL else 1
+
+
+# epochs from which a trial of a mid-sized critic (6 x 128: about 11 s of a CPU core per 1000 epochs
+# solo) is long enough for packing's engine gain to outweigh its trial process's start
+LONG_TRIAL = 2000
 
 
 def critic_work(cfg: Config) -> int:
