@@ -550,3 +550,24 @@ def test_no_eval_exec_or_pickle_in_sources() -> None:
         source = Path(mod.__file__).read_text()
         for word in ("eval(", "exec(", "pickle", "compile(source"):
             assert word not in source.replace("mode=\"eval\"", ""), (mod.__name__, word)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("with_grad", [True, False])
+@pytest.mark.parametrize("source", ["ladder", "autograd"])
+def test_draws_evaluated_together_are_the_samples_one_by_one(shuffle: bool, with_grad: bool, source: str) -> None:
+    """A population draws each member's lines and coefficients from its own stream and evaluates every
+    line once for all members: each member gets exactly its own sample, and its stream moves as by it
+    (given derivatives, autograd ones, uniform coefficients, a constant line)."""
+    lib = load_library(REPO / "funs" / "ladder" / "L6_bent.lib") if source == "ladder" else parse_library(
+        "N0*0.05*(X10[:,0] + 0.5*N1)**2 + 0.15*N2\nnp.sin(3*U0*X10[:,0]) + N0\n0.5\n")
+    X = torch.linspace(-2, 2, 30).unsqueeze(1)
+    ks = [5, 1, 12, 3]
+    streams, alone = [gen(s) for s in range(4)], [gen(s) for s in range(4)]
+    draws = [lib.draw(k, X, g, shuffle=shuffle) for k, g in zip(ks, streams)]
+    together = lib.evaluate(draws, X, with_grad=with_grad)
+    for (values, derivs), k, g_together, g_alone in zip(together, ks, streams, alone):
+        want_values, want_derivs = lib.sample(k, X, g_alone, with_grad=with_grad, shuffle=shuffle)
+        assert torch.equal(values, want_values)
+        assert (derivs is None and want_derivs is None) or torch.equal(derivs, want_derivs)
+        assert torch.equal(g_together.get_state(), g_alone.get_state())

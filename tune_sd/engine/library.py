@@ -163,54 +163,72 @@ class FunctionLibrary:
         coefficients ``[coeffs_n, c_j, 1]`` (``torch.randn``) and its U coefficients
         (``torch.rand``). Each distinct line is evaluated once, for all its samples together.
         """
-        if X.dim() != 2:
-            raise ValueError(f"X must be a 2-D tensor [n_points, n_features], got shape {tuple(X.shape)}")
-        X = X.detach()
-        n_points, d = X.shape
-        plans = self._plans_for(d)
-        device, dtype = X.device, X.dtype
+        _check_points(X)
+        return self.evaluate([self.draw(k, X, generator, shuffle)], X, with_grad)[0]
+
+    def draw(self, k: int, X: Tensor, generator: torch.Generator | None = None,
+             shuffle: bool = True) -> "_Draw":
+        """The random part of :meth:`sample`: which lines and which coefficients (``X`` gives the
+        device, dtype and feature count); :meth:`evaluate` turns draws into functions."""
+        _check_points(X)
         n_funcs = len(self.functions)
-        groups: list[tuple[int, int, Tensor | None]] = []
+        plans = self._plans_for(X.shape[1])
+        device, dtype = X.device, X.dtype
+        groups: list[tuple[int, int, Tensor | None, object, object]] = []
         with torch.no_grad():
             if not shuffle:
-                for j in range(min(n_funcs, k)):
-                    count = len(range(j, k, n_funcs))
-                    pos = None if count == k else torch.arange(j, k, n_funcs, device=device)
-                    groups.append((j, count, pos))
+                picked = [(j, len(range(j, k, n_funcs)), None if len(range(j, k, n_funcs)) == k else
+                           torch.arange(j, k, n_funcs, device=device)) for j in range(min(n_funcs, k))]
             elif n_funcs == 1:
                 torch.randint(n_funcs, (k,), generator=generator, device=device)  # keeps the draw order
-                groups = [(0, k, None)] if k else []
+                picked = [(0, k, None)] if k else []
             else:
                 idx = torch.randint(n_funcs, (k,), generator=generator, device=device)
                 counts = torch.bincount(idx, minlength=n_funcs).tolist()
                 order = torch.argsort(idx, stable=True)
-                start = 0
+                picked, start = [], 0
                 for j, count in enumerate(counts):
                     if count:
-                        pos = None if count == k else order[start : start + count]
-                        groups.append((j, count, pos))
+                        picked.append((j, count, None if count == k else order[start:start + count]))
                         start += count
+            for j, count, pos in picked:
+                plan = plans[j]
+                n = (torch.randn((plan.n_coeffs, count, 1), generator=generator, device=device, dtype=dtype)
+                     if plan.n_coeffs else ())
+                u = (torch.rand((plan.u_coeffs, count, 1), generator=generator, device=device, dtype=dtype)
+                     if plan.u_coeffs else ())
+                groups.append((j, count, pos, n, u))
+        return _Draw(k, groups)
+
+    def evaluate(self, draws: list["_Draw"], X: Tensor, with_grad: bool = True) -> list[tuple[Tensor, Tensor | None]]:
+        """(values [k, n], derivatives [k, n, d] or None) of each draw on the points ``X``: each line
+        evaluated once, for the samples of every draw that picked it together (a population's
+        members draw from their own streams, then evaluate as one batch)."""
+        X = X.detach()
+        n_points, d = X.shape
+        plans = self._plans_for(d)
+        device, dtype = X.device, X.dtype
+        # per line: (draw index, count, pos, n, u) of every draw that picked it
+        by_line: dict[int, list[tuple]] = {}
+        for i, dr in enumerate(draws):
+            for j, count, pos, n, u in dr.groups:
+                by_line.setdefault(j, []).append((i, count, pos, n, u))
+        with torch.no_grad():
             xt = X.t()
             x_cols = {c: xt[c].unsqueeze(0) for c in range(d)}  # [1, n] views, no copies
-            values = torch.empty((k, n_points), dtype=dtype, device=device)
-            derivs = torch.empty((k, n_points, d), dtype=dtype, device=device) if with_grad else None
-            # Pass 1: draws (in the documented order) and values, building one autograd graph.
-            pending: list[tuple[_Plan, int, Tensor | None, object, object, int]] = []
+            values = [torch.empty((dr.k, n_points), dtype=dtype, device=device) for dr in draws]
+            derivs = [torch.empty((dr.k, n_points, d), dtype=dtype, device=device) for dr in draws] \
+                if with_grad else None
+            # Pass 1: values, building one autograd graph over every line.
+            pending: list[tuple[_Plan, list[tuple], object, object, int]] = []
             all_leaves: list[Tensor] = []
             all_values: list[Tensor] = []
-            for j, count, pos in groups:
-                plan = plans[j]
+            for j in sorted(by_line):
+                plan, parts = plans[j], by_line[j]
+                count = sum(part[1] for part in parts)
+                n = _joined([part[3] for part in parts])
+                u = _joined([part[4] for part in parts])
                 shape = (count, n_points)
-                n = (
-                    torch.randn((plan.n_coeffs, count, 1), generator=generator, device=device, dtype=dtype)
-                    if plan.n_coeffs
-                    else ()
-                )
-                u = (
-                    torch.rand((plan.u_coeffs, count, 1), generator=generator, device=device, dtype=dtype)
-                    if plan.u_coeffs
-                    else ()
-                )
                 first_leaf = len(all_leaves)
                 if with_grad and plan.auto_cols:
                     with torch.enable_grad():
@@ -224,13 +242,13 @@ class FunctionLibrary:
                     v = v.detach()
                 else:
                     v = plan.value(x_cols, n, u, shape)
-                _put(values, pos, v)
+                _scatter(values, parts, v)
                 if with_grad:
-                    pending.append((plan, count, pos, n, u, first_leaf))
+                    pending.append((plan, parts, n, u, first_leaf))
             if not with_grad:
-                return values, None
-            # One backward pass for all distinct lines: each sample's value at a point depends only
-            # on that sample's leaf at that point, so the gradient of the total sum is per-point.
+                return [(v, None) for v in values]
+            # One backward pass for all lines: each sample's value at a point depends only on that
+            # sample's leaf at that point, so the gradient of the total sum is per-point.
             grads: tuple[Tensor | None, ...] = (None,) * len(all_leaves)
             if all_values:
                 with torch.enable_grad():
@@ -239,9 +257,8 @@ class FunctionLibrary:
                         total = total + extra.sum()
                     grads = torch.autograd.grad(total, all_leaves, allow_unused=True)
             # Pass 2: derivative columns (autograd, given, or zero), scattered into place.
-            assert derivs is not None
-            for plan, count, pos, n, u, first_leaf in pending:
-                shape = (count, n_points)
+            for plan, parts, n, u, first_leaf in pending:
+                shape = (sum(part[1] for part in parts), n_points)
                 zero = None
                 cols: list[Tensor] = []
                 for kind, what in plan.kinds:
@@ -256,11 +273,38 @@ class FunctionLibrary:
                     if zero is None:
                         zero = torch.zeros((), dtype=dtype, device=device).expand(shape)
                     cols.append(zero)
-                if pos is None:
-                    torch.stack(cols, dim=-1, out=derivs)
-                else:
-                    derivs.index_copy_(0, pos, torch.stack(cols, dim=-1))
-        return values, derivs
+                _scatter(derivs, parts, torch.stack(cols, dim=-1))
+        return list(zip(values, derivs))
+
+
+class _Draw:
+    """What :meth:`FunctionLibrary.draw` drew: ``k`` samples as groups (line, count, positions or None
+    for all, N coefficients, U coefficients)."""
+
+    __slots__ = ("k", "groups")
+
+    def __init__(self, k: int, groups: list[tuple]):
+        self.k, self.groups = k, groups
+
+
+def _check_points(X: Tensor) -> None:
+    if X.dim() != 2:
+        raise ValueError(f"X must be a 2-D tensor [n_points, n_features], got shape {tuple(X.shape)}")
+
+
+def _joined(parts: list):
+    """The coefficients of several draws of one line, along the sample axis (``()``: none)."""
+    if isinstance(parts[0], tuple):
+        return ()
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def _scatter(outs: list[Tensor], parts: list[tuple], v: Tensor) -> None:
+    """Each draw's rows of ``v`` (evaluated for every draw of a line at once) into its own output."""
+    start = 0
+    for i, count, pos, _, _ in parts:
+        _put(outs[i], pos, v[start:start + count] if len(parts) > 1 else v)
+        start += count
 
 
 def _put(out: Tensor, pos: Tensor | None, v: Tensor) -> None:

@@ -24,9 +24,9 @@ A member's curve equals its solo run's to float rounding: the batched products s
 order (and the broadcast Adam rounds a last bit differently from the fused kernel in about one
 element in 1500); see tests/test_population.py for the tolerances measured. Each member draws from
 its own random stream, in its solo order; members with equal generator or library settings share
-those objects, and the generator networks of all members that share one are evaluated as one batch
-(library functions are still evaluated per member). On a CPU the critic steps are about 70 % of a
-packed epoch (2 x 64 critic, P = 16), the sampling the rest.
+those objects, and the generator networks of all members that share one are evaluated as one batch,
+as is each library line for all members that share a library. On a CPU the critic steps are about
+70 % of a packed epoch (2 x 64 critic, P = 16), the sampling the rest.
 
 A member's state is a ``Study.state_dict()`` ("tune_sd.study/1"): a solo study resumes it, and a
 population takes a solo run's.
@@ -307,7 +307,7 @@ class _Batch:
         self.bce = [m.cfg.disc.loss_fun == "bce" for m in members]
         # the fake functions of members that share a generator, drawn each from its own stream and
         # evaluated as one batch; then each member's real ones (after its fake ones, as solo)
-        fakes, reals = [None] * P, []
+        fakes = [None] * P
         by_generator: dict[int, list[int]] = {}
         for i, m in enumerate(members):
             by_generator.setdefault(id(m.study.generator), []).append(i)
@@ -317,9 +317,19 @@ class _Batch:
                                                      with_grad=studies[0].needs_grad)
             for i, s, (values, grads) in zip(rows, studies, drawn):
                 fakes[i] = s.fake_input(values, grads)
-        for m in members:
-            _, real = m.study.sample_real(m.iters if m.cfg.library.iter_sample else 1, m.cfg.arch.lat_size)
-            reals.append(real)
+        # the real ones: each member's lines and coefficients from its own stream, then every line
+        # evaluated once for all members that share a library
+        batches = [m.iters if m.cfg.library.iter_sample else 1 for m in members]
+        draws = [m.study.draw_real(b, m.cfg.arch.lat_size) for m, b in zip(members, batches)]
+        reals = [None] * P
+        by_library: dict[int, list[int]] = {}
+        for i, m in enumerate(members):
+            by_library.setdefault(id(m.study.library), []).append(i)
+        for rows in by_library.values():
+            first = members[rows[0]].study
+            evaluated = first.library.evaluate([draws[i] for i in rows], first.X, with_grad=first.needs_grad)
+            for i, (values, grads) in zip(rows, evaluated):
+                _, reals[i] = members[i].study.real_input(values, grads, batches[i], members[i].cfg.arch.lat_size)
         self._pad(fakes, reals)
         # non-finite values among each member's own draws (padding is zeros: it counts nothing)
         bad_real = (~torch.isfinite(self.real)).flatten(2).sum(2)                 # [S, P]

@@ -102,6 +102,15 @@ class Study(RunLoop):
         """batches x k library functions: (values [batches, k, n], critic input)."""
         values, grads = self.library.sample(batches * k, self.X, rng or self.rng, with_grad=self.needs_grad,
                                             shuffle=self.cfg.library.shuffle)
+        return self.real_input(values, grads, batches, k)
+
+    def draw_real(self, batches: int, k: int):
+        """The random part of :meth:`sample_real` (the library's ``evaluate`` does the rest; a population
+        evaluates its members' draws at once)."""
+        return self.library.draw(batches * k, self.X, self.rng, shuffle=self.cfg.library.shuffle)
+
+    def real_input(self, values, grads, batches: int, k: int):
+        """(values [batches, k, n], critic input) of batches x k evaluated library functions."""
         values = values.view(batches, k, self.n_points)
         grads = grads.view(batches, k, self.n_points, self.n_features) if grads is not None else None
         return values, critic_input(values, self._ext_parts(grads), self.cfg.ext_type)
