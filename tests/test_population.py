@@ -210,12 +210,16 @@ def test_pack_size_follows_the_measured_critic_costs():
     assert pack_size(embed, "cuda") > 1 and pack_size(resolve(), "cuda") > 1
 
 
-@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("fused", [True, "gpu", False])
 def test_stacked_adam_matches_torch_fused_adam_per_member(fused, monkeypatch):
-    """Per-member lr, wd, betas and step counts (one member joins late, one skips steps)."""
+    """Per-member lr, wd, betas and step counts (one member joins late, one skips steps), on each of the
+    ways the stacked Adam runs: runs of rows (a CPU), rows per group (a GPU with few groups) and
+    broadcast (a GPU with many)."""
     from tune_sd.engine import stacked as pm
 
     monkeypatch.setattr(pm, "FUSED_GROUPS", 16 if fused else 0)
+    if fused == "gpu":  # the way a GPU takes it, which keeps the step counts on the device
+        monkeypatch.setattr(pm, "_reads_steps", lambda device: False)
     if not fused:  # the broadcast path is the one a GPU takes with many groups: force it here
         monkeypatch.setattr(pm, "_adam", _broadcast_only(pm))
     shapes = [(37, 8), (8,), (1, 8), (1,)]

@@ -195,15 +195,30 @@ def _adam(stack: _Stack, grads: list[torch.Tensor], n: int) -> None:
     each row with its own hyperparameters and step count."""
     with torch.no_grad():
         stack.step[:n] += 1
-        steps = stack.step[:n].tolist()
-        groups = {(stack.hyper_rows[r], steps[r]) for r in range(n)}
-        if stack.step.device.type == "cpu" or len(groups) <= FUSED_GROUPS:
-            # the kernel reads gradients as contiguous memory; bmm's backward may hand transposed ones
-            grads = [g.contiguous() for g in grads]
+        if _reads_steps(stack.step.device):
+            # reading the step counts costs nothing here: one kernel call per run of rows that share
+            # hyperparameters and step count, each stacked tensor's slice updated as one tensor
+            steps = stack.step[:n].tolist()
+            grads = [g.contiguous() for g in grads]  # the kernel reads gradients as contiguous memory
             for start, end in _runs([(stack.hyper_rows[r], steps[r]) for r in range(n)]):
-                _fused_adam(stack, grads, start, end)
+                _fused_adam_run(stack, grads, start, end)
+            return
+        # on a GPU the step counts stay on the device (reading them would wait for it): per group of
+        # equal hyperparameters, each row with its own step count
+        groups: dict[tuple, list[int]] = {}
+        for r in range(n):
+            groups.setdefault(stack.hyper_rows[r], []).append(r)
+        if len(groups) <= FUSED_GROUPS:
+            grads = [g.contiguous() for g in grads]
+            for rows in groups.values():
+                _fused_adam_rows(stack, grads, rows)
         else:
             _broadcast_adam(stack, grads, n)
+
+
+def _reads_steps(device: torch.device) -> bool:
+    """Whether Adam may read the step counts back (a CPU; on a GPU that would wait for the device)."""
+    return device.type == "cpu"
 
 
 def _runs(keys: list) -> list[tuple[int, int]]:
@@ -216,16 +231,29 @@ def _runs(keys: list) -> list[tuple[int, int]]:
     return runs
 
 
-def _fused_adam(stack: _Stack, grads, start: int, end: int) -> None:
+def _fused_adam_run(stack: _Stack, grads, start: int, end: int) -> None:
     """Torch's fused kernel over rows [start, end), which share hyperparameters and step count: each
     stacked tensor's slice is one contiguous tensor, updated elementwise as each row's own would be."""
     lr, wd, beta1, beta2, eps = stack.hyper_rows[start]
-    step = stack.step[start]
     rows = slice(start, end)
     torch._fused_adam_([p[rows] for p in stack.params], [g[rows] for g in grads],
                        [m[rows] for m in stack.exp_avg], [v[rows] for v in stack.exp_avg_sq], [],
-                       [step] * len(stack.params), lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd, eps=eps,
-                       amsgrad=False, maximize=False)
+                       [stack.step[start]] * len(stack.params), lr=lr, beta1=beta1, beta2=beta2,
+                       weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
+
+
+def _fused_adam_rows(stack: _Stack, grads, rows: list[int]) -> None:
+    """Torch's fused kernel over ``rows``, which share hyperparameters: each row's slice of a stacked
+    tensor is a tensor of the solo critic's size, with that row's own step count."""
+    def per_row(ts):
+        rows_of = [t.unbind(0) for t in ts]  # all views at once: cheaper than one index per row
+        return [views[r] for r in rows for views in rows_of]
+
+    lr, wd, beta1, beta2, eps = stack.hyper_rows[rows[0]]
+    steps = stack.step.unbind(0)
+    torch._fused_adam_(per_row(stack.params), per_row(grads), per_row(stack.exp_avg), per_row(stack.exp_avg_sq),
+                       [], [steps[r] for r in rows for _ in stack.params], lr=lr, beta1=beta1, beta2=beta2,
+                       weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
 
 
 def _broadcast_adam(stack: _Stack, grads, n: int) -> None:
