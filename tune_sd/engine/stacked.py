@@ -402,12 +402,12 @@ def _step_mlp(layers, real, fake, eps, batch, n, mask, k):
     return pred_real, pred_fake, loss_real, loss_fake, loss_gp, grads
 
 
-def _fit(stack: _Stack, batch, autograd: bool = False) -> list[tuple]:
+def _fit(stack: _Stack, batch) -> list[tuple]:
     """``iters`` critic steps of every member at once; per member (accs, loss_real, loss_fake,
     loss_gp, grad_max) of its own steps, as ``Critic.fit`` reports them. Critics without an
-    embedding take the written-out backward pass (:func:`_step_mlp`) unless ``autograd``."""
+    embedding take the written-out backward pass (:func:`_step_mlp`), the others autograd."""
     n_embed = stack.n_embed
-    manual = not n_embed and not autograd
+    manual = not n_embed
     accs, finals = [], {}
     for i in range(batch.I):
         n = batch.active[i]
