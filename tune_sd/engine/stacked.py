@@ -34,6 +34,7 @@ class _Stack:
         self.step = torch.zeros(0, dtype=torch.float32, device=device)
         self.hyper_rows: list[tuple[float, ...]] = []
         self.hyper = torch.zeros(0, 5, dtype=torch.float64, device=device)
+        self._before: list[torch.Tensor] | None = None  # what snapshot() copied
 
     def __len__(self):
         return int(self.step.shape[0])
@@ -79,11 +80,10 @@ class _Stack:
         restores rows from them), as a solo study keeps its critic at the start of each epoch."""
         tensors = self._tensors()
         with torch.no_grad():
-            before = getattr(self, "_before", None)
-            if before is None or [b.shape for b in before] != [t.shape for t in tensors]:
+            if self._before is None or [b.shape for b in self._before] != [t.shape for t in tensors]:
                 self._before = [t.detach().clone() for t in tensors]
             else:
-                torch._foreach_copy_(before, tensors)
+                torch._foreach_copy_(self._before, tensors)
 
     def roll_back(self, rows: list[int]) -> None:
         """Rows back to the last :meth:`snapshot`."""
@@ -115,11 +115,8 @@ class _Stack:
                 return
             sub, rows = sub.take(keep), [rows[i] for i in keep]
         rows = torch.tensor(rows, device=self.step.device)
-        for mine, theirs in ((self.params, sub.params), (self.exp_avg, sub.exp_avg),
-                             (self.exp_avg_sq, sub.exp_avg_sq)):
-            for t, s in zip(mine, theirs):
-                t.index_copy_(0, rows, s)
-        self.step.index_copy_(0, rows, sub.step)
+        for t, s in zip(self._tensors(), sub._tensors()):
+            t.index_copy_(0, rows, s)
 
 
 def _forward(layers: list[torch.Tensor], n_embed: int, x: torch.Tensor) -> torch.Tensor:
@@ -360,42 +357,37 @@ def _step_mlp(layers, real, fake, eps, batch, n, mask, k):
     delta = torch.cat([d_real, d_fake], dim=1).unsqueeze(2)          # [P, 2K, 1]: d loss / d score
 
     grads: list[torch.Tensor] = [None] * len(layers)
-    if eps is None:
+    penalty = eps is not None
+    if penalty:
+        # c_L = w_L, s_(j+1) = m_j * c_(j+1), c_j = s_(j+1) W_j^T, up to c_0 = d score / d input
+        gm = [m[:, 2 * K:] for m in masks]                              # the mixes' ReLU masks
+        c = layers[2 * L][:, :, 0].unsqueeze(1).expand(-1, K, -1)
+        s = [None] * (L + 1)
+        for j in range(L - 1, -1, -1):
+            s[j + 1] = gm[j] * c
+            c = torch.bmm(s[j + 1], layers[2 * j].transpose(1, 2))
+        norm = c.norm(dim=2)                                             # [P, K]
+        loss_gp = _masked_mean((norm - 1).pow(2), mask, k)
+        gp = batch.gp_t[:n]
+        # d (gp * loss_gp) / d c_0; a zero gradient has no direction (autograd's norm gives 0 there too)
+        scale = gp[:, None] * per * 2 * (norm - 1) / torch.where(norm > 0, norm, 1)
+        r = c * scale.unsqueeze(2)
+        loss_gp = torch.where(gp > 0, loss_gp, 0)
+        rs = [r]                                                         # d penalty / d c_j
+        for j in range(L):
+            r = torch.bmm(r, layers[2 * j]) * gm[j]
+            rs.append(r)
+    else:
         loss_gp = loss_real.new_zeros(n)
-        for j in range(L, -1, -1):
-            grads[2 * j] = torch.bmm(hs[j][:, :2 * K].transpose(1, 2), delta)
-            grads[2 * j + 1] = delta.sum(1, keepdim=True)
-            if j:
-                delta = torch.bmm(delta, layers[2 * j].transpose(1, 2)) * masks[j - 1][:, :2 * K]
-        return pred_real, pred_fake, loss_real, loss_fake, loss_gp, grads
-
-    # the penalty: c_L = w_L, s_(j+1) = m_j * c_(j+1), c_j = s_(j+1) W_j^T, up to c_0 = d score / d input
-    gm = [m[:, 2 * K:] for m in masks]                                  # the mixes' ReLU masks
-    c = layers[2 * L][:, :, 0].unsqueeze(1).expand(-1, K, -1)
-    s = [None] * (L + 1)
-    for j in range(L - 1, -1, -1):
-        s[j + 1] = gm[j] * c
-        c = torch.bmm(s[j + 1], layers[2 * j].transpose(1, 2))
-    norm = c.norm(dim=2)                                                 # [P, K]
-    loss_gp = _masked_mean((norm - 1).pow(2), mask, k)
-    gp = batch.gp_t[:n]
-    # d (gp * loss_gp) / d c_0; a zero gradient has no direction (autograd's norm gives 0 there too)
-    scale = gp[:, None] * per * 2 * (norm - 1) / torch.where(norm > 0, norm, 1)
-    r = c * scale.unsqueeze(2)
-    loss_gp = torch.where(gp > 0, loss_gp, 0)
 
     # back from the score (loss) and from c_0 (penalty), one weight product per layer for both
-    rs = [r]
-    for j in range(L):
-        r = torch.bmm(r, layers[2 * j]) * gm[j]
-        rs.append(r)
     for j in range(L, -1, -1):
-        if j < L:
-            a = torch.cat([hs[j][:, :2 * K], rs[j]], dim=1)
-            b = torch.cat([delta, s[j + 1]], dim=1)
-            grads[2 * j] = torch.bmm(a.transpose(1, 2), b)
-        else:
-            grads[2 * j] = torch.bmm(hs[j][:, :2 * K].transpose(1, 2), delta) + rs[j].sum(1).unsqueeze(2)
+        a, b = hs[j][:, :2 * K], delta
+        if penalty and j < L:
+            a, b = torch.cat([a, rs[j]], dim=1), torch.cat([b, s[j + 1]], dim=1)
+        grads[2 * j] = torch.bmm(a.transpose(1, 2), b)
+        if penalty and j == L:
+            grads[2 * j] = grads[2 * j] + rs[j].sum(1).unsqueeze(2)
         grads[2 * j + 1] = delta.sum(1, keepdim=True)
         if j:
             delta = torch.bmm(delta, layers[2 * j].transpose(1, 2)) * masks[j - 1][:, :2 * K]
