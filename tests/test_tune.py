@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import psutil
@@ -125,6 +126,57 @@ def test_a_trial_that_raises_resumes_from_its_checkpoint_without_gap_or_repeat(r
     study.run()
     every = cfg.report_every
     assert list(curves.sort_values("iteration").avg_acc) == study.history["avg_acc"][every - 1::every]
+
+
+@pytest.mark.parametrize("logger", ["json", "csv"])
+def test_a_restarted_trial_keeps_the_rows_its_driver_logged_since_the_last_upload(ray_local, tmp_path, logger):
+    """A trial that starts again from a checkpoint keeps every row of its log, though the storage copy
+    (uploaded before its last reports) is older: Tune's own loggers copy that back over the driver's."""
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    from tune_sd.tune.trial_logs import TrialCsvLogger, TrialJsonLogger
+
+    storage = StorageContext(storage_path=str(tmp_path / "storage"), experiment_dir_name="restart")
+    trial = Trial("PackedTrainable", config={"seed": 1}, trial_id="r0001", storage=storage, stub=True)
+    trial.init_local_path()
+    callback, name = (TrialJsonLogger(), "result.json") if logger == "json" else (TrialCsvLogger(), "progress.csv")
+    local, uploaded = Path(trial.local_path, name), Path(trial.path, name)
+
+    def report(i):
+        callback.log_trial_result(i, trial, {"training_iteration": i, "epoch": 20 * i, "trial_id": trial.trial_id})
+
+    callback.log_trial_start(trial)
+    report(1)
+    report(2)
+    uploaded.parent.mkdir(parents=True)
+    uploaded.write_bytes(local.read_bytes())  # the experiment's upload, before the next report
+    report(3)
+    saved = tmp_path / "checkpoint_000002"
+    saved.mkdir()
+    trial.on_checkpoint(_TrainingResult(checkpoint=Checkpoint(str(saved)), metrics={"training_iteration": 3}))
+    callback.log_trial_end(trial, failed=True)  # its node is lost; Tune restarts it from the checkpoint
+    callback.log_trial_start(trial)
+    report(4)
+    callback.log_trial_end(trial)
+    if logger == "json":
+        rows = [json.loads(line)["training_iteration"] for line in local.read_text().splitlines()]
+    else:
+        rows = list(pd.read_csv(local).training_iteration)
+    assert rows == [1, 2, 3, 4]
+
+    # a resumed sweep on a fresh driver has no log of its own: the storage copy is where it continues
+    local.unlink()
+    callback.log_trial_start(trial)
+    report(5)
+    callback.log_trial_end(trial)
+    if logger == "json":
+        rows = [json.loads(line)["training_iteration"] for line in local.read_text().splitlines()]
+    else:
+        rows = list(pd.read_csv(local).training_iteration)
+    assert rows == [1, 2, 5]
 
 
 def test_a_nan_trial_ends_as_an_error_with_its_reason_and_the_sweep_goes_on(ray_local, tmp_path):
