@@ -72,6 +72,12 @@ def test_repeat_gives_r_trials_per_config_with_their_own_seeds(pair):
         assert "cfg.data.seed" not in t or t["cfg.data.seed"].nunique() <= 1  # the same points
     curves, _ = read_tables(pair["packed"])
     assert "repeat" in curves.columns and curves.repeat.notna().all()
+    # the dry run lists the trials as they ran: each config's repeats, with their seeds
+    from tune_sd.tune.sweep import describe
+
+    listed = describe(pair["plan"], n=4).split("the first 4 trials, searched keys only:")[1]
+    for _, t in trials.iterrows():
+        assert f"repeat={t['repeat']}, disc.lr={json.dumps(t['cfg.disc.lr'])}, seed={t['cfg.seed']}" in listed
 
 
 def test_checkpoints_interchange_between_packed_and_solo(pair, tmp_path):

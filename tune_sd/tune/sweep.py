@@ -59,20 +59,26 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
               + (", --critic-from" if s.get("critic_from") else "") + "; it wins over the space):"]
     lines += _wrapped(by_sweep) or ["  nothing"]
     lines.append("every other key: its default (the Step 15 run; tune_sd/engine/config.py lists them)")
-    from .packing import describe_packing
+    from .packing import describe_packing, repeat_points
 
     lines.extend(describe_packing(plan))
-    samples = space.sample(n, seed=s["seed"], labels=True)
+    labels = list(space.axes())
+    axis_keys = list(dict.fromkeys(k for table in space.axes().values() for over in table.values() for k in over))
+    shown = axis_keys + swept
+    if s.get("repeat", 1) > 1:  # the trials as they run: each config's repeats side by side, with their seeds
+        samples = repeat_points(plan)[:n]
+        labels.append("repeat")
+        shown = shown + ["seed"] + (["data.seed"] if s.get("repeat_data") else [])
+    else:
+        samples = space.sample(n, seed=s["seed"], labels=True)
     what = ("random draws from the space (Optuna's own picks depend on the results)" if s["search"] == "bayes"
             else f"the first {len(samples)} trials")
     lines += ["", f"{what}, searched keys only:"]
-    labels = list(space.axes())
-    axis_keys = list(dict.fromkeys(k for table in space.axes().values() for over in table.values() for k in over))
     for i, sample in enumerate(samples):
         run = {k: v for k, v in sample.items() if k not in labels}
         Config.from_dict(merge(run, unflatten(plan.fixed)), where=f"trial {i}: ")  # what the trial will run
         flat = flatten(run)
-        drawn = {**{k: sample[k] for k in labels if k in sample}, **{k: flat.get(k) for k in axis_keys + swept}}
+        drawn = {**{k: sample[k] for k in labels if k in sample}, **{k: flat.get(k) for k in shown}}
         lines.append(f"  trial {i}: " + (", ".join(f"{k}={json.dumps(v)}" for k, v in drawn.items()) or "(the fixed config)"))
     return "\n".join(lines)
 
