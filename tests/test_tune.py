@@ -148,6 +148,11 @@ def test_a_restarted_trial_keeps_the_rows_its_driver_logged_since_the_last_uploa
     def report(i):
         callback.log_trial_result(i, trial, {"training_iteration": i, "epoch": 20 * i, "trial_id": trial.trial_id})
 
+    def logged():
+        if logger == "json":
+            return [json.loads(line)["training_iteration"] for line in local.read_text().splitlines()]
+        return list(pd.read_csv(local).training_iteration)
+
     callback.log_trial_start(trial)
     report(1)
     report(2)
@@ -161,22 +166,14 @@ def test_a_restarted_trial_keeps_the_rows_its_driver_logged_since_the_last_uploa
     callback.log_trial_start(trial)
     report(4)
     callback.log_trial_end(trial)
-    if logger == "json":
-        rows = [json.loads(line)["training_iteration"] for line in local.read_text().splitlines()]
-    else:
-        rows = list(pd.read_csv(local).training_iteration)
-    assert rows == [1, 2, 3, 4]
+    assert logged() == [1, 2, 3, 4]
 
     # a resumed sweep on a fresh driver has no log of its own: the storage copy is where it continues
     local.unlink()
     callback.log_trial_start(trial)
     report(5)
     callback.log_trial_end(trial)
-    if logger == "json":
-        rows = [json.loads(line)["training_iteration"] for line in local.read_text().splitlines()]
-    else:
-        rows = list(pd.read_csv(local).training_iteration)
-    assert rows == [1, 2, 5]
+    assert logged() == [1, 2, 5]
 
 
 def test_a_nan_trial_ends_as_an_error_with_its_reason_and_the_sweep_goes_on(ray_local, tmp_path):
