@@ -375,12 +375,35 @@ class PackRegistry:
         return [slot[0] for slots in self.executors.values() for slot in slots]
 
 
+# the resource Ray gives the head node only
+HEAD_RESOURCE = "node:__internal_head__"
+
+
+def start_registry(experiment: str, pack, cpus_per_trial: float, gpus_per_trial: float):
+    """The sweep's registry, started by the driver on the head node before the trials ask for it. The
+    executors are the registry's actors and go with its process: on the head (whose loss ends the
+    cluster anyway), a lost worker node takes only its own populations with it, not every packed trial
+    of the sweep."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    head = next((n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n.get("Resources", {})),
+                None)
+    where = "DEFAULT" if head is None else NodeAffinitySchedulingStrategy(head, soft=True)
+    return _registry(experiment, where, pack, cpus_per_trial, gpus_per_trial)
+
+
 def get_registry(experiment: str, pack, cpus_per_trial: float, gpus_per_trial: float):
-    """The sweep's registry, started by the first trial that asks (detached: trials come and go)."""
+    """The sweep's registry: the driver's, or (where that one was lost) one started by the trial that asks."""
     # outside the asking trial's placement group (Tune's trials capture their children's scheduling),
     # which goes when that trial ends
+    return _registry(experiment, "DEFAULT", pack, cpus_per_trial, gpus_per_trial)
+
+
+def _registry(experiment: str, where, pack, cpus_per_trial: float, gpus_per_trial: float):
+    # detached: it outlives whichever trial or driver call started it; the sweep's end stops it
     return PackRegistry.options(name=registry_name(experiment), namespace=NAMESPACE, get_if_exists=True,
-                                lifetime="detached", scheduling_strategy="DEFAULT").remote(experiment, pack, cpus_per_trial, gpus_per_trial)
+                                lifetime="detached", scheduling_strategy=where).remote(
+        experiment, pack, cpus_per_trial, gpus_per_trial)
 
 
 def stop_registry(experiment: str) -> None:

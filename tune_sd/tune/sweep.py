@@ -316,6 +316,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
 
             num_samples = len(repeat_points(plan))  # the sampled configs (or grid points) times the repeats
         _print_header(plan.name, plan.exp_uri, s, total=_total_trials(plan))
+        _start_packing(plan.name, s)
         run_config = _run_config(plan.name, plan.storage, s,
                                  _swept_columns(plan.space, "." if s["search"] == "bayes" else "/",
                                                 s.get("repeat", 1) > 1),
@@ -360,6 +361,17 @@ def _print_header(name: str, exp_uri, settings: dict, total: int | None = None, 
     print(header(name, exp_uri, settings, total=total, resumed=resumed), file=sys.stderr, flush=True)
 
 
+def _start_packing(name: str, settings: dict) -> None:
+    """The registry of a packed sweep, on the head node (see executor.start_registry)."""
+    if settings.get("pack", "off") != "off":
+        import ray
+
+        from .executor import start_registry
+
+        ray.get(start_registry(name, settings["pack"], float(settings["cpus_per_trial"]),
+                               float(settings["gpus_per_trial"])).executors_of.remote())  # started and ready
+
+
 def _stop_packing(name: str, settings: dict) -> None:
     if settings.get("pack", "off") != "off":
         from .executor import stop_registry
@@ -392,6 +404,7 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
         tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings, name), resume_unfinished=True,
                                    resume_errored=True)
         run_config = _restored_output(tuner, exp_dir, settings, verbose)
+        _start_packing(name, settings)
         tuner.fit()
         if run_config is not None:
             storage, _, sweep = str(exp_dir).rstrip("/").rpartition("/")
