@@ -238,3 +238,32 @@ def test_the_cli_refuses_a_bad_pack_or_repeat_with_exit_2(tmp_path):
     p = subprocess.run([sys.executable, "-m", "tune_sd.cli", "sweep", str(space), "--dry-run", "--repeat", "4"],
                        capture_output=True, text=True)
     assert p.returncode == 0 and "repeat: 4 seeds per config" in p.stdout and "P=16" in p.stdout, p.stderr
+
+
+def test_a_sweep_replaces_the_registry_a_killed_driver_left_on_the_cluster():
+    """The registry is detached: on a cluster it outlives a driver that was killed. The next driver of
+    the sweep (tune-sd resume) starts a fresh one, on the head node; the sweep's end stops it."""
+    import ray
+
+    from tune_sd.tune.cluster import connect
+    from tune_sd.tune.executor import NAMESPACE, registry_name, start_registry
+    from tune_sd.tune.sweep import _start_packing, _stop_packing
+
+    settings = {"pack": 4, "cpus_per_trial": 1, "gpus_per_trial": 0}
+    started = connect(num_cpus=1)
+    try:
+        left = start_registry("left", 4, 1.0, 0.0)
+        ray.get(left.executors_of.remote())
+        _start_packing("left", settings)
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(left.executors_of.remote())
+        fresh = ray.get_actor(registry_name("left"), namespace=NAMESPACE)
+        assert ray.get(fresh.executors_of.remote()) == []
+        home = ray.get(fresh.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()))
+        assert home == ray.get_runtime_context().get_node_id()  # the head: the only node here
+        _stop_packing("left", settings)
+        with pytest.raises(ValueError):
+            ray.get_actor(registry_name("left"), namespace=NAMESPACE)
+    finally:
+        if started:
+            ray.shutdown()

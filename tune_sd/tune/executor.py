@@ -388,7 +388,8 @@ def start_registry(experiment: str, pack, cpus_per_trial: float, gpus_per_trial:
 
     head = next((n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n.get("Resources", {})),
                 None)
-    where = "DEFAULT" if head is None else NodeAffinitySchedulingStrategy(head, soft=True)
+    # a hard affinity: Ray's soft one places an actor that needs no CPU elsewhere as often as not
+    where = "DEFAULT" if head is None else NodeAffinitySchedulingStrategy(head, soft=False)
     return _registry(experiment, where, pack, cpus_per_trial, gpus_per_trial)
 
 
@@ -406,9 +407,17 @@ def _registry(experiment: str, where, pack, cpus_per_trial: float, gpus_per_tria
         experiment, pack, cpus_per_trial, gpus_per_trial)
 
 
-def stop_registry(experiment: str) -> None:
-    """End a sweep's registry and with it its executors (a sweep that ended has no packed trials)."""
+def stop_registry(experiment: str, wait_s: float = 10.0) -> None:
+    """End a sweep's registry and with it its executors (a sweep that ended has no packed trials); waits
+    up to ``wait_s`` for its name to be free."""
     try:
         ray.kill(ray.get_actor(registry_name(experiment), namespace=NAMESPACE))
     except ValueError:
-        pass  # none was started (nothing packed)
+        return  # none was started (nothing packed)
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        try:
+            ray.get_actor(registry_name(experiment), namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.05)

@@ -362,12 +362,15 @@ def _print_header(name: str, exp_uri, settings: dict, total: int | None = None, 
 
 
 def _start_packing(name: str, settings: dict) -> None:
-    """The registry of a packed sweep, on the head node (see executor.start_registry)."""
+    """The registry of a packed sweep, on the head node (see executor.start_registry). One left on a
+    cluster by a driver of this sweep that was killed goes first, with its executors and their stale
+    members: this driver is the sweep's only one."""
     if settings.get("pack", "off") != "off":
         import ray
 
-        from .executor import start_registry
+        from .executor import start_registry, stop_registry
 
+        stop_registry(name)
         ray.get(start_registry(name, settings["pack"], float(settings["cpus_per_trial"]),
                                float(settings["gpus_per_trial"])).executors_of.remote())  # started and ready
 
