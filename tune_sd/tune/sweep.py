@@ -228,10 +228,10 @@ PROGRESS_COLUMNS = {"sd": ("epoch", "avg_acc", "acc"), "regularize": ("epoch", "
 def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None,
                 callbacks: list | None = None, verbose: bool = False):
     """Tune's run config. Ray's own status table only with ``verbose``; otherwise our progress line
-    (progress.py). Our TensorBoard logger stands in for Tune's; the JSON and CSV loggers, which the
-    Parquet export reads, are named so that they stay whatever the environment says (and are Tune's,
-    keeping a restarted trial's rows: trial_logs.py). ``callbacks``
-    (the stop recorder) come first: they edit a trial's last result before the loggers write it."""
+    (progress.py). Our TensorBoard logger stands in for Tune's; the JSON and CSV loggers (Tune's, kept
+    whole across a trial's restarts: trial_logs.py), which the Parquet export reads, are named so that
+    they stay whatever the environment says. ``callbacks`` (the stop recorder) come first: they edit a
+    trial's last result before the loggers write it."""
     from ray import tune
 
     from .progress import SweepProgress, SweepReporter, describe_scheduler, progress_metrics

@@ -17,6 +17,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 
 class _KeepDriverLog:
+    # Tune's loggers call this hook as a trial starts (tests/test_tune.py checks that they still do)
     def _restore_from_remote(self, file_name: str, trial) -> None:
         local = Path(trial.local_path, file_name)
         if local.exists() and local.stat().st_size > 0:
