@@ -218,7 +218,9 @@ def _stopper(plan: "SweepPlan", recorder=None):
 
     if not uses_nonlearner(plan.settings["scheduler"]):
         return None
-    return NonLearnerStopper(nonlearner_settings(plan.settings), recorder=recorder)
+    s = plan.settings
+    return NonLearnerStopper(nonlearner_settings(s), recorder=recorder, repeat=int(s.get("repeat", 1) or 1),
+                             repeat_data=bool(s.get("repeat_data")))
 
 
 # the progress table's metric columns, per task (Ray's table, --verbose)
