@@ -168,8 +168,8 @@ class SeedRule:
       rises on its own (slope test at 1 - (1 - confidence) / R, Bonferroni over the seeds), and their
       pooled per-report accuracies (a slope common to the seeds, an intercept each) show no upward trend
       at ``confidence``. Its other seeds stop at their next report;
-    - a seed that is a non-learner on its own evidence (the single-trial rule) stops alone, but only while
-      no sibling learns: none has left the margin in its last window nor rises at ``confidence``. No test
+    - a seed that is a non-learner on its own evidence (the single-trial rule) stops alone (unless the joint
+      test is waiting for a sibling still short of the pooled grace), but only while no sibling learns: none has left the margin in its last window nor rises at ``confidence``. No test
       shows a seed at chance worse than a learning sibling without also cutting the slow seeds of
       learning configs (a seed still at chance where its siblings have learned): such a seed runs on.
     """
@@ -207,6 +207,8 @@ class SeedRule:
             return None
         if any(self.learning(m) for m in self.members[key] if m != trial_id):
             return None
+        if self._joint_pending(key):
+            return None  # the seeds of a config stop together: the joint test waits for a sibling a few reports behind
         own = _window(history, self.settings.window)
         return Evidence("slope", [trial_id], [point[0]], slope_p(_groups([own])))
 
@@ -224,6 +226,14 @@ class SeedRule:
         if not _at_chance(window, s.margin):
             return True
         return len(window) >= 3 and slope_p(_groups([window])) < 1 - s.confidence
+
+    def _joint_pending(self, key: str) -> bool:
+        """Every seed of the config has reported, and one still running has not reached the pooled grace."""
+        members = self.members[key]
+        if self.repeat < 2 or len(members) < self.repeat:
+            return False
+        grace, _ = pooled_window(self.settings, len(members))
+        return any(self.history[m][-1][0] < grace and m not in self.ended for m in members)
 
     def _joint(self, key: str) -> Evidence | None:
         s = self.settings
