@@ -198,3 +198,25 @@ def test_pooled_slope_test_is_the_plain_one_for_one_seed():
     # two seeds at different levels with the same rise: the common slope, not the gap between them
     two = slope_p([(list(x), list(y)), (list(x), list(y + 0.2))])
     assert two < slope_p([(list(x), list(y))])
+
+
+def test_a_config_creeping_too_slowly_to_reach_the_margin_in_its_run_is_stopped():
+    # four seeds rising 0.03 over 3000 epochs: a significant rise on pooled reports, but one that cannot
+    # take them across chance + margin before their last planned epoch; seeds rising 0.2 over the run can
+    creep = lambda e: 0.52 + 0.03 * e / 3000  # noqa: E731
+    rise = lambda e: 0.5 + 0.2 * e / 3000  # noqa: E731
+    planned = {"disc": {"lr": 1e-4}, "epochs": 3000}
+    for s in range(3):
+        seeds = [20 * s + k for k in range(4)]
+        stops = drive(NonLearnerStopper(repeat=4), {"c": config_reports([creep] * 4, seeds, config=planned, epochs=3000,
+                                                                        n=200)})
+        assert sorted(stops) == ["c-0", "c-1", "c-2", "c-3"]
+        assert {ev.test for _, ev in stops.values()} == {"short of margin"}
+        # each seed alone shows its rise and runs to the end
+        assert drive(NonLearnerStopper(), {"c": config_reports([creep] * 4, seeds, config=planned, epochs=3000,
+                                                               n=200)}) == {}
+        kept = drive(NonLearnerStopper(repeat=4), {"c": config_reports([rise] * 4, seeds, config=planned, epochs=3000,
+                                                                       n=200)})
+        assert kept == {}
+        # without the planned epochs (a config with no end) only the slope test can stop it: it rises
+        assert drive(NonLearnerStopper(repeat=4), {"c": config_reports([rise] * 4, seeds, epochs=3000, n=200)}) == {}

@@ -34,16 +34,15 @@ class NonLearnerSettings:
         return self
 
 
-def slope_p(groups: list[tuple[list[float], list[float]]]) -> float:
-    """One-sided p-value of "no upward trend": the t-test of the least-squares slope of values over
-    epochs, common to every group (a seed's reports) with an intercept per group. One group is the
-    plain slope test; k seeds give k times the points (the slope's standard error shrinks by about
-    sqrt(k)) at the cost of one degree of freedom per seed. 0 where too few points say nothing."""
+def slope_fit(groups: list[tuple[list[float], list[float]]]):
+    """The least-squares slope of values over epochs common to every group (a seed's reports), with an
+    intercept per group: (slope, its standard error, degrees of freedom, each group's fitted value at
+    its last epoch), or None where too few points say nothing. k seeds give k times the points (the
+    slope's standard error shrinks by about sqrt(k)) at the cost of one degree of freedom per seed."""
     n = sum(len(v) for _, v in groups)
-    k = len(groups)
-    df = n - k - 1
+    df = n - len(groups) - 1
     if df < 1:
-        return 0.0  # too few points to call it flat
+        return None
     sxx = sxy = 0.0
     centred = []
     for epochs, values in groups:
@@ -51,16 +50,46 @@ def slope_p(groups: list[tuple[list[float], list[float]]]) -> float:
         xs, ys = [x - mx for x in epochs], [y - my for y in values]
         sxx += sum(x * x for x in xs)
         sxy += sum(x * y for x, y in zip(xs, ys))
-        centred.append((xs, ys))
+        centred.append((xs, ys, my))
     if sxx == 0:
-        return 0.0
+        return None
     slope = sxy / sxx
-    s2 = sum((y - slope * x) ** 2 for xs, ys in centred for x, y in zip(xs, ys)) / df
-    if s2 == 0:
+    s2 = sum((y - slope * x) ** 2 for xs, ys, _ in centred for x, y in zip(xs, ys)) / df
+    ends = [my + slope * xs[-1] for xs, _, my in centred]
+    return slope, math.sqrt(s2 / sxx), df, ends
+
+
+def slope_p(groups: list[tuple[list[float], list[float]]]) -> float:
+    """One-sided p-value of "no upward trend": the t-test of the common least-squares slope of
+    :func:`slope_fit`. One group is the plain slope test. 0 where too few points say nothing."""
+    fit = slope_fit(groups)
+    if fit is None:
+        return 0.0  # too few points to call it flat
+    slope, se, df, _ = fit
+    if se == 0:
         return 0.0 if slope > 0 else 1.0
     from scipy import stats  # here: a sweep's plan (--dry-run) reads the settings, not the test
 
-    return float(stats.t.sf(slope / math.sqrt(s2 / sxx), df))
+    return float(stats.t.sf(slope / se, df))
+
+
+def short_of_margin_p(groups, epochs_left: float, line: float) -> float:
+    """One-sided p-value of "the seeds rise fast enough to reach ``line`` by their last planned epoch":
+    H0 is a common slope of at least (line - the best seed's fitted value now) / epochs_left. A small p
+    says that even the best seed stays short of the line over the rest of its run at the rate its
+    reports allow."""
+    fit = slope_fit(groups)
+    if fit is None or epochs_left <= 0:
+        return 1.0
+    slope, se, df, ends = fit
+    needed = (line - max(ends)) / epochs_left
+    if needed <= 0:
+        return 1.0
+    if se == 0:
+        return 0.0 if slope < needed else 1.0
+    from scipy import stats
+
+    return float(stats.t.sf((needed - slope) / se, df))
 
 
 def rising(epochs: list[float], values: list[float], confidence: float) -> bool:
@@ -167,7 +196,11 @@ class SeedRule:
       (:func:`pooled_window`) its avg_acc stayed within the margin over the pooled window, none of them
       rises on its own (slope test at 1 - (1 - confidence) / R, Bonferroni over the seeds), and their
       pooled per-report accuracies (a slope common to the seeds, an intercept each) show no upward trend
-      at ``confidence``. Its other seeds stop at their next report;
+      at ``confidence``. Or, knowing the planned epochs, their pooled reports show that the seeds rise too
+      slowly to cross chance + margin before their last epoch (:func:`short_of_margin_p` at ``confidence``,
+      no seed faster on its own at the Bonferroni level): a config that creeps upward by a significant
+      but tiny amount is then stopped too (it would end a non-learner in the analysis' sense), where the
+      slope test alone, with the power of four seeds, keeps it. Its other seeds stop at their next report;
     - a seed that is a non-learner on its own evidence (the single-trial rule) stops alone (unless the joint
       test is waiting for a sibling still short of the pooled grace), but only while no sibling learns: none has left the margin in its last window nor rises at ``confidence``. No test
       shows a seed at chance worse than a learning sibling without also cutting the slow seeds of
@@ -182,9 +215,13 @@ class SeedRule:
         self.members: dict[str, list[str]] = {}
         self.stopped: dict[str, Evidence] = {}  # config -> the evidence its seeds stopped on
         self.ended: set[str] = set()
+        self.planned: dict[str, float] = {}  # trial -> its planned epochs (the config's ``epochs``)
 
-    def report(self, trial_id: str, point: tuple[float, float, float], config: str | None = None) -> Evidence | None:
+    def report(self, trial_id: str, point: tuple[float, float, float], config: str | None = None,
+               planned: float | None = None) -> Evidence | None:
         trial_id = str(trial_id)
+        if planned is not None:
+            self.planned[trial_id] = float(planned)
         key = config if self.repeat > 1 and config is not None else trial_id
         if trial_id not in self.config_of:
             self.config_of[trial_id] = key
@@ -252,13 +289,23 @@ class SeedRule:
         windows = [_window(self.history[m], window) for m in included]
         if any(len(w) < 3 or not _at_chance(w, s.margin) for w in windows):
             return None
-        alone = self._alone_level(len(included))
-        if any(slope_p(_groups([w])) < alone for w in windows):
-            return None  # one seed rises on its own
-        p = slope_p(_groups(windows))
-        if p < 1 - s.confidence:
+        groups, alone = _groups(windows), self._alone_level(len(included))
+        reached = [self.history[m][-1][0] for m in included]
+        if not any(slope_p([g]) < alone for g in groups):  # no seed rises on its own
+            p = slope_p(groups)
+            if p >= 1 - s.confidence:
+                return Evidence("pooled slope", included, reached, p)
+        planned = [self.planned.get(m) for m in included]
+        if None in planned:
             return None
-        return Evidence("pooled slope", included, [self.history[m][-1][0] for m in included], p)
+        left, line = min(planned) - max(reached), CHANCE + s.margin
+        # a seed whose rise would take it across the line by its last epoch learns within its run
+        if left <= 0 or any(1 - short_of_margin_p([g], left, line) < alone for g in groups):
+            return None
+        p = short_of_margin_p(groups, left, line)
+        if p < 1 - s.confidence:
+            return Evidence("short of margin", included, reached, p)
+        return None
 
     def _alone_level(self, seeds: int) -> float:
         """The level at which one seed's own rise keeps its config in a joint test: Bonferroni over the

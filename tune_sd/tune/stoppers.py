@@ -53,7 +53,9 @@ class NonLearnerStopper(Stopper):
             return False
         config = result.get("config")
         key = config_key(config, self.repeat_data) if isinstance(config, dict) else None
-        evidence = self.rule.report(trial_id, point, key)
+        planned = config.get("epochs") if isinstance(config, dict) else None
+        evidence = self.rule.report(trial_id, point, key,
+                                    planned if isinstance(planned, (int, float)) and not isinstance(planned, bool) else None)
         if evidence is None:
             return False
         if self.recorder is not None:
