@@ -506,7 +506,7 @@ def run_repeats(args) -> None:
     head = (f"{'replay':<24} {'saved':>6} {'non-learner configs':>19} {'non-learner seeds':>17} "
             f"{'learner seeds cut':>17} {'(majority learns)':>17} {'flat config at':>14}")
     print(head)
-    rows = {"nonlearner (per seed)": replay_seeds(reports, keys, nl, 1),
+    rows: dict[str, dict] = {"nonlearner (per seed)": replay_seeds(reports, keys, nl, 1),
             "nonlearner (seed-aware)": replay_seeds(reports, keys, nl, repeat),
             "race": replay_race(reports, keys, rungs, repeat, alpha)}
     scores = {}
@@ -514,10 +514,23 @@ def run_repeats(args) -> None:
         sc = scores[name] = score_seeds(ends, reports, keys, trend)
         print(f"{name:<24} {sc['saved']:>6.0%} {sc['non_configs']:>19} {sc['non_seeds']:>17} {sc['cut']:>17} "
               f"{sc['cut_majority']:>17} {sc['flat_at']:>14.0f}")
-    one, together = scores["nonlearner (per seed)"], scores["nonlearner (seed-aware)"]
-    print(f"flat config at: the median over all-flat configs of the epoch their last seed stopped; a single flat seed "
-          f"(per seed) stopped at {one['flat_seed_at']:.0f} (median), the seed-aware stopper's all-flat configs "
-          f"{1 - together['flat_at'] / one['flat_seed_at']:.0%} earlier")
+    alone, together = rows["nonlearner (per seed)"], rows["nonlearner (seed-aware)"]
+    configs: dict[str, list[str]] = {}
+    for tid, key in keys.items():
+        configs.setdefault(key, []).append(tid)
+    flat = {k: ts for k, ts in configs.items() if all(trend.get(t) == "non-learner" for t in ts)}
+    single, joint = [], []
+    for key, ts in flat.items():
+        at = [alone[t][0] if t in alone else reports[t][-1]["epoch"] for t in ts]
+        both = max(together[t][0] if t in together else reports[t][-1]["epoch"] for t in ts)
+        single += at
+        joint.append(both)
+        print(f"all-flat config {_label(reports, ts[0])}: each seed alone stopped at {', '.join(map(str, sorted(at)))} "
+              f"(its end if never); its {len(ts)} seeds together by {both}")
+    if flat:
+        a, b = pd.Series(single).median(), pd.Series(joint).median()
+        print(f"a flat seed alone stops at {a:.0f} (median over those seeds, the end if never), an all-flat config's "
+              f"seeds together at {b:.0f} (median over configs): {1 - b / a:.0%} earlier")
     best = best_config(reports, keys)
     best_tid = next(t for t in reports if keys[t] == best)
     ends = rows["race"]
