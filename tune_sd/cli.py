@@ -15,6 +15,7 @@ from tune_sd import __version__
 from tune_sd.errors import UserError
 from tune_sd.tune.choices import DEFAULTS, LADDER_QUICK, QUICK, SCHEDULERS, SEARCHES
 from tune_sd.tune.nonlearner import NonLearnerSettings
+from tune_sd.tune.racing import RaceSettings
 
 # options that several commands share, each declared once; a command takes them through
 # ``parents=[_shared(NAME, ...)]``, in that order, and gives its own help text where it means one
@@ -223,7 +224,8 @@ def _add_sweep(sub):
     p.add_argument("--nonlearner-confidence", type=float, metavar="C",
                    help=f"nonlearner: significance an upward trend needs to keep a trial (default {nl.confidence:g})")
     p.add_argument("--race-alpha", type=float, metavar="A",
-                   help="race: the chance of stopping a config as good as the best, over all rungs (default 0.05)")
+                   help="race: the chance of stopping a config as good as the best, over all rungs "
+                        f"(default {RaceSettings.alpha:g})")
     p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",
                    help="regularisation studies (regularize-dsn): the trained critic, the best trial of an SD "
                         "sweep (by final avg_acc) or a checkpoint; a sweep is looked up under --storage; on "
