@@ -95,3 +95,35 @@ def _report_counts_per_config(exp, tmp_path, want):
     for lr, (by, together) in want.items():
         row = per[per.config.str.contains(f"disc.lr={lr}")].iloc[0]
         assert (row.by, row.together) == (by, together)
+
+
+def test_the_benchmark_replays_a_fifo_sweep_with_the_live_decisions(tmp_path, ray_local):
+    """benchmarks/early_stopping.py --repeats feeds a fifo sweep's reports to the stopper's and the race's
+    own code: the flat config stopped on its seeds' pooled evidence, the worse config raced out."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from early_stopping import replay_race, replay_seeds, repeat_sweep, score_seeds
+
+    from tune_sd.tune.nonlearner import NonLearnerSettings
+
+    exp, _, trials = _sweep(tmp_path, "fifo", {"scheduler": "fifo"})
+    assert (trials.stop_reason == "completed").all()
+    reports, keys, trend, settings = repeat_sweep(Path(exp), horizon=40)
+    assert settings["repeat"] == 4 and len(set(keys.values())) == 2
+    flat = set(trials.loc[trials["cfg.disc.lr"] == 1e-9, "trial_id"])
+    ends = replay_seeds(reports, keys, NonLearnerSettings(grace=100, window=80, margin=0.1), 4)
+    assert set(ends) == flat and {ev.test for _, ev in ends.values()} == {"pooled slope"}
+    # reports epoch by epoch: decided at the pooled grace on the last seed's report at 80, the others at their next
+    assert {tuple(ev.epochs) for _, ev in ends.values()} == {(80, 80, 80, 80)}
+    assert sorted(e for e, _ in ends.values()) == [80, 100, 100, 100]
+    alone = replay_seeds(reports, keys, NonLearnerSettings(grace=100, window=80, margin=0.1), 1)
+    # each seed alone: the flat ones at the single-seed grace (here also some learner seeds, still within the
+    # margin at epoch 100, which their learning siblings protect in the seed-aware replay)
+    assert flat <= set(alone) and min(e for e, _ in alone.values()) >= 100
+    score = score_seeds(ends, reports, keys, {t: "non-learner" if t in flat else "fast-plateau" for t in reports})
+    assert score["non_configs"] == "1/1" and score["cut"] == "0/4"
+    assert score["saved"] == pytest.approx(1 - (4 * 200 + 80 + 3 * 100) / 1600)
+    raced = replay_race(reports, keys, [40, 80], 4, 0.05)
+    assert set(raced) == flat and {ev.test for _, ev in raced.values()} == {"rank vs best"}
