@@ -358,7 +358,7 @@ def replay_seeds(reports, keys, settings, repeat: int) -> dict:
             continue
         point = (float(r["epoch"]), float(r["avg_acc"]), float(r["acc_report"]))
         ev = rule.report(tid, point, keys[tid], (r.get("config") or {}).get("epochs"))
-        if ev is not None:
+        if ev is not None and not last:  # a stop on the last report is the trial's own end
             ends[tid] = (int(r["epoch"]), ev)
         elif last:
             rule.end(tid)
@@ -376,7 +376,7 @@ def replay_race(reports, keys, rungs, repeat: int, alpha: float, metric: str = "
         if tid in ends:
             continue
         ev = race.report(tid, float(r["epoch"]), float(r[metric]))
-        if ev is not None:
+        if ev is not None and not last:
             ends[tid] = (int(r["epoch"]), ev)
         elif last:
             race.end(tid)
@@ -490,8 +490,9 @@ def run_repeats(args) -> None:
     reports, keys, trend, s = repeat_sweep(folder, args.avg_hor)
     repeat = int(s["repeat"])
     epochs = max(reps[-1]["epoch"] for reps in reports.values())
-    nl = NonLearnerSettings(grace=args.grace or NonLearnerSettings.grace, window=args.window or NonLearnerSettings.window,
-                            margin=args.margin, confidence=args.confidence).check()
+    args.epochs = epochs  # the stopper's defaults fit a run at least twice their grace; shorter: 40 % of it
+    nl = NonLearnerSettings(grace=grace_of(args), window=window_of(args), margin=args.margin,
+                            confidence=args.confidence).check()
     rungs, alpha = race_plan(epochs=epochs, report_every=int(s.get("report_every") or 25),
                              grace_period=args.race_grace, reduction_factor=args.race_eta, repeat=repeat,
                              race_alpha=args.race_alpha)
