@@ -369,7 +369,7 @@ def replay_race(reports, keys, rungs, repeat: int, alpha: float, metric: str = "
     """{trial: (epoch it stopped at, evidence)} of the race."""
     from tune_sd.tune.racing import Race
 
-    race, ends = Race(rungs, repeat, alpha, mode), {}
+    race, ends = Race(rungs, repeat, alpha, mode), {}  # every report heard from the first: no report gap needed
     for tid in reports:
         race.add(tid, keys[tid], label=tid)
     for tid, r, last in _in_epoch_order(reports):

@@ -125,3 +125,20 @@ def test_race_without_repeats_is_refused_before_ray_starts(tmp_path):
             assert p.returncode == 0, p.stderr
         else:
             assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_trial_first_heard_of_past_a_rung_is_not_judged_there():
+    # after a resume the race hears of a seed again at its checkpoint: its value then is not its value at a
+    # rung it passed before
+    race = Race([100, 300], 4, report_every=25)
+    for r in range(4):
+        race.add(f"a{r}", "a")
+        race.add(f"b{r}", "b")
+    for r in range(4):
+        race.report(f"a{r}", 200, 0.8)
+        race.report(f"b{r}", 200, 0.5)
+    assert race.stopped == {} and all(race.at[f"a{r}"] == {} for r in range(4))
+    for r in range(4):
+        race.report(f"a{r}", 300, 0.8)
+        ev = race.report(f"b{r}", 300, 0.5)
+    assert ev is not None and ev.epochs == [300] * 4

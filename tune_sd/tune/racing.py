@@ -95,8 +95,9 @@ class Race:
     it). ``add`` a trial with its config key (and a label for the records), ``report`` its metric at an
     epoch: the :class:`Evidence` of its config's stop, or None; ``end`` a trial that ended."""
 
-    def __init__(self, rungs: list[int], repeat: int, alpha: float = 0.05, mode: str = "max"):
+    def __init__(self, rungs: list[int], repeat: int, alpha: float = 0.05, mode: str = "max", report_every: int = 0):
         self.rungs = sorted(rungs)
+        self.report_every = report_every  # a trial first heard of far past a rung passed it unheard (a resume)
         self.repeat = repeat
         self.level = alpha / len(self.rungs)
         self.mode = mode
@@ -123,14 +124,16 @@ class Race:
     def report(self, trial_id: str, epoch: float, value: float) -> Evidence | None:
         trial_id = str(trial_id)
         key = self.config_of[trial_id]
+        before = self.last.get(trial_id, epoch - self.report_every if self.report_every else -math.inf)
         self.last[trial_id] = epoch
         if key in self.stopped:
             return self.stopped[key]
         if not math.isfinite(value):
             return None
         for rung in self.rungs:
-            if rung <= epoch and rung not in self.at[trial_id]:
-                self.at[trial_id][rung] = value  # a restored trial keeps what it had at a rung
+            # the first report at or past the rung is the seed's value there; a restored trial keeps what it had
+            if before < rung <= epoch and rung not in self.at[trial_id]:
+                self.at[trial_id][rung] = value
                 self._judge(rung)
         return self.stopped.get(key)
 

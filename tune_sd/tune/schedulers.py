@@ -46,17 +46,17 @@ class RecordedMedianStoppingRule(_Noted, MedianStoppingRule):
 class RaceScheduler(FIFOScheduler):
     """FIFO order; at each rung a config whose seeds are shown worse than the best config's seeds stops,
     all its seeds, each at its next report (racing.Race decides; the recorder writes ``stop_reason:
-    race`` and the evidence into each seed's last result). Its state is what Tune saves of a scheduler
-    with the experiment, so a resumed sweep races on."""
+    race`` and the evidence into each seed's last result). Tune does not save a scheduler's state: a
+    resumed sweep races on from the rungs its seeds reach after the resume."""
 
     reason = "race"
 
     def __init__(self, rungs: list[int], repeat: int, alpha: float = 0.05, repeat_data: bool = False,
-                 recorder=None):
+                 recorder=None, report_every: int = 0):
         super().__init__()
         from .racing import Race
 
-        self.race = Race(rungs, repeat, alpha)
+        self.race = Race(rungs, repeat, alpha, report_every=report_every)
         self.repeat_data = repeat_data
         self.recorder = recorder
         self._metric = None
@@ -112,7 +112,8 @@ def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: i
 
         rungs, alpha = race_plan(epochs=epochs, report_every=report_every, grace_period=grace_period,
                                  reduction_factor=reduction_factor, repeat=repeat, race_alpha=race_alpha)
-        return RaceScheduler(rungs, int(repeat), alpha, repeat_data=repeat_data, recorder=recorder)
+        return RaceScheduler(rungs, int(repeat), alpha, repeat_data=repeat_data, recorder=recorder,
+                             report_every=report_every)
     name = name.replace("+nonlearner", "").replace("nonlearner", "fifo")  # the stopper comes separately
     if name == "asha":
         scheduler = RecordedASHA(time_attr="epoch", max_t=epochs, grace_period=min(grace, epochs),
