@@ -220,3 +220,32 @@ def test_a_config_creeping_too_slowly_to_reach_the_margin_in_its_run_is_stopped(
         assert kept == {}
         # without the planned epochs (a config with no end) only the slope test can stop it: it rises
         assert drive(NonLearnerStopper(repeat=4), {"c": config_reports([rise] * 4, seeds, epochs=3000, n=200)}) == {}
+
+
+def test_beside_asha_a_seed_cut_early_is_not_waited_for():
+    # ASHA cut one seed at epoch 200 and the recorder tells the stopper it ended: the other three stop
+    # together on their pooled evidence, at the grace of three seeds
+    from tune_sd.tune.stop_records import StopRecorder
+
+    seeds = config_reports([flat] * 4, [7, 8, 9, 10])
+    rec = StopRecorder()
+    stopper = NonLearnerStopper(repeat=4, recorder=rec)
+    for r in seeds[3][:8]:  # its last report at epoch 200
+        assert not stopper("c-3", r)
+    rec.on_trial_complete(0, [], _Trial("c-3"))
+    stops = drive(stopper, {"c": seeds[:3] + [[]]})
+    assert sorted(stops) == ["c-0", "c-1", "c-2"]
+    ev = next(iter(stops.values()))[1]
+    assert ev.test == "pooled slope" and len(ev.trials) == 3
+    assert max(e for e, _ in stops.values()) <= 0.8 * DEFAULTS.grace  # 1500 * 3**(-1/3) = 1040
+    # not told (a seed that stopped reporting without ending): the seeds do not wait for it for ever
+    stopper = NonLearnerStopper(repeat=4)
+    for r in seeds[3][:8]:
+        stopper("c-3", r)
+    stops = drive(stopper, {"c": seeds[:3] + [[]]})
+    assert sorted(stops) == ["c-0", "c-1", "c-2"] and max(e for e, _ in stops.values()) <= DEFAULTS.grace + 500
+
+
+class _Trial:
+    def __init__(self, trial_id):
+        self.trial_id = trial_id

@@ -265,12 +265,14 @@ class SeedRule:
         return len(window) >= 3 and slope_p(_groups([window])) < 1 - s.confidence
 
     def _joint_pending(self, key: str) -> bool:
-        """Every seed of the config has reported, and one still running has not reached the pooled grace."""
+        """Every seed of the config has reported, and one still running, less than a pooled window behind
+        the seed furthest on, has not reached the pooled grace (one further behind has stalled: no wait)."""
         members = self.members[key]
         if self.repeat < 2 or len(members) < self.repeat:
             return False
-        grace, _ = pooled_window(self.settings, len(members))
-        return any(self.history[m][-1][0] < grace and m not in self.ended for m in members)
+        grace, window = pooled_window(self.settings, len(members))
+        ahead = max(self.history[m][-1][0] for m in members)
+        return any(ahead - window < self.history[m][-1][0] < grace and m not in self.ended for m in members)
 
     def _joint(self, key: str) -> Evidence | None:
         s = self.settings
