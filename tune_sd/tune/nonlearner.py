@@ -201,10 +201,11 @@ class SeedRule:
       no seed faster on its own at the Bonferroni level): a config that creeps upward by a significant
       but tiny amount is then stopped too (it would end a non-learner in the analysis' sense), where the
       slope test alone, with the power of four seeds, keeps it. Its other seeds stop at their next report;
-    - a seed that is a non-learner on its own evidence (the single-trial rule) stops alone (unless the joint
-      test is waiting for a sibling still short of the pooled grace), but only while no sibling learns: none has left the margin in its last window nor rises at ``confidence``. No test
-      shows a seed at chance worse than a learning sibling without also cutting the slow seeds of
-      learning configs (a seed still at chance where its siblings have learned): such a seed runs on.
+    - a seed that is a non-learner on its own evidence (the single-trial rule) stops alone (unless the
+      joint test is waiting for a sibling still short of the pooled grace), but only while no sibling
+      learns: none has left the margin in its last window nor rises at ``confidence``. No test shows a
+      seed at chance worse than a learning sibling without also cutting the slow seeds of learning
+      configs (a seed still at chance where its siblings have learned): such a seed runs on.
     """
 
     def __init__(self, settings: NonLearnerSettings | None = None, repeat: int = 1):
