@@ -23,6 +23,20 @@ many synthetic learners slower than a short run can show (``SLOW``) it keeps.
 
 Goal: the non-learner stopper saves >= 40 % of the epochs with <= 10 % false stops, and its best
 final avg_acc is within 0.01 of fifo's.
+
+Sweeps with repeats (``--repeat R``): ``--repeats DIR`` replays any finished fifo sweep with repeats
+for the non-learner stopper judging each seed alone (as without repeats), the seed-aware stopper
+(a config's seeds together) and the race, with the same code the live stopper and scheduler run
+(``nonlearner.SeedRule``, ``racing.Race``). The trials' reports are fed in epoch order, every trial's
+report of an epoch before any trial's next one (a packed sweep's seeds run side by side); a trial
+whose config was stopped gives no more reports, so its siblings stop at their next report, as live.
+It prints the epochs saved, the non-learner configs (all seeds named ``non-learner`` by the trend
+rule on their full fifo curves) and seeds stopped, the learner seeds cut (all of them, and those in
+configs where most seeds learn), the epoch at which all-flat configs stopped, and for the race whether
+the best config by final median (over its seeds) survives, on the sweep and over bootstrap resamples
+of each config's seeds:
+
+    python benchmarks/early_stopping.py --repeats /path/to/sweep [--bootstrap 200] [--race-alpha 0.05]
 """
 
 from __future__ import annotations
@@ -290,6 +304,259 @@ def print_sweep(df: pd.DataFrame, top: int = 12) -> None:
         print(line(r))
 
 
+# ------------------------------------------------------------------------------------ sweeps with repeats
+
+
+def repeat_sweep(folder: Path, horizon: int):
+    """(reports by trial, config key by trial, trend by trial, settings) of a finished sweep with repeats:
+    each trial's reports from its ``result.json`` (with ``acc_report``; a restored trial's repeated
+    iterations once, the last), in trial order."""
+    from tune_sd.analysis import load_sweeps
+    from tune_sd.analysis.pipeline import sweep_trends
+    from tune_sd.tune.nonlearner import config_key
+
+    meta = json.loads((folder / "tune_sd.json").read_text())
+    settings = meta.get("settings") or {}
+    if int(settings.get("repeat") or 1) < 2:
+        raise SystemExit(f"{folder}: not a sweep with repeats (--repeat R)")
+    trials = pd.read_parquet(folder / "trials.parquet").sort_values("trial_id")
+    reports, keys = {}, {}
+    for _, t in trials.iterrows():
+        path = Path(t.path) if Path(t.path).is_dir() else folder / Path(t.path).name
+        rows = {}
+        for line in (path / "result.json").read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["training_iteration"]] = row
+        rows = [rows[i] for i in sorted(rows)]
+        if rows and "acc_report" not in rows[0]:
+            raise SystemExit(f"{path}/result.json has no acc_report: the replay would not be exact")
+        reports[t.trial_id] = rows
+        keys[t.trial_id] = config_key(rows[0]["config"], bool(settings.get("repeat_data")))
+    sweep = load_sweeps([str(folder)])
+    trends, _ = sweep_trends(sweep, horizon=horizon)
+    trend = trends.set_index("trial_id")["trend"].to_dict()
+    return reports, keys, trend, settings
+
+
+def _in_epoch_order(reports: dict[str, list[dict]]):
+    """(trial, report, is its last) of every trial, epoch by epoch, trials in order within an epoch."""
+    order = {tid: i for i, tid in enumerate(reports)}
+    items = [(r["epoch"], order[tid], k == len(reps) - 1, tid, r) for tid, reps in reports.items()
+             for k, r in enumerate(reps)]
+    for _, _, last, tid, r in sorted(items, key=lambda x: (x[0], x[1])):
+        yield tid, r, last
+
+
+def replay_seeds(reports, keys, settings, repeat: int) -> dict:
+    """{trial: (epoch it stopped at, evidence)} of the non-learner rule (repeat 1: each seed alone)."""
+    from tune_sd.tune.nonlearner import SeedRule
+
+    rule, ends = SeedRule(settings, repeat), {}
+    for tid, r, last in _in_epoch_order(reports):
+        if tid in ends:
+            continue
+        point = (float(r["epoch"]), float(r["avg_acc"]), float(r["acc_report"]))
+        ev = rule.report(tid, point, keys[tid], (r.get("config") or {}).get("epochs"))
+        if ev is not None and not last:  # a stop on the last report is the trial's own end
+            ends[tid] = (int(r["epoch"]), ev)
+        elif last:
+            rule.end(tid)
+    return ends
+
+
+def replay_race(reports, keys, rungs, repeat: int, alpha: float, metric: str = "avg_acc", mode: str = "max") -> dict:
+    """{trial: (epoch it stopped at, evidence)} of the race."""
+    from tune_sd.tune.racing import Race
+
+    race, ends = Race(rungs, repeat, alpha, mode), {}  # every report heard from the first: no report gap needed
+    for tid in reports:
+        race.add(tid, keys[tid], label=tid)
+    for tid, r, last in _in_epoch_order(reports):
+        if tid in ends:
+            continue
+        ev = race.report(tid, float(r["epoch"]), float(r[metric]))
+        if ev is not None and not last:
+            ends[tid] = (int(r["epoch"]), ev)
+        elif last:
+            race.end(tid)
+    return ends
+
+
+def score_seeds(ends: dict, reports, keys, trend) -> dict:
+    """Epochs saved, non-learner configs / seeds stopped, learner seeds cut (all; in configs where most
+    seeds learn) and the epoch all-flat configs stopped at (median over them of their last seed's)."""
+    total = sum(reps[-1]["epoch"] for reps in reports.values())
+    run = sum(ends[t][0] if t in ends else reps[-1]["epoch"] for t, reps in reports.items())
+    configs: dict[str, list[str]] = {}
+    for tid, key in keys.items():
+        configs.setdefault(key, []).append(tid)
+    non = {t for t in reports if trend.get(t) == "non-learner"}
+    learners = set(reports) - non
+    flat = [c for c, ts in configs.items() if all(t in non for t in ts)]
+    majority = {t for ts in configs.values() if sum(t in learners for t in ts) > len(ts) / 2 for t in ts}
+    flat_at = [max(ends[t][0] for t in configs[c]) for c in flat if all(t in ends for t in configs[c])]
+    return {"saved": 1 - run / total,
+            "non_configs": f"{sum(all(t in ends for t in configs[c]) for c in flat)}/{len(flat)}",
+            "non_seeds": f"{len(non & set(ends))}/{len(non)}",
+            "cut": f"{len(learners & set(ends))}/{len(learners)}",
+            "cut_majority": f"{len(learners & majority & set(ends))}/{len(learners & majority)}",
+            "flat_at": float(pd.Series(flat_at).median()) if flat_at else float("nan"),
+            "flat_seed_at": float(pd.Series([ends[t][0] for t in non if t in ends]).median()) if non & set(ends)
+            else float("nan")}
+
+
+def best_config(reports, keys) -> str:
+    finals: dict[str, list[float]] = {}
+    for tid, reps in reports.items():
+        finals.setdefault(keys[tid], []).append(reps[-1]["avg_acc"])
+    return max(finals, key=lambda k: pd.Series(finals[k]).median())
+
+
+def _finals(reports, keys) -> dict[str, float]:
+    """The final median avg_acc (over its seeds) of each config."""
+    finals: dict[str, list[float]] = {}
+    for tid, reps in reports.items():
+        finals.setdefault(keys[tid], []).append(reps[-1]["avg_acc"])
+    return {k: float(pd.Series(v).median()) for k, v in finals.items()}
+
+
+def race_bootstrap(reports, keys, rungs, repeat, alpha, n: int, seed: int = 0, near: float = 0.01) -> dict:
+    """Over ``n`` resamples of each config's seeds (with replacement, R of R), the share whose best config
+    by final median survives the race (``kept``), the share where it or a config within ``near`` of its
+    final median survives (``near_kept``), and the mean share of epochs saved (``saved``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    configs: dict[str, list[str]] = {}
+    for tid, key in keys.items():
+        configs.setdefault(key, []).append(tid)
+    kept = near_kept = 0
+    saved = []
+    for _ in range(n):
+        reps, ks = {}, {}
+        for key, tids in configs.items():
+            for j, tid in enumerate(rng.choice(tids, size=len(tids), replace=True)):
+                reps[f"{tid}#{j}"], ks[f"{tid}#{j}"] = reports[tid], key
+        ends = replay_race(reps, ks, rungs, repeat, alpha)
+        finals = _finals(reps, ks)
+        top = max(finals.values())
+        raced = {ks[t] for t in ends}
+        kept += max(finals, key=finals.get) not in raced
+        near_kept += any(k not in raced for k, f in finals.items() if f >= top - near)
+        total = sum(r[-1]["epoch"] for r in reps.values())
+        saved.append(1 - sum(ends[t][0] if t in ends else r[-1]["epoch"] for t, r in reps.items()) / total)
+    return {"kept": kept / n, "near_kept": near_kept / n, "saved": float(np.mean(saved))}
+
+
+RACE_GRID = {"grace": (111, 333, 500, 1000), "eta": (2.0, 3.0)}
+
+
+def race_grid(reports, keys, epochs, repeat, report_every, alpha, n) -> pd.DataFrame:
+    """The race replayed with each first rung and rung factor of ``RACE_GRID`` (those a rank test of
+    ``repeat`` seeds can pass): rungs, epochs saved, the best config kept on the sweep and over ``n``
+    bootstrap resamples."""
+    from tune_sd.errors import ConfigError
+    from tune_sd.tune.racing import race_plan
+
+    rows = []
+    best = max(_finals(reports, keys).items(), key=lambda kv: kv[1])[0]
+    total = sum(r[-1]["epoch"] for r in reports.values())
+    for grace, eta in itertools.product(*RACE_GRID.values()):
+        try:
+            rungs, a = race_plan(epochs=epochs, report_every=report_every, grace_period=grace, reduction_factor=eta,
+                                 repeat=repeat, race_alpha=alpha)
+        except ConfigError:
+            continue
+        ends = replay_race(reports, keys, rungs, repeat, a)
+        boot = race_bootstrap(reports, keys, rungs, repeat, a, n) if n else {}
+        rows.append({"rungs": ",".join(map(str, rungs)),
+                     "saved": 1 - sum(ends[t][0] if t in ends else r[-1]["epoch"] for t, r in reports.items()) / total,
+                     "configs stopped": len({keys[t] for t in ends}),
+                     "best kept": best not in {keys[t] for t in ends}, **{f"boot {k}": v for k, v in boot.items()}})
+    return pd.DataFrame(rows).drop_duplicates("rungs")
+
+
+def _label(reports, tid: str) -> str:
+    config = reports[tid][0].get("config", {})
+    return config.get("variant") or config.get("rung") or f"trial {tid}"
+
+
+def run_repeats(args) -> None:
+    from tune_sd.tune.nonlearner import NonLearnerSettings, pooled_window
+    from tune_sd.tune.racing import race_plan
+
+    folder = Path(args.repeats)
+    reports, keys, trend, s = repeat_sweep(folder, args.avg_hor)
+    repeat = int(s["repeat"])
+    epochs = max(reps[-1]["epoch"] for reps in reports.values())
+    args.epochs = epochs  # the stopper's defaults fit a run at least twice their grace; shorter: 40 % of it
+    nl = NonLearnerSettings(grace=grace_of(args), window=window_of(args), margin=args.margin,
+                            confidence=args.confidence).check()
+    rungs, alpha = race_plan(epochs=epochs, report_every=int(s.get("report_every") or 25),
+                             grace_period=args.race_grace, reduction_factor=args.race_eta, repeat=repeat,
+                             race_alpha=args.race_alpha)
+    counts = pd.Series(trend).value_counts().to_dict()
+    n_configs = len(set(keys.values()))
+    print(f"{folder.name}: {n_configs} configs x {repeat} seeds x {epochs} epochs (fifo); trends of the fifo curves "
+          f"(horizon {args.avg_hor}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    g, w = pooled_window(nl, repeat)
+    print(f"nonlearner grace {nl.grace}, window {nl.window}, margin {nl.margin}, confidence {nl.confidence} "
+          f"(pooled over {repeat} seeds: grace {g}, window {w}); race at epochs {rungs}, alpha {alpha:g} "
+          f"({alpha / len(rungs):.3g} per rung)")
+    head = (f"{'replay':<24} {'saved':>6} {'non-learner configs':>19} {'non-learner seeds':>17} "
+            f"{'learner seeds cut':>17} {'(majority learns)':>17} {'flat config at':>14}")
+    print(head)
+    rows: dict[str, dict] = {"nonlearner (per seed)": replay_seeds(reports, keys, nl, 1),
+            "nonlearner (seed-aware)": replay_seeds(reports, keys, nl, repeat),
+            "race": replay_race(reports, keys, rungs, repeat, alpha)}
+    scores = {}
+    for name, ends in rows.items():
+        sc = scores[name] = score_seeds(ends, reports, keys, trend)
+        print(f"{name:<24} {sc['saved']:>6.0%} {sc['non_configs']:>19} {sc['non_seeds']:>17} {sc['cut']:>17} "
+              f"{sc['cut_majority']:>17} {sc['flat_at']:>14.0f}")
+    alone, together = rows["nonlearner (per seed)"], rows["nonlearner (seed-aware)"]
+    configs: dict[str, list[str]] = {}
+    for tid, key in keys.items():
+        configs.setdefault(key, []).append(tid)
+    flat = {k: ts for k, ts in configs.items() if all(trend.get(t) == "non-learner" for t in ts)}
+    single, joint = [], []
+    for key, ts in flat.items():
+        at = [alone[t][0] if t in alone else reports[t][-1]["epoch"] for t in ts]
+        both = max(together[t][0] if t in together else reports[t][-1]["epoch"] for t in ts)
+        single += at
+        joint.append(both)
+        print(f"all-flat config {_label(reports, ts[0])}: each seed alone stopped at {', '.join(map(str, sorted(at)))} "
+              f"(its end if never); its {len(ts)} seeds together by {both}")
+    if flat:
+        a, b = pd.Series(single).median(), pd.Series(joint).median()
+        print(f"a flat seed alone stops at {a:.0f} (median over those seeds, the end if never), an all-flat config's "
+              f"seeds together at {b:.0f} (median over configs): {1 - b / a:.0%} earlier")
+    best = best_config(reports, keys)
+    best_tid = next(t for t in reports if keys[t] == best)
+    ends = rows["race"]
+    raced = sorted({keys[t] for t in ends})
+    print(f"race: {len(raced)} of {n_configs} configs stopped ("
+          + ", ".join(f"{_label(reports, next(t for t in reports if keys[t] == k))} @ {ends[next(t for t in ends if keys[t] == k)][1].epochs[0]}"
+                      for k in raced) + f"); the best config by final median ({_label(reports, best_tid)}) "
+          + ("was stopped" if best in raced else "ran to the end"))
+    if args.bootstrap:
+        b = race_bootstrap(reports, keys, rungs, repeat, alpha, args.bootstrap)
+        print(f"race over {args.bootstrap} bootstrap resamples of each config's seeds: the best config by final "
+              f"median kept in {b['kept']:.0%} (it or one within 0.01 of its final median: {b['near_kept']:.0%}), "
+              f"{b['saved']:.0%} of the epochs saved (mean)")
+    if args.race_grid:
+        grid = race_grid(reports, keys, epochs, repeat, int(s.get("report_every") or 25), alpha, args.bootstrap)
+        print(f"-- race by rungs (alpha {alpha:g}; kept: the best config by final median survives; boot: over "
+              f"{args.bootstrap} resamples of seeds; near: it or one within 0.01 of its final median)")
+        print(f"{'rungs':<16} {'saved':>6} {'configs stopped':>15} {'best kept':>9} {'boot kept':>9} {'boot near':>9} "
+              f"{'boot saved':>10}")
+        for _, r in grid.iterrows():
+            print(f"{r.rungs:<16} {r.saved:>6.0%} {r['configs stopped']:>15} {'yes' if r['best kept'] else 'no':>9} "
+                  f"{r.get('boot kept', float('nan')):>9.0%} {r.get('boot near_kept', float('nan')):>9.0%} "
+                  f"{r.get('boot saved', float('nan')):>10.0%}")
+
+
 def print_table(df: pd.DataFrame, args) -> None:
     print(f"sd-study, {args.trials} trials x {args.epochs} epochs, search seed {args.seed}, avg_hor {args.avg_hor}, "
           f"{args.cpus} CPUs; nonlearner grace {grace_of(args)}, window {window_of(args)}, margin {args.margin}, "
@@ -353,7 +620,22 @@ def main():
                    help="replay the nonlearner stopper on the fifo reports instead of running the nonlearner sweep")
     p.add_argument("--sweep-params", action="store_true",
                    help="also replay a grid of nonlearner settings on the fifo reports and print what each saves")
+    p.add_argument("--repeats", metavar="DIR", help="replay this finished fifo sweep with repeats (--repeat R): "
+                                                    "nonlearner per seed and seed-aware, and the race")
+    p.add_argument("--bootstrap", type=int, default=200, help="--repeats: resamples of seeds for the race (0: none)")
+    p.add_argument("--race-alpha", type=float, help="--repeats: the race's alpha (default: the scheduler's)")
+    p.add_argument("--race-grace", type=int, help="--repeats: the race's first rung (default: a 27th of the run)")
+    p.add_argument("--race-eta", type=float, default=3.0, help="--repeats: the race's rung factor")
+    p.add_argument("--race-grid", action="store_true", help="--repeats: also replay the race with other rungs")
     args = p.parse_args()
+    if args.repeats:
+        from tune_sd.tune.nonlearner import NonLearnerSettings
+
+        args.margin = NonLearnerSettings.margin if args.margin is None else args.margin
+        args.confidence = NonLearnerSettings.confidence if args.confidence is None else args.confidence
+        args.avg_hor = 500 if args.avg_hor == p.get_default("avg_hor") else args.avg_hor
+        run_repeats(args)
+        return
     if args.quick:
         args.trials, args.epochs, args.avg_hor = 8, 1500, 150
     from tune_sd.tune.nonlearner import NonLearnerSettings

@@ -161,7 +161,7 @@ def test_help_defaults_are_the_codes():
                      f"counts as chance (default {nl.margin:g})", f"keep a trial (default {nl.confidence:g})",
                      f"reduction factor (default {DEFAULTS['reduction_factor']:g})",
                      f"from its checkpoint (default {DEFAULTS['max_failures']};",
-                     f"else {DEFAULTS['scheduler']});"):
+                     f"else {DEFAULTS['scheduler']});", "over all rungs (default 0.05)"):
         assert fragment in text
     from tune_sd.tune.ladder import QUICK as LADDER_QUICK
     from tune_sd.tune.choices import QUICK

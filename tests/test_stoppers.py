@@ -85,3 +85,167 @@ def test_settings_are_checked():
     for bad in (dict(margin=0.7), dict(confidence=1.2), dict(window=0)):
         with pytest.raises(ConfigError):
             NonLearnerSettings(**bad).check()
+
+
+# ------------------------------------------------------------------------------ the seeds of a config
+
+
+def config_reports(levels, seeds, repeat=None, config=None, **kw):
+    """Each seed's reports with its config in them, as Tune hands them to the stopper: the config of
+    ``config`` (the same for all seeds), each with its own engine seed and repeat label."""
+    config = config or {"disc": {"lr": 1e-4}}
+    out = []
+    for r, (level, seed) in enumerate(zip(levels, seeds)):
+        reps = stream(level, seed=seed, **kw)
+        for rep in reps:
+            rep["config"] = {**config, "seed": 1000 + r, "repeat": r}
+        out.append(reps)
+    return out
+
+
+def drive(stopper, configs: dict[str, list[list[dict]]]):
+    """Feed the stopper every trial's reports report by report, the trials of all configs side by side (as a
+    packed sweep runs them); a stopped trial reports no more. Returns {trial: (epoch, evidence)}."""
+    stops = {}
+    n = max(len(reps) for seeds in configs.values() for reps in seeds)
+    for i in range(n):
+        for name, seeds in configs.items():
+            for r, reps in enumerate(seeds):
+                tid = f"{name}-{r}"
+                if tid in stops or i >= len(reps):
+                    continue
+                if stopper(tid, reps[i]):
+                    stops[tid] = (reps[i]["epoch"], stopper.rule.stopped.get(stopper.rule.config_of[tid]))
+    return stops
+
+
+flat = lambda e: 0.5 + 0 * e  # noqa: E731
+fast = lambda e: 0.5 + 0.3 * (1 - np.exp(-e / 300))  # noqa: E731
+# a seed that starts learning late: at chance until epoch 2500, then up to 0.8
+late = lambda e: np.where(e < 2500, 0.5, 0.5 + 0.3 * (1 - np.exp(-(e - 2500) / 300)))  # noqa: E731
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_slow_seed_is_kept_while_its_siblings_learn(seed):
+    seeds = [10 * seed + k for k in range(4)]
+    alone = drive(NonLearnerStopper(), {"c": config_reports([late, fast, fast, fast], seeds)})
+    assert "c-0" in alone  # judged alone, the late seed looks like a non-learner and is cut
+    together = drive(NonLearnerStopper(repeat=4), {"c": config_reports([late, fast, fast, fast], seeds)})
+    assert together == {}  # judged with its siblings, it runs on (and learns after epoch 2500)
+
+
+def test_a_seed_at_chance_beside_flat_siblings_stops_alone_if_the_joint_test_waits():
+    # three seeds of the config never report: the joint test waits for them, the single-seed rule does not
+    stopper = NonLearnerStopper(repeat=4)
+    stops = drive(stopper, {"c": config_reports([flat], [3])})
+    epoch, _ = stops["c-0"]
+    assert DEFAULTS.grace <= epoch <= DEFAULTS.grace + 500
+
+
+def test_four_flat_seeds_stop_together_and_earlier_than_one():
+    single, joint = [], []
+    for s in range(8):
+        single.append(drive(NonLearnerStopper(), {"c": config_reports([flat], [100 + s])})["c-0"][0])
+        stops = drive(NonLearnerStopper(repeat=4), {"c": config_reports([flat] * 4, [4 * s + k for k in range(4)])})
+        assert sorted(stops) == ["c-0", "c-1", "c-2", "c-3"]
+        epochs = [e for e, _ in stops.values()]
+        assert max(epochs) - min(epochs) <= 25  # at the decision or the next report
+        evidence = {ev.test for _, ev in stops.values()}
+        assert evidence == {"pooled slope"}
+        ev = next(iter(stops.values()))[1]
+        assert len(ev.trials) == 4 and ev.p >= 1 - DEFAULTS.confidence
+        joint.append(max(epochs))
+    # k seeds see over w * k**(-1/3) epochs what one sees over w: 37 % earlier for four seeds
+    assert np.median(joint) <= 0.7 * np.median(single)
+
+
+def test_the_pooled_grace_keeps_configs_whose_seeds_all_rise_slowly():
+    # the same false-stop rate as one seed: four seeds rising 0.15 over 10 000 epochs are kept as one is
+    slow = lambda e: 0.5 + 0.15 * e / 10000  # noqa: E731
+    kept_alone = sum(not drive(NonLearnerStopper(), {"c": config_reports([slow], [50 + s])}) for s in range(10))
+    kept_together = sum(not drive(NonLearnerStopper(repeat=4),
+                                  {"c": config_reports([slow] * 4, [60 + 4 * s + k for k in range(4)])})
+                        for s in range(10))
+    assert kept_together >= kept_alone - 1 and kept_together >= 8
+
+
+def test_configs_are_told_apart_by_everything_but_their_seeds():
+    from tune_sd.tune.nonlearner import config_key
+
+    a = {"disc": {"lr": 1e-4}, "seed": 3, "repeat": 0, "data": {"seed": 1}}
+    assert config_key(a) == config_key({**a, "seed": 4, "repeat": 1})
+    assert config_key(a) != config_key({**a, "disc": {"lr": 1e-3}})
+    assert config_key(a) != config_key({**a, "data": {"seed": 2}})  # other input points: another config
+    assert config_key(a, repeat_data=True) == config_key({**a, "data": {"seed": 2}}, repeat_data=True)
+
+
+def test_a_flat_config_stops_and_a_learning_one_runs_on_side_by_side():
+    stopper = NonLearnerStopper(repeat=3)
+    stops = drive(stopper, {"flat": config_reports([flat] * 3, [1, 2, 3], config={"disc": {"lr": 1e-9}}),
+                            "learns": config_reports([fast] * 3, [4, 5, 6], config={"disc": {"lr": 1e-3}})})
+    assert sorted(stops) == ["flat-0", "flat-1", "flat-2"]
+
+
+def test_pooled_slope_test_is_the_plain_one_for_one_seed():
+    from scipy import stats
+
+    from tune_sd.tune.nonlearner import slope_p
+
+    rng = np.random.default_rng(0)
+    x = np.arange(40.0)
+    y = 0.5 + 0.001 * x + rng.normal(0, 0.02, 40)
+    assert slope_p([(list(x), list(y))]) == pytest.approx(stats.linregress(x, y, alternative="greater").pvalue)
+    # two seeds at different levels with the same rise: the common slope, not the gap between them
+    two = slope_p([(list(x), list(y)), (list(x), list(y + 0.2))])
+    assert two < slope_p([(list(x), list(y))])
+
+
+def test_a_config_creeping_too_slowly_to_reach_the_margin_in_its_run_is_stopped():
+    # four seeds rising 0.03 over 3000 epochs: a significant rise on pooled reports, but one that cannot
+    # take them across chance + margin before their last planned epoch; seeds rising 0.2 over the run can
+    creep = lambda e: 0.52 + 0.03 * e / 3000  # noqa: E731
+    rise = lambda e: 0.5 + 0.2 * e / 3000  # noqa: E731
+    planned = {"disc": {"lr": 1e-4}, "epochs": 3000}
+    for s in range(3):
+        seeds = [20 * s + k for k in range(4)]
+        stops = drive(NonLearnerStopper(repeat=4), {"c": config_reports([creep] * 4, seeds, config=planned, epochs=3000,
+                                                                        n=200)})
+        assert sorted(stops) == ["c-0", "c-1", "c-2", "c-3"]
+        assert {ev.test for _, ev in stops.values()} == {"short of margin"}
+        # each seed alone shows its rise and runs to the end
+        assert drive(NonLearnerStopper(), {"c": config_reports([creep] * 4, seeds, config=planned, epochs=3000,
+                                                               n=200)}) == {}
+        kept = drive(NonLearnerStopper(repeat=4), {"c": config_reports([rise] * 4, seeds, config=planned, epochs=3000,
+                                                                       n=200)})
+        assert kept == {}
+        # without the planned epochs (a config with no end) only the slope test can stop it: it rises
+        assert drive(NonLearnerStopper(repeat=4), {"c": config_reports([rise] * 4, seeds, epochs=3000, n=200)}) == {}
+
+
+def test_beside_asha_a_seed_cut_early_is_not_waited_for():
+    # ASHA cut one seed at epoch 200 and the recorder tells the stopper it ended: the other three stop
+    # together on their pooled evidence, at the grace of three seeds
+    from tune_sd.tune.stop_records import StopRecorder
+
+    seeds = config_reports([flat] * 4, [7, 8, 9, 10])
+    rec = StopRecorder()
+    stopper = NonLearnerStopper(repeat=4, recorder=rec)
+    for r in seeds[3][:8]:  # its last report at epoch 200
+        assert not stopper("c-3", r)
+    rec.on_trial_complete(0, [], _Trial("c-3"))
+    stops = drive(stopper, {"c": seeds[:3] + [[]]})
+    assert sorted(stops) == ["c-0", "c-1", "c-2"]
+    ev = next(iter(stops.values()))[1]
+    assert ev.test == "pooled slope" and len(ev.trials) == 3
+    assert max(e for e, _ in stops.values()) <= 0.8 * DEFAULTS.grace  # 1500 * 3**(-1/3) = 1040
+    # not told (a seed that stopped reporting without ending): the seeds do not wait for it for ever
+    stopper = NonLearnerStopper(repeat=4)
+    for r in seeds[3][:8]:
+        stopper("c-3", r)
+    stops = drive(stopper, {"c": seeds[:3] + [[]]})
+    assert sorted(stops) == ["c-0", "c-1", "c-2"] and max(e for e, _ in stops.values()) <= DEFAULTS.grace + 500
+
+
+class _Trial:
+    def __init__(self, trial_id):
+        self.trial_id = trial_id

@@ -15,6 +15,7 @@ from tune_sd import __version__
 from tune_sd.errors import UserError
 from tune_sd.tune.choices import DEFAULTS, LADDER_QUICK, QUICK, SCHEDULERS, SEARCHES
 from tune_sd.tune.nonlearner import NonLearnerSettings
+from tune_sd.tune.racing import RaceSettings
 
 # options that several commands share, each declared once; a command takes them through
 # ``parents=[_shared(NAME, ...)]``, in that order, and gives its own help text where it means one
@@ -206,11 +207,13 @@ def _add_sweep(sub):
     p.add_argument("--num-samples", type=int, help="trials to sample (grid: repeats of the grid)")
     p.add_argument("--epochs", type=int, help="epochs per trial")
     p.add_argument("--scheduler", choices=SCHEDULERS,
-                   help=f"trial scheduler (default: the space's, else {DEFAULTS['scheduler']}); nonlearner stops "
+                   help=f"trial scheduler (default: the space's, else {DEFAULTS['scheduler']}); race (with --repeat) "
+                        "stops the configs whose seeds are shown worse than the best config's; nonlearner stops "
                         "trials that stay at chance with no upward trend, alone or beside asha/median")
     p.add_argument("--search", choices=SEARCHES, help="search (default: the space's method)")
     p.add_argument("--name", help="sweep name (default: the study's name)")
-    p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped")
+    p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped; race: its "
+                                                    "first rung")
     p.add_argument("--reduction-factor", type=float,
                    help=f"asha: reduction factor (default {DEFAULTS['reduction_factor']:g})")
     nl = NonLearnerSettings()
@@ -220,6 +223,9 @@ def _add_sweep(sub):
                    help=f"nonlearner: avg_acc within 0.5 +- M counts as chance (default {nl.margin:g})")
     p.add_argument("--nonlearner-confidence", type=float, metavar="C",
                    help=f"nonlearner: significance an upward trend needs to keep a trial (default {nl.confidence:g})")
+    p.add_argument("--race-alpha", type=float, metavar="A",
+                   help="race: the chance of stopping a config as good as the best, over all rungs "
+                        f"(default {RaceSettings.alpha:g})")
     p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",
                    help="regularisation studies (regularize-dsn): the trained critic, the best trial of an SD "
                         "sweep (by final avg_acc) or a checkpoint; a sweep is looked up under --storage; on "
@@ -416,7 +422,7 @@ def cmd_sweep(args) -> int:
                         nonlearner_window=args.nonlearner_window, nonlearner_margin=args.nonlearner_margin,
                         nonlearner_confidence=args.nonlearner_confidence, quick=args.quick, seed=args.seed,
                         overrides=args.overrides, critic_from=args.critic_from, pack=args.pack,
-                        repeat=args.repeat, repeat_data=args.repeat_data)
+                        repeat=args.repeat, repeat_data=args.repeat_data, race_alpha=args.race_alpha)
     plan = plan_sweep(space, opts)
     if args.dry_run:
         print(describe(plan))

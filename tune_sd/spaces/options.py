@@ -42,6 +42,7 @@ TUNE_OPTIONS: dict[str, Any] = {
     "nonlearner_window": integer(1),
     "nonlearner_margin": real(0, 0.5, lo_open=True, hi_open=True),
     "nonlearner_confidence": real(0.5, 1, hi_open=True),
+    "race_alpha": real(0, 1, lo_open=True, hi_open=True),
     "quick_set": _quick_set,
 }
 _LOWERCASE_OPTIONS = ("scheduler", "search")

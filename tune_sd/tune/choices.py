@@ -8,14 +8,14 @@ options with the same values.
 
 from __future__ import annotations
 
-SCHEDULERS = ("asha", "fifo", "median", "nonlearner", "asha+nonlearner", "median+nonlearner")
+SCHEDULERS = ("asha", "fifo", "median", "nonlearner", "asha+nonlearner", "median+nonlearner", "race")
 SEARCHES = ("random", "grid", "bayes")
 
 DEFAULTS = {
     "metric": "avg_acc", "mode": "max", "scheduler": "asha", "num_samples": 10, "cpus_per_trial": 1.0,
     "gpus_per_trial": 0.0, "max_concurrent": None, "max_failures": 2, "grace_period": None,
     "reduction_factor": 3.0, "nonlearner_grace": None, "nonlearner_window": None, "nonlearner_margin": None,
-    "nonlearner_confidence": None,
+    "nonlearner_confidence": None, "race_alpha": None,
 }
 # --quick: a smoke run that still shows early stopping
 QUICK = {"num_samples": 6, "epochs": 400, "report_every": 20, "avg_hor": 100, "grace_period": 100,
@@ -24,3 +24,9 @@ QUICK = {"num_samples": 6, "epochs": 400, "report_every": 20, "avg_hor": 100, "g
 # ladder --quick: these epochs and seeds on every rung (and the sweep's quick avg_hor)
 LADDER_QUICK = {"epochs": 300, "seeds": 2}
 
+
+
+def default_grace_period(epochs: int, report_every: int) -> int:
+    """Epochs before a trial can first be stopped: a 27th of the run (three ASHA rungs below the end),
+    never less than four reports, so that avg_acc has settled a little."""
+    return max(4 * report_every, epochs // 27)

@@ -37,6 +37,7 @@ class SweepOptions:
     nonlearner_window: int | None = None
     nonlearner_margin: float | None = None
     nonlearner_confidence: float | None = None
+    race_alpha: float | None = None  # race: the chance of stopping a config as good as the best
     quick: bool = False
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
@@ -125,6 +126,13 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
 
     settings["repeat"], settings["repeat_data"] = check_repeat(opts.repeat, opts.repeat_data, settings["search"])
     settings["pack"] = resolve_pack(opts.pack, settings)
+    if settings["scheduler"] == "race":
+        from .racing import race_plan
+
+        # refused before Ray starts: without repeats, or with too few seeds to ever stop a config
+        race_plan(epochs=settings["epochs"], report_every=settings["report_every"],
+                  grace_period=settings["grace_period"], reduction_factor=settings["reduction_factor"],
+                  repeat=settings["repeat"], race_alpha=settings["race_alpha"])
     if cfg.task == "regularize" and "nonlearner" in str(settings["scheduler"]):
         raise ConfigError(f"--scheduler {settings['scheduler']}: the non-learner stopper reads a critic's accuracy; "
                           "a regularisation study reports val_mse and min_corr (use fifo, asha or median)")

@@ -53,12 +53,23 @@ def describe_scheduler(settings: dict) -> str:
         what = f"ASHA (grace {grace} epochs, reduction factor {float(settings.get('reduction_factor') or 3):g})"
     elif base == "median":
         what = f"the median stopping rule (grace {grace} epochs)"
+    elif base == "race":
+        from .racing import race_plan
+
+        rungs, alpha = race_plan(epochs=epochs, report_every=int(settings["report_every"]),
+                                 grace_period=settings.get("grace_period"),
+                                 reduction_factor=settings.get("reduction_factor"),
+                                 repeat=int(settings.get("repeat") or 1), race_alpha=settings.get("race_alpha"))
+        what = (f"a race of the configs' {settings.get('repeat')} seeds at epochs {', '.join(map(str, rungs))} "
+                f"(rank test against the best config, alpha {alpha:g} over the rungs)")
     else:
         what = "FIFO (no rank-based early stopping)"
     if uses_nonlearner(name):
         nl = nonlearner_settings(settings)
         what += (f" + the non-learner stopper (grace {nl.grace}, window {nl.window} epochs, margin {nl.margin:g}, "
                  f"confidence {nl.confidence:g}")
+        if int(settings.get("repeat") or 1) > 1:
+            what += "; each config's seeds judged together"
         # the stopper first looks at a trial after its grace period
         what += f"; it stops none: trials end at epoch {epochs})" if nl.grace >= epochs else ")"
     return what

@@ -32,12 +32,14 @@ REGULARIZE_METRICS = ["loss", "mse", "val_mse", "reg", "critic_score", "min_corr
 # stopped; read for sweeps whose results do not record stop_reason yet
 STOPS_FILE = "stops.jsonl"
 # why a trial ended (the column stop_reason; the key of the trial's last result that records it, see
-# stop_records.py): the trial itself says completed, runtime or error; the driver asha, median, nonlearner
+# stop_records.py): the trial itself says completed, runtime or error; the driver asha, median, nonlearner, race
 STOP_REASON = "stop_reason"
 ENDED_ITSELF = ("completed", "runtime", "error")
-STOPPED = ("asha", "median", "nonlearner")
+STOPPED = ("asha", "median", "nonlearner", "race")
 REASONS = ENDED_ITSELF + STOPPED
-ENDED_EARLY = ("asha", "median", "nonlearner", "runtime")  # the reasons that come with a stop_epoch
+ENDED_EARLY = ("asha", "median", "nonlearner", "race", "runtime")  # the reasons that come with a stop_epoch
+# the evidence of a stop decided on a config's seeds (stop_records.py): copied from the last result
+STOP_EVIDENCE = ("stop_test", "stop_seeds", "stop_trials", "stop_epochs", "stop_p", "stop_against")
 
 
 @dataclass
@@ -213,6 +215,7 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             "stopped_early": stopped_early, "checkpoint": _latest_checkpoint(trial.path),
             "node": last.get("node"), "stop_reason": stop_reason,
             "stop_epoch": epochs if stop_reason in ENDED_EARLY else None,
+            **{k: last.get(k) for k in STOP_EVIDENCE if stop_reason in STOPPED and k in last},
             "error": error, "experiment": experiment, "study": study,
             "path": str(trial.path), **_regularize_summary(rows), **labels, **cfg_cols,
         })

@@ -1,4 +1,5 @@
-"""Trial schedulers by name: ``asha`` (default), ``fifo``, ``median``.
+"""Trial schedulers by name: ``asha`` (default), ``fifo``, ``median``, ``race`` (configs with repeats
+raced against the best one on their seeds: racing.py).
 
 ASHA and the median rule come as thin subclasses that note each STOP they decide in a
 :class:`~tune_sd.tune.stop_records.StopRecorder`, so that ``trials.parquet`` says which of them ended a
@@ -11,13 +12,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianSt
 
 from tune_sd.errors import ConfigError
 
-from .choices import SCHEDULERS
-
-
-def default_grace_period(epochs: int, report_every: int) -> int:
-    """Epochs before a trial can first be stopped: a 27th of the run (three ASHA rungs below the end),
-    never less than four reports, so that avg_acc has settled a little."""
-    return max(4 * report_every, epochs // 27)
+from .choices import SCHEDULERS, default_grace_period  # noqa: F401 (default_grace_period: its old home)
 
 
 class _Noted:
@@ -48,11 +43,77 @@ class RecordedMedianStoppingRule(_Noted, MedianStoppingRule):
     reason = "median"
 
 
+class RaceScheduler(FIFOScheduler):
+    """FIFO order; at each rung a config whose seeds are shown worse than the best config's seeds stops,
+    all its seeds, each at its next report (racing.Race decides; the recorder writes ``stop_reason:
+    race`` and the evidence into each seed's last result). Tune does not save a scheduler's state: a
+    resumed sweep races on from the rungs its seeds reach after the resume."""
+
+    reason = "race"
+
+    def __init__(self, rungs: list[int], repeat: int, alpha: float = 0.05, repeat_data: bool = False,
+                 recorder=None, report_every: int = 0):
+        super().__init__()
+        from .racing import Race
+
+        self.race = Race(rungs, repeat, alpha, report_every=report_every)
+        self.repeat_data = repeat_data
+        self.recorder = recorder
+        self._metric = None
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        if mode:
+            self.race.mode = mode
+        return super().set_search_properties(metric, mode, **spec)
+
+    def on_trial_add(self, tune_controller, trial):
+        from .nonlearner import config_key
+
+        config = trial.config or {}
+        label = ", ".join(f"{k}={config[k]}" for k in ("variant", "rung") if k in config) or f"trial {trial.trial_id}"
+        self.race.add(trial.trial_id, config_key(config, self.repeat_data), label)
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if str(trial.trial_id) not in self.race.config_of:
+            self.on_trial_add(tune_controller, trial)
+        try:
+            epoch, value = float(result["epoch"]), float(result[self._metric])
+        except (KeyError, TypeError, ValueError):
+            return TrialScheduler.CONTINUE
+        evidence = self.race.report(trial.trial_id, epoch, value)
+        if evidence is None:
+            return TrialScheduler.CONTINUE
+        if self.recorder is not None:
+            self.recorder.note(trial.trial_id, self.reason, evidence.as_result())
+        return TrialScheduler.STOP
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self.race.end(trial.trial_id)
+
+    def on_trial_error(self, tune_controller, trial):
+        self.race.end(trial.trial_id)
+
+    def on_trial_remove(self, tune_controller, trial):
+        self.race.end(trial.trial_id)
+
+    def debug_string(self) -> str:
+        return f"Racing configs at epochs {self.race.rungs} (rank test of seeds at {self.race.level:.3g} per rung)."
+
+
 def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: int | None = None,
-                   reduction_factor: float = 3, recorder=None):
+                   reduction_factor: float = 3, recorder=None, repeat: int = 1, repeat_data: bool = False,
+                   race_alpha: float | None = None):
     """A scheduler whose time attribute is ``epoch``; metric and mode come from the TuneConfig.
-    ``recorder`` (a StopRecorder) hears of every trial the scheduler stops."""
+    ``recorder`` (a StopRecorder) hears of every trial the scheduler stops. ``race`` needs the sweep's
+    ``repeat`` (seeds per config) and takes ``race_alpha``."""
     grace = grace_period or default_grace_period(epochs, report_every)
+    if name == "race":
+        from .racing import race_plan
+
+        rungs, alpha = race_plan(epochs=epochs, report_every=report_every, grace_period=grace_period,
+                                 reduction_factor=reduction_factor, repeat=repeat, race_alpha=race_alpha)
+        return RaceScheduler(rungs, int(repeat), alpha, repeat_data=repeat_data, recorder=recorder,
+                             report_every=report_every)
     name = name.replace("+nonlearner", "").replace("nonlearner", "fifo")  # the stopper comes separately
     if name == "asha":
         scheduler = RecordedASHA(time_attr="epoch", max_t=epochs, grace_period=min(grace, epochs),

@@ -6,7 +6,11 @@ A trial ends in one of three ways, each known to exactly one party in the driver
   reached ``epochs``, ``runtime`` when its time limit came first, ``error`` when its loss went
   non-finite);
 - the non-learner stopper stops it (``nonlearner``);
-- the scheduler stops it (``asha``, ``median``).
+- the scheduler stops it (``asha``, ``median``, ``race``).
+
+A stop decided on the evidence of a config's seeds (the seed-aware non-learner stopper, the race) also
+writes that evidence: ``stop_test``, ``stop_seeds``, ``stop_trials``, ``stop_epochs``, ``stop_p`` (and
+``stop_against``, the config a race was lost to).
 
 The stopper and the schedulers note their STOP decisions in a :class:`StopRecorder`, a Tune callback
 that Tune calls after them for the same result (Ray documents that schedulers are notified before
@@ -35,16 +39,36 @@ class StopRecorder(Callback):
 
     def __init__(self):
         self._decided: dict[str, str] = {}
+        self._evidence: dict[str, dict] = {}
+        self._watchers: list = []
 
-    def note(self, trial_id: str, reason: str) -> None:
+    def note(self, trial_id: str, reason: str, evidence: dict | None = None) -> None:
         # the first decision for a result is the one Tune acts on (the stopper is asked first)
-        self._decided.setdefault(str(trial_id), reason)
+        if str(trial_id) not in self._decided:
+            self._decided[str(trial_id)] = reason
+            if evidence:
+                self._evidence[str(trial_id)] = dict(evidence)
+
+    def watch(self, stopper) -> None:
+        """``stopper.trial_ended(trial_id)`` is called for every trial that ends (a stopper hears of
+        results only, and a config's seeds that ended early must not be waited for)."""
+        self._watchers.append(stopper)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        for w in self._watchers:
+            w.trial_ended(str(trial.trial_id))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        for w in self._watchers:
+            w.trial_ended(str(trial.trial_id))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         decided = self._decided.pop(str(trial.trial_id), None)
+        evidence = self._evidence.pop(str(trial.trial_id), None)
         if not result.get("done"):
             return
         if result.get(STOP_REASON) in ENDED_ITSELF:
             return
         if decided is not None:
             result[STOP_REASON] = decided
+            result.update(evidence or {})

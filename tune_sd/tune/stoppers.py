@@ -7,32 +7,41 @@ period it stops a trial whose smoothed accuracy (``avg_acc``) has stayed within 
 a report's epochs, independent from report to report) shows no upward trend there: the one-sided
 t-test of the least-squares slope does not reach ``confidence``. The noise of per-epoch accuracy
 enters through the residuals of that fit.
+
+With ``--repeat`` it judges the seeds of a config together (nonlearner.SeedRule): an all-flat config
+stops, all its seeds, on their pooled evidence, and no seed stops while a sibling learns.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 from ray.tune.stopper import Stopper
 
-from .nonlearner import NonLearnerSettings, is_non_learner
+from .nonlearner import NonLearnerSettings, SeedRule, config_key
 
 
 class NonLearnerStopper(Stopper):
     """A Tune stopper; it works alone (with FIFO) or beside ASHA or the median rule.
 
     Each stop is noted in ``recorder`` (a :class:`~tune_sd.tune.stop_records.StopRecorder`), which
-    writes ``stop_reason: nonlearner`` into the trial's last result, so that the results say why the
-    trial ended early wherever they are stored.
+    writes ``stop_reason: nonlearner`` and the evidence (``stop_test``, ``stop_seeds``, ``stop_trials``,
+    ``stop_epochs``, ``stop_p``) into the trial's last result, so that the results say why the trial
+    ended early wherever they are stored. ``repeat`` is the sweep's seeds per config (``--repeat``); a
+    trial's config is read from the ``config`` of its results, without the seeds (and without
+    ``data.seed`` when ``repeat_data``).
     """
 
     reason = "nonlearner"
 
-    def __init__(self, settings: NonLearnerSettings | None = None, recorder=None):
+    def __init__(self, settings: NonLearnerSettings | None = None, recorder=None, repeat: int = 1,
+                 repeat_data: bool = False):
         self.settings = settings or NonLearnerSettings()
         self.recorder = recorder
-        self._history: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        self.repeat_data = repeat_data
+        self.rule = SeedRule(self.settings, repeat)
+        if recorder is not None and hasattr(recorder, "watch"):
+            recorder.watch(self)  # it tells the rule which trials ended
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         try:
@@ -42,17 +51,23 @@ class NonLearnerStopper(Stopper):
             return False
         if not all(map(math.isfinite, point)):
             return False
-        history = self._history[trial_id]
-        if history and point[0] <= history[-1][0]:
-            # a restored trial reports again from its checkpoint: forget what it will redo
-            while history and history[-1][0] >= point[0]:
-                history.pop()
-        history.append(point)
-        if is_non_learner(history, self.settings):
-            if self.recorder is not None:
-                self.recorder.note(trial_id, self.reason)
-            return True
-        return False
+        config = result.get("config")
+        key = config_key(config, self.repeat_data) if isinstance(config, dict) else None
+        planned = config.get("epochs") if isinstance(config, dict) else None
+        evidence = self.rule.report(trial_id, point, key,
+                                    planned if isinstance(planned, (int, float)) and not isinstance(planned, bool) else None)
+        if evidence is None:
+            return False
+        if self.recorder is not None:
+            self.recorder.note(trial_id, self.reason, evidence.as_result())
+        return True
+
+    def trial_ended(self, trial_id: str) -> None:
+        self.rule.end(trial_id)
+
+    @property
+    def _history(self):
+        return self.rule.history
 
     def stop_all(self) -> bool:
         return False

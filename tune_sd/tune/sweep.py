@@ -218,7 +218,9 @@ def _stopper(plan: "SweepPlan", recorder=None):
 
     if not uses_nonlearner(plan.settings["scheduler"]):
         return None
-    return NonLearnerStopper(nonlearner_settings(plan.settings), recorder=recorder)
+    s = plan.settings
+    return NonLearnerStopper(nonlearner_settings(s), recorder=recorder, repeat=int(s.get("repeat", 1) or 1),
+                             repeat_data=bool(s.get("repeat_data")))
 
 
 # the progress table's metric columns, per task (Ray's table, --verbose)
@@ -309,7 +311,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
         recorder = StopRecorder()
         scheduler = make_scheduler(s["scheduler"], epochs=s["epochs"], report_every=s["report_every"],
                                    grace_period=s["grace_period"], reduction_factor=s["reduction_factor"],
-                                   recorder=recorder)
+                                   recorder=recorder, repeat=int(s.get("repeat", 1) or 1),
+                                   repeat_data=bool(s.get("repeat_data")), race_alpha=s.get("race_alpha"))
         num_samples = int(s["num_samples"])
         if s.get("repeat", 1) > 1:
             from .packing import repeat_points

@@ -1,0 +1,129 @@
+"""Real --repeat sweeps through the seed-aware non-learner stopper and the race: each stop is recorded
+with its config's evidence in the trial's last result, read back into trials.parquet and counted per
+config in the report."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from tune_helpers import read_tables, write_space
+from tune_sd.spaces import load_space
+from tune_sd.tune.plan import SweepOptions, plan_sweep
+from tune_sd.tune.sweep import run_sweep
+
+pytestmark = pytest.mark.slow
+
+# two configs of four seeds: lr 1e-9 cannot learn, lr 3e-4 leaves chance within about 100 epochs
+LRS = {"disc": {"parameters": {"lr": {"values": [3e-4, 1e-9]}}}}
+BASE = {"epochs": 200, "avg_hor": 40, "arch": {"lat_size": 10}, "disc": {"hid_num": 2, "hid_size": 128, "iters": 10,
+                                                                      "gp": 1e-4}}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    from tune_sd.tune.cluster import connect
+
+    started = connect(num_cpus=2)
+    assert started, "a Ray instance was already running in this process"
+    yield
+    ray.shutdown()
+
+
+def _sweep(tmp_path, name, tune):
+    space = write_space(tmp_path, name, LRS, base=BASE,
+                        tune={"num_samples": 1, "max_concurrent": 8, **tune})
+    plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path / "store"), name=name, repeat=4,
+                                                                   pack="4"))
+    exp = run_sweep(plan)
+    curves, trials = read_tables(exp)
+    return exp, curves, trials
+
+
+def _last_results(exp):
+    return {d.name.removeprefix("trial_"): [json.loads(x) for x in (d / "result.json").open()][-1]
+            for d in exp.glob("trial_*")}
+
+
+def test_nonlearner_stops_the_flat_config_with_its_seeds_evidence(tmp_path, ray_local):
+    exp, curves, trials = _sweep(tmp_path, "nl", {"scheduler": "nonlearner", "nonlearner_grace": 100,
+                                                   "nonlearner_window": 80, "nonlearner_margin": 0.1})
+    assert len(trials) == 8 and set(trials.status) == {"TERMINATED"}
+    flat = trials[trials["cfg.disc.lr"] == 1e-9]
+    learns = trials[trials["cfg.disc.lr"] == 3e-4]
+    assert (learns.stop_reason == "completed").all(), learns[["stop_reason", "final_avg_acc"]]
+    assert (flat.stop_reason == "nonlearner").all()
+    # together, on the pooled test of the four seeds, before one seed's grace (100) could
+    assert set(flat.stop_test) == {"pooled slope"} and set(flat.stop_seeds) == {4}
+    assert flat.stop_trials.nunique() == 1 and sorted(flat.stop_trials.iloc[0].split(",")) == sorted(flat.trial_id)
+    # decided when the last seed reached the pooled grace (100 * 4**(-1/3) = 63: its report at 80), before one
+    # seed's grace; seeds a population stepped ahead had waited for it (the first to reach 100 was not stopped alone)
+    reached = [int(e) for e in flat.stop_epochs.iloc[0].split(",")]
+    assert min(reached) == 80 and (flat.stop_epoch >= 80).all()
+    assert (flat.stop_p >= 0.2).all()
+    last = _last_results(exp)
+    for tid in flat.trial_id:
+        assert last[tid]["stop_reason"] == "nonlearner" and last[tid]["stop_seeds"] == 4
+        assert len(last[tid]["stop_epochs"].split(",")) == 4
+    _report_counts_per_config(exp, tmp_path, {"1e-09": ("nonlearner 4", "yes"), "0.0003": ("-", "-")})
+
+
+def test_race_stops_the_worse_config_with_its_seeds_evidence(tmp_path, ray_local):
+    exp, curves, trials = _sweep(tmp_path, "race", {"scheduler": "race", "grace_period": 40,
+                                                     "reduction_factor": 2})
+    worse = trials[trials["cfg.disc.lr"] == 1e-9]
+    best = trials[trials["cfg.disc.lr"] == 3e-4]
+    assert (best.stop_reason == "completed").all() and (best.epochs == 200).all()
+    assert (worse.stop_reason == "race").all()
+    assert set(worse.stop_test) == {"rank vs best"} and set(worse.stop_seeds) == {4}
+    assert set(worse.stop_against) == {"trial " + best.trial_id.min()}  # the first seed names the config
+    assert worse.stop_p.iloc[0] == pytest.approx(1 / 70)
+    rung = int(worse.stop_epochs.iloc[0].split(",")[0])
+    assert rung in (40, 80) and worse.stop_epoch.max() <= rung + 20
+    _report_counts_per_config(exp, tmp_path, {"1e-09": ("race 4", "yes"), "0.0003": ("-", "-")})
+
+
+def _report_counts_per_config(exp, tmp_path, want):
+    from tune_sd.analysis import analyze
+    from test_report_stops import read_tables as html_tables
+
+    report = analyze([str(exp)], out=str(tmp_path / f"report-{exp.name}"))
+    per = html_tables(report)["Stops per config"]
+    assert len(per) == 2 and (per.seeds.astype(int) == 4).all()
+    for lr, (by, together) in want.items():
+        row = per[per.config.str.contains(f"disc.lr={lr}")].iloc[0]
+        assert (row.by, row.together) == (by, together)
+
+
+def test_the_benchmark_replays_a_fifo_sweep_with_the_live_decisions(tmp_path, ray_local):
+    """benchmarks/early_stopping.py --repeats feeds a fifo sweep's reports to the stopper's and the race's
+    own code: the flat config stopped on its seeds' pooled evidence, the worse config raced out."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from early_stopping import replay_race, replay_seeds, repeat_sweep, score_seeds
+
+    from tune_sd.tune.nonlearner import NonLearnerSettings
+
+    exp, _, trials = _sweep(tmp_path, "fifo", {"scheduler": "fifo"})
+    assert (trials.stop_reason == "completed").all()
+    reports, keys, trend, settings = repeat_sweep(Path(exp), horizon=40)
+    assert settings["repeat"] == 4 and len(set(keys.values())) == 2
+    flat = set(trials.loc[trials["cfg.disc.lr"] == 1e-9, "trial_id"])
+    ends = replay_seeds(reports, keys, NonLearnerSettings(grace=100, window=80, margin=0.1), 4)
+    assert set(ends) == flat and {ev.test for _, ev in ends.values()} == {"pooled slope"}
+    # reports epoch by epoch: decided at the pooled grace on the last seed's report at 80, the others at their next
+    assert {tuple(ev.epochs) for _, ev in ends.values()} == {(80, 80, 80, 80)}
+    assert sorted(e for e, _ in ends.values()) == [80, 100, 100, 100]
+    alone = replay_seeds(reports, keys, NonLearnerSettings(grace=100, window=80, margin=0.1), 1)
+    # each seed alone: the flat ones at the single-seed grace (here also some learner seeds, still within the
+    # margin at epoch 100, which their learning siblings protect in the seed-aware replay)
+    assert flat <= set(alone) and min(e for e, _ in alone.values()) >= 100
+    score = score_seeds(ends, reports, keys, {t: "non-learner" if t in flat else "fast-plateau" for t in reports})
+    assert score["non_configs"] == "1/1" and score["cut"] == "0/4"
+    assert score["saved"] == pytest.approx(1 - (4 * 200 + 80 + 3 * 100) / 1600)
+    raced = replay_race(reports, keys, [40, 80], 4, 0.05)
+    assert set(raced) == flat and {ev.test for _, ev in raced.values()} == {"rank vs best"}

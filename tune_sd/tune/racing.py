@@ -1,0 +1,166 @@
+"""Racing the configs of a sweep with repeats (``--scheduler race``), without Ray.
+
+Each config runs R seeds (``--repeat R``). At each rung (epochs ``grace * eta**j``, up to a third of
+the run for eta 3), once all seeds of a config have reached it, the configs whose seeds have all
+reached it are compared with the best of them (the highest median of the metric over its seeds): a
+config whose seeds are shown worse than the best config's seeds stops, all its seeds together. The
+test is the one-sided Mann-Whitney rank test of the seeds' metric at the rung (the first report at or
+past the rung's epoch: equal epochs for every seed), exact, at ``alpha / K`` for K rungs: Bonferroni
+over the looks, so that a config as good as the best one is stopped at some rung with probability at
+most ``alpha`` (comparing it with the best of several configs, picked on the same data, makes that
+bound loose where many configs are tied; benchmarks/early_stopping.py measures how often the best
+config by final median survives). The best configs run to the end.
+
+With R seeds against R, the smallest p-value a rank test can give is 1 / C(2R, R) (all of one
+config's seeds below all of the other's): 0.05 for 3 seeds, 0.014 for 4, 0.004 for 5. A race whose
+``alpha / K`` is below it could never stop anything; the plan refuses it (:func:`check_race`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from .nonlearner import Evidence
+
+
+@dataclass
+class RaceSettings:
+    alpha: float = 0.05  # the chance, per config, of stopping one as good as the best (over all rungs)
+
+    def check(self) -> "RaceSettings":
+        from tune_sd.errors import ConfigError
+
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"race: alpha must be in (0, 1) (got {self.alpha})")
+        return self
+
+
+def race_rungs(epochs: int, grace: int, eta: float) -> list[int]:
+    """The epochs at which configs are compared: grace, grace * eta, ... up to epochs / eta (a rung later
+    than that saves little of the run)."""
+    rungs, r = [], float(max(grace, 1))
+    while r <= epochs / eta + 1e-9 and (not rungs or int(r) > rungs[-1]):
+        rungs.append(int(r))
+        r *= eta
+    return rungs or [max(min(grace, epochs - 1), 1)]
+
+
+def smallest_p(seeds: int) -> float:
+    """The smallest one-sided p-value of an exact rank test of ``seeds`` values against as many."""
+    return 1 / math.comb(2 * seeds, seeds)
+
+
+def check_race(repeat: int, rungs: list[int], alpha: float) -> None:
+    from tune_sd.errors import ConfigError
+
+    if repeat < 2:
+        raise ConfigError("--scheduler race compares the seeds of configs: give --repeat R (R >= 4 with the "
+                          "default alpha); without repeats use asha or median")
+    level = alpha / len(rungs)
+    if smallest_p(repeat) > level:
+        need = next(r for r in range(2, 50) if smallest_p(r) <= level)
+        raise ConfigError(f"--scheduler race: with {repeat} seeds per config a rank test can at best reach "
+                          f"p = {smallest_p(repeat):.3g}, above alpha / rungs = {alpha:g} / {len(rungs)}: it could "
+                          f"never stop a config; give --repeat {need} or more, or fewer rungs (a larger "
+                          f"--grace-period or --reduction-factor)")
+
+
+def race_plan(*, epochs: int, report_every: int, grace_period: int | None, reduction_factor: float | None,
+              repeat: int, race_alpha: float | None) -> tuple[list[int], float]:
+    """(rungs, alpha) of a race, checked (a ConfigError says what to change): the first rung is the
+    sweep's grace period (``--grace-period``, default a 27th of the run), the next ones ``eta`` =
+    ``--reduction-factor`` times later."""
+    from .choices import default_grace_period
+
+    alpha = RaceSettings(RaceSettings.alpha if race_alpha is None else race_alpha).check().alpha
+    grace = min(grace_period or default_grace_period(epochs, report_every), epochs)
+    rungs = race_rungs(epochs, grace, float(reduction_factor or 3))
+    check_race(int(repeat or 1), rungs, alpha)
+    return rungs, alpha
+
+
+def rank_p(values: list[float], best: list[float], mode: str = "max") -> float:
+    """One-sided p-value of the exact Mann-Whitney test that ``values`` are worse than ``best``."""
+    from scipy import stats
+
+    if mode == "min":
+        values, best = [-v for v in values], [-v for v in best]
+    return float(stats.mannwhitneyu(values, best, alternative="less", method="exact").pvalue)
+
+
+class Race:
+    """The race's state and decisions (schedulers.RaceScheduler adapts it to Tune; the benchmark replays
+    it). ``add`` a trial with its config key (and a label for the records), ``report`` its metric at an
+    epoch: the :class:`Evidence` of its config's stop, or None; ``end`` a trial that ended."""
+
+    def __init__(self, rungs: list[int], repeat: int, alpha: float = 0.05, mode: str = "max", report_every: int = 0):
+        self.rungs = sorted(rungs)
+        self.report_every = report_every  # a trial first heard of far past a rung passed it unheard (a resume)
+        self.repeat = repeat
+        self.level = alpha / len(self.rungs)
+        self.mode = mode
+        self.config_of: dict[str, str] = {}
+        self.members: dict[str, list[str]] = {}
+        self.label: dict[str, str] = {}
+        self.at: dict[str, dict[int, float]] = {}   # trial -> rung -> its metric there
+        self.last: dict[str, float] = {}
+        self.ended: set[str] = set()
+        self.stopped: dict[str, Evidence] = {}      # config -> the evidence it was stopped on
+
+    def add(self, trial_id: str, key: str, label: str | None = None) -> None:
+        trial_id = str(trial_id)
+        if trial_id in self.config_of:
+            return
+        self.config_of[trial_id] = key
+        self.members.setdefault(key, []).append(trial_id)
+        self.label.setdefault(key, label or key)
+        self.at[trial_id] = {}
+
+    def end(self, trial_id: str) -> None:
+        self.ended.add(str(trial_id))
+
+    def report(self, trial_id: str, epoch: float, value: float) -> Evidence | None:
+        trial_id = str(trial_id)
+        key = self.config_of[trial_id]
+        before = self.last.get(trial_id, epoch - self.report_every if self.report_every else -math.inf)
+        self.last[trial_id] = epoch
+        if key in self.stopped:
+            return self.stopped[key]
+        if not math.isfinite(value):
+            return None
+        for rung in self.rungs:
+            # the first report at or past the rung is the seed's value there; a restored trial keeps what it had
+            if before < rung <= epoch and rung not in self.at[trial_id]:
+                self.at[trial_id][rung] = value
+                self._judge(rung)
+        return self.stopped.get(key)
+
+    def values(self, key: str, rung: int) -> list[float] | None:
+        """The seeds' metric at ``rung``, once every seed that will get there did (None before)."""
+        members = self.members[key]
+        if len(members) < self.repeat:
+            return None
+        out = []
+        for m in members:
+            if rung in self.at[m]:
+                out.append(self.at[m][rung])
+            elif m not in self.ended:
+                return None  # still on its way to the rung
+        return out if len(out) >= 2 else None
+
+    def _judge(self, rung: int) -> None:
+        ready = {k: v for k in self.members if k not in self.stopped and (v := self.values(k, rung)) is not None}
+        if len(ready) < 2:
+            return
+        sign = 1 if self.mode == "max" else -1
+        best = max(ready, key=lambda k: sign * statistics.median(ready[k]))
+        for key, vals in ready.items():
+            if key == best:
+                continue
+            p = rank_p(vals, ready[best], self.mode)
+            if p <= self.level:
+                trials = [m for m in self.members[key] if rung in self.at[m]]
+                self.stopped[key] = Evidence("rank vs best", trials, [rung] * len(trials), p,
+                                             against=self.label[best])
