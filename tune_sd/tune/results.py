@@ -174,7 +174,9 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             local = fetch(uri, Path(tmp))
             curves, trials = collect(local)
             for col in ("checkpoint", "path"):  # point at the remote folders, not the temporary copy
-                trials[col] = [v.replace(str(local), uri, 1) if isinstance(v, str) else v for v in trials[col]]
+                if col in trials.columns:
+                    trials[col] = [v.replace(str(local), uri, 1) if isinstance(v, str) else v
+                                   for v in trials[col]]
         return curves, trials
     exp_dir = Path(exp_dir)
     meta = read_meta(exp_dir)
