@@ -34,7 +34,7 @@ class Payload:
 
 @pytest.fixture(autouse=True)
 def no_pickle_opt_in(monkeypatch):
-    monkeypatch.setattr(data_mod, "_PICKLE_OPT_IN", False)  # --allow-pickle lasts for the process
+    monkeypatch.setattr(data_mod, "_PICKLE_OPT_IN", False, raising=False)  # --allow-pickle lasts for the process
 
 
 def _snapshot(folder: Path) -> dict:
