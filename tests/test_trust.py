@@ -334,3 +334,25 @@ def test_same_name_guard_on_a_fake_s3(made, capsys):
                       destination_filesystem=s3)
         code = main(["sweep", "sd-study", "--quick", "--storage", f"{bucket}/results", "--name", "tiny"])
         _one_line_error(capsys, code, "already holds a sweep")
+
+
+# ------------------------------------------------------------------------------------------ cluster
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-local.yaml"])
+def test_cluster_configs_require_rays_token_authentication(name):
+    """Every node starts Ray with token authentication required, and gets the cluster's token (made on the
+    launching machine, never written in the file); the configs still pass Ray's own schema."""
+    import copy
+
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / name).read_text())
+    validate_config(prepare_config(copy.deepcopy(config)))
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in config[key]
+              if "ray start" in c]
+    assert len(starts) == 2 and all(c.startswith("RAY_AUTH_MODE=token ray start") for c in starts)
+    mounts = {remote: local for remote, local in config["file_mounts"].items() if remote.endswith("/.ray/auth_token")}
+    assert list(mounts.values()) == ["~/.ray/auth_token"]
+    assert any("chmod 600 ~/.ray/auth_token" in c for c in config["setup_commands"])
