@@ -204,6 +204,19 @@ def test_allow_pickle_on_the_command_line_reads_the_original_split(tmp_path):
     assert "allow_pickle: false" in (out / "config.yaml").read_text()  # the opt-in is never part of a config
 
 
+def test_a_run_saved_with_the_old_config_key_resumes(tmp_path):
+    """Runs saved before the opt-in moved to the command line keep data.allow_pickle: true in their
+    checkpoint's config: they resume (a pickled split is then read only with --allow-pickle)."""
+    import torch
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *SMALL]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["config"]["data"]["allow_pickle"] = True
+    torch.save(state, out / "checkpoint.pt")
+    assert main(["train", "--resume", str(out), "--set", "epochs=3", "--no-progress"]) == 0
+
+
 # ------------------------------------------------------------------------------------------ tables kept
 
 

@@ -417,6 +417,14 @@ class Config(Section):
         cfg._cross_check(where)
         return cfg
 
+    @classmethod
+    def from_saved(cls, tree: dict, where: str = "") -> "Config":
+        """The config a checkpoint keeps (our own file): as :meth:`from_dict`, less ``data.allow_pickle``,
+        which runs saved before it became the command line's ``--allow-pickle`` may hold as true (the
+        resumed run reads a pickled split only if that command line asks again)."""
+        flat = {k: v for k, v in flatten(tree or {}).items() if k != "data.allow_pickle"}
+        return cls.from_dict(unflatten(flat), where=where)
+
     def _cross_check(self, where: str) -> None:
         for name in ("hid_num", "hid_size"):
             if isinstance(self.disc[name], list) and not (self.ext and self.ext_type == "embed"):
