@@ -18,8 +18,8 @@ User files (``load_data(path)``):
 The split, first found wins: ``split_path`` (a folder of ``train.txt`` / ``val.txt`` / ``test.txt``
 or ``.npy`` files, one ``.npz``, or a ``.json`` / ``.yaml`` mapping split -> list of ints); split
 arrays inside a ``.npz``; the original project's ``<var>.mask`` next to a text file -- a pickle,
-read only with ``allow_pickle=True`` because unpickling runs code from the file; otherwise a seeded
-random split of 70 % / 20 % / 10 %.
+read only under the command line's ``--allow-pickle`` (:func:`allow_pickled_splits`) because
+unpickling runs code from the file; otherwise a seeded random split of 70 % / 20 % / 10 %.
 
 Nothing here unpickles, except that ``.mask`` file under the explicit opt-in; ``np.load`` always
 runs with ``allow_pickle=False``.
