@@ -120,6 +120,11 @@ def test_resume_trusts_a_folder_that_is_the_users_alone(hostile, monkeypatch):
     monkeypatch.delenv("TUNE_SD_TRUSTED_STORAGE", raising=False)
     check_resume_trusted(sweep)
     check_resume_trusted(f"file://{sweep}")
+    sweep.parent.chmod(0o777)  # anyone could swap the sweep folder for another
+    with pytest.raises(StudyError, match="without the sticky bit"):
+        check_resume_trusted(sweep)
+    sweep.parent.chmod(0o1777)  # as /tmp: only the owner renames what is theirs
+    check_resume_trusted(sweep)
     (sweep / "tuner.pkl").chmod(0o666)
     with pytest.raises(StudyError):
         check_resume_trusted(sweep)

@@ -3,7 +3,8 @@
 only from storage the user trusts:
 
 - a local folder (or ``file://``) whose folders and files all belong to the user and that nobody else can
-  write to (group-writable counts as others', except for the user's own private group);
+  write to (group-writable counts as others', except for the user's own private group), in a folder where
+  nobody else can rename it (world-writable only with the sticky bit, as /tmp);
 - any other storage (``s3://``, ``gs://``) only with consent: ``--trust-storage``, or a prefix of it listed
   in ``$TUNE_SD_TRUSTED_STORAGE`` (separated by spaces or commas).
 
@@ -55,6 +56,12 @@ def _foreign(folder: Path) -> str | None:
     with what is wrong; None when there is none."""
     uid = os.getuid()
     private_gid = _private_group(uid)
+    try:  # a folder above that anyone may rename things in could swap the sweep folder for another
+        parent = folder.resolve().parent.stat()
+        if parent.st_mode & stat.S_IWOTH and not parent.st_mode & stat.S_ISVTX:
+            return f"{folder.resolve().parent} is writable by every user (without the sticky bit)"
+    except OSError:
+        pass
     for path in _walk(folder):
         try:
             st = path.lstat()
