@@ -356,10 +356,10 @@ def test_pickle_mask_refused_without_opt_in(tmp_path):
     with pytest.raises(DataError) as e:
         load_data(tmp_path)
     msg = str(e.value)
-    assert "allow_pickle" in msg and "X10.mask" in msg and "pickle" in msg
+    assert "--allow-pickle" in msg and "X10.mask" in msg and "pickle" in msg
     assert "plain index files" in msg
     # the same via split_path
-    with pytest.raises(DataError, match="allow_pickle"):
+    with pytest.raises(DataError, match="--allow-pickle"):
         load_data(tmp_path / "X10.gz", split_path=tmp_path / "X10.mask")
 
 

@@ -68,6 +68,9 @@ generator.*, target.*, seed, task) with exit 2.
 """
 
 
+ALLOW_PICKLE_HELP = ("read the original project's pickled split file (X10.mask, data.split_path: *.mask or *.pkl): "
+                     "unpickling runs code from the file, so only for a file you trust; no config or space can "
+                     "switch this on")
 TRAIN_THREADS = 1  # measured: benchmarks/threads.py
 
 
@@ -84,11 +87,13 @@ def _add_train(sub):
     p.add_argument("--seed", type=int, help="seed of the run (same as --set seed=N)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: results/train/<date-time>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its (possibly raised) epochs")
+    p.add_argument("--force", action="store_true", help="start anew in an --out that holds a run's files, replacing them")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--threads", type=int, default=TRAIN_THREADS, metavar="N",
                    help=f"torch threads on the CPU (default: {TRAIN_THREADS}; a critic's operations are too small "
                         "to gain from more, and on a busy machine more threads make epochs slower and erratic)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     p.set_defaults(func=cmd_train)
 
 
@@ -126,13 +131,16 @@ def _add_data(sub):
     m.add_argument("--seed", type=int, help="seed of the coefficients drawn from --library (default 0)")
     m.add_argument("--config", metavar="FILE", help="a run config whose data.* and target.* keys to use")
     m.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    m.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     m.set_defaults(func=cmd_data_make)
 
 
 def cmd_data_make(args) -> int:
     from tune_sd.engine import config as config_mod
+    from tune_sd.engine.data import allow_pickled_splits
     from tune_sd.engine.target import save_target, target_from_config
 
+    allow_pickled_splits(args.allow_pickle)
     overrides = list(args.overrides)
     if args.latent:
         overrides.append("target.latents=" + _flow_list(args.latent))
@@ -242,8 +250,14 @@ def _add_sweep(sub):
 
     r = sub.add_parser("resume", help="continue an interrupted sweep", parents=[_shared("storage", "address", "verbose")],
                        description="Continue a sweep whose driver stopped: unfinished and errored trials go on "
-                                   "from their last checkpoints (Tuner.restore).")
+                                   "from their last checkpoints (Tuner.restore). Tuner.restore unpickles the "
+                                   "sweep's tuner.pkl, which runs code from it: a local sweep is resumed only where "
+                                   "every file is yours and nobody else can write, other storage only with "
+                                   "--trust-storage or when listed in $TUNE_SD_TRUSTED_STORAGE.")
     r.add_argument("name", help="sweep name under --storage, or the sweep folder or URI")
+    r.add_argument("--trust-storage", action="store_true",
+                   help="resume from storage others can write to (s3://, gs://, a shared folder): you trust them "
+                        "not to have put code in the sweep's files")
     r.set_defaults(func=cmd_resume)
 
     st = sub.add_parser("status", help="table of a sweep's trials (state, epochs, avg_acc, how each ended, node)",
@@ -254,6 +268,9 @@ def _add_sweep(sub):
     ex = sub.add_parser("export", help="(re)write a sweep's curves.parquet and trials.parquet",
                         parents=[_shared("storage")])
     ex.add_argument("name", help="sweep name under --storage, or the sweep folder or URI")
+    ex.add_argument("--force", action="store_true",
+                    help="rewrite a table even where the trial folders give fewer rows than it holds (they were "
+                         "removed, or not copied along with the tables)")
     ex.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("spaces", help="list the studies in search_spaces/")
@@ -378,11 +395,13 @@ def cmd_train(args) -> int:
     import torch
 
     from tune_sd.engine import config as config_mod
+    from tune_sd.engine.data import allow_pickled_splits
     from tune_sd.engine.train import TrainRun
 
     if args.threads < 1:
         raise UserError(f"--threads: {args.threads} is not allowed (allowed: an integer >= 1)")
     torch.set_num_threads(args.threads)
+    allow_pickled_splits(args.allow_pickle)
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     if args.critic_from:
         from tune_sd.tune.critic_from import resolve_critic
@@ -398,7 +417,7 @@ def cmd_train(args) -> int:
     else:
         cfg = config_mod.resolve(args.config, overrides)
         out = Path(args.out) if args.out else Path("results/train") / datetime.now().strftime("%Y%m%d-%H%M%S")
-        run = TrainRun.start(cfg, out, device=args.device)
+        run = TrainRun.start(cfg, out, device=args.device, force=args.force)
     return run.run(progress=not args.no_progress)
 
 
@@ -441,7 +460,7 @@ def cmd_resume(args) -> int:
     from tune_sd.tune.results import status_table
     from tune_sd.tune.sweep import resume_sweep
 
-    exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose)
+    exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose, trust=args.trust_storage)
     print(status_table(exp_dir))
     return 0
 
@@ -458,7 +477,7 @@ def cmd_export(args) -> int:
     from tune_sd.tune.results import export
     from tune_sd.store import find_sweep
 
-    curves, trials = export(find_sweep(args.name, args.storage))
+    curves, trials = export(find_sweep(args.name, args.storage), force=args.force)
     print(f"wrote {curves}\nwrote {trials}")
     return 0
 

@@ -131,6 +131,56 @@ def atomic_write(path, write) -> Path:
     return write_atomically(path, write)
 
 
+def write_to(location, write) -> str | Path:
+    """Write a file at a local path or a storage URI: ``write(path_or_stream)`` fills it. A local file and
+    one on ``file://`` are written atomically beside the target (:func:`atomic_write`, which refuses a
+    symbolic link); an object store (``s3://``, ``gs://``) puts the whole object at once, so its stream
+    writes nothing a reader could see half of."""
+    if not is_uri(location):
+        return atomic_write(location, write)
+    from pyarrow import fs
+
+    filesystem, path = _fs(location)
+    if isinstance(filesystem, fs.LocalFileSystem):  # file://
+        atomic_write(path, write)
+        return location
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as sink:
+        write(sink)
+    return location
+
+
+def write_bytes(location, data: bytes) -> str | Path:
+    """:func:`write_to` with the file's bytes."""
+    return write_to(location, lambda target: target.write(data) if hasattr(target, "write")
+                    else Path(target).write_bytes(data))
+
+
+def table_rows(location) -> int | None:
+    """The rows of a Parquet table from its footer (nothing else is read); None where there is no readable table."""
+    import pyarrow.parquet as pq
+
+    try:
+        if not is_uri(location):
+            return pq.ParquetFile(location).metadata.num_rows if Path(location).is_file() else None
+        if not is_file(location):
+            return None
+        filesystem, path = _fs(location)
+        with filesystem.open_input_file(path) as src:
+            return pq.ParquetFile(src).metadata.num_rows
+    except Exception:  # a truncated or foreign file: nothing worth keeping is known to be in it
+        return None
+
+
+def check_name(name: str, flag: str = "--name") -> str:
+    """A sweep's name is one folder under the storage root: a plain name, without separators, not ``..``."""
+    text_ = str(name)
+    if not text_ or text_ in (".", "..") or any(c in text_ for c in "/\\\0:") or text_ != text_.strip():
+        raise StudyError(f"{flag} {text_!r}: not a plain name; a sweep's name is one folder under the storage "
+                         "(no / \\ or :, not . or ..)")
+    return text_
+
+
 def cache_dir() -> Path:
     """Where copies of remote files are kept (``$XDG_CACHE_HOME/tune_sd``, else ``~/.cache/tune_sd``)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tune_sd"

@@ -12,6 +12,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tune_sd import store
+
 from .trends import TREND_HELP, display_order, resample
 
 TREND_COLOURS = {"fast-plateau": "C2", "rise-then-drop": "C1", "slow-improver": "C0", "non-learner": "C7"}
@@ -31,10 +33,8 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100)
-    return path
+    """A PNG written atomically (a symbolic link in its place is refused, not followed)."""
+    return store.atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def base_name(name: str) -> str:

@@ -232,8 +232,6 @@ def _remote_ladder_report(uri: str, threshold: float, export: Callable | None = 
     a local folder with the same name and its two files are written back beside the sweep."""
     import tempfile
 
-    from pyarrow import fs
-
     if not store.is_dir(uri):
         raise StudyError(f"no sweep at {uri}: no such folder on that storage")
     with tempfile.TemporaryDirectory() as tmp:
@@ -245,10 +243,8 @@ def _remote_ladder_report(uri: str, threshold: float, export: Callable | None = 
             if store.is_file(store.join(uri, name)):
                 (local / name).write_bytes(store.read_bytes(store.join(uri, name)))
         report = ladder_report(local, threshold)
-        filesystem, root = fs.FileSystem.from_uri(uri)
         for name in (TABLE_FILE, FIGURE_FILE):
-            with filesystem.open_output_stream(f"{root}/{name}") as sink:
-                sink.write((local / name).read_bytes())
+            store.write_bytes(store.join(uri, name), (local / name).read_bytes())
     report.table_path, report.figure_path = store.join(uri, TABLE_FILE), store.join(uri, FIGURE_FILE)
     return report
 

@@ -7,6 +7,8 @@ import secrets
 from pathlib import Path
 from typing import Callable
 
+from tune_sd.errors import UserError
+
 
 def temp_beside(path: str | Path) -> tuple[int, str]:
     """A new, empty temporary file beside ``path``: (fd open for writing, its path). It is created with
@@ -25,8 +27,11 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Write ``path`` so that a reader (or a crash) never sees half a file: ``write(tmp)`` fills a new file
     beside it (the same folder, so the rename stays on one file system), which is flushed to disk and then
     renamed over ``path``. The folder is created; a failed write leaves the old file and no temporary one.
-    The temporary name ends in ``.tmp``: a writer that picks a format by suffix is told the format."""
+    The temporary name ends in ``.tmp``: a writer that picks a format by suffix is told the format.
+    A ``path`` that is a symbolic link is refused (:func:`refuse_symlink`): the rename would replace the link,
+    and a writer that followed it would write wherever it points."""
     path = Path(path)
+    refuse_symlink(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = temp_beside(path)
     os.close(fd)
@@ -42,3 +47,11 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def refuse_symlink(path: str | Path) -> None:
+    """A file to be written or replaced must not be a symbolic link (one planted in a shared results folder
+    would have its target overwritten): a :class:`~tune_sd.errors.UserError` that names it."""
+    if Path(path).is_symlink():
+        raise UserError(f"{path}: is a symbolic link (to {os.readlink(path)}); not replaced: remove the link "
+                        "or write elsewhere")

@@ -102,6 +102,14 @@ def boolean(key, value):
     return value
 
 
+def no_opt_in(key, value):
+    """A switch that only the command line may turn on (configs and spaces travel between people): false."""
+    if value is True:
+        raise ConfigError(f"{key}: true is refused here: a config or space cannot switch on unpickling (it runs "
+                          "code from the file); for a split file you trust, give --allow-pickle to tune-sd train")
+    return boolean(key, value)
+
+
 def text(optional: bool = False) -> Callable:
     def check(key, value):
         if value is None and optional:
@@ -250,7 +258,8 @@ SCHEMA: dict[str, Field] = {
     "data.split_sizes": Field([700, 200, 100], splits, "default data: train/val/test sizes"),
     "data.seed": Field(0, integer(0), "default data: seed"),
     "data.split_path": Field(None, text(optional=True), "split given as plain index files (folder, .npz, .json, .yaml)"),
-    "data.allow_pickle": Field(False, boolean, "read the original project's pickled split file (runs code in it)"),
+    "data.allow_pickle": Field(False, no_opt_in, "always false: a pickled split file is read only with the command "
+                                                 "line's --allow-pickle (unpickling runs code from the file)"),
     "data.key": Field(None, text(optional=True), "array name inside an .npz file"),
     # what a run is: the SD study (a critic learns library vs generator functions), or Step 7, a
     # network inputs -> latent -> output learning target data, its latents pushed by a trained critic
@@ -407,6 +416,14 @@ class Config(Section):
         cfg = cls(_sectioned(unflatten(merged)))
         cfg._cross_check(where)
         return cfg
+
+    @classmethod
+    def from_saved(cls, tree: dict, where: str = "") -> "Config":
+        """The config a checkpoint keeps (our own file): as :meth:`from_dict`, less ``data.allow_pickle``,
+        which runs saved before it became the command line's ``--allow-pickle`` may hold as true (the
+        resumed run reads a pickled split only if that command line asks again)."""
+        flat = {k: v for k, v in flatten(tree or {}).items() if k != "data.allow_pickle"}
+        return cls.from_dict(unflatten(flat), where=where)
 
     def _cross_check(self, where: str) -> None:
         for name in ("hid_num", "hid_size"):

@@ -18,8 +18,8 @@ User files (``load_data(path)``):
 The split, first found wins: ``split_path`` (a folder of ``train.txt`` / ``val.txt`` / ``test.txt``
 or ``.npy`` files, one ``.npz``, or a ``.json`` / ``.yaml`` mapping split -> list of ints); split
 arrays inside a ``.npz``; the original project's ``<var>.mask`` next to a text file -- a pickle,
-read only with ``allow_pickle=True`` because unpickling runs code from the file; otherwise a seeded
-random split of 70 % / 20 % / 10 %.
+read only under the command line's ``--allow-pickle`` (:func:`allow_pickled_splits`) because
+unpickling runs code from the file; otherwise a seeded random split of 70 % / 20 % / 10 %.
 
 Nothing here unpickles, except that ``.mask`` file under the explicit opt-in; ``np.load`` always
 runs with ``allow_pickle=False``.
@@ -158,6 +158,17 @@ class InputData:
 # --------------------------------------------------------------------------------------------
 
 
+# Unpickling a split file runs code from it: only where the user asked on the command line (tune-sd train
+# --allow-pickle sets this), never through a config or a space, which travel between people.
+_PICKLE_OPT_IN = False
+
+
+def allow_pickled_splits(allowed: bool = True) -> None:
+    """The command line's ``--allow-pickle``: :func:`load_data` reads pickled split files in this process."""
+    global _PICKLE_OPT_IN
+    _PICKLE_OPT_IN = bool(allowed)
+
+
 def load_data(
     path: str | os.PathLike | None = None,
     *,
@@ -167,7 +178,7 @@ def load_data(
     split_sizes: tuple[int, int, int] = (700, 200, 100),
     seed: int = 0,
     split_path: str | os.PathLike | None = None,
-    allow_pickle: bool = False,
+    allow_pickle: bool | None = None,
     key: str | None = None,
 ) -> InputData:
     """Load the input points and their split.
@@ -176,12 +187,15 @@ def load_data(
     N(0, 1) split by ``split_sizes``, all drawn from ``seed``). Otherwise ``path`` is a file (see the
     module docstring for the formats) or a folder holding ``<var>.gz``. ``split_path`` gives the
     split explicitly (for the default data too); ``allow_pickle=True`` permits reading the
-    original project's pickled ``.mask`` split file. ``key`` names the array of a ``.npz``.
+    original project's pickled ``.mask`` split file (None: as :func:`allow_pickled_splits` set it, which
+    only the command line's ``--allow-pickle`` does). ``key`` names the array of a ``.npz``.
     A file without any split is split at random (``seed``) 70 % / 20 % / 10 %.
     Every problem with the input raises :class:`~tune_sd.errors.DataError`.
     """
     var = _check_var(var)
     seed = _check_int("data.seed", seed, minimum=None)
+    if allow_pickle is None:
+        allow_pickle = _PICKLE_OPT_IN
     if not isinstance(allow_pickle, (bool, np.bool_)):
         raise DataError(f"data.allow_pickle: expected true or false, got {allow_pickle!r}")
     if key is not None and not isinstance(key, str):
@@ -231,7 +245,7 @@ def load_data(
             if not allow_pickle:
                 raise DataError(
                     f"data.split_path: the split file '{mask}' is a pickle; it is only read with "
-                    f"`data.allow_pickle: true` (which runs code from the file - only for files you "
+                    f"--allow-pickle on the command line (which runs code from the file - only for files you "
                     f"trust), or give the split as plain index files instead (data.split_path: a "
                     f"folder with train.txt / val.txt / test.txt, a .npz, or a .json / .yaml)"
                 )

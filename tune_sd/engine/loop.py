@@ -169,7 +169,7 @@ class RunLoop:
         from .config import Config, resume_changes
 
         cls.check_format(state)
-        cfg = Config.from_dict(state["config"])
+        cfg = Config.from_saved(state["config"])
         changes: list[dict] = []
         if overrides:
             new = cfg.replace(**overrides)

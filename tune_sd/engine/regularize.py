@@ -125,7 +125,7 @@ class Regularization(RunLoop):
         state = load_checkpoint(file, map_location="cpu")
         if state.get("format") != STUDY_FORMAT:
             raise ConfigError(f"critic.path: {file} is not an SD study's checkpoint")
-        ccfg = Config.from_dict(state["config"], where=f"{file}: ")
+        ccfg = Config.from_saved(state["config"], where=f"{file}: ")
         n = critic_points(state, ccfg)
         if n != self.n_points:
             raise ConfigError(

@@ -1,7 +1,7 @@
 """The train / val / test split of the input points: where it is read from, or drawn at random.
 
 The sources are described in :mod:`tune_sd.engine.data`. Nothing here unpickles, except the
-original project's ``.mask`` file under the explicit ``allow_pickle`` opt-in.
+original project's ``.mask`` file under the command line's explicit ``--allow-pickle`` opt-in.
 """
 
 from __future__ import annotations
@@ -122,14 +122,14 @@ def _read_split_path(sp: Path, n: int, allow_pickle: bool) -> dict[str, np.ndarr
         if not allow_pickle:
             raise DataError(
                 f"{key}: the split file '{sp}' is a pickle; it is only read with "
-                f"`data.allow_pickle: true` (which runs code from the file - only for files you "
+                f"--allow-pickle on the command line (which runs code from the file - only for files you "
                 f"trust), or give the split as plain index files instead"
             )
         return _read_pickle_split(sp, n)
     raise DataError(
         f"{key}: unsupported split file '{sp}' (supported: a folder with train/val/test .txt or "
         f".npy index files, a .npz with train/val/test arrays, a .json or .yaml mapping split name "
-        f"to a list of indices, or a pickled .mask with data.allow_pickle: true)"
+        f"to a list of indices, or a pickled .mask with --allow-pickle)"
     )
 
 
@@ -232,7 +232,7 @@ def _mask_file_for(file: Path) -> Path | None:
 def _read_pickle_split(mask: Path, n: int) -> dict[str, np.ndarray]:
     """Read the original project's joblib pickle {'train': mask, 'val': mask, 'test': mask}.
 
-    Only called when the user set allow_pickle=True: unpickling runs code from the file.
+    Only called when the user gave --allow-pickle: unpickling runs code from the file.
     """
     key = "data.split_path"
     try:
@@ -246,7 +246,7 @@ def _read_pickle_split(mask: Path, n: int) -> dict[str, np.ndarray]:
             import pickle
 
             with open(mask, "rb") as fh:
-                obj = pickle.load(fh)  # opt-in via data.allow_pickle (see the docstring)
+                obj = pickle.load(fh)  # opt-in: the command line's --allow-pickle (see the docstring)
     except Exception as exc:  # noqa: BLE001 - unpickling may raise anything
         raise DataError(f"{key}: cannot read the pickled split file '{mask}': {exc}") from None
     if not isinstance(obj, Mapping):

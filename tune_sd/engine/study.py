@@ -66,8 +66,7 @@ class Study(RunLoop):
         self.device = torch.device(device)
         d = cfg.data
         self.data = load_data(d.path, var=d.var, n_points=d.n_points, n_features=d.n_features,
-                              split_sizes=tuple(d.split_sizes), seed=d.seed, split_path=d.split_path,
-                              allow_pickle=d.allow_pickle, key=d.key)
+                              split_sizes=tuple(d.split_sizes), seed=d.seed, split_path=d.split_path, key=d.key)
         self.X = self.data.points(d.split, d.features, device=self.device)
         self.n_points, self.n_features = self.X.shape
         if cfg.batch_size is not None and cfg.batch_size != self.n_points:

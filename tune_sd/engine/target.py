@@ -258,8 +258,7 @@ def target_from_config(cfg) -> TargetData:
 
     d = cfg.data
     data = load_data(d.path, var=d.var, n_points=d.n_points, n_features=d.n_features,
-                     split_sizes=tuple(d.split_sizes), seed=d.seed, split_path=d.split_path,
-                     allow_pickle=d.allow_pickle, key=d.key)
+                     split_sizes=tuple(d.split_sizes), seed=d.seed, split_path=d.split_path, key=d.key)
     try:
         return build_target(data, features=d.features, latents=t.latents, library=t.library, k=t.k, f=t.f,
                             seed=t.seed)

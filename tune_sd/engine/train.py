@@ -23,13 +23,15 @@ import yaml
 
 from tune_sd.errors import StudyError
 
-from .atomic import atomic_write
+from .atomic import atomic_write, refuse_symlink
 from .checkpoint import interrupts_held, load_checkpoint
 from .config import Config, format_changes, parse_override
 from .loop import Interrupted, load_changes
 from .runs import make_run, run_from_state
 from .study import Study
 
+# what a run writes into its folder
+RUN_FILES = ("config.yaml", "checkpoint.pt", "curve.parquet", "changes.yaml")
 SAVE_EVERY_S = 30.0  # wall-clock seconds between saves of a long run (and at every checkpoint_every reports)
 
 
@@ -61,14 +63,22 @@ class TrainRun:
         self.new_changes: list[dict] = []  # the changes this resume asked for, shown when it starts
 
     @classmethod
-    def start(cls, cfg: Config, out: Path, device="cpu") -> "TrainRun":
+    def start(cls, cfg: Config, out: Path, device="cpu", force: bool = False) -> "TrainRun":
+        """A new run in ``out``. A folder that holds a run's files already is left alone unless ``force``
+        (then they are replaced); a run file that is a symbolic link is never written through."""
         out = Path(out)
-        if (out / "checkpoint.pt").exists():
+        for name in RUN_FILES:
+            refuse_symlink(out / name)
+        if (out / "checkpoint.pt").exists() and not force:
             raise StudyError(f"{out}: already holds a run (checkpoint.pt); continue it with "
                              f"--resume {out} or choose another --out")
+        held = [name for name in RUN_FILES if (out / name).exists()]
+        if held and not force:
+            raise StudyError(f"{out}: already holds {', '.join(held)}; choose another --out, or give --force to "
+                             "replace them")
         study = make_run(cfg, device=device)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        text = cfg.to_yaml()
+        atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         return cls(study, out)
 
     @classmethod

@@ -29,7 +29,7 @@ from tune_sd.engine.config import SCHEMA, Config, flatten, merge, read_yaml, unf
 from tune_sd import store
 from tune_sd.errors import ConfigError, StudyError
 from tune_sd.spaces import BASELINE, SearchSpace, load_space, rung_name, space_from_dict
-from tune_sd.store import LADDER_FILE, find_sweep
+from tune_sd.store import LADDER_FILE, atomic_write, find_sweep
 
 from .choices import LADDER_QUICK as QUICK
 from .plan import SweepOptions, SweepPlan, plan_sweep
@@ -291,10 +291,9 @@ def run_ladder(plan: LadderPlan, *, reporter: Reporter, address: str | None = No
     if list(exp_dir.glob("experiment_state-*.json")):
         raise StudyError(f"{exp_dir} already holds a sweep; give the ladder another --name, or report on this "
                          f"one again with `tune-sd ladder --report {plan.sweep.name}`")
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    (exp_dir / LADDER_FILE).write_text(json.dumps({
-        "rungs": plan.rungs, "modes": plan.modes, "seeds": plan.seeds, "threshold": plan.threshold,
-        "critic": plan.critic, "epochs": plan.sweep.settings["epochs"]}, indent=2))
+    text = json.dumps({"rungs": plan.rungs, "modes": plan.modes, "seeds": plan.seeds, "threshold": plan.threshold,
+                       "critic": plan.critic, "epochs": plan.sweep.settings["epochs"]}, indent=2)
+    atomic_write(exp_dir / LADDER_FILE, lambda tmp: Path(tmp).write_text(text))
     run_sweep(plan.sweep, address=address, dashboard=dashboard, verbose=verbose)
     report = reporter(exp_dir, plan.threshold)
     print(report.format())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tune_sd.engine.config import Config, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError
-from tune_sd.store import storage_root
+from tune_sd.store import check_name, storage_root
 
 from .choices import DEFAULTS, QUICK, SEARCHES
 from .nonlearner import nonlearner_settings
@@ -82,6 +82,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
         return value
 
     _check_flags(opts)
+    check_name(opts.name or space.name, "--name" if opts.name else "the study's name (give --name)")
     settings = {k: pick(k) for k in DEFAULTS}
     settings["search"] = opts.search or tune_block.get("search") or space.method
     if settings["search"] not in SEARCHES:

@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 from tune_sd.engine.config import flatten
 from tune_sd.errors import StudyError
 from tune_sd.spaces.blocks import choice_value
-from tune_sd.store import LABELS, META_FILE, atomic_write, is_uri, read_meta
+from tune_sd import store
+from tune_sd.store import CURVES_FILE, LABELS, META_FILE, TRIALS_FILE, is_uri, read_meta
 
 CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
                  "loss_fake", "loss_gp", "grad_max", "time_s", "node"]
@@ -175,7 +176,9 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             local = fetch(uri, Path(tmp))
             curves, trials = collect(local)
             for col in ("checkpoint", "path"):  # point at the remote folders, not the temporary copy
-                trials[col] = [v.replace(str(local), uri, 1) if isinstance(v, str) else v for v in trials[col]]
+                if col in trials.columns:
+                    trials[col] = [v.replace(str(local), uri, 1) if isinstance(v, str) else v
+                                   for v in trials[col]]
         return curves, trials
     exp_dir = Path(exp_dir)
     meta = read_meta(exp_dir)
@@ -254,27 +257,23 @@ def _regularize_summary(rows: list[dict]) -> dict:
     return out
 
 
-def _write(df: pd.DataFrame, path: Path) -> None:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-
-
-def export(exp_dir: str | Path) -> tuple[str, str]:
-    """Write ``curves.parquet`` and ``trials.parquet`` into the sweep folder (atomically), local or
-    remote (``s3://…``, ``gs://…``, ``file://…``: read and written through pyarrow's filesystems)."""
+def export(exp_dir: str | Path, force: bool = False) -> tuple[str, str]:
+    """Write ``curves.parquet`` and ``trials.parquet`` into the sweep folder, local or remote (``s3://…``,
+    ``gs://…``, ``file://…``: read and written through pyarrow's filesystems), each atomically. A table
+    is not replaced by one with fewer rows (trial folders removed or not copied along) unless ``force``."""
     curves, trials = collect(exp_dir)
-    if is_uri(exp_dir):
-        from pyarrow import fs
-
-        filesystem, root = fs.FileSystem.from_uri(str(exp_dir).rstrip("/"))
-        for name, df in (("curves.parquet", curves), ("trials.parquet", trials)):
-            with filesystem.open_output_stream(f"{root.rstrip('/')}/{name}") as sink:
-                pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
-    else:
-        _write(curves, Path(exp_dir) / "curves.parquet")
-        _write(trials, Path(exp_dir) / "trials.parquet")
     base = str(exp_dir).rstrip("/")
-    return f"{base}/curves.parquet", f"{base}/trials.parquet"
+    targets = {name: (store.join(exp_dir, name), df) for name, df in ((CURVES_FILE, curves), (TRIALS_FILE, trials))}
+    if not force:
+        for name, (target, df) in targets.items():
+            held = store.table_rows(target)
+            if held is not None and held > len(df):
+                raise StudyError(f"{base}/{name}: holds {held} rows, its trial folders give {len(df)}; not replaced "
+                                 f"(give `tune-sd export {base} --force` to rewrite the tables from the trial folders)")
+    for name, (target, df) in targets.items():
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        store.write_to(target, lambda sink, table=table: pq.write_table(table, sink))
+    return f"{base}/{CURVES_FILE}", f"{base}/{TRIALS_FILE}"
 
 
 def fetch(uri: str, into: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tune_sd.engine.config import SECTIONS, Config, flatten, merge, unflatten
 from tune_sd.errors import StudyError
-from tune_sd.store import META_FILE, find_sweep, read_meta
+from tune_sd.store import META_FILE, find_sweep, join, names, read_meta, write_bytes
 
 from .choices import DEFAULTS
 from .nonlearner import nonlearner_settings
@@ -275,23 +275,19 @@ def write_meta(plan: SweepPlan) -> None:
     meta = {"name": plan.name, "study": plan.space.name, "space_path": str(plan.space.path or ""),
             "epochs": plan.settings["epochs"], "settings": plan.settings, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     text = json.dumps(meta, indent=2, default=str)
-    if "://" in plan.storage:
-        from pyarrow import fs
+    write_bytes(join(plan.exp_uri, META_FILE), text.encode())
 
-        filesystem, root = fs.FileSystem.from_uri(str(plan.exp_uri))
-        filesystem.create_dir(root, recursive=True)
-        with filesystem.open_output_stream(f"{root}/{META_FILE}") as sink:
-            sink.write(text.encode())
-        return
-    plan.exp_dir.mkdir(parents=True, exist_ok=True)
-    (plan.exp_dir / META_FILE).write_text(text)
+
+def holds_sweep(exp_dir) -> bool:
+    """Whether a sweep folder (local or on a storage URI) holds a Tune experiment already."""
+    return any(n.startswith("experiment_state-") for n in names(exp_dir))
 
 
 def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False, verbose: bool = False) -> Path:
     """Run the sweep to the end and export its Parquet tables; returns the sweep folder. The terminal
     shows our header and progress lines; ``verbose`` adds Ray's status table."""
-    if "://" not in plan.storage and list(plan.exp_dir.glob("experiment_state-*.json")):
-        raise StudyError(f"{plan.exp_dir} already holds a sweep; continue it with `tune-sd resume {plan.name}` "
+    if holds_sweep(plan.exp_uri):
+        raise StudyError(f"{plan.exp_uri} already holds a sweep; continue it with `tune-sd resume {plan.name}` "
                          f"or start a new one with --name")
     _quiet_ray_output()
     import ray
@@ -391,11 +387,16 @@ def finish(exp_dir) -> str:
     return exp_dir
 
 
-def resume_sweep(name: str, storage: str | None = None, address: str | None = None, verbose: bool = False) -> Path:
-    """Continue an interrupted sweep: unfinished and errored trials go on from their checkpoints."""
+def resume_sweep(name: str, storage: str | None = None, address: str | None = None, verbose: bool = False,
+                 trust: bool = False) -> Path:
+    """Continue an interrupted sweep: unfinished and errored trials go on from their checkpoints. Tune's
+    restore unpickles the sweep's files: only from storage the user trusts (trust.py; ``trust``: they said so)."""
+    from .trust import check_resume_trusted
+
     exp_dir = find_sweep(name, storage)
     if "://" not in str(exp_dir) and not list(Path(exp_dir).glob("experiment_state-*.json")):
         raise StudyError(f"{exp_dir}: holds no Tune experiment state to resume")
+    check_resume_trusted(exp_dir, trust)
     meta = read_meta(exp_dir)
     settings = meta.get("settings") or dict(DEFAULTS)
     _quiet_ray_output()
