@@ -48,7 +48,10 @@ def trend_profiles(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str]
     cols = {}
     for name in order + ["all"]:
         sub = df if name == "all" else df[df["trend"] == name]
-        cells = {"trials": str(len(sub))}
+        if "seeds" in df.columns:  # config units: how many configs, and their seeds
+            cells = {"configs": str(len(sub)), "seeds": str(int(pd.to_numeric(sub["seeds"]).sum()))}
+        else:
+            cells = {"trials": str(len(sub))}
         if "stop_reason" in sub.columns or "stopped_early" in sub.columns:
             cells["stopped early"] = _stopped_cell(sub)
         if "final_avg_acc" in sub.columns:

@@ -106,7 +106,7 @@ def seed_sensitive(table: pd.DataFrame) -> pd.DataFrame:
     mixed = table[table["trend"] == MIXED]
     keys = [c for c in hyperparameters(table) if c in mixed.columns]
     labels = [c for c in CONFIG_LABELS if c in mixed.columns]
-    cols = (["sweep"] if "sweep" in mixed.columns and mixed["sweep"].nunique() > 1 else []) + labels + keys
+    cols = (["sweep"] if "sweep" in mixed.columns and mixed["sweep"].nunique() > 1 else []) + ["config"] + labels + keys
     out = mixed[cols + ["seeds", "shares", "final_avg_acc_median", "final_avg_acc_min", "final_avg_acc_max"]
                 if "final_avg_acc_median" in mixed.columns else cols + ["seeds", "shares"]]
     return out.rename(columns={c: short(c) for c in keys}).reset_index(drop=True)
