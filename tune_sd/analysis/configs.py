@@ -39,7 +39,7 @@ def has_repeats(trials: pd.DataFrame) -> bool:
 
 def _ids(trials: pd.DataFrame) -> pd.Series:
     """A config id per trial, unique across sweeps when the trials carry a ``sweep`` column."""
-    if "sweep" not in trials.columns:
+    if "sweep" not in trials.columns or trials["sweep"].nunique() < 2:
         return config_ids(trials).map(lambda i: f"c{i:03d}")
     parts = [config_ids(t).map(lambda i, s=s: f"{s}:c{i:03d}") for s, t in trials.groupby("sweep", sort=False)]
     return pd.concat(parts).reindex(trials.index)
@@ -62,6 +62,13 @@ def config_table(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     (``final_avg_acc_median`` ...). Sorted by the median final avg_acc, best first."""
     df = join_trends(trends, trials).reset_index(drop=True)
     df["config"] = _ids(df).to_numpy()
+    labels = [c for c in CONFIG_LABELS if c in df.columns]
+    if labels:  # named configs (variants, rungs) go by their names where a name is one config
+        named = df[labels].astype(str).agg("/".join, axis=1)
+        if "sweep" in df.columns and df["sweep"].nunique() > 1:
+            named = df["sweep"].astype(str) + ":" + named
+        if (named.groupby(df["config"]).nunique() == 1).all() and (df.groupby(named)["config"].nunique() == 1).all():
+            df["config"] = named
     names = display_order(df["trend"].astype(str))
     counts = pd.crosstab(df["config"], df["trend"].astype(str)).reindex(columns=names, fill_value=0)
     seeds = counts.sum(axis=1)
@@ -105,7 +112,7 @@ def seed_sensitive(table: pd.DataFrame) -> pd.DataFrame:
     """The mixed configs of :func:`config_table`: their keys that vary, seeds and how their trends split."""
     mixed = table[table["trend"] == MIXED]
     keys = [c for c in hyperparameters(table) if c in mixed.columns]
-    labels = [c for c in CONFIG_LABELS if c in mixed.columns]
+    labels = [c for c in CONFIG_LABELS if c in mixed.columns and not (mixed[c].astype(str) == mixed["config"]).all()]
     cols = (["sweep"] if "sweep" in mixed.columns and mixed["sweep"].nunique() > 1 else []) + ["config"] + labels + keys
     out = mixed[cols + ["seeds", "shares", "final_avg_acc_median", "final_avg_acc_min", "final_avg_acc_max"]
                 if "final_avg_acc_median" in mixed.columns else cols + ["seeds", "shares"]]

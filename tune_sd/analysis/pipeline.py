@@ -25,7 +25,7 @@ from tune_sd.errors import UserError
 from . import figures
 from .characterise import marks_table, separation, tree_verdict, trend_marks, trend_profiles
 from .compare import best_config_trial, best_trial, tie_verdict, top_configs, top_trials
-from .configs import MAJORITY, MIXED, config_table, config_units, has_repeats, rests_on, seed_sensitive
+from .configs import MIXED, config_table, config_units, has_repeats, rests_on, seed_sensitive
 from .gallery import checkpoint_path, misclassified_fakes
 from .importance import importance
 from .load import Sweep, default_out, hyperparameters, load_sweep
@@ -239,8 +239,8 @@ def _trends_section(trends, smoothed, out_dir, summary, pooled, seed, configs, r
 def _configs_block(sec: Section, configs: pd.DataFrame, summary: list[str]) -> None:
     """Trends per config: how the configs' seeds fall into trends, and which configs split."""
     sec.h3("Trends per config")
-    sec.p(f"Each seed is named by the rule above; a config's trend is the trend of at least "
-          f"{MAJORITY:.0%} of its seeds (3 of 4, 2 of 3: a plain majority of a few seeds is a coin's work), "
+    sec.p("Each seed is named by the rule above; a config's trend is the trend of at least two thirds of its "
+          "seeds (3 of 4, 2 of 3: a plain majority of a few seeds is a coin's work), "
           f"otherwise it is {MIXED}: its trend depends on the seed. The claims below are made on configs; mixed "
           "configs are left out of the marks, the separation and the decision tree, and count in the importance "
           "by their median accuracy.")
@@ -253,8 +253,7 @@ def _configs_block(sec: Section, configs: pd.DataFrame, summary: list[str]) -> N
     summary.append(f"configs: {n} ({s} seeds); by config trend: " + ", ".join(
         f"{t} {k}" for t, k in configs["trend"].value_counts().items()))
     if mixed.empty:
-        sec.p(f"No config is seed-sensitive: in each of the {n} configs, at least {MAJORITY:.0%} of the seeds share "
-              "a trend.")
+        sec.p(f"No config is seed-sensitive: in each of the {n} configs, at least two thirds of the seeds share a trend.")
         return
     sec.p(f"Seed-sensitive configs: {len(mixed)} of {n} (their seeds split between trends):").table(mixed)
     summary.append(f"  seed-sensitive (mixed): {len(mixed)} of {n}: " + "; ".join(
@@ -274,8 +273,8 @@ def _characterise_section(sweeps, trends, pooled, out_dir, seed, found=None) -> 
              "even a perfect one could not beat the shuffles, the report says there are too few trials. These are "
              "associations within the sweep, not causes, and they hold for the ranges the sweep tried.")
     if has_repeats(pooled):
-        sec.note(f"With seeds, a config is the unit: each claim is made on configs (a config's trend is that of >= "
-                 f"{MAJORITY:.0%} of its seeds, its accuracy their median), its shuffles move a config's seeds "
+        sec.note(f"With seeds, a config is the unit: each claim is made on configs (a config's trend is that of at least "
+                 "two thirds of its seeds, its accuracy their median), its shuffles move a config's seeds "
                  "together (they were drawn with it), and it says on how many configs and seeds it rests; where the "
                  "configs are too few it says so, however many seeds they have. Mixed configs are left out of the "
                  "marks, the separation and the tree.")
