@@ -99,8 +99,12 @@ def synthetic_sweep(folder: str | Path, n_per_trend: int = 10, epochs: int = 900
     truth, trial_ids = {}, []
     i = 0
     configs = [trend for trend in trends for _ in range(n_per_trend)]
+    drawn: list[dict] = []
     for c, config_trend in enumerate(configs):
-        cfg = _config(config_trend, rng) if repeats > 1 else None
+        cfg = None
+        while repeats > 1 and (cfg is None or cfg in drawn):  # distinct configs: a repeat of one is more seeds
+            cfg = _config(config_trend, rng)
+        drawn.append(cfg)
         for r in range(repeats):
             trend = split[c] if c in split and r >= repeats // 2 else config_trend
             tid = f"syn{seed:02d}_{i:05d}"
