@@ -30,16 +30,20 @@ ACCURACIES = ("final_avg_acc", "best_avg_acc")
 
 
 def has_repeats(trials: pd.DataFrame) -> bool:
-    """Whether any config of the trials was run with more than one seed."""
-    if trials.empty:
-        return False
-    ids = _ids(trials)
-    return bool(ids.duplicated().any())
+    """Whether the trials were run with seeds per config: a ``repeat`` label (what ``--repeat R``
+    writes) with more than one value. Two trials of a sweep without it that drew the same values are
+    still two configs, as before."""
+    return "repeat" in trials.columns and trials["repeat"].dropna().nunique() > 1
 
 
 def _ids(trials: pd.DataFrame) -> pd.Series:
-    """A config id per trial, unique across sweeps when the trials carry a ``sweep`` column."""
-    if "sweep" not in trials.columns or trials["sweep"].nunique() < 2:
+    """A config id per trial, unique across sweeps when the trials of several are pooled (a ``sweep``
+    column): with repeats the config's number (its seeds left out), else the trial's own id."""
+    pooled = "sweep" in trials.columns and trials["sweep"].nunique() > 1
+    if not has_repeats(trials):
+        ids = trials["trial_id"].astype(str)
+        return trials["sweep"].astype(str) + ":" + ids if pooled else ids
+    if not pooled:
         return config_ids(trials).map(lambda i: f"c{i:03d}")
     parts = [config_ids(t).map(lambda i, s=s: f"{s}:c{i:03d}") for s, t in trials.groupby("sweep", sort=False)]
     return pd.concat(parts).reindex(trials.index)
