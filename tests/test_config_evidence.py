@@ -120,3 +120,25 @@ def test_a_sweep_without_repeats_is_counted_in_trials(tmp_path):
     text = report.read_text()
     assert "configs" not in text.split("What characterises each trend")[1].split("Best models")[0]
     assert "trial_id" in read_tables(report)["Best models across sweeps"].columns
+
+
+def test_named_variants_run_with_seeds_give_one_row_per_variant_with_its_shares():
+    from tune_sd.analysis.configs import config_table
+
+    # what `tune-sd sweep trend-examples --repeat 4` leaves: a variant label, a repeat label and a seed per trial
+    rows, trends = [], []
+    seeds_trends = {"t1a": ["fast-plateau"] * 4, "t4b": ["slow-improver", "non-learner"] * 2,
+                    "t4a": ["non-learner"] * 3 + ["rise-then-drop"]}
+    for v, (name, seed_trends) in enumerate(seeds_trends.items()):
+        for r, trend in enumerate(seed_trends):
+            tid = f"{v}_{r}"
+            rows.append({"trial_id": tid, "variant": name, "repeat": r, "cfg.seed": 7 + r, "cfg.disc.gp": [1e-4, 0.0, 0.0][v],
+                         "final_avg_acc": 0.5 + 0.1 * v + 0.01 * r, "best_avg_acc": 0.6})
+            trends.append({"trial_id": tid, "trend": trend})
+    table = config_table(pd.DataFrame(trends), pd.DataFrame(rows)).set_index("config")
+    assert sorted(table.index) == ["t1a", "t4a", "t4b"] and set(table["seeds"]) == {4}
+    assert table.loc["t4b", "trend"] == "mixed" and table.loc["t4b", "shares"] == "slow-improver 2/4, non-learner 2/4"
+    assert table.loc["t4a", "trend"] == "non-learner" and table.loc["t4a", "share.non-learner"] == 0.75
+    assert table.loc["t1a", "trend"] == "fast-plateau" and table.loc["t1a", "final_avg_acc_median"] == pytest.approx(0.515)
+    assert "cfg.seed" not in table.columns
+    assert list(table.index) == ["t4a", "t4b", "t1a"]  # by the median final avg_acc

@@ -50,7 +50,8 @@ def test_the_seeds_of_a_config_form_one_session_group_with_the_searched_keys_onl
     by_lr = {round(h["disc.lr"], 9): (h, m) for h, m in groups.values()}
     assert set(by_lr) == {1e-3, 1e-4}
     for lr, (hparams, metrics) in by_lr.items():
-        assert list(hparams) == ["disc.lr"]  # no arch.in_size, no seed, no repeat
+        assert set(hparams) == {"disc.lr"}  # no arch.in_size, no seed, no repeat
+    assert _columns(trials[0]) == ["disc.lr"]
     # the group's metric is the mean over its seeds (0.60, 0.61, 0.62 for the first config)
     assert by_lr[1e-3][1]["hparams/final_avg_acc"] == pytest.approx(0.61, abs=1e-6)
     assert by_lr[1e-4][1]["hparams/final_avg_acc"] == pytest.approx(0.64, abs=1e-6)
@@ -60,4 +61,23 @@ def test_without_repeats_each_trial_is_its_own_group_with_its_seed(tmp_path):
     trials = [_trial(tmp_path, f"t{i}", lr, seed=i) for i, lr in enumerate((1e-3, 1e-3))]
     groups = _run(tmp_path, trials, searched=["disc.lr"])
     assert set(groups) == {"trial_t0", "trial_t1"}
-    assert all(list(h) == ["disc.lr", "seed"] for h, _ in groups.values())
+    assert all(set(h) == {"disc.lr", "seed"} for h, _ in groups.values())
+    assert _columns(trials[0]) == ["disc.lr", "seed"]  # the dashboard's columns: searched keys first
+
+
+def test_the_searched_keys_come_in_the_spaces_order_before_the_labels(tmp_path):
+    t = _trial(tmp_path, "v", 1e-3, seed=1)
+    t.config["variant"] = "wide"
+    _run(tmp_path, [t], searched=["disc.lr", "arch.lat_size"])
+    assert _columns(t) == ["disc.lr", "arch.lat_size", "seed", "variant"]
+
+
+def _columns(trial) -> list[str]:
+    """The hyperparameters of the trial's HParams experiment record, in the dashboard's column order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    acc = EventAccumulator(trial.local_path)
+    acc.Reload()
+    content = acc.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.EXPERIMENT_TAG]
+    return [h.name for h in metadata.parse_experiment_plugin_data(content).hparam_infos]
