@@ -131,7 +131,8 @@ def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, configs: pd.Data
                 warnings.simplefilter("ignore", RuntimeWarning)  # grid points past every curve's end
                 med = np.nanmedian(np.asarray(stacks[name]), axis=0)
             ax.plot(grid, med, color=colours[name], lw=2.5)
-        ax.set_title(f"{name} ({len(stacks[name])}{' ' + unit if configs is not None else ''}): "
+        n = len(stacks[name])
+        ax.set_title(f"{name} ({n}{(' curve' if n == 1 else ' curves') if configs is not None else ''}): "
                      f"{TREND_HELP.get(base_name(name), '')}", fontsize=9)
     n_stopped = sum(stopped.values())
     axes[0].set_title(f"all {unit} ({sum(len(v) for v in stacks.values())})"
