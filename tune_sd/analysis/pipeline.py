@@ -498,7 +498,8 @@ def _gallery_section(sweeps, out_dir, n_wrong, seed, summary, trends=None) -> Se
     if len(g.wrong) < n_wrong:
         sec.note(f"Only {len(g.wrong)} of the {n_wrong} misclassified fakes asked for turned up in {g.drawn} draws.")
     sec.img("gallery.png", "library samples, fakes called fake, fakes called real (score > 0)")
-    summary.append(f"best critic {s.name}/{row['trial_id']}: {n_total} of {g.drawn} fresh fakes taken for real")
+    seed_of = f" (the median seed of config {best[2]['config']})" if trends is not None else ""
+    summary.append(f"best critic {s.name}/{row['trial_id']}{seed_of}: {n_total} of {g.drawn} fresh fakes taken for real")
     return sec
 
 
