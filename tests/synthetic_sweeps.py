@@ -78,10 +78,16 @@ def _cut(trend: str, rng: np.random.Generator) -> float:
 
 def synthetic_sweep(folder: str | Path, n_per_trend: int = 10, epochs: int = 9000, report_every: int = 25,
                     avg_hor: int = 500, seed: int = 0, name: str | None = None, study: str = "synthetic",
-                    trends: tuple[str, ...] = TRENDS, noise: float = 1.0) -> pd.Series:
+                    trends: tuple[str, ...] = TRENDS, noise: float = 1.0, repeats: int = 1,
+                    split: dict[int, str] | None = None, cut: bool = True) -> pd.Series:
     """Write a sweep folder into ``folder``: its trials, ``tune_sd.json`` and the exported Parquet tables.
 
-    ``noise`` scales both noise parts (1: per-epoch sd 0.12, wobble sd 0.015).
+    ``noise`` scales both noise parts (1: per-epoch sd 0.12, wobble sd 0.015). With ``repeats`` R > 1,
+    each of the ``n_per_trend`` configs of a trend runs R seeds (a ``repeat`` label and its own
+    ``seed``, as ``tune-sd sweep --repeat R`` writes them), every seed following the config's trend;
+    ``split`` {config number: other trend} makes the second half of that config's seeds follow the other
+    trend (a seed-sensitive config; configs are numbered in the order of ``trends``). ``cut=False``: no
+    trial is cut at a rung.
 
     Returns the true trend of every trial (indexed by trial_id).
     """
@@ -89,17 +95,25 @@ def synthetic_sweep(folder: str | Path, n_per_trend: int = 10, epochs: int = 900
     folder.mkdir(parents=True, exist_ok=True)
     name = name or folder.name
     rng = np.random.default_rng(seed)
+    split = split or {}
     truth, trial_ids = {}, []
     i = 0
-    for trend in trends:
-        for _ in range(n_per_trend):
+    configs = [trend for trend in trends for _ in range(n_per_trend)]
+    drawn: list[dict] = []
+    for c, config_trend in enumerate(configs):
+        cfg = None
+        while repeats > 1 and (cfg is None or cfg in drawn):  # distinct configs: a repeat of one is more seeds
+            cfg = _config(config_trend, rng)
+        drawn.append(cfg)
+        for r in range(repeats):
+            trend = split[c] if c in split and r >= repeats // 2 else config_trend
             tid = f"syn{seed:02d}_{i:05d}"
             i += 1
             truth[tid] = trend
-            cut = _cut(trend, rng)
-            run = int(round(epochs * cut))
+            frac = _cut(trend, rng) if cut else 1.0
+            run = int(round(epochs * frac))
             t = np.arange(1, run + 1) / epochs
-            p = np.clip(trend_curve(trend, t, rng, cut), 0.0, 1.0)
+            p = np.clip(trend_curve(trend, t, rng, frac), 0.0, 1.0)
             # per-epoch accuracy: a binomial-like part and a slow AR(1) wobble
             wobble = np.zeros(run)
             e = rng.normal(0, noise * 0.015 * np.sqrt(1 - 0.99**2), run)
@@ -110,15 +124,17 @@ def synthetic_sweep(folder: str | Path, n_per_trend: int = 10, epochs: int = 900
             lo = np.maximum(np.arange(run) + 1 - avg_hor, 0)
             avg = (csum[1:] - csum[lo]) / (np.arange(1, run + 1) - lo)
             rep = np.arange(report_every, run + 1, report_every)
-            cfg = _config(trend, rng)
-            cfg.update({"epochs": epochs, "avg_hor": avg_hor, "report_every": report_every,
-                        "seed": int(rng.integers(2**31 - 1)), "arch.hid_num": [2, 0]})
+            trial_cfg = dict(cfg) if cfg is not None else _config(trend, rng)
+            trial_cfg.update({"epochs": epochs, "avg_hor": avg_hor, "report_every": report_every,
+                              "seed": int(rng.integers(2**31 - 1)), "arch.hid_num": [2, 0]})
+            if repeats > 1:
+                trial_cfg["repeat"] = r
             reports = pd.DataFrame({
                 "epoch": rep, "acc": acc_mean[rep - 1], "acc_mean": acc_mean[rep - 1], "avg_acc": avg[rep - 1],
                 "loss_real": -avg[rep - 1], "loss_fake": avg[rep - 1] - 1, "loss_gp": 0.0, "grad_max": 1.0,
                 "time_s": rep * 0.01, "nonfinite": 0})
             # a trial cut at a rung was stopped by the (ASHA-like) scheduler; the others ran their epochs
-            write_trial(folder, tid, unflatten(cfg), reports, where=SYNTHETIC_NODE,
+            write_trial(folder, tid, unflatten(trial_cfg), reports, where=SYNTHETIC_NODE,
                         stop_reason="completed" if run == epochs else "asha")
             trial_ids.append(tid)
     write_experiment(folder, name, study, epochs, trial_ids)

@@ -4,6 +4,7 @@ population; the same results as unpacked trials, ASHA stops, a lost executor, --
 import json
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -267,3 +268,16 @@ def test_a_sweep_replaces_the_registry_a_killed_driver_left_on_the_cluster():
     finally:
         if started:
             ray.shutdown()
+
+
+def test_the_seeds_of_a_config_are_one_hparams_session_group(pair):
+    from test_sweep_output import hparams_session_groups
+
+    groups = hparams_session_groups(pair["packed"])
+    _, trials = read_tables(pair["packed"])
+    assert len(groups) == 2  # 2 learning rates, each with its 2 seeds
+    for hparams, metrics in groups.values():
+        assert set(hparams) == {"disc.lr"}  # the searched key; no seed, no repeat, no constant key
+        seeds = trials[np.isclose(trials["cfg.disc.lr"], hparams["disc.lr"])]
+        assert len(seeds) == 2
+        assert metrics["hparams/final_avg_acc"] == pytest.approx(seeds.final_avg_acc.mean(), rel=1e-5)

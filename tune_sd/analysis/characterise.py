@@ -10,18 +10,21 @@
   printed as nested rules.
 
 Every function takes the trends table (``trial_id, trend``) and the trials table of one sweep (or of
-several, pooled, when both tables have a ``sweep`` column).
+several, pooled, when both tables have a ``sweep`` column); on a sweep with repeats, the tables of
+:func:`.configs.config_units` (one row per config, with its ``seeds``), so that each claim is made and
+tested on configs and says so ("4 of 16 configs, 16 seeds").
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy.stats import binom, entropy
 
+from .configs import rests_on
 from .evidence import ALPHA, N_PERM, codes, p_value, plural, shuffles
 from .load import as_category, hyperparameters, is_numeric, short
 from .stops import EARLY, stop_reasons
@@ -45,7 +48,10 @@ def trend_profiles(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str]
     cols = {}
     for name in order + ["all"]:
         sub = df if name == "all" else df[df["trend"] == name]
-        cells = {"trials": str(len(sub))}
+        if "seeds" in df.columns:  # config units: how many configs, and their seeds
+            cells = {"configs": str(len(sub)), "seeds": str(int(pd.to_numeric(sub["seeds"]).sum()))}
+        else:
+            cells = {"trials": str(len(sub))}
         if "stop_reason" in sub.columns or "stopped_early" in sub.columns:
             cells["stopped early"] = _stopped_cell(sub)
         if "final_avg_acc" in sub.columns:
@@ -139,7 +145,9 @@ def separation(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | N
         rows.append({"param": short(p), "mutual_info": mi, "normalised": mi / h if h > 0 else 0.0,
                      "values": int(d.nunique()), "trials": len(df), "p": pv, "beyond chance": pv < ALPHA})
     out = pd.DataFrame(rows, columns=["param", "mutual_info", "normalised", "values", "trials", "p", "beyond chance"])
-    return out.sort_values(["normalised", "param"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    out = out.sort_values(["normalised", "param"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    out.attrs["on"] = rests_on(df)  # "48 trials", or on configs "16 configs, 64 seeds"
+    return out
 
 
 # ------------------------------------------------------------------------------ marks
@@ -149,24 +157,34 @@ def separation(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | N
 class TrendMarks:
     """What marks one trend, with what it rests on: ``marks`` (texts, strongest first) are the values
     that beat the shuffles (see :mod:`.evidence`); ``status`` is ``marked``, ``none`` (no value beats
-    chance), ``too few`` (not even a perfect mark could) or ``all`` (every trial is in this trend)."""
+    chance), ``too few`` (not even a perfect mark could) or ``all`` (every trial is in this trend).
+    ``unit`` is ``trial`` or, on a sweep with repeats, ``config`` (then ``seeds`` and ``seeds_all``
+    count the seeds of the trend's configs and of all); ``rows`` are the marks as records (``trend,
+    key, value, configs, seeds, p``)."""
 
     trend: str
-    n: int             # trials in the trend
-    n_all: int         # trials in all
+    n: int             # trials (configs) in the trend
+    n_all: int         # trials (configs) in all
     marks: list
     status: str
     p: float = math.nan  # of the strongest mark
+    unit: str = "trial"
+    seeds: int = 0
+    seeds_all: int = 0
+    rows: list = field(default_factory=list)
 
     def describe(self) -> str:
-        head = f"{self.trend} ({plural(self.n, 'trial')} of {self.n_all})"
+        if self.unit == "config":
+            head = f"{self.trend} ({self.n} of {plural(self.n_all, 'config')}, {plural(self.seeds, 'seed')})"
+        else:
+            head = f"{self.trend} ({plural(self.n, 'trial')} of {self.n_all})"
         if self.status == "marked":
             return f"{head}: " + "; ".join(self.marks)
         if self.status == "too few":
-            return (f"{head}: too few trials to name a mark (even a value held by every trial of the trend and by "
-                    f"no other would be matched by chance in >= {ALPHA:.0%} of shuffles)")
+            return (f"{head}: too few {self.unit}s to name a mark (even a value held by every {self.unit} of the "
+                    f"trend and by no other would be matched by chance in >= {ALPHA:.0%} of shuffles)")
         if self.status == "all":
-            return f"{head}: every trial is in this trend, nothing to contrast it with"
+            return f"{head}: every {self.unit} is in this trend, nothing to contrast it with"
         return f"{head}: no hyperparameter value marks it beyond chance"
 
 
@@ -181,12 +199,15 @@ def trend_marks(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | 
     params = params if params is not None else hyperparameters(trials)
     cands = [(p, text, has) for p in params for text, has in _candidates(df[p])]
     M = np.array([has for _, _, has in cands], dtype=float).T if cands else np.zeros((len(df), 0))
+    unit = "config" if "seeds" in df.columns else "trial"
+    seeds = pd.to_numeric(df["seeds"], errors="coerce").fillna(1).to_numpy() if unit == "config" else np.ones(len(df))
     out: dict[str, TrendMarks] = {}
     for name in by_size(df["trend"]):
         inside = (df["trend"] == name).to_numpy()
         n_in, n = int(inside.sum()), len(df)
+        rest = dict(unit=unit, seeds=int(seeds[inside].sum()), seeds_all=int(seeds.sum()))
         if n_in == n:
-            out[name] = TrendMarks(name, n_in, n, [], "all")
+            out[name] = TrendMarks(name, n_in, n, [], "all", **rest)
             continue
         null = _null_best_lift(M, n_in, n_perm, seed, min_share, min_lift)
         perfect = p_value(1.0, null)
@@ -198,12 +219,26 @@ def trend_marks(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] | 
             key = (round(lift, 9), round(share_in, 9))
             pv = p_value(lift, null)
             if pv < ALPHA and (p not in found or key > found[p][0]):
-                found[p] = (key, f"{short(p)} {text} ({int(has[inside].sum())}/{n_in}; "
-                                 f"{share_out:.0%} of the other {n - n_in}; p = {pv:.3f})", pv)
+                k, s = int(has[inside].sum()), int(seeds[inside & has].sum())
+                if unit == "config":
+                    said = (f"{short(p)} {text} ({k} of {n_in} configs, {plural(s, 'seed')}; {share_out:.0%} of "
+                            f"the other {n - n_in}; p = {pv:.3f})")
+                else:
+                    said = f"{short(p)} {text} ({k}/{n_in}; {share_out:.0%} of the other {n - n_in}; p = {pv:.3f})"
+                found[p] = (key, said, pv, {"trend": name, "key": short(p), "value": text, "configs": k,
+                                            "seeds": s, "p": pv})
         best = sorted(found.values(), key=lambda b: b[0], reverse=True)[:top]
         status = "marked" if best else ("too few" if perfect >= ALPHA else "none")
-        out[name] = TrendMarks(name, n_in, n, [t for _, t, _ in best], status, best[0][2] if best else math.nan)
+        out[name] = TrendMarks(name, n_in, n, [b[1] for b in best], status, best[0][2] if best else math.nan,
+                               rows=[b[3] for b in best], **rest)
     return out
+
+
+def marks_table(marks: dict[str, TrendMarks]) -> pd.DataFrame:
+    """One row per mark of :func:`trend_marks`: ``trend, key, value, configs, seeds, p`` (without
+    repeats a trial is a config of one seed)."""
+    rows = [r for m in marks.values() for r in m.rows]
+    return pd.DataFrame(rows, columns=["trend", "key", "value", "configs", "seeds", "p"])
 
 
 def _null_best_lift(M: np.ndarray, n_in: int, n_perm: int, seed: int, min_share: float,
@@ -289,7 +324,8 @@ def _fit_tree(X: np.ndarray, y: np.ndarray, max_depth: int, min_leaf: int):
                                   random_state=0).fit(X, y)
 
 
-def _render(tree, X: np.ndarray, y: np.ndarray, splits: list[_Split], shares: dict | None = None) -> list[str]:
+def _render(tree, X: np.ndarray, y: np.ndarray, splits: list[_Split], shares: dict | None = None,
+            unit: str = "trial") -> list[str]:
     """The tree as nested rules (``if key <= v:`` with v the largest value of the node's trials that goes
     left; ``if key = value:``); each leaf says how many trials it rests on. With ``shares`` (each trend's
     share of all trials), a leaf that chance alone fills as purely in >= 5 % of draws (a binomial tail:
@@ -306,7 +342,7 @@ def _render(tree, X: np.ndarray, y: np.ndarray, splits: list[_Split], shares: di
             n, k = len(here), int((here == label).sum())
             text = f"{indent}-> {label} ({k} of {n})"
             if shares and binom.sf(k - 1, n, shares.get(label, 1.0)) >= ALPHA:
-                text += " (too few trials for this leaf alone)"
+                text += f" (too few {unit}s for this leaf alone)"
             return [text]
         split, column = splits[t.feature[node]], X[members[:, node], t.feature[node]]
         if split.value is None:
@@ -340,22 +376,25 @@ class TreeVerdict:
     accuracy: float
     n: int
     majority: float = math.nan
+    on: str = ""        # what it rests on: "48 trials" or "16 configs, 64 seeds"
+    unit: str = "trial"
     null_mean: float = math.nan
     p: float = math.nan
     status: str = "rules"
 
     def describe(self) -> str:
-        on = f"fitted to {plural(self.n, 'trial')}"
+        on = f"fitted to {self.on or plural(self.n, self.unit)}"
         if self.status == "no trials":
-            return "No trials: no decision tree."
+            return f"No {self.unit}s: no decision tree."
         if self.status == "one trend":
-            return f"All {plural(self.n, 'trial')} are in one trend: nothing for a tree to separate."
+            return f"All {self.on or plural(self.n, self.unit)} are in one trend: nothing for a tree to separate."
         head = (f"Decision tree (depth <= 3), {on}: right on {self.accuracy:.0%} of them; one trend for all "
                 f"(the majority) is right on {self.majority:.0%}; the same tree fitted to shuffled trends is "
                 f"right on {self.null_mean:.0%} on average (p = {self.p:.3f}).")
+        unit = self.unit
         if self.status == "too few":
-            return (f"Too few trials for a decision tree: {on}, a tree fitted to shuffled trends is right on "
-                    f"every trial in {self.null_perfect:.0%} of the shuffles (>= {ALPHA:.0%}), so no rule it "
+            return (f"Too few {unit}s for a decision tree: {on}, a tree fitted to shuffled trends is right on "
+                    f"every {unit} in {self.null_perfect:.0%} of the shuffles (>= {ALPHA:.0%}), so no rule it "
                     "finds can be told from chance. No rules are given.")
         if self.status == "chance":
             return head + " It does no better than on shuffled trends: no rules are given."
@@ -371,16 +410,18 @@ def tree_verdict(trends: pd.DataFrame, trials: pd.DataFrame, params: list[str] |
     way to shuffled trends (see :mod:`.evidence`)."""
     df = join_trends(trends, trials).reset_index(drop=True)
     params = params if params is not None else hyperparameters(trials)
+    unit = "config" if "seeds" in df.columns else "trial"
     if df.empty:
-        return TreeVerdict("(no trials)", math.nan, 0, status="no trials")
+        return TreeVerdict("(no trials)", math.nan, 0, status="no trials", unit=unit)
     X, splits = _tree_inputs(df, params)
     y = df["trend"].astype(str).to_numpy()
     min_leaf = min_leaf if min_leaf is not None else (2 if len(df) >= 12 else 1)
     tree = _fit_tree(X, y, max_depth, min_leaf)
     acc = float(tree.score(X, y))
     shares = pd.Series(y).value_counts(normalize=True).to_dict()
-    v = TreeVerdict("\n".join(_render(tree, X, y, splits, shares=shares if n_perm > 0 else None)), acc, len(df),
-                    majority=float(pd.Series(y).value_counts(normalize=True).iloc[0]))
+    v = TreeVerdict("\n".join(_render(tree, X, y, splits, shares=shares if n_perm > 0 else None, unit=unit)), acc,
+                    len(df), majority=float(pd.Series(y).value_counts(normalize=True).iloc[0]), on=rests_on(df),
+                    unit=unit)
     if len(set(y)) < 2:
         v.status = "one trend"
         return v

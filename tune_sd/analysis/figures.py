@@ -69,11 +69,14 @@ def stop_kinds(trends: pd.DataFrame) -> dict[str, str]:
     return {}
 
 
-def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int = 101) -> Figure:
+def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, configs: pd.DataFrame | None = None,
+                  grid_points: int = 101) -> Figure:
     """One panel per trend: every trial's smoothed accuracy over the fraction of its planned epochs
     (thin), the trend's median curve (thick), coloured by trend; a first panel overlays all. A trial
     that ended early (see :func:`stop_kinds`) ends in a black marker, explained in the first panel's
-    legend."""
+    legend. With ``configs`` (:func:`.configs.config_table` of a sweep run with seeds), a config whose
+    seeds share a trend is drawn once, in its config trend's panel and colour: the median of its seeds
+    with their range as a band; the seeds of a mixed config are drawn one by one, each in its own trend."""
     names = display_order(trends["trend"])
     colours = trend_colours(names)
     n_panels = len(names) + 1
@@ -86,19 +89,41 @@ def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int
     grid = np.linspace(0, 1, grid_points)
     stacks: dict[str, list] = {n: [] for n in names}
     stopped: dict[str, int] = {}
+    banded: set = set()
+    if configs is not None:
+        groups = dict(tuple(smoothed.groupby(_keys(smoothed), sort=False)))
+        for _, cfg in configs[configs["trend"].isin(names)].iterrows():
+            sweep = str(cfg["sweep"]) if "sweep" in cfg.index else ""
+            keys = [sweep + "\x00" + t for t in str(cfg["trial_ids"]).split(",")]
+            curves = [groups[k] for k in keys if k in groups]
+            if not curves:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # grid points past every curve's end
+                Y = np.asarray([resample(c["t"].to_numpy(float), c["acc"].to_numpy(float), grid) for c in curves])
+                med, lo, hi = np.nanmedian(Y, axis=0), np.nanmin(Y, axis=0), np.nanmax(Y, axis=0)
+            name = cfg["trend"]
+            for ax in (axes[0], axes[1 + names.index(name)]):
+                ax.fill_between(grid, lo, hi, color=colours[name], alpha=0.12, lw=0)
+                ax.plot(grid, med, color=colours[name], lw=0.9, alpha=0.7)
+            stacks[name].append(med)
+            banded.update(keys)
     for key, c in smoothed.groupby(_keys(smoothed), sort=False):
         name = label.get(key)
         if name is None:
             continue
         t, y = c["t"].to_numpy(float), c["acc"].to_numpy(float)
         how = stops.get(key)
+        if how:
+            stopped[how] = stopped.get(how, 0) + 1
+        if key in banded:
+            continue
         for ax in (axes[0], axes[1 + names.index(name)]):
             ax.plot(t, y, color=colours[name], lw=0.8, alpha=0.45)
             if how and len(t):
                 ax.plot(t[-1:], y[-1:], ls="none", marker=STOP_MARKERS[how], color="k", ms=6, mew=1.2, zorder=3)
-        if how:
-            stopped[how] = stopped.get(how, 0) + 1
         stacks[name].append(resample(t, y, grid))
+    unit = "curves" if configs is not None else "trials"
     for i, name in enumerate(names):
         ax = axes[1 + i]
         if stacks[name]:
@@ -106,9 +131,11 @@ def trends_figure(smoothed: pd.DataFrame, trends: pd.DataFrame, grid_points: int
                 warnings.simplefilter("ignore", RuntimeWarning)  # grid points past every curve's end
                 med = np.nanmedian(np.asarray(stacks[name]), axis=0)
             ax.plot(grid, med, color=colours[name], lw=2.5)
-        ax.set_title(f"{name} ({len(stacks[name])}): {TREND_HELP.get(base_name(name), '')}", fontsize=9)
+        n = len(stacks[name])
+        ax.set_title(f"{name} ({n}{(' curve' if n == 1 else ' curves') if configs is not None else ''}): "
+                     f"{TREND_HELP.get(base_name(name), '')}", fontsize=9)
     n_stopped = sum(stopped.values())
-    axes[0].set_title(f"all trials ({sum(len(v) for v in stacks.values())})"
+    axes[0].set_title(f"all {unit} ({sum(len(v) for v in stacks.values())})"
                       + (f", {n_stopped} ended early" if n_stopped else ""), fontsize=9)
     for how, n in stopped.items():  # legend entries only: one per kind of early end
         axes[0].plot([], [], ls="none", marker=STOP_MARKERS[how], color="k", label=f"{STOP_LABELS[how]} ({n})")
@@ -141,6 +168,13 @@ def rank_style(rank: int) -> tuple[str, str]:
     return LINE_STYLES[i % len(LINE_STYLES)], RANK_MARKERS[(i // len(LINE_STYLES)) % len(RANK_MARKERS)]
 
 
+def seed_band(smoothed: pd.DataFrame, trial_ids, x: str = "epoch") -> pd.DataFrame:
+    """``x, median, min, max`` of the smoothed accuracy over a config's seeds at each ``x`` (a seed that
+    ended early counts only where it ran)."""
+    c = smoothed[smoothed["trial_id"].isin(list(trial_ids))]
+    return c.groupby(x)["acc"].agg(["median", "min", "max"]).reset_index()
+
+
 def comparison_figure(smoothed: pd.DataFrame, top: pd.DataFrame) -> Figure:
     """The seed's ``plot_accuracies``: the smoothed accuracy of each sweep's top trials over epochs,
     one colour per sweep; within a sweep every rank gets its own line style and marker (:func:`rank_style`),
@@ -148,6 +182,23 @@ def comparison_figure(smoothed: pd.DataFrame, top: pd.DataFrame) -> Figure:
     fig = new_figure(8, 4.5)
     ax = fig.subplots()
     sweeps = list(dict.fromkeys(top["sweep"]))
+    if "config" in top.columns:  # configs run with seeds: the median over the seeds, their range as a band
+        for _, row in top.iterrows():
+            sm = smoothed[smoothed["sweep"] == row["sweep"]]
+            b = seed_band(sm, str(row["trial_ids"]).split(","))
+            if b.empty:
+                continue
+            colour = f"C{sweeps.index(row['sweep']) % 10}" if len(sweeps) > 1 else f"C{(int(row['rank']) - 1) % 10}"
+            ls, marker = rank_style(int(row["rank"]))
+            ax.fill_between(b["epoch"], b["min"], b["max"], color=colour, alpha=0.15, lw=0)
+            ax.plot(b["epoch"], b["median"], color=colour, ls=ls, marker=marker, markevery=max(1, len(b) // 8), ms=4,
+                    lw=1.4, label=f"{row['sweep']} #{int(row['rank'])} {row['config']} ({row['median']:.3f}, "
+                                  f"n={int(row['seeds'])})")
+            if int(row["rank"]) == 1 and row.get("median seed") is not None:  # the seed the gallery shows
+                c = sm[sm["trial_id"] == row["median seed"]]
+                ax.plot(c["epoch"], c["acc"], color=colour, lw=0.7, alpha=0.8, label=f"#1's median seed {row['median seed']}")
+        top = top.iloc[0:0] if not len(ax.get_lines()) else top
+        return _finish_comparison(fig, ax, top, "best configs of each sweep (median over seeds; band: their range)")
     for _, row in top.iterrows():
         c = smoothed[(smoothed["sweep"] == row["sweep"]) & (smoothed["trial_id"] == row["trial_id"])]
         if c.empty:
@@ -158,10 +209,14 @@ def comparison_figure(smoothed: pd.DataFrame, top: pd.DataFrame) -> Figure:
         ax.plot(c["epoch"], c["acc"], color=f"C{sweeps.index(row['sweep']) % 10}", ls=ls, marker=marker,
                 markevery=max(1, len(c) // 8), ms=4, lw=1.4,
                 label=f"{row['sweep']} #{int(row['rank'])} {row['trial_id']}{acc}")
+    return _finish_comparison(fig, ax, top, "best trials of each sweep")
+
+
+def _finish_comparison(fig: Figure, ax, top: pd.DataFrame, title: str) -> Figure:
     ax.axhline(0.5, color="k", lw=0.6, ls=":")
     ax.set_xlabel("epoch")
     ax.set_ylabel("smoothed accuracy")
-    ax.set_title("best trials of each sweep")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     if len(top):
         ax.legend(fontsize=7, loc="lower right", ncol=1 if len(top) <= 10 else 2)

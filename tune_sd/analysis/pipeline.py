@@ -1,8 +1,14 @@
 """``analyze``: from the Parquet results of one or more sweeps to ``report.html`` and a terminal summary.
 
 Writes into the output folder (default: ``<first sweep>/analysis/``): ``report.html``, its figures
-(``trends.png``, ``compare.png``, ``gallery.png``, ``importance_<i>.png``) and ``trends.parquet``
-(``trial_id, trend``, the sweep, the rule's name and the group, then the shape features).
+(``trends.png``, ``compare.png``, ``gallery.png``, ``importance_<i>.png``), ``trends.parquet``
+(``trial_id, trend``, the sweep, the rule's name and the group, then the shape features),
+``configs.parquet`` (one row per config: its keys, ``seeds``, trend shares, config trend and accuracies
+over its seeds; see :func:`.configs.config_table`) and ``marks.parquet`` (one row per mark: ``sweep,
+trend, key, value, configs, seeds, p``).
+
+A config is the unit of evidence (see :mod:`.configs`): on a sweep run with seeds (``--repeat``), every
+claim is made and tested on configs and says on how many configs and seeds it rests.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from tune_sd import store
 from tune_sd.errors import UserError
 
 from . import figures
-from .characterise import separation, tree_verdict, trend_marks, trend_profiles
-from .compare import best_trial, top_trials
+from .characterise import marks_table, separation, tree_verdict, trend_marks, trend_profiles
+from .compare import best_config_trial, best_trial, tie_verdict, top_configs, top_trials
+from .configs import MIXED, config_table, config_units, has_repeats, rests_on, seed_sensitive
 from .gallery import checkpoint_path, misclassified_fakes
 from .importance import importance
 from .load import Sweep, default_out, hyperparameters, load_sweep
 from .evidence import ALPHA, N_PERM, plural
+from .repeats import spread_of, with_spread
 from .regularize import MIN_GAIN, is_regularize, repeats, sd_figure, sd_table, verdicts
 from .report import Section, write_report
 from .stops import label_stops, stops_section, with_stops
@@ -30,7 +38,11 @@ from .trends import (DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HE
                      name_trends)
 
 TRENDS_FILE = "trends.parquet"
+CONFIGS_FILE = "configs.parquet"
+MARKS_FILE = "marks.parquet"
 REPORT_FILE = "report.html"
+CONFIG_TABLE_COLUMNS = ("sweep", "study", "rank", "config", "seeds", "median", "min", "max", "trend", "shares",
+                        "vs best: p", "tied with best", "median seed", "trial_ids")
 TOP_COLUMNS = ("sweep", "study", "rank", "trial_id", "final_avg_acc", "best_avg_acc", "epochs", "stopped_early",
                "trend")
 SHOWN_FEATURES = ["observed", "early", "peak", "peak_at", "end", "rel_drop", "late_gain"]
@@ -130,17 +142,29 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
         _write_parquet(trends, out_dir / TRENDS_FILE)
         pooled = _pooled_trials(sd_sweeps)
         stopped = _stopped_trials(sd_sweeps)
-        sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled, seed))
+        repeated = has_repeats(pooled)
+        configs = config_table(trends, pooled)
+        _write_parquet(configs, out_dir / CONFIGS_FILE)
+        sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled, seed, configs, repeated))
         sections.append(stops_section(trends, stopped))
-        sections.append(_characterise_section(sd_sweeps, trends, pooled, out_dir, seed))
-        top = top_trials(sd_sweeps, top_k=top_k, trends=trends)
-        sections.append(_compare_section(sd_sweeps, top, smoothed, out_dir, summary, stopped))
-        sections.append(_gallery_section(sd_sweeps, out_dir, n_wrong, seed, summary))
+        found: list[pd.DataFrame] = []
+        sections.append(_characterise_section(sd_sweeps, trends, pooled, out_dir, seed, found))
+        _write_parquet(pd.concat(found, ignore_index=True) if found else
+                       pd.DataFrame(columns=["sweep", "trend", "key", "value", "configs", "seeds", "p"]),
+                       out_dir / MARKS_FILE)
+        if repeated:
+            top = top_configs(sd_sweeps, trends, top_k=top_k)
+            sections.append(_compare_configs_section(sd_sweeps, top, smoothed, out_dir, summary))
+        else:
+            top = top_trials(sd_sweeps, top_k=top_k, trends=trends)
+            sections.append(_compare_section(sd_sweeps, top, smoothed, out_dir, summary, stopped))
+        sections.append(_gallery_section(sd_sweeps, out_dir, n_wrong, seed, summary,
+                                         trends if repeated else None))
         horizons = "; ".join(f"{sw.label}: {describe_horizon(smoothed[smoothed['sweep'] == sw.name], horizon)}"
                              for sw in sd_sweeps)
         summary.insert(1, f"smoothing horizon used: {horizons}")
         intro = (f"Smoothing horizon used: {horizons}. Trends: {trends.attrs.get('method', '')}. "
-                 f"Tables: {out_dir / TRENDS_FILE}. ")
+                 f"Tables: {out_dir / TRENDS_FILE}, {out_dir / CONFIGS_FILE}, {out_dir / MARKS_FILE}. ")
     for i, s in enumerate(reg_sweeps, 1):
         sections.append(_regularize_section(s, i, out_dir, summary))
     title = "tune-sd analysis: " + ", ".join(s.label for s in sweeps)
@@ -176,17 +200,20 @@ def _overview(sweeps: list[Sweep]) -> Section:
     return Section("Sweeps").table(pd.DataFrame(rows))
 
 
-def _trends_section(trends, smoothed, out_dir, summary, pooled, seed) -> Section:
+def _trends_section(trends, smoothed, out_dir, summary, pooled, seed, configs, repeated) -> Section:
     sec = Section("Trends")
     # the stop reason of each trial, so that the figure marks who stopped it (asha, median, nonlearner)
     reasons = pooled[["sweep", "trial_id", "stop_reason"]] if "stop_reason" in pooled.columns else None
     marked = trends.merge(reasons, on=["sweep", "trial_id"], how="left") if reasons is not None else trends
-    figures.save(figures.trends_figure(smoothed, marked), out_dir / "trends.png")
+    figures.save(figures.trends_figure(smoothed, marked, configs if repeated else None), out_dir / "trends.png")
     sec.p(f"How: {trends.attrs.get('method', '')}. Curves are smoothed accuracies over the fraction of "
           "each trial's planned epochs; a curve that ends early was stopped early (by ASHA, the median rule "
           "or the non-learner stopper) and is described "
           "on the part it ran.")
-    sec.img("trends.png", "smoothed accuracy per trial, coloured by trend; thick: the trend's median")
+    sec.img("trends.png", "smoothed accuracy per config, coloured by its config trend (a config run with seeds: the "
+            "median of its seeds, with their range as a band; the seeds of a mixed config, each in its own trend's "
+            "colour); thick: the trend's median" if repeated else
+            "smoothed accuracy per trial, coloured by trend; thick: the trend's median")
     sec.items([f"{n}: {h}" for n, h in TREND_HELP.items()] + [
         f"rule: non-learner if the peak is < {LEARN_MIN:g} above chance (0.5); else rise-then-drop if it lost "
         f">= {DROP_MIN:.0%} of its gain (and >= {DROP_ABS:g}); else slow-improver if >= {LATE_MIN:.0%} of its "
@@ -198,15 +225,42 @@ def _trends_section(trends, smoothed, out_dir, summary, pooled, seed) -> Section
     med = trends.groupby("trend")[SHOWN_FEATURES].median()
     med.index.name = "trend"
     sec.h3("Shape features (median per trend)").table(med, index=True)
-    pooled_marks = trend_marks(trends, pooled, params=hyperparameters(pooled), seed=seed) if len(trends) else {}
+    if repeated:
+        _configs_block(sec, configs, summary)
+    ctrends, cunits = config_units(trends, pooled)
+    pooled_marks = trend_marks(ctrends, cunits, params=hyperparameters(cunits), seed=seed) if len(ctrends) else {}
     summary.append(f"trends ({trends.attrs.get('method', '')}); marks tested against {N_PERM} shuffles of the "
-                   "trends, p < 0.05:")
+                   + ("config trends (a config's seeds move together)" if repeated else "trends") + ", p < 0.05:")
     for name, m in pooled_marks.items():
         summary.append(f"  {m.describe()}")
     return sec
 
 
-def _characterise_section(sweeps, trends, pooled, out_dir, seed) -> Section:
+def _configs_block(sec: Section, configs: pd.DataFrame, summary: list[str]) -> None:
+    """Trends per config: how the configs' seeds fall into trends, and which configs split."""
+    sec.h3("Trends per config")
+    sec.p("Each seed is named by the rule above; a config's trend is the trend of at least two thirds of its "
+          "seeds (3 of 4, 2 of 3: a plain majority of a few seeds is a coin's work), "
+          f"otherwise it is {MIXED}: its trend depends on the seed. The claims below are made on configs; mixed "
+          "configs are left out of the marks, the separation and the decision tree, and count in the importance "
+          "by their median accuracy.")
+    counts = pd.crosstab(configs["trend"], configs["sweep"], margins=configs["sweep"].nunique() > 1,
+                         margins_name="all") if "sweep" in configs.columns else configs["trend"].value_counts().to_frame()
+    counts.index.name = "config trend"
+    sec.table(counts, index=True)
+    mixed = seed_sensitive(configs)
+    n, s = len(configs), int(configs["seeds"].sum())
+    summary.append(f"configs: {n} ({s} seeds); by config trend: " + ", ".join(
+        f"{t} {k}" for t, k in configs["trend"].value_counts().items()))
+    if mixed.empty:
+        sec.p(f"No config is seed-sensitive: in each of the {n} configs, at least two thirds of the seeds share a trend.")
+        return
+    sec.p(f"Seed-sensitive configs: {len(mixed)} of {n} (their seeds split between trends):").table(mixed)
+    summary.append(f"  seed-sensitive (mixed): {len(mixed)} of {n}: " + "; ".join(
+        f"{r.get('variant') or r['config']}: {r['shares']}" for _, r in mixed.iterrows()))
+
+
+def _characterise_section(sweeps, trends, pooled, out_dir, seed, found=None) -> Section:
     sec = Section("What characterises each trend")
     sec.p("Per sweep: the values that mark each trend (much more common inside it than outside), the "
           "hyperparameters of each trend's trials, the hyperparameters ranked by how well they separate the "
@@ -218,63 +272,76 @@ def _characterise_section(sweeps, trends, pooled, out_dir, seed) -> Section:
              f"importance is given only where fewer than {ALPHA:.0%} of the shuffles match it (p < {ALPHA:g}); where "
              "even a perfect one could not beat the shuffles, the report says there are too few trials. These are "
              "associations within the sweep, not causes, and they hold for the ranges the sweep tried.")
+    if has_repeats(pooled):
+        sec.note(f"With seeds, a config is the unit: each claim is made on configs (a config's trend is that of at least "
+                 "two thirds of its seeds, its accuracy their median), its shuffles move a config's seeds "
+                 "together (they were drawn with it), and it says on how many configs and seeds it rests; where the "
+                 "configs are too few it says so, however many seeds they have. Mixed configs are left out of the "
+                 "marks, the separation and the tree.")
     if len(sweeps) > 1:
         sec.h3("All sweeps together: what marks each trend")
-        m = trend_marks(trends, pooled, params=hyperparameters(pooled), seed=seed)
+        ct, cu = config_units(trends, pooled)
+        m = trend_marks(ct, cu, params=hyperparameters(cu), seed=seed)
         sec.items([v.describe() for v in m.values()])
     for i, s in enumerate(sweeps, 1):
-        tr = trends[trends["sweep"] == s.name]
-        params = s.hyperparameters()
+        tr, trials = config_units(trends[trends["sweep"] == s.name], s.trials)
+        unit = "config" if "seeds" in trials.columns else "trial"
+        params = [p for p in s.hyperparameters() if p in trials.columns]
         sec.h3(f"Sweep {s.label}")
         if not params:
-            sec.note(f"No hyperparameter varies between the trials of {s.name}: nothing to characterise.")
+            sec.note(f"No hyperparameter varies between the {unit}s of {s.name}: nothing to characterise.")
             continue
-        m = trend_marks(tr, s.trials, params, seed=seed)
-        sec.p("Values that mark each trend (share inside the trend; share of the other trials; p):")
+        m = trend_marks(tr, trials, params, seed=seed)
+        if found is not None:
+            found.append(marks_table(m).assign(sweep=s.name)[["sweep", "trend", "key", "value", "configs", "seeds", "p"]])
+        sec.p(f"Values that mark each trend (share inside the trend; share of the other {unit}s; p):")
         sec.items([v.describe() for v in m.values()])
-        prof = trend_profiles(tr, s.trials, params)
+        prof = trend_profiles(tr, trials, params)
         prof.index.name = "hyperparameter"
-        sec.p("The hyperparameters of each trend's trials (a description, not a test):").table(prof, index=True)
-        _separation_block(sec, separation(tr, s.trials, params, seed=seed))
-        tree = tree_verdict(tr, s.trials, params, seed=seed)
+        sec.p(f"The hyperparameters of each trend's {unit}s (a description, not a test):").table(prof, index=True)
+        _separation_block(sec, separation(tr, trials, params, seed=seed))
+        tree = tree_verdict(tr, trials, params, seed=seed)
         sec.p(tree.describe())
         if tree.status == "rules":
             sec.pre(tree.rules)
-        _importance_block(sec, s, i, params, out_dir, seed)
+        _importance_block(sec, s, trials, i, params, out_dir, seed)
     return sec
 
 
 def _separation_block(sec: Section, sep: pd.DataFrame) -> None:
     n = int(sep["trials"].iloc[0]) if len(sep) else 0
+    on = sep.attrs.get("on") or plural(n, "trial")
     strong = sep[sep["beyond chance"]]
     if strong.empty:
-        sec.p(f"Which hyperparameters separate the trends: on {plural(n, 'trial')}, none separates them better "
+        sec.p(f"Which hyperparameters separate the trends: on {on}, none separates them better "
               f"than on shuffled trends (p >= {ALPHA:g} for each, Bonferroni over {plural(len(sep), 'key')}); "
               "no ranking is given.")
         return
-    sec.p(f"Which hyperparameters separate the trends, on {plural(n, 'trial')} (p: share of {N_PERM} shuffles of "
+    sec.p(f"Which hyperparameters separate the trends, on {on} (p: share of {N_PERM} shuffles of "
           f"the trends with as much mutual information, times {len(sep)} keys; only keys with p < {ALPHA:g} "
           "separate the trends beyond chance, and only their order is evidence):")
     sec.table(sep)
 
 
-def _importance_block(sec: Section, s: Sweep, i: int, params, out_dir: Path, seed: int) -> None:
-    imp = importance(s.trials, params=params, seed=seed)
+def _importance_block(sec: Section, s: Sweep, trials: pd.DataFrame, i: int, params, out_dir: Path, seed: int) -> None:
+    imp = importance(trials, params=params, seed=seed)
     if not len(imp):
         return
     method, n = imp["method"].iloc[0], int(imp["trials"].max()) if imp["trials"].notna().any() else 0
+    # on configs: the median final avg_acc of each config, over its seeds
+    on = rests_on(trials) + " (each config's median over its seeds)" if "seeds" in trials.columns else plural(n, "trial")
     if "does not vary" in method:
-        sec.p(f"Importance for the final avg_acc: on {plural(n, 'trial')}, the {method}: nothing to rank.")
+        sec.p(f"Importance for the final avg_acc: on {on}, the {method}: nothing to rank.")
         return
     if not imp["beyond chance"].fillna(False).any():
-        sec.p(f"Importance for the final avg_acc: on {plural(n, 'trial')}, no hyperparameter explains more of the "
+        sec.p(f"Importance for the final avg_acc: on {on}, no hyperparameter explains more of the "
               f"final avg_acc's variance than it does of shuffled accuracies (p >= {ALPHA:g} for each): no "
               f"importance is claimed. (Its method, {method}, would put {', '.join(imp['param'].head(3))} first; "
               "shuffled accuracies give rankings as strong.)")
         return
     name = f"importance_{i}.png"
     figures.save(figures.importance_figure(imp, f"{s.name}: importance for the final avg_acc"), out_dir / name)
-    sec.p(f"Importance for the final avg_acc ({method}), on {plural(n, 'trial')}; beyond chance: the key's variance "
+    sec.p(f"Importance for the final avg_acc ({method}), on {on}; beyond chance: the key's variance "
           f"share beats {N_PERM} shuffles of the accuracies (p < {ALPHA:g}, Bonferroni over the keys); the others' "
           "importances are not evidence:")
     sec.table(imp[["param", "importance", "trials", "p", "beyond chance"]])
@@ -288,7 +355,6 @@ def _compare_section(sweeps, top, smoothed, out_dir, summary, stopped) -> Sectio
           "final avg_acc, their smoothed accuracy (one colour per sweep) and their configs (the keys that "
           "differ between any of the compared trials).")
     sec.img("compare.png", "smoothed accuracy of the best trials of each sweep")
-    from .repeats import spread_of, with_spread
 
     params = [c for c in top.columns if c not in TOP_COLUMNS]
     # two tables that fit the page: the trials' results (one row each), then their configs transposed
@@ -311,6 +377,41 @@ def _compare_section(sweeps, top, smoothed, out_dir, summary, stopped) -> Sectio
         acc = r["final_avg_acc"]
         acc = f"{acc:.3f}" if pd.notna(acc) else "-"
         summary.append(f"  {r['sweep']} #{r['rank']} {r['trial_id']}  final {acc}  {r.get('trend', '')}  {cfg}")
+    return sec
+
+
+def _compare_configs_section(sweeps, top, smoothed, out_dir, summary) -> Section:
+    """Best models of sweeps run with seeds: one row per config, ranked by its median over its seeds."""
+    sec = Section("Best models across sweeps")
+    figures.save(figures.comparison_figure(smoothed, top), out_dir / "compare.png")
+    sec.p(f"The top {plural(int(top.groupby('sweep').size().max()) if len(top) else 0, 'config')} of each sweep by "
+          "the median of the final avg_acc over their seeds (min and max beside it), their config trend and how "
+          "their seeds split, and whether the best config's seeds score higher than each runner-up's (Mann–Whitney "
+          "U, one-sided; a runner-up with p >= 0.05 is tied with the best). The figure: per config, the median over its "
+          "seeds of the smoothed accuracy, with their range as a band.")
+    sec.img("compare.png", "smoothed accuracy of the best configs of each sweep: median over seeds, range as a band")
+    params = [c for c in top.columns if c not in CONFIG_TABLE_COLUMNS]
+    shown = [c for c in top.columns if c in CONFIG_TABLE_COLUMNS and c not in ("study", "trial_ids")]
+    if top["sweep"].nunique() == 1:
+        shown.remove("sweep")
+    sec.table(top[shown])
+    verdicts = tie_verdict(top)
+    sec.items(verdicts)
+    if params and len(top):
+        many = top["sweep"].nunique() > 1
+        cfgs = top[params].T
+        cfgs.columns = [f"{r['sweep']} #{int(r['rank'])}" if many else f"#{int(r['rank'])}" for _, r in top.iterrows()]
+        cfgs.index.name = "hyperparameter"
+        sec.p("Their configs (one column per config above):").table(cfgs, index=True)
+    spread = spread_of(sweeps)
+    if len(spread):
+        sec.h3("Spread over repeats: final avg_acc per config, over its seeds").table(spread)
+    summary.append("top configs (median final avg_acc over seeds [min, max]):")
+    for _, r in top.groupby("sweep", sort=False).head(3).iterrows():
+        cfg = ", ".join(f"{p.split('.')[-1]}={r[p]}" for p in params[:6])
+        summary.append(f"  {r['sweep']} #{r['rank']} {r['config']}  {r['median']:.3f} [{r['min']:.3f}, "
+                       f"{r['max']:.3f}] n={int(r['seeds'])}  {r['trend']}  {cfg}")
+    summary.extend(f"  {v}" for v in verdicts)
     return sec
 
 
@@ -363,15 +464,20 @@ def regularize_verdict(v: pd.DataFrame, table: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-def _gallery_section(sweeps, out_dir, n_wrong, seed, summary) -> Section:
+def _gallery_section(sweeps, out_dir, n_wrong, seed, summary, trends=None) -> Section:
     sec = Section("What the best critic gets wrong")
-    best = best_trial(sweeps)
+    # with seeds: the median seed of the best config (a typical run of it, not its luckiest seed)
+    best = best_config_trial(sweeps, trends) if trends is not None else best_trial(sweeps)
     if best is None:
         sec.note("No trial has a final avg_acc: there is no best critic to look at.")
         summary.append("gallery: no best trial")
         return sec
-    s, row = best
+    s, row = best[0], best[1]
     who = f"trial {row['trial_id']} of sweep {s.name} (final avg_acc {float(row['final_avg_acc']):.3f})"
+    if trends is not None:
+        c = best[2]
+        who = (f"the median seed of the best config {c['config']} ({c['trend']}; median final avg_acc "
+               f"{c['median']:.3f}, {c['min']:.3f} – {c['max']:.3f} over {int(c['seeds'])} seeds): {who}")
     try:
         ckpt = checkpoint_path(s, row)
         g = misclassified_fakes(ckpt, n_wrong=n_wrong, seed=seed)
@@ -392,7 +498,8 @@ def _gallery_section(sweeps, out_dir, n_wrong, seed, summary) -> Section:
     if len(g.wrong) < n_wrong:
         sec.note(f"Only {len(g.wrong)} of the {n_wrong} misclassified fakes asked for turned up in {g.drawn} draws.")
     sec.img("gallery.png", "library samples, fakes called fake, fakes called real (score > 0)")
-    summary.append(f"best critic {s.name}/{row['trial_id']}: {n_total} of {g.drawn} fresh fakes taken for real")
+    seed_of = f" (the median seed of config {best[2]['config']})" if trends is not None else ""
+    summary.append(f"best critic {s.name}/{row['trial_id']}{seed_of}: {n_total} of {g.drawn} fresh fakes taken for real")
     return sec
 
 

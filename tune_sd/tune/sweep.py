@@ -227,8 +227,23 @@ def _stopper(plan: "SweepPlan", recorder=None):
 PROGRESS_COLUMNS = {"sd": ("epoch", "avg_acc", "acc"), "regularize": ("epoch", "val_mse", "min_corr", "reg")}
 
 
+def searched_keys(space) -> list[str]:
+    """The dotted keys a sweep searches: its swept keys, then those its named axes set to differing
+    values (a key every variant sets alike is no more searched than a constant)."""
+    out = list(space.swept_keys())
+    for names in space.axes().values():
+        sets = list(names.values())
+        for key in dict.fromkeys(k for over in sets for k in over):
+            if key not in out and len({repr(over.get(key, _UNSET)) for over in sets}) > 1:
+                out.append(key)
+    return out
+
+
+_UNSET = object()
+
+
 def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None,
-                callbacks: list | None = None, verbose: bool = False):
+                callbacks: list | None = None, verbose: bool = False, searched: list | None = None):
     """Tune's run config. Ray's own status table only with ``verbose``; otherwise our progress line
     (progress.py). Our TensorBoard logger stands in for Tune's; the JSON and CSV loggers (Tune's, kept
     whole across a trial's restarts: trial_logs.py), which the Parquet export reads, are named so that
@@ -241,7 +256,7 @@ def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | No
     from .trial_logs import TrialCsvLogger, TrialJsonLogger
 
     metrics = progress_metrics(settings)
-    callbacks = list(callbacks or []) + [TrialJsonLogger(), TrialCsvLogger(), SweepTensorBoard(metrics),
+    callbacks = list(callbacks or []) + [TrialJsonLogger(), TrialCsvLogger(), SweepTensorBoard(metrics, searched),
                  SweepProgress(epochs=int(settings["epochs"]), metrics=metrics)]
     reporter = None
     if verbose:
@@ -319,7 +334,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
         run_config = _run_config(plan.name, plan.storage, s,
                                  _swept_columns(plan.space, "." if s["search"] == "bayes" else "/",
                                                 s.get("repeat", 1) > 1),
-                                 stop=_stopper(plan, recorder), callbacks=[recorder], verbose=verbose)
+                                 stop=_stopper(plan, recorder), callbacks=[recorder], verbose=verbose,
+                                 searched=searched_keys(plan.space))
         tuner = tune.Tuner(
             _trainable(s, plan.name), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
@@ -438,7 +454,10 @@ def _restored_output(tuner, exp_dir, settings: dict, verbose: bool) -> None:
     config = local.get_run_config()
     # the restored stop recorder stays: the restored scheduler and stopper report their stops to it
     recorders = [c for c in (config.callbacks or []) if isinstance(c, StopRecorder)]
-    fresh = _run_config(name, storage, settings, callbacks=recorders, verbose=verbose)
+    # the restored TensorBoard logger knows which keys the sweep searched (the space is not at hand here)
+    searched = next((getattr(c, "searched", None) for c in (config.callbacks or [])
+                     if type(c).__name__ == "SweepTensorBoard"), None)
+    fresh = _run_config(name, storage, settings, callbacks=recorders, verbose=verbose, searched=searched)
     config.callbacks = fresh.callbacks
     config.progress_reporter = fresh.progress_reporter
     config.verbose = fresh.verbose

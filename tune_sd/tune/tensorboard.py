@@ -11,11 +11,18 @@ place (it is a ``TBXLoggerCallback``, so Tune adds no other) and writes, into ea
   ``evaluated_params``, and the variant/rung labels) and, as the dashboard's metrics, the final and
   best values above. A trial's session ends (success or failure) when the trial does.
 
+The dashboard lists the keys the sweep searches (``searched``: the space's swept keys and those its
+named axes set), in the space's order; a key drawn from a single value is the same in every trial and is
+left out (it would take the table's first columns). The seeds of one config (``--repeat``: a ``repeat``
+label, and its own ``seed`` and ``data.seed``) form one session group, named by the config's values, so
+that the dashboard shows a config's mean and spread over its seeds instead of one row per seed.
+
 Tune's JSON and CSV loggers, which the Parquet export reads, are left as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -43,29 +50,58 @@ def hparam_value(value):
     return json.dumps(value, default=str)
 
 
-def trial_hparams(trial) -> dict:
-    """{dotted key: value} of what the search chose for a trial, plus its labels."""
+_MISSING = object()
+#: what differs between the seeds of one config (``--repeat``), left out of its session group's values
+REPEAT_KEYS = ("repeat", "seed", "data.seed")
+
+
+def trial_hparams(trial, searched=None) -> dict:
+    """{dotted key: value} of what the search chose for a trial, plus its labels. With ``searched``
+    (dotted keys), only those keys, in that order, and the seed, then the labels; a repeated config's
+    seed keys and ``repeat`` label are left out (see :func:`session_group`)."""
     config = trial.config or {}
+    drawn = [k.replace("/", ".") for k in (trial.evaluated_params or {})]
+    if searched is not None:  # read from the config: a repeated config's points are not all "evaluated"
+        drawn = [k for k in searched if _lookup(config, k) is not _MISSING] + [k for k in drawn if k == "seed"]
     out = {}
-    for key in (trial.evaluated_params or {}):
-        node, dotted = config, key.replace("/", ".")
-        if dotted in config:  # a searcher's flat dotted keys (Optuna)
-            node = config[dotted]
-        else:
-            for part in key.split("/"):
-                node = node.get(part) if isinstance(node, dict) else None
-        out[dotted] = hparam_value(node)
+    for dotted in drawn:
+        node = _lookup(config, dotted)
+        out[dotted] = hparam_value(None if node is _MISSING else node)
     for label in LABELS:
         if label in config:
             out[label] = hparam_value(config[label])
+    if "repeat" in config:  # the seeds of a config: one session group, so without what tells them apart
+        out = {k: v for k, v in out.items() if k not in REPEAT_KEYS}
     return out
+
+
+def _lookup(config: dict, dotted: str):
+    """The value at a dotted key: a searcher's flat dotted key (Optuna), else the nested one."""
+    if dotted in config:
+        return config[dotted]
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def session_group(trial, hparams: dict) -> str:
+    """The HParams session group of a trial: for a repeated config (a ``repeat`` label), a name made
+    from its values, shared by its seeds; otherwise "" (the plugin then makes each trial its own group)."""
+    if "repeat" not in (trial.config or {}):
+        return ""
+    text = json.dumps(sorted(hparams.items(), key=lambda kv: kv[0]), default=str)
+    return "config-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class SweepTensorBoard(TBXLoggerCallback):
     """Tune's TensorBoard logger, stepped by epoch, without Ray's bookkeeping, with HParams."""
 
-    def __init__(self, metrics=(("avg_acc", "max"),)):
+    def __init__(self, metrics=(("avg_acc", "max"),), searched=None):
         super().__init__()
+        self.searched = list(searched) if searched is not None else None
         from torch.utils.tensorboard import SummaryWriter  # writes TensorBoard's own protos (HParams)
 
         self._summary_writer_cls = SummaryWriter
@@ -73,10 +109,10 @@ class SweepTensorBoard(TBXLoggerCallback):
         self._best: dict = {}
 
     def __getstate__(self):  # pickled with the run config (Tuner.restore): no open writers
-        return {"metrics": self.metrics}
+        return {"metrics": self.metrics, "searched": self.searched}
 
     def __setstate__(self, state):
-        self.__init__(state["metrics"])
+        self.__init__(state["metrics"], state.get("searched"))
 
     # ------------------------------------------------------------------ Tune's logger hooks
     def log_trial_start(self, trial):
@@ -132,7 +168,7 @@ class SweepTensorBoard(TBXLoggerCallback):
         session (its values). Every trial's folder holds both, so any one trial opens on its own."""
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-        values = trial_hparams(trial)
+        values = trial_hparams(trial, self.searched)
         infos = [api_pb2.HParamInfo(name=k, type=api_pb2.DATA_TYPE_BOOL if isinstance(v, bool) else
                                     api_pb2.DATA_TYPE_FLOAT64 if isinstance(v, Number) else api_pb2.DATA_TYPE_STRING)
                  for k, v in values.items()]
@@ -140,7 +176,7 @@ class SweepTensorBoard(TBXLoggerCallback):
                                            display_name=f"{kind} {metric}")
                         for metric, _ in self.metrics for kind in ("final", "best")]
         experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos)
-        start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+        start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time(), group_name=session_group(trial, values))
         for key, value in values.items():
             field = ("bool_value" if isinstance(value, bool) else "number_value" if isinstance(value, Number)
                      else "string_value")
