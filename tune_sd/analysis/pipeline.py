@@ -25,7 +25,7 @@ from tune_sd.errors import UserError
 from . import figures
 from .characterise import marks_table, separation, tree_verdict, trend_marks, trend_profiles
 from .compare import best_config_trial, best_trial, tie_verdict, top_configs, top_trials
-from .configs import MIXED, config_table, config_units, has_repeats, rests_on, seed_sensitive
+from .configs import MIXED, config_table, config_units, has_repeats, rests_on, seed_sensitive, stops_per_config
 from .gallery import checkpoint_path, misclassified_fakes
 from .importance import importance
 from .load import Sweep, default_out, hyperparameters, load_sweep
@@ -146,7 +146,7 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
         configs = config_table(trends, pooled)
         _write_parquet(configs, out_dir / CONFIGS_FILE)
         sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled, seed, configs, repeated))
-        sections.append(stops_section(trends, stopped))
+        sections.append(stops_section(trends, stopped, stops_per_config(stopped)))
         found: list[pd.DataFrame] = []
         sections.append(_characterise_section(sd_sweeps, trends, pooled, out_dir, seed, found))
         _write_parquet(pd.concat(found, ignore_index=True) if found else

@@ -110,49 +110,9 @@ def stopped_trials(trends: pd.DataFrame, trials: pd.DataFrame, planned: pd.Serie
     return df[cols].rename(columns={"stop_reason": "reason"}).reset_index(drop=True)
 
 
-def stops_per_config(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per config of the sweeps with repeats (its seeds grouped as ``repeats.config_ids`` groups them):
-    ``sweep`` (when given), ``config``, ``seeds``, ``stopped`` (seeds stopped early), ``by`` (per
-    reason), ``together`` (every stopped seed on one joint decision), ``epochs`` (the stop epochs),
-    ``test`` (the decision's test and p-value). Configs without a stop are counted too. Empty without
-    repeats."""
-    from .load import hyperparameters, short
-    from .repeats import CONFIG_LABELS, REPEAT_KEYS, config_ids
-
-    if "repeat" not in trials.columns or trials["repeat"].dropna().empty:
-        return pd.DataFrame()
-    if "stop_reason" not in trials.columns:
-        trials = with_stops(trials)
-    rows = []
-    for sweep, part in (trials.groupby("sweep", sort=False) if "sweep" in trials.columns else [(None, trials)]):
-        part = part.assign(_config=config_ids(part))
-        shown = [c for c in CONFIG_LABELS if c in part.columns and part[c].notna().any()]
-        shown = shown or [c for c in hyperparameters(part) if c not in REPEAT_KEYS]
-        for _, t in part.groupby("_config", sort=False):
-            first = t.iloc[0]
-            cut = t[t["stop_reason"].isin(EARLY)]
-            row = {} if sweep is None else {"sweep": sweep}
-            row["config"] = ", ".join(str(first[c]) if c in CONFIG_LABELS else f"{short(c)}={first[c]}"
-                                      for c in shown) or "all trials"
-            row.update({"seeds": len(t), "stopped": len(cut),
-                        "by": ", ".join(f"{r} {n}" for r, n in cut["stop_reason"].value_counts().items()) or "-"})
-            joint = cut["stop_trials"].dropna() if "stop_trials" in cut.columns else pd.Series(dtype=object)
-            row["together"] = ("yes" if len(cut) > 1 and len(joint) == len(cut) and joint.nunique() == 1
-                               else "no" if len(cut) > 1 else "-")
-            epochs = pd.to_numeric(cut["stop_epoch"], errors="coerce").dropna()
-            row["epochs"] = ("-" if epochs.empty else f"{int(epochs.min())}" if epochs.min() == epochs.max()
-                             else f"{int(epochs.min())}-{int(epochs.max())}")
-            tests = []
-            if "stop_test" in cut.columns:
-                for test, p in cut[["stop_test", "stop_p"]].dropna().drop_duplicates().itertuples(index=False):
-                    tests.append(f"{test} p={float(p):.2g}")
-            row["test"] = "; ".join(dict.fromkeys(tests)) or "-"
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def stops_section(trends: pd.DataFrame, trials: pd.DataFrame) -> Section:
-    """The report's "Early stopping" section for pooled ``trials`` (with ``sweep`` for several sweeps)."""
+def stops_section(trends: pd.DataFrame, trials: pd.DataFrame, per_config: pd.DataFrame | None = None) -> Section:
+    """The report's "Early stopping" section for pooled ``trials`` (with ``sweep`` for several sweeps);
+    ``per_config``: the stops per config of sweeps with repeats (:func:`.configs.stops_per_config`)."""
     sec = Section(SECTION_TITLE)
     per = stops_per_trend(trends, trials)
     total, early, errors = int(per.loc["all", "trials"]), int(per.loc["all", "stopped early"]), int(per.loc["all", "error"])
@@ -162,8 +122,7 @@ def stops_section(trends: pd.DataFrame, trials: pd.DataFrame) -> Section:
           "before its planned epochs ends in a marker; in the best-models table \"stopped early\" says why "
           "and at which epoch.")
     sec.h3("Trials per trend: stopped early, by reason").table(per, index=True)
-    per_config = stops_per_config(trials)
-    if len(per_config):
+    if per_config is not None and len(per_config):
         stopped = int((per_config["stopped"] > 0).sum())
         sec.p(f"With repeats a config is the unit: {stopped} of {len(per_config)} configs had seeds stopped early. "
               "\"together\": every stopped seed of the config ended on one decision taken on the evidence of its "
