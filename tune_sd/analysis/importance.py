@@ -90,8 +90,13 @@ def _importance(trials: pd.DataFrame, target: str, params: list[str] | None, see
         except Exception as e:  # fANOVA's forest can fail on degenerate data: say so and fall back
             method = f"variance share (eta²; fANOVA failed: {type(e).__name__})"
     else:
-        method = f"variance share (eta²; fANOVA needs >= {MIN_FANOVA} trials)"
+        method = f"variance share (eta²; fANOVA needs >= {MIN_FANOVA} {_unit(df)})"
     return _variance_share(df, y, params, method)
+
+
+def _unit(df: pd.DataFrame) -> str:
+    # rows made per config (analysis.configs.config_units) carry their number of seeds
+    return "configs" if "seeds" in df.columns else "trials"
 
 
 def _empty(why: str) -> pd.DataFrame:
@@ -139,7 +144,7 @@ def _fanova(df: pd.DataFrame, y: np.ndarray, params: list[str], seed: int) -> pd
     finally:
         optuna.logging.set_verbosity(verbosity)
     out = pd.DataFrame({"param": list(imp), "importance": [float(v) for v in imp.values()]})
-    out["method"] = f"fANOVA (Optuna, {len(df)} trials)"
+    out["method"] = f"fANOVA (Optuna, {len(df)} {_unit(df)})"
     return out.sort_values(["importance", "param"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 

@@ -270,7 +270,7 @@ def _characterise_section(sweeps, trends, pooled, out_dir, seed, found=None) -> 
              "of the trends (or of the final accuracies) over the trials, which keep each trend's size and each "
              "hyperparameter's values and break only their link. A mark, a key's separation, a tree or an "
              f"importance is given only where fewer than {ALPHA:.0%} of the shuffles match it (p < {ALPHA:g}); where "
-             "even a perfect one could not beat the shuffles, the report says there are too few trials. These are "
+             "even a perfect one could not beat the shuffles, the report says there are too few trials (or configs). These are "
              "associations within the sweep, not causes, and they hold for the ranges the sweep tried.")
     if has_repeats(pooled):
         sec.note(f"With seeds, a config is the unit: each claim is made on configs (a config's trend is that of at least "
