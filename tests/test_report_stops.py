@@ -178,12 +178,14 @@ def test_the_trends_figure_marks_stopped_trials_by_reason(old):
     assert f"{int(s.trials.stopped_early.sum())} ended early" in fig.axes[0].get_title()
     # with stop reasons beside the trends: one marker per reason
     reasons = s.trials.set_index("trial_id").stop_reason.copy()
-    first = reasons[reasons == "asha"].index[0]
+    first, second = reasons[reasons == "asha"].index[:2]
     reasons[first] = "nonlearner"
+    reasons[second] = "race"
     fig = trends_figure(smoothed, trends.assign(stop_reason=trends.trial_id.map(reasons)))
     labels = sorted(t.get_text() for t in fig.axes[0].get_legend().get_texts())
-    n_asha = int(s.trials.stopped_early.sum()) - 1
-    assert labels == sorted([f"stopped by ASHA ({n_asha})", "stopped as a non-learner (1)"])
+    n_asha = int(s.trials.stopped_early.sum()) - 2
+    assert labels == sorted([f"stopped by ASHA ({n_asha})", "stopped as a non-learner (1)",
+                             "raced out (worse than the best config) (1)"])
 
 
 def test_per_trend_counts_without_any_stop(tmp_path):

@@ -18,9 +18,11 @@ from .trends import TREND_HELP, display_order, resample
 
 TREND_COLOURS = {"fast-plateau": "C2", "rise-then-drop": "C1", "slow-improver": "C0", "non-learner": "C7"}
 # the marker at the end of a curve that ended before its planned epochs, by stop reason
-STOP_MARKERS = {"asha": "x", "median": "+", "nonlearner": "v", "runtime": "|", "error": "X", "stopped": "x"}
+STOP_MARKERS = {"asha": "x", "median": "+", "nonlearner": "v", "race": "<", "runtime": "|", "error": "X",
+                "stopped": "x"}
 STOP_LABELS = {"asha": "stopped by ASHA", "median": "stopped by the median rule",
-               "nonlearner": "stopped as a non-learner", "runtime": "ended by its runtime", "error": "ended in error",
+               "nonlearner": "stopped as a non-learner", "race": "raced out (worse than the best config)",
+               "runtime": "ended by its runtime", "error": "ended in error",
                "stopped": "ended before its planned epochs"}
 ENDED = 0.999  # observed share of the planned epochs below which a curve counts as ended early
 EXTRA_COLOURS = ["C3", "C4", "C5", "C6", "C8", "C9"]
