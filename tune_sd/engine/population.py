@@ -20,24 +20,22 @@ What may differ between members (everything but the shape key, see :func:`shape_
   gradient penalty are means over the member's own k samples;
 - ``disc.gp``, ``disc.loss_fun``, ``disc.lr/wd/betas``, the seed, the library and the generator.
 
-A member's curve equals its solo run's to float rounding: the batched products sum in another
-order (and the broadcast Adam rounds a last bit differently from the fused kernel in about one
+A member's curve equals its solo run's (a stack of one row, stepped by the same code) to float
+rounding: products batched over more rows, and means over samples padded to the largest k, may sum in
+another order (and the broadcast Adam rounds a last bit differently from the fused kernel in about one
 element in 1500); see tests/test_population.py for the tolerances measured. Each member draws from
 its own random stream, in its solo order; members with equal generator or library settings share
 those objects, and the generator networks of all members that share one are evaluated as one batch,
 as is each library line for all members that share a library. On a CPU the critic steps are about
 70 % of a packed epoch (2 x 64 critic, P = 16), the sampling the rest.
 
-A member's state is a ``Study.state_dict()`` ("tune_sd.study/1"): a solo study resumes it, and a
-population takes a solo run's.
+A member's state is a ``Study.state_dict()`` (the member is a study whose critic is a row of the
+population's stack): a solo study resumes it, and a population takes a solo run's. The epoch is the
+one a solo study runs, :func:`~tune_sd.engine.epoch.train_epoch`.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -46,9 +44,9 @@ from tune_sd.errors import ConfigError, StudyError
 
 from .config import Config
 from .critic import pair
-from .epoch import _Batch
-from .stacked import _fit, _Stack
-from .study import Study, nonfinite_message
+from .epoch import train_epoch
+from .stacked import _Stack
+from .study import Study
 
 # the data keys that choose the input points: members of one population see the same points
 _DATA_KEYS = ("path", "var", "n_points", "n_features", "split_sizes", "seed", "split_path", "key", "split",
@@ -78,12 +76,10 @@ def shape_key(cfg: Config | dict, device="cpu") -> tuple:
 @dataclass
 class _Member:
     """A member: its study (config, points, library, generator, random stream, history; its critic's
-    weights live in the stack) and what its solo optimizer's state dict holds besides tensors."""
+    weights and Adam state are a row of the population's stack)."""
 
     id: str
     study: Study
-    names: list[str]         # the critic's parameter names, in the optimizer's order
-    groups: list[dict]       # the optimizer's param_groups, as torch.optim.Adam writes them
     error: str | None = None
 
     @property
@@ -93,21 +89,6 @@ class _Member:
     @property
     def iters(self) -> int:
         return self.cfg.disc.iters
-
-
-def _adam_tensors(study: Study) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], float]:
-    """Weights, Adam moments and step count of a study's critic (zeros before its first step)."""
-    params = [p.detach() for p in study.critic.parameters()]
-    state = study.critic.optimizer.state
-    if all(p in state and "exp_avg" in state[p] for p in study.critic.parameters()):
-        m = [state[p]["exp_avg"].detach() for p in study.critic.parameters()]
-        v = [state[p]["exp_avg_sq"].detach() for p in study.critic.parameters()]
-        step = float(state[next(iter(study.critic.parameters()))]["step"])
-    else:
-        m = [torch.zeros_like(p) for p in params]
-        v = [torch.zeros_like(p) for p in params]
-        step = 0.0
-    return params, m, v, step
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,21 +120,19 @@ class Population:
         if state is not None:
             study.load_state_dict(state)
         self._share(study)
-        critic = study.critic
-        names = [name for name, _ in critic.named_parameters()]
-        groups = critic.optimizer.state_dict()["param_groups"]
-        params, m, v, step = _adam_tensors(study)
-        g = groups[0]
-        hyper = [g["lr"], g["weight_decay"], g["betas"][0], g["betas"][1], g["eps"]]
-        n_embed = len(critic.embed) // 2 + 1 if critic.embed is not None else 0
         if self._stack is None:
-            self._stack = _Stack(n_embed, self.device)
+            self._stack = _Stack(study._stack.n_embed, self.device)
         row = sum(1 for r in self._rows if self._members[r].iters >= cfg.disc.iters)
-        self._stack.insert(row, params, m, v, step, hyper)
-        study.critic = None  # its weights now live in the stack
-        self._members[member_id] = _Member(member_id, study, names, groups)
+        self._stack.insert(row, *study._stack.member(0), study._stack.hyper_rows[0])
+        self._members[member_id] = _Member(member_id, study)
         self._rows.insert(row, member_id)
+        self._attach()
         self.key = key
+
+    def _attach(self) -> None:
+        """Each member's critic is the row of the stack in its place (after a member joined or left)."""
+        for row, member_id in enumerate(self._rows):
+            self._members[member_id].study._attach(self._stack, row)
 
     def _share(self, study: Study) -> None:
         """Members with equal generator or library settings share one object (a GP generator holds a
@@ -172,6 +151,7 @@ class Population:
         self._stack.delete(self._rows.index(member_id))
         self._rows.remove(member_id)
         del self._members[member_id]
+        self._attach()
         if not self._members:
             self.key, self._stack, self._shared = None, None, {}
         return state
@@ -205,69 +185,19 @@ class Population:
         return {m: out[m] for m in ids}
 
     def _epoch(self, members: list[_Member]) -> dict[str, dict]:
-        start = time.perf_counter()
         full = len(members) == len(self._rows)
         index = None if full else [self._rows.index(m.id) for m in members]
         stack = self._stack.take(index)  # every row: the stack itself; some: a copy of them
-        if full:
-            stack.snapshot()
-        rngs = [m.study.rng.get_state() for m in members]
-        batch = _Batch(members, self.device)
-        stats = _fit(stack, batch)
-        # a member whose losses are not finite goes back to the epoch's start, as a solo study does:
-        # its saves hold its last whole epoch, not NaN weights
-        bad = [i for i, st in enumerate(stats) if not all(map(math.isfinite, st[1:4]))]
-        for i in bad:
-            members[i].study.rng.set_state(rngs[i])
-        if full and bad:
-            stack.roll_back(bad)
-        self._stack.put_back(index, stack, keep=[i for i in range(len(members)) if i not in bad] if bad else None)
-        elapsed = time.perf_counter() - start
-        return {m.id: self._record(m, stats[i], batch.nonfinite[i], elapsed) for i, m in enumerate(members)}
-
-    def _record(self, member: _Member, stats: tuple, nonfinite: int, elapsed: float) -> dict:
-        accs, loss_real, loss_fake, loss_gp, grad_max = stats
-        study = member.study
-        if not all(map(math.isfinite, (loss_real, loss_fake, loss_gp))):
-            member.error = nonfinite_message(study, loss_real, loss_fake, loss_gp, nonfinite)
-            return {"error": member.error}
-        study.epoch += 1
-        # a packed member's run time is the wall time of the passes it took part in
-        study.elapsed += elapsed
-        acc_mean = sum(accs) / len(accs)
-        study._window.append(acc_mean)
-        metrics = {
-            "epoch": study.epoch, "acc": accs[-1], "acc_mean": acc_mean,
-            "avg_acc": sum(study._window) / len(study._window), "loss_real": loss_real,
-            "loss_fake": loss_fake, "loss_gp": loss_gp, "grad_max": grad_max,
-            "nonfinite": nonfinite, "time_s": study.elapsed,
-        }
-        for m in study.metrics:
-            study.history[m].append(metrics[m])
-        return metrics
+        results = train_epoch(stack, [m.study for m in members])
+        self._stack.put_back(index, stack)
+        for m, metrics in zip(members, results):
+            m.error = metrics.get("error")
+        return {m.id: metrics for m, metrics in zip(members, results)}
 
     # ------------------------------------------------------------------ per member
     def state_dict(self, member_id: str) -> dict:
-        """The member's state as ``Study.state_dict()`` writes it: a solo study resumes it."""
-        member = self._member(member_id)
-        study = member.study
-        params, m, v, step = self._stack.member(self._rows.index(member_id))
-        critic = OrderedDict(zip(member.names, params))
-        opt_state = {}
-        if step > 0:
-            step_t = torch.tensor(step, dtype=torch.float32, device=self.device)
-            opt_state = {i: {"step": step_t.clone(), "exp_avg": a, "exp_avg_sq": b}
-                         for i, (a, b) in enumerate(zip(m, v))}
-        return {
-            "format": "tune_sd.study/1",
-            "config": study.cfg.to_dict(),
-            "epoch": study.epoch,
-            "elapsed": study.elapsed,
-            "history": {k: torch.tensor(h, dtype=torch.float64) for k, h in study.history.items()},
-            "critic": critic,
-            "optimizer": {"state": opt_state, "param_groups": copy.deepcopy(member.groups)},
-            "rng": study.rng.get_state(),
-        }
+        """The member's state, ``Study.state_dict()``: a solo study resumes it."""
+        return self._member(member_id).study.state_dict()
 
     def epoch(self, member_id: str) -> int:
         return self._member(member_id).study.epoch
