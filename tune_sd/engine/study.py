@@ -171,7 +171,7 @@ class Study(RunLoop):
 
     def _attach(self, stack: _Stack, row: int) -> None:
         """The critic's weights and Adam state are now row ``row`` of ``stack`` (a population's)."""
-        self._stack, self._row = stack, row
+        self._stack, self._row, self._view = stack, row, None
 
     # ------------------------------------------------------------------ state
     def _own_state(self) -> dict:
