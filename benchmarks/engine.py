@@ -2,8 +2,11 @@
 
 The bare loop runs the same critic network (same shapes, iters, gradient penalty) on tensors made
 once beforehand, with nothing else: no sampling, no extra information, no metrics, no bookkeeping.
-The ratio engine time / bare time per epoch is what sampling, metrics and bookkeeping cost together;
-the goal is <= 1.25 in every config. One process, one thread.
+The ratio engine time / bare time per epoch is what sampling, metrics and bookkeeping cost together,
+less what the engine's critic steps save over autograd's (the engine writes the backward pass out for
+critics without an embedding): the goal is <= 0.75 for the plain and big critics, <= 1.25 for the
+others. One process, one thread; the time is the process's CPU time (``--clock wall`` for wall time),
+which a busy shared machine disturbs less.
 
     python benchmarks/engine.py [--epochs 200] [--rounds 5] [--device cpu]
 """
@@ -27,9 +30,11 @@ CONFIGS = {
 COMMON = ["disc.iters=5", "disc.gp=1e-5", "epochs=1000000"]
 
 
-def bare_loop(critic, real, fake, iters, gp):
-    """The critic's optimizer steps and nothing else (the loss as the notebook's SDNet.fit)."""
-    opt = critic.optimizer
+def bare_loop(critic, real, fake, disc):
+    """The critic's optimizer steps and nothing else, through autograd and torch's fused Adam (the loss
+    as the notebook's SDNet.fit)."""
+    opt = torch.optim.Adam(critic.parameters(), lr=disc.lr, weight_decay=disc.wd, betas=tuple(disc.betas), fused=True)
+    iters, gp = disc.iters, disc.gp
     k = fake.shape[0]
     shape = (k,) + (1,) * (fake.dim() - 1)
 
@@ -47,31 +52,35 @@ def bare_loop(critic, real, fake, iters, gp):
     return epoch
 
 
-def timed(fn, epochs, device) -> float:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+GOALS = {"plain": 0.75, "big": 0.75}  # the others: 1.25
+
+
+def timed(fn, epochs, device, clock=time.process_time) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = clock()
     for _ in range(epochs):
         fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) / epochs
+    return (clock() - start) / epochs
 
 
-def measure(name, overrides, epochs, rounds, device):
+def measure(name, overrides, epochs, rounds, device, clock):
     study = Study(resolve(overrides=overrides + COMMON), device=device)
     # tensors of exactly the shapes the engine feeds, made once
     _, fake = study.sample_fake(study.cfg.arch.lat_size)
     _, real = study.sample_real(1, study.cfg.arch.lat_size)
     bare_critic = type(study.critic).from_config(study.cfg, study.n_points, device=device)
-    bare = bare_loop(bare_critic, real[0].clone(), fake.clone(), study.cfg.disc.iters, study.cfg.disc.gp)
+    bare = bare_loop(bare_critic, real[0].clone(), fake.clone(), study.cfg.disc)
     engine = study.step
-    timed(engine, max(epochs // 10, 5), device)
-    timed(bare, max(epochs // 10, 5), device)
+    timed(engine, max(epochs // 10, 5), device, clock)
+    timed(bare, max(epochs // 10, 5), device, clock)
     t_engine, t_bare = [], []
     for _ in range(rounds):  # interleaved, so that drifts of a noisy machine hit both alike
-        t_engine.append(timed(engine, epochs, device))
-        t_bare.append(timed(bare, epochs, device))
+        t_engine.append(timed(engine, epochs, device, clock))
+        t_bare.append(timed(bare, epochs, device, clock))
     te, tb = statistics.median(t_engine), statistics.median(t_bare)
     return {"config": name, "engine_ep_s": 1 / te, "bare_ep_s": 1 / tb, "ratio": te / tb}
 
@@ -82,17 +91,22 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median counts (default 5)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
+                        help="cpu: the process's CPU time (default; one thread); wall: wall time")
     parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help="configs to run (default all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    rows = [measure(n, CONFIGS[n], args.epochs, args.rounds, device) for n in (args.only or CONFIGS)]
-    print(f"device {device}, {args.threads} thread(s), 700 points, iters 5, gp 1e-5, median of {args.rounds} "
-          f"rounds x {args.epochs} epochs")
-    print(f"{'config':<12} {'engine ep/s':>12} {'bare ep/s':>12} {'ratio':>7}  goal <= 1.25")
+    clock = CLOCKS[args.clock] if device.type == "cpu" else time.perf_counter
+    rows = [measure(n, CONFIGS[n], args.epochs, args.rounds, device, clock) for n in (args.only or CONFIGS)]
+    print(f"device {device}, {args.threads} thread(s), {args.clock if device.type == 'cpu' else 'wall'} time, "
+          f"700 points, iters 5, gp 1e-5, median of {args.rounds} rounds x {args.epochs} epochs")
+    print(f"{'config':<12} {'engine ep/s':>12} {'bare ep/s':>12} {'ratio':>7} {'goal':>6}")
     for r in rows:
-        mark = "ok" if r["ratio"] <= 1.25 else "OVER"
-        print(f"{r['config']:<12} {r['engine_ep_s']:>12.1f} {r['bare_ep_s']:>12.1f} {r['ratio']:>7.3f}  {mark}")
+        goal = GOALS.get(r["config"], 1.25)
+        mark = "ok" if r["ratio"] <= goal else "OVER"
+        print(f"{r['config']:<12} {r['engine_ep_s']:>12.1f} {r['bare_ep_s']:>12.1f} {r['ratio']:>7.3f} "
+              f"{goal:>6.2f}  {mark}")
 
 
 if __name__ == "__main__":

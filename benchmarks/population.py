@@ -6,7 +6,7 @@ For each critic shape and each P, P members of one config (seeds 0..P-1) train a
 - ``pop``: member-epochs/s of ``Population.step`` (sampling, stacked critic steps, metrics);
 - ``stacked``: member-epochs/s of the stacked critic steps alone, on one epoch's samples drawn
   once beforehand (what sampling and bookkeeping leave out);
-- ``solo``: epochs/s of one ``Study`` (today's per-trial engine), and ``x solo`` = pop / solo;
+- ``solo``: epochs/s of one ``Study`` (a stack of one critic, the same epoch), and ``x solo`` = pop / solo;
 - ``ms/epoch``: wall time of one population epoch (all P members).
 
     python benchmarks/population.py [--sizes 1 4 16 64] [--device cpu] [--threads 1] [--epochs 40]
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tune_sd.engine import Population, Study, resolve  # noqa: E402
 from tune_sd.engine.allocator import keep_freed_memory  # noqa: E402
-from tune_sd.engine.population import _Batch  # noqa: E402
+from tune_sd.engine.epoch import Batch  # noqa: E402
 from tune_sd.engine.stacked import _fit  # noqa: E402
 
 CONFIGS = {
@@ -83,7 +83,7 @@ def measure(name: str, sizes: list[int], epochs: int, rounds: int, device: torch
         pop = Population(device)
         for seed in range(P):
             pop.add(f"m{seed}", resolve(overrides=overrides, seed=seed))
-        batch = _Batch([pop._members[r] for r in pop._rows], device)
+        batch = Batch.draw([pop._members[r].study for r in pop._rows])
         # fewer epochs for big populations: the time per epoch grows with P
         n = max(3, epochs // max(1, P // 4))
         t = interleaved({"solo": solo.step, "pop": pop.step, "stacked": lambda: _fit(pop._stack, batch)},

@@ -1,4 +1,5 @@
-"""The critic: input layouts for every ext mode, loss and accuracy definitions on hand-made critics."""
+"""The critic: input layouts for every ext mode; the critic steps' loss, penalty and accuracy
+definitions on hand-made critics."""
 
 import math
 
@@ -8,6 +9,8 @@ from torch import nn
 
 from tune_sd.engine.config import resolve
 from tune_sd.engine.critic import Critic, critic_input
+from tune_sd.engine.epoch import Batch, Steps
+from tune_sd.engine.stacked import _fit, _Stack
 
 
 def rng(seed=0):
@@ -67,71 +70,86 @@ def test_embed_pairs_size_the_two_networks():
     assert [(m.in_features, m.out_features) for m in lin] == [(700, 512)] + [(512, 512)] * 3 + [(512, 1)]
 
 
-class Constant(Critic):
-    """A hand-made critic: scores are a fixed function of the input, no parameters trained."""
+def linear(w, b=0.0):
+    """A hand-made critic without hidden layers: score(x) = w . x + b."""
+    critic = Critic(N, hid_num=0, hid_size=1, rng=rng())
+    with torch.no_grad():
+        critic.main[0].weight.copy_(torch.as_tensor(w, dtype=torch.float32).expand(1, N))
+        critic.main[0].bias.fill_(b)
+    return critic
 
-    def __init__(self, score, **kw):
-        super().__init__(N, hid_num=0, hid_size=1, lr=1e-9, **kw)
-        self.score = score
 
-    def forward(self, x):
-        return self.score(x) + 0 * self.main[0].weight.sum()
+MEAN = torch.full((N,), 1.0 / N)   # score = the mean of the input
+FIRST = torch.eye(N)[0]            # score = the first value
+
+
+def fit(critic, real, fake, *, iters=1, gp=0.0, bce=False, lr=0.0):
+    """The critic steps a study takes (engine/stacked.py), on one critic; lr 0 keeps its weights."""
+    stack = _Stack.of(critic, [lr, 0.0, 0.9, 0.999, 1e-8])
+    batch = Batch([Steps(fake.shape[0], iters, gp, bce)], [fake], [real], [rng()])
+    accs, loss_real, loss_fake, loss_gp, grad_max = _fit(stack, batch)[0]
+    return accs, loss_real, loss_fake, loss_gp, grad_max, Critic.view(resolve(overrides=[
+        "disc.hid_num=0", "disc.hid_size=1"]), N, stack)
 
 
 def test_accuracy_definition():
     # real if output > 0, fake if <= 0; accuracy over all 2k samples
-    pr = torch.tensor([1.0, 0.0, -2.0, 3.0])
-    pf = torch.tensor([0.0, -1.0, 2.0, 5.0])
-    assert Critic.accuracy(pr, pf).item() == pytest.approx((2 + 2) / 8)
+    real = torch.zeros(1, K, N)
+    real[0, :, 0] = torch.tensor([1.0, 0.0, -2.0, 3.0])
+    fake = torch.zeros(K, N)
+    fake[:, 0] = torch.tensor([0.0, -1.0, 2.0, 5.0])
+    accs = fit(linear(FIRST), real, fake)[0]
+    assert accs == [pytest.approx((2 + 2) / 8)]
 
 
 def test_wasserstein_and_bce_losses_on_hand_made_scores():
-    c = Constant(lambda x: x.mean(dim=1))
-    pr, pf = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.5])
-    lr_, lf = c.losses(pr, pf)
-    assert lr_.item() == pytest.approx(-2.0) and lf.item() == pytest.approx(-0.25)
-    c.loss_fun = "bce"
-    lr_, lf = c.losses(pr, pf)
+    real = torch.zeros(1, 2, N)
+    real[0, :, 0] = torch.tensor([1.0, 3.0])
+    fake = torch.zeros(2, N)
+    fake[:, 0] = torch.tensor([-1.0, 0.5])
+    _, lr_, lf, *_ = fit(linear(FIRST), real, fake)
+    assert lr_ == pytest.approx(-2.0) and lf == pytest.approx(-0.25)
+    _, lr_, lf, *_ = fit(linear(FIRST), real, fake, bce=True)
     sp = lambda z: math.log1p(math.exp(z))  # softplus
-    assert lr_.item() == pytest.approx((sp(-1) + sp(-3)) / 2)
-    assert lf.item() == pytest.approx((sp(-1) + sp(0.5)) / 2)
+    assert lr_ == pytest.approx((sp(-1) + sp(-3)) / 2)
+    assert lf == pytest.approx((sp(-1) + sp(0.5)) / 2)
 
 
 def test_gradient_penalty_of_a_linear_critic():
     # critic(x) = w . x has input-gradient w everywhere: penalty = (|w| - 1)^2
     w = torch.full((N,), 0.5)
-    c = Constant(lambda x: x @ w, gp=1.0)
-    pen = c.gradient_penalty(torch.randn(K, N), torch.randn(K, N), rng())
-    assert pen.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
+    loss_gp = fit(linear(w), torch.randn(1, K, N), torch.randn(K, N), gp=1.0)[3]
+    assert loss_gp == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
 
 
 def test_fit_reports_per_step_accuracy_and_last_losses():
-    c = Constant(lambda x: x.mean(dim=1), iters=3, gp=0.0)
     real = torch.full((1, K, N), 2.0)  # mean 2 > 0: all real correct
     fake = torch.full((K, N), -1.0)    # mean -1 <= 0: all fake correct
-    stats = c.fit(real, fake, rng())
-    assert stats.accs == [1.0, 1.0, 1.0] and stats.acc == 1.0 and stats.acc_mean == 1.0
-    assert stats.loss_real == pytest.approx(-2.0) and stats.loss_fake == pytest.approx(-1.0)
-    assert stats.loss_gp == 0.0
+    accs, loss_real, loss_fake, loss_gp, _, _ = fit(linear(MEAN), real, fake, iters=3)
+    assert accs == [1.0, 1.0, 1.0]
+    assert loss_real == pytest.approx(-2.0) and loss_fake == pytest.approx(-1.0) and loss_gp == 0.0
     fake = torch.full((K, N), 1.0)     # every fake called real
-    assert c.fit(real, fake, rng()).acc == 0.5
+    assert fit(linear(MEAN), real, fake)[0] == [0.5]
 
 
 def test_fit_with_iter_sample_uses_one_real_batch_per_step():
-    seen = []
-    c = Constant(lambda x: (seen.append(x[0, 0].item()), x.mean(dim=1))[1], iters=3, gp=0.0)
     real = torch.stack([torch.full((K, N), float(i + 1)) for i in range(3)])
-    c.fit(real, torch.zeros(K, N), rng())
-    assert seen == [1.0, 2.0, 3.0]
+    loss_real = fit(linear(MEAN), real, torch.zeros(K, N), iters=3)[1]
+    assert loss_real == pytest.approx(-3.0)  # the last step's batch
 
 
-def test_training_separates_easy_classes():
-    torch.manual_seed(0)
-    c = Critic(N, hid_num=2, hid_size=16, lr=1e-2, iters=50, gp=1e-3, rng=rng())
-    real = torch.randn(1, 8, N) + 1.0
-    fake = torch.randn(8, N) - 1.0
-    stats = c.fit(real, fake, rng())
-    assert stats.acc == 1.0 and stats.grad_max > 0
+def test_training_separates_easy_classes_and_the_view_follows_the_weights():
+    critic = Critic(N, hid_num=2, hid_size=16, rng=rng())
+    real = torch.randn(1, 8, N, generator=rng(1)) + 1.0
+    fake = torch.randn(8, N, generator=rng(2)) - 1.0
+    before = [p.detach().clone() for p in critic.parameters()]
+    stack = _Stack.of(critic, [1e-2, 0.0, 0.9, 0.999, 1e-8])
+    accs, *_, grad_max = _fit(stack, Batch([Steps(8, 50, 1e-3, False)], [fake], [real], [rng()]))[0]
+    assert accs[-1] == 1.0 and grad_max > 0
+    view = Critic.view(resolve(overrides=["disc.hid_num=2", "disc.hid_size=16"]), N, stack)
+    # (the Wasserstein loss does not depend on the output's bias: -mean(real) + mean(fake) cancels it)
+    assert all(not torch.equal(a, b) for a, b in zip(before[:-1], list(view.parameters())[:-1]))
+    assert ((view(real[0]) > 0).all() and (view(fake) <= 0).all())
 
 
 def test_initialisation_comes_from_the_given_generator_only():

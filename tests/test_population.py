@@ -306,7 +306,7 @@ def test_members_share_generators_and_libraries_of_equal_settings():
 def test_the_written_out_backward_equals_autograd(extra):
     """Plain critics step through a hand-written backward pass; autograd (which the embedding critics
     keep) must give the same scores, losses and gradients, for members with padding, BCE, no penalty."""
-    from tune_sd.engine.population import _Batch
+    from tune_sd.engine.epoch import Batch
     from tune_sd.engine.stacked import _step_autograd, _step_mlp
 
     pop = Population()
@@ -314,7 +314,7 @@ def test_the_written_out_backward_equals_autograd(extra):
         pop.add(m, small(*extra, *over))
     for _ in range(3):
         pop.step()
-    batch = _Batch([pop._members[r] for r in pop._rows], "cpu")
+    batch = Batch.draw([pop._members[r].study for r in pop._rows])
     n = batch.active[0]
     args = (batch.real_at(0)[:n], batch.fake[:n], batch.eps[0, :n], batch, n, batch.mask[:n], batch.k_t[:n])
     want = _step_autograd([p[:n].detach().requires_grad_() for p in pop._stack.params], 0, *args)

@@ -281,7 +281,7 @@ def test_a_checkpoint_of_the_other_kind_of_run_is_refused_naming_both(critic_ckp
         Study.from_checkpoint(reg_file)
     with pytest.raises(StudyError, match=r"^checkpoint holds a regularisation run .* not an SD study"):
         study.load_state_dict(load_checkpoint(reg_file))
-    with pytest.raises(StudyError, match=r"holds an SD study \(task sd, format tune_sd.study/1\), not a regul"):
+    with pytest.raises(StudyError, match=r"holds an SD study \(task sd, format tune_sd.study/2\), not a regul"):
         Regularization.from_checkpoint(critic_ckpt)
     with pytest.raises(StudyError, match="not a regularisation run"):
         reg.load_state_dict(load_checkpoint(critic_ckpt))

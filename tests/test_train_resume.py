@@ -194,8 +194,7 @@ def test_resume_applies_a_new_learning_rate_from_the_next_epoch_and_keeps_it(tmp
     # ... and it is exactly a run whose learning rate was raised after epoch 30
     ref = Study(resolve(overrides=TINY + ["epochs=60"]))
     ref.run(epochs=30)
-    for group in ref.critic.optimizer.param_groups:
-        group["lr"] = 1e-3
+    ref = Study.from_state(ref.state_dict(), **{"disc.lr": 1e-3})
     ref.run(epochs=20)
     assert list(a.loss_real) == ref.history["loss_real"]
 

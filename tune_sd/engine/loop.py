@@ -62,12 +62,13 @@ class EpochBoundaryInterrupt:
 
 class RunLoop:
     """A subclass provides ``cfg``, ``epoch``, ``elapsed``, ``history``, ``changes``, ``rng`` and
-    ``step()``; ``format`` (its checkpoints' ``format``), ``metrics`` (the names of its per-epoch
+    ``step()``; ``format`` (its checkpoints' ``format``; ``reads``: earlier ones it resumes), ``metrics`` (the names of its per-epoch
     metrics) and ``report_means``; and its own parts of the state: ``_own_state()`` (what
     ``state_dict()`` adds), ``_load_own_state(state)`` (loads it) and ``_loaded()`` (after a load: what
     follows from the loaded state and the config)."""
 
     format: str = ""
+    reads: tuple[str, ...] = ()  # the formats it resumes besides its own (earlier versions)
     metrics: tuple[str, ...] = ()
     # metrics of a report (a run of several epochs, as a Tune trial reports them): name -> the
     # per-epoch metric whose mean over the report's epochs it is
@@ -146,7 +147,7 @@ class RunLoop:
         """Refuse the checkpoint of another kind of run (an SD study's for a regularisation run, and
         the other way round), naming both."""
         found = state.get("format")
-        if found != cls.format:
+        if found != cls.format and found not in cls.reads:
             raise StudyError(f"{where} holds {_kind(found)}, not {_kind(cls.format)}")
 
     def save(self, path: str | Path) -> Path:

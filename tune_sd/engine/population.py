@@ -20,24 +20,22 @@ What may differ between members (everything but the shape key, see :func:`shape_
   gradient penalty are means over the member's own k samples;
 - ``disc.gp``, ``disc.loss_fun``, ``disc.lr/wd/betas``, the seed, the library and the generator.
 
-A member's curve equals its solo run's to float rounding: the batched products sum in another
-order (and the broadcast Adam rounds a last bit differently from the fused kernel in about one
+A member's curve equals its solo run's (a stack of one row, stepped by the same code) to float
+rounding: products batched over more rows, and means over samples padded to the largest k, may sum in
+another order (and the broadcast Adam rounds a last bit differently from the fused kernel in about one
 element in 1500); see tests/test_population.py for the tolerances measured. Each member draws from
 its own random stream, in its solo order; members with equal generator or library settings share
 those objects, and the generator networks of all members that share one are evaluated as one batch,
 as is each library line for all members that share a library. On a CPU the critic steps are about
 70 % of a packed epoch (2 x 64 critic, P = 16), the sampling the rest.
 
-A member's state is a ``Study.state_dict()`` ("tune_sd.study/1"): a solo study resumes it, and a
-population takes a solo run's.
+A member's state is a ``Study.state_dict()`` (the member is a study whose critic is a row of the
+population's stack): a solo study resumes it, and a population takes a solo run's. The epoch is the
+one a solo study runs, :func:`~tune_sd.engine.epoch.train_epoch`.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -46,8 +44,9 @@ from tune_sd.errors import ConfigError, StudyError
 
 from .config import Config
 from .critic import pair
-from .stacked import _fit, _Stack
-from .study import Study, nonfinite_message
+from .epoch import train_epoch
+from .stacked import _Stack
+from .study import Study
 
 # the data keys that choose the input points: members of one population see the same points
 _DATA_KEYS = ("path", "var", "n_points", "n_features", "split_sizes", "seed", "split_path", "key", "split",
@@ -77,12 +76,10 @@ def shape_key(cfg: Config | dict, device="cpu") -> tuple:
 @dataclass
 class _Member:
     """A member: its study (config, points, library, generator, random stream, history; its critic's
-    weights live in the stack) and what its solo optimizer's state dict holds besides tensors."""
+    weights and Adam state are a row of the population's stack)."""
 
     id: str
     study: Study
-    names: list[str]         # the critic's parameter names, in the optimizer's order
-    groups: list[dict]       # the optimizer's param_groups, as torch.optim.Adam writes them
     error: str | None = None
 
     @property
@@ -92,21 +89,6 @@ class _Member:
     @property
     def iters(self) -> int:
         return self.cfg.disc.iters
-
-
-def _adam_tensors(study: Study) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], float]:
-    """Weights, Adam moments and step count of a study's critic (zeros before its first step)."""
-    params = [p.detach() for p in study.critic.parameters()]
-    state = study.critic.optimizer.state
-    if all(p in state and "exp_avg" in state[p] for p in study.critic.parameters()):
-        m = [state[p]["exp_avg"].detach() for p in study.critic.parameters()]
-        v = [state[p]["exp_avg_sq"].detach() for p in study.critic.parameters()]
-        step = float(state[next(iter(study.critic.parameters()))]["step"])
-    else:
-        m = [torch.zeros_like(p) for p in params]
-        v = [torch.zeros_like(p) for p in params]
-        step = 0.0
-    return params, m, v, step
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,21 +120,19 @@ class Population:
         if state is not None:
             study.load_state_dict(state)
         self._share(study)
-        critic = study.critic
-        names = [name for name, _ in critic.named_parameters()]
-        groups = critic.optimizer.state_dict()["param_groups"]
-        params, m, v, step = _adam_tensors(study)
-        g = groups[0]
-        hyper = [g["lr"], g["weight_decay"], g["betas"][0], g["betas"][1], g["eps"]]
-        n_embed = len(critic.embed) // 2 + 1 if critic.embed is not None else 0
         if self._stack is None:
-            self._stack = _Stack(n_embed, self.device)
+            self._stack = _Stack(study._stack.n_embed, self.device)
         row = sum(1 for r in self._rows if self._members[r].iters >= cfg.disc.iters)
-        self._stack.insert(row, params, m, v, step, hyper)
-        study.critic = None  # its weights now live in the stack
-        self._members[member_id] = _Member(member_id, study, names, groups)
+        self._stack.insert(row, *study._stack.member(0), study._stack.hyper_rows[0])
+        self._members[member_id] = _Member(member_id, study)
         self._rows.insert(row, member_id)
+        self._attach()
         self.key = key
+
+    def _attach(self) -> None:
+        """Each member's critic is the row of the stack in its place (after a member joined or left)."""
+        for row, member_id in enumerate(self._rows):
+            self._members[member_id].study._attach(self._stack, row)
 
     def _share(self, study: Study) -> None:
         """Members with equal generator or library settings share one object (a GP generator holds a
@@ -171,6 +151,7 @@ class Population:
         self._stack.delete(self._rows.index(member_id))
         self._rows.remove(member_id)
         del self._members[member_id]
+        self._attach()
         if not self._members:
             self.key, self._stack, self._shared = None, None, {}
         return state
@@ -204,69 +185,19 @@ class Population:
         return {m: out[m] for m in ids}
 
     def _epoch(self, members: list[_Member]) -> dict[str, dict]:
-        start = time.perf_counter()
         full = len(members) == len(self._rows)
         index = None if full else [self._rows.index(m.id) for m in members]
         stack = self._stack.take(index)  # every row: the stack itself; some: a copy of them
-        if full:
-            stack.snapshot()
-        rngs = [m.study.rng.get_state() for m in members]
-        batch = _Batch(members, self.device)
-        stats = _fit(stack, batch)
-        # a member whose losses are not finite goes back to the epoch's start, as a solo study does:
-        # its saves hold its last whole epoch, not NaN weights
-        bad = [i for i, st in enumerate(stats) if not all(map(math.isfinite, st[1:4]))]
-        for i in bad:
-            members[i].study.rng.set_state(rngs[i])
-        if full and bad:
-            stack.roll_back(bad)
-        self._stack.put_back(index, stack, keep=[i for i in range(len(members)) if i not in bad] if bad else None)
-        elapsed = time.perf_counter() - start
-        return {m.id: self._record(m, stats[i], batch.nonfinite[i], elapsed) for i, m in enumerate(members)}
-
-    def _record(self, member: _Member, stats: tuple, nonfinite: int, elapsed: float) -> dict:
-        accs, loss_real, loss_fake, loss_gp, grad_max = stats
-        study = member.study
-        if not all(map(math.isfinite, (loss_real, loss_fake, loss_gp))):
-            member.error = nonfinite_message(study, loss_real, loss_fake, loss_gp, nonfinite)
-            return {"error": member.error}
-        study.epoch += 1
-        # a packed member's run time is the wall time of the passes it took part in
-        study.elapsed += elapsed
-        acc_mean = sum(accs) / len(accs)
-        study._window.append(acc_mean)
-        metrics = {
-            "epoch": study.epoch, "acc": accs[-1], "acc_mean": acc_mean,
-            "avg_acc": sum(study._window) / len(study._window), "loss_real": loss_real,
-            "loss_fake": loss_fake, "loss_gp": loss_gp, "grad_max": grad_max,
-            "nonfinite": nonfinite, "time_s": study.elapsed,
-        }
-        for m in study.metrics:
-            study.history[m].append(metrics[m])
-        return metrics
+        results = train_epoch(stack, [m.study for m in members])
+        self._stack.put_back(index, stack)
+        for m, metrics in zip(members, results):
+            m.error = metrics.get("error")
+        return {m.id: metrics for m, metrics in zip(members, results)}
 
     # ------------------------------------------------------------------ per member
     def state_dict(self, member_id: str) -> dict:
-        """The member's state as ``Study.state_dict()`` writes it: a solo study resumes it."""
-        member = self._member(member_id)
-        study = member.study
-        params, m, v, step = self._stack.member(self._rows.index(member_id))
-        critic = OrderedDict(zip(member.names, params))
-        opt_state = {}
-        if step > 0:
-            step_t = torch.tensor(step, dtype=torch.float32, device=self.device)
-            opt_state = {i: {"step": step_t.clone(), "exp_avg": a, "exp_avg_sq": b}
-                         for i, (a, b) in enumerate(zip(m, v))}
-        return {
-            "format": "tune_sd.study/1",
-            "config": study.cfg.to_dict(),
-            "epoch": study.epoch,
-            "elapsed": study.elapsed,
-            "history": {k: torch.tensor(h, dtype=torch.float64) for k, h in study.history.items()},
-            "critic": critic,
-            "optimizer": {"state": opt_state, "param_groups": copy.deepcopy(member.groups)},
-            "rng": study.rng.get_state(),
-        }
+        """The member's state, ``Study.state_dict()``: a solo study resumes it."""
+        return self._member(member_id).study.state_dict()
 
     def epoch(self, member_id: str) -> int:
         return self._member(member_id).study.epoch
@@ -284,100 +215,6 @@ class Population:
     def study(self, member_id: str) -> Study:
         """A solo study rebuilt from the member's state (for figures and the like)."""
         return Study.from_state(self.state_dict(member_id), device=self.device)
-
-
-# ---------------------------------------------------------------------------------------------
-# one epoch's samples, padded to a common k
-
-
-class _Batch:
-    """The epoch's samples of the stepping members (rows in stack order), drawn from each member's
-    own random stream exactly as its solo ``Study.step`` draws them: fake functions, real functions,
-    then one gradient-penalty mix per critic step (when its gp is on)."""
-
-    def __init__(self, members: list[_Member], device):
-        P = len(members)
-        self.P = P
-        self.k = [m.cfg.arch.lat_size for m in members]
-        self.K = max(self.k)
-        self.iters = [m.iters for m in members]
-        self.I = self.iters[0]                                 # rows are sorted by iters, most first
-        self.active = [sum(1 for it in self.iters if it > i) for i in range(self.I)]  # prefix per step
-        self.gp = [m.cfg.disc.gp for m in members]
-        self.bce = [m.cfg.disc.loss_fun == "bce" for m in members]
-        # the fake functions of members that share a generator, drawn each from its own stream and
-        # evaluated as one batch; then each member's real ones (after its fake ones, as solo)
-        fakes = [None] * P
-        by_generator: dict[int, list[int]] = {}
-        for i, m in enumerate(members):
-            by_generator.setdefault(id(m.study.generator), []).append(i)
-        for rows in by_generator.values():
-            studies = [members[i].study for i in rows]
-            drawn = studies[0].generator.sample_many([s.cfg.arch.lat_size for s in studies], [s.rng for s in studies],
-                                                     with_grad=studies[0].needs_grad)
-            for i, s, (values, grads) in zip(rows, studies, drawn):
-                fakes[i] = s.fake_input(values, grads)
-        # the real ones: each member's lines and coefficients from its own stream, then every line
-        # evaluated once for all members that share a library
-        batches = [m.iters if m.cfg.library.iter_sample else 1 for m in members]
-        draws = [m.study.draw_real(b, m.cfg.arch.lat_size) for m, b in zip(members, batches)]
-        reals = [None] * P
-        by_library: dict[int, list[int]] = {}
-        for i, m in enumerate(members):
-            by_library.setdefault(id(m.study.library), []).append(i)
-        for rows in by_library.values():
-            first = members[rows[0]].study
-            evaluated = first.library.evaluate([draws[i] for i in rows], first.X, with_grad=first.needs_grad)
-            for i, (values, grads) in zip(rows, evaluated):
-                _, reals[i] = members[i].study.real_input(values, grads, batches[i], members[i].cfg.arch.lat_size)
-        self._pad(fakes, reals)
-        # non-finite values among each member's own draws (padding is zeros: it counts nothing)
-        bad_real = (~torch.isfinite(self.real)).flatten(2).sum(2)                 # [S, P]
-        own_real = bad_real[0] if not self.fresh else torch.where(
-            torch.tensor([r.shape[0] == 1 for r in reals], device=bad_real.device), bad_real[0], bad_real.sum(0))
-        self.nonfinite = (own_real + (~torch.isfinite(self.fake)).flatten(1).sum(1)).tolist()
-        # the gradient-penalty mixes, drawn after the samples as Critic.fit draws them
-        self.eps = None
-        if any(self.gp):
-            eps_shape = (1,) * (self.fake.dim() - 2)
-            self.eps = fakes[0].new_zeros((self.I, P, self.K) + eps_shape)
-            for i, m in enumerate(members):
-                if self.gp[i]:
-                    for it in range(self.iters[i]):
-                        self.eps[it, i, :self.k[i]] = torch.rand((self.k[i],) + eps_shape, generator=m.study.rng,
-                                                                 device=self.fake.device, dtype=self.fake.dtype)
-        dev, dt = self.fake.device, self.fake.dtype
-        self.k_t = torch.tensor(self.k, device=dev, dtype=dt)
-        self.mask = (torch.arange(self.K, device=dev)[None, :] < torch.tensor(self.k, device=dev)[:, None]) \
-            if min(self.k) < self.K else None
-        self.gp_t = torch.tensor(self.gp, device=dev, dtype=dt)
-        self.bce_t = torch.tensor(self.bce, device=dev)
-
-    def _pad(self, fakes: list[torch.Tensor], reals: list[torch.Tensor]) -> None:
-        """fake [P, K, ...] and real [S, P, K, ...] (S = 1, or I where some member draws a real batch
-        per critic step), zero-padded past each member's k; one stack where no padding is needed."""
-        P, K = len(fakes), self.K
-        self.fresh = any(r.shape[0] > 1 for r in reals)
-        same_k = min(self.k) == K
-        if same_k:
-            self.fake = torch.stack(fakes)
-        else:
-            self.fake = fakes[0].new_zeros((P, K) + fakes[0].shape[1:])
-            for i, f in enumerate(fakes):
-                self.fake[i, :f.shape[0]] = f
-        if same_k and len({r.shape[0] for r in reals}) == 1 and reals[0].shape[0] in (1, self.I):
-            self.real = torch.stack(reals, dim=1)
-            return
-        self.real = fakes[0].new_zeros((self.I if self.fresh else 1, P, K) + fakes[0].shape[1:])
-        for i, r in enumerate(reals):
-            k = r.shape[1]
-            if r.shape[0] == 1:
-                self.real[:, i, :k] = r[0]
-            else:
-                self.real[:r.shape[0], i, :k] = r
-
-    def real_at(self, i: int) -> torch.Tensor:
-        return self.real[i if self.fresh else 0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
     loss = MSE(prediction, y) + sd * mean(-critic(latent features, with the critic's ext data))
 
 The critic comes from an SD study's checkpoint (``critic.path``) and stays fixed, or, with
-``critic.iters > 0``, keeps training against the latent features (adversarial). Each epoch is one
+``critic.iters > 0``, keeps training against the latent features (adversarial): its steps are a
+study's (:func:`~tune_sd.engine.stacked._fit` on a stack of one critic). Each epoch is one
 full-batch step on the train split (the critic sees every latent feature on all train points, as it
 saw library functions). Reported: ``mse`` (train), ``val_mse``, ``reg`` (the term ``sd`` multiplies),
 ``critic_score`` (the critic's mean raw score of the latent features), latent recovery on the
@@ -24,11 +25,12 @@ from tune_sd.errors import ConfigError, StudyError
 from .checkpoint import load_checkpoint
 from .config import Config
 from .critic import Critic, critic_input
+from .epoch import Batch, Steps
 from .library import library_path, load_library
 from .loop import RunLoop
 from .model import LatentModel
-from .study import FORMAT as STUDY_FORMAT
-from .study import NonFiniteLossError, _seeds
+from .stacked import _fit, _Stack, hyper_of
+from .study import NonFiniteLossError, Study, _seeds
 from .target import target_from_config
 
 REG_METRICS = ("loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc", "time_s")
@@ -123,7 +125,7 @@ class Regularization(RunLoop):
     def _load_critic(self, path) -> None:
         file = critic_checkpoint(path)
         state = load_checkpoint(file, map_location="cpu")
-        if state.get("format") != STUDY_FORMAT:
+        if state.get("format") not in (Study.format, *Study.reads):
             raise ConfigError(f"critic.path: {file} is not an SD study's checkpoint")
         ccfg = Config.from_saved(state["config"], where=f"{file}: ")
         n = critic_points(state, ccfg)
@@ -136,16 +138,20 @@ class Regularization(RunLoop):
         if self.ext and len(ccfg.data.features) != self.n_features:
             raise ConfigError(f"critic.path: the critic in {file} reads ext {self.ext} of {len(ccfg.data.features)} input "
                               f"feature(s), the model has {self.n_features}")
-        critic = Critic.from_config(ccfg, n, rng=torch.Generator().manual_seed(0), device=self.device)
-        critic.load_state_dict(state["critic"])
-        iters = self.cfg.critic.iters
-        if iters:
-            critic.optimizer.load_state_dict(state["optimizer"])
-            critic.iters = iters
+        # the critic's weights and Adam state, as a study keeps them (a stack of one row); the module
+        # the regulariser calls is a view of it, whose weights need no gradient: the regulariser's
+        # gradient reaches the latents only
+        critic = Critic.from_config(ccfg, n, device=self.device, init=False)
+        self._critic_names = [name for name, _ in critic.named_parameters()]
+        self._critic_stack = _Stack.of(critic, hyper_of(ccfg.disc))
+        try:
+            self._critic_stack.load_row(0, self._critic_names, state["critic"], state["optimizer"])
+        except (KeyError, ValueError) as e:
+            raise StudyError(f"{file}: the critic does not fit its config ({type(e).__name__}: {e})") from None
+        if self.cfg.critic.iters:
             self.library = load_library(library_path(ccfg.library.path), var=ccfg.data.var, n_features=self.n_features)
-        else:
-            critic.requires_grad_(False)  # fixed: the regulariser's gradient reaches the latents only
-        self.critic, self.critic_file, self.critic_cfg = critic, str(file), ccfg
+        self.critic = Critic.view(ccfg, n, self._critic_stack)
+        self.critic_file, self.critic_cfg = str(file), ccfg
 
     def _critic_parts(self, h: torch.Tensor, X: torch.Tensor, create_graph: bool) -> list[torch.Tensor]:
         parts = []
@@ -210,28 +216,30 @@ class Regularization(RunLoop):
         return {"epoch": self.epoch, **metrics}
 
     def _fit_critic(self, h: torch.Tensor, fake_parts: list[torch.Tensor]) -> float:
-        """``critic.iters`` steps on fresh library functions (real) vs this epoch's latent features (fake)."""
-        real, grads = self.library.sample(h.shape[1], self.X, self.rng, with_grad="grad" in self.ext,
+        """``critic.iters`` steps on fresh library functions (real) vs this epoch's latent features
+        (fake), the critic steps a study takes (its losses, penalty and Adam)."""
+        k = h.shape[1]
+        real, grads = self.library.sample(k, self.X, self.rng, with_grad="grad" in self.ext,
                                           shuffle=self.critic_cfg.library.shuffle)
         real_parts = [self.X if kind == "input" else grads.unsqueeze(0) for kind in self.ext]
         real_in = critic_input(real.unsqueeze(0), real_parts, self.ext_type)
         fake_in = critic_input(h.t(), fake_parts, self.ext_type)
-        return self.critic.fit(real_in, fake_in, self.rng).acc_mean
+        batch = Batch([Steps.of(self.critic_cfg, k=k, iters=self.cfg.critic.iters)], [fake_in], [real_in], [self.rng])
+        accs = _fit(self._critic_stack, batch)[0][0]
+        return sum(accs) / len(accs)
 
     # ------------------------------------------------------------------ state
     def _own_state(self) -> dict:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.critic is not None and self.cfg.critic.iters:
-            state["critic"] = self.critic.state_dict()
-            state["critic_optimizer"] = self.critic.optimizer.state_dict()
+            state["critic"], state["critic_optimizer"] = self._critic_stack.row_state(0, self._critic_names)
         return state
 
     def _load_own_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if "critic" in state and self.critic is not None:
-            self.critic.load_state_dict(state["critic"])
-            self.critic.optimizer.load_state_dict(state["critic_optimizer"])
+            self._critic_stack.load_row(0, self._critic_names, state["critic"], state["critic_optimizer"])
 
     def _loaded(self) -> None:
         # the config's learning rate and weight decay hold, not the ones the loaded optimizer kept

@@ -1,13 +1,24 @@
-"""The stacked critics of a population: P critics of one shape as stacked tensors, their batched
-forward pass, the gradient penalty's input gradient written out, the critic steps of every member at
-once, and Adam with per-member hyperparameters (see :mod:`tune_sd.engine.population`).
+"""The critics' training: P critics of one shape as stacked tensors, their batched forward pass, the
+gradient penalty's input gradient written out, the critic steps of every row at once, and Adam with
+per-row hyperparameters. A solo :class:`~tune_sd.engine.study.Study` is a stack of one row; a
+:class:`~tune_sd.engine.population.Population` stacks its members'. :class:`~tune_sd.engine.critic.Critic`
+is an ``nn.Module`` view of one row (figures, scoring, Step 7).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
+
+# Adam's epsilon (torch.optim.Adam's default; the notebook never set it)
+ADAM_EPS = 1e-8
+
+
+def hyper_of(disc) -> list[float]:
+    """A row's Adam hyperparameters (lr, wd, beta1, beta2, eps) from a config's ``disc`` section."""
+    return [float(disc.lr), float(disc.wd), float(disc.betas[0]), float(disc.betas[1]), ADAM_EPS]
 
 
 
@@ -26,6 +37,7 @@ class _Stack:
 
     def __init__(self, n_embed: int, device):
         self.n_embed = n_embed
+        self.device = torch.device(device)
         self.params: list[torch.Tensor] = []
         self.exp_avg: list[torch.Tensor] = []
         self.exp_avg_sq: list[torch.Tensor] = []
@@ -64,6 +76,21 @@ class _Stack:
         self.hyper = torch.cat([self.hyper[:row], self.hyper[row + 1:]])
         del self.hyper_rows[row]
 
+    @classmethod
+    def of(cls, critic, hyper: list[float]) -> "_Stack":
+        """A stack of one row: ``critic``'s weights (a :class:`~tune_sd.engine.critic.Critic`), Adam
+        not yet stepped."""
+        params = [p.detach() for p in critic.parameters()]
+        stack = cls(len(critic.embed) // 2 + 1 if critic.embed is not None else 0, params[0].device)
+        zeros = [torch.zeros_like(p) for p in params]
+        stack.insert(0, params, zeros, [z.clone() for z in zeros], 0.0, hyper)
+        return stack
+
+    def set_hyper(self, row: int, hyper: list[float]) -> None:
+        """A row's Adam hyperparameters (lr, wd, beta1, beta2, eps)."""
+        self.hyper_rows[row] = tuple(hyper)
+        self.hyper[row] = self.hyper.new_tensor(hyper)
+
     def member(self, row: int):
         """(weights, exp_avg, exp_avg_sq, step) of one row, in the solo critic's shapes."""
         def unrow(ts):  # back to nn.Linear's shapes
@@ -71,6 +98,40 @@ class _Stack:
                     for i, t in enumerate(ts)]
 
         return unrow(self.params), unrow(self.exp_avg), unrow(self.exp_avg_sq), float(self.step[row])
+
+    def row_state(self, row: int, names: list[str]) -> tuple[OrderedDict, dict]:
+        """A row as a checkpoint holds it: the critic's ``state_dict()`` (``names``: its parameter
+        names, in order) and its Adam state in the layout of ``torch.optim.Adam.state_dict()`` (no
+        state before the first step)."""
+        params, m, v, step = self.member(row)
+        lr, wd, beta1, beta2, eps = self.hyper_rows[row]
+        state = {}
+        if step > 0:
+            step_t = torch.tensor(step, dtype=torch.float32, device=self.device)
+            state = {i: {"step": step_t.clone(), "exp_avg": a, "exp_avg_sq": b} for i, (a, b) in enumerate(zip(m, v))}
+        groups = [{"lr": lr, "betas": (beta1, beta2), "eps": eps, "weight_decay": wd, "amsgrad": False,
+                   "maximize": False, "fused": True, "params": list(range(len(params)))}]
+        return OrderedDict(zip(names, params)), {"state": state, "param_groups": groups}
+
+    def load_row(self, row: int, names: list[str], critic: dict, optimizer: dict) -> None:
+        """Load a row from what :meth:`row_state` wrote (or a solo critic and ``torch.optim.Adam``
+        wrote, format tune_sd.study/1), in place. The hyperparameters stay the row's (the config's).
+        A missing name or another shape raises ``KeyError`` / ``ValueError``."""
+        state = optimizer["state"]
+        with torch.no_grad():
+            for j, name in enumerate(names):
+                saved = critic[name]
+                ts = (self.params[j], self.exp_avg[j], self.exp_avg_sq[j])
+                if tuple(self._row(saved).shape[1:]) != tuple(ts[0].shape[1:]):
+                    raise ValueError(f"{name}: shape {tuple(saved.shape)} is not this critic's")
+                ts[0][row] = self._row(saved.to(self.device))[0]
+                if state:
+                    ts[1][row] = self._row(state[j]["exp_avg"].to(self.device))[0]
+                    ts[2][row] = self._row(state[j]["exp_avg_sq"].to(self.device))[0]
+                else:
+                    ts[1][row].zero_()
+                    ts[2][row].zero_()
+            self.step[row] = float(state[0]["step"]) if state else 0.0
 
     def _tensors(self) -> list[torch.Tensor]:
         return [*self.params, *self.exp_avg, *self.exp_avg_sq, self.step]
@@ -105,15 +166,10 @@ class _Stack:
         sub.step, sub.hyper = self.step.index_select(0, rows), self.hyper.index_select(0, rows)
         return sub
 
-    def put_back(self, rows: list[int] | None, sub: "_Stack", keep: list[int] | None = None) -> None:
-        """Rows ``rows`` from ``sub`` (taken by :meth:`take`); only those at positions ``keep`` of
-        ``rows`` when given."""
+    def put_back(self, rows: list[int] | None, sub: "_Stack") -> None:
+        """Rows ``rows`` from ``sub`` (taken by :meth:`take`)."""
         if rows is None:
             return
-        if keep is not None:
-            if not keep:
-                return
-            sub, rows = sub.take(keep), [rows[i] for i in keep]
         rows = torch.tensor(rows, device=self.step.device)
         for t, s in zip(self._tensors(), sub._tensors()):
             t.index_copy_(0, rows, s)
@@ -395,8 +451,13 @@ def _step_mlp(layers, real, fake, eps, batch, n, mask, k):
 
 
 def _fit(stack: _Stack, batch) -> list[tuple]:
-    """``iters`` critic steps of every member at once; per member (accs, loss_real, loss_fake,
-    loss_gp, grad_max) of its own steps, as ``Critic.fit`` reports them. Critics without an
+    """``iters`` critic steps of every row at once (rows sorted by iters, most first; a row takes its
+    own number of steps, on its own k samples); per row (accs, loss_real, loss_fake, loss_gp,
+    grad_max): the accuracy of each of its steps (the share of its 2 k samples classified right: real
+    if the score is > 0, fake if <= 0), then the losses of its last step and the largest absolute
+    weight gradient of that step. Losses: ``wasserstein`` -mean(score(real)) + mean(score(fake)),
+    ``bce`` binary cross-entropy with logits (real 1, fake 0), plus gp x the gradient penalty
+    mean((||d score / d input|| - 1)^2) at eps * real + (1 - eps) * fake. Critics without an
     embedding take the written-out backward pass (:func:`_step_mlp`), the others autograd."""
     n_embed = stack.n_embed
     manual = not n_embed

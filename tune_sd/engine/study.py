@@ -1,13 +1,14 @@
 """One SD training run: the notebook's training cell as a resumable object.
 
 Per epoch (``Study.step``): sample fake functions from the generator, sample real ones from the
-library, add the extra information, fit the critic for ``iters`` steps, record the metrics.
+library, add the extra information, fit the critic for ``iters`` steps, record the metrics. The epoch
+is :func:`~tune_sd.engine.epoch.train_epoch`, the one a population runs: a solo study is a stack of
+one critic (its weights and Adam state: :class:`~tune_sd.engine.stacked._Stack`).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 
 import numpy as np
@@ -18,11 +19,16 @@ from tune_sd.errors import ConfigError, StudyError
 from .config import Config
 from .critic import Critic, critic_input
 from .data import load_data
+from .epoch import train_epoch
 from .generators import make_generator
 from .library import library_path, load_library
 from .loop import RunLoop
+from .stacked import _Stack, hyper_of
 
-FORMAT = "tune_sd.study/1"
+# /2: written by the stacked engine (a member's state keeps its ``changes``); /1 (the solo critic and
+# its torch optimizer, the same layout) is read as well
+FORMAT = "tune_sd.study/2"
+READS = ("tune_sd.study/1",)
 METRICS = ("acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max", "nonfinite", "time_s")
 
 
@@ -47,12 +53,13 @@ class Study(RunLoop):
     """Train a critic to tell library functions from generator functions.
 
     ``step()`` runs one epoch and returns its metrics; ``state_dict()`` / ``load_state_dict()``
-    (:class:`~tune_sd.engine.loop.RunLoop`'s, with the critic and its optimizer) cover the random
+    (:class:`~tune_sd.engine.loop.RunLoop`'s, with the critic's weights and Adam state) cover the random
     state and the metric history too, so that a run stopped at epoch e and resumed continues bit for
     bit like the uninterrupted run.
     """
 
     format = FORMAT
+    reads = READS
     metrics = METRICS
     # the mean accuracy over a report's epochs (see RunLoop.report): the trend tests of the early
     # stopper weigh its noise (tune/stoppers.py)
@@ -75,8 +82,13 @@ class Study(RunLoop):
         self.library = load_library(library_path(cfg.library.path), var=d.var, n_features=self.n_features)
         self.generator = make_generator(cfg, self.X)
         init_seed, sample_seed = _seeds(cfg.seed, 2)
-        self.critic = Critic.from_config(cfg, self.n_points, rng=torch.Generator().manual_seed(init_seed),
-                                         device=self.device)
+        critic = Critic.from_config(cfg, self.n_points, rng=torch.Generator().manual_seed(init_seed),
+                                    device=self.device)
+        self._names = [name for name, _ in critic.named_parameters()]
+        # the critic's weights and Adam state: a stack of one row, or a row of a population's stack
+        # (Population.add attaches it there)
+        self._stack, self._row = _Stack.of(critic, hyper_of(cfg.disc)), 0
+        self._view: tuple[tuple, Critic] | None = None
         self.rng = torch.Generator(self.device).manual_seed(sample_seed)
         self.ext = list(cfg.ext or [])
         self.needs_grad = "grad" in self.ext
@@ -84,7 +96,6 @@ class Study(RunLoop):
         self.elapsed = 0.0
         self.history: dict[str, list[float]] = {m: [] for m in METRICS}
         self.changes: list[dict] = []  # settings changed on resume: {epoch, key, from, to}
-        self._before: list[torch.Tensor] | None = None  # the critic at the start of the epoch in progress
         self._window: deque[float] = deque(maxlen=cfg.avg_hor)
 
     # ------------------------------------------------------------------ the loop
@@ -118,72 +129,60 @@ class Study(RunLoop):
         return [self.X if kind == "input" else grads for kind in self.ext]
 
     def step(self) -> dict:
-        """One epoch: fresh fake and real functions, ``iters`` critic steps, the epoch's metrics."""
-        start = time.perf_counter()
-        before = self._epoch_start()
-        k = self.cfg.arch.lat_size
-        fake_values, fake = self.sample_fake(k)
-        real_values, real = self.sample_real(self.cfg.disc.iters if self.cfg.library.iter_sample else 1, k)
-        # exp overflow and the like in a library must not pass silently
-        nonfinite = int((~torch.isfinite(real)).sum() + (~torch.isfinite(fake)).sum())
-        stats = self.critic.fit(real, fake, self.rng)
-        if not all(map(math.isfinite, (stats.loss_real, stats.loss_fake, stats.loss_gp))):
-            self._roll_back(before)  # a save after the error holds the last whole epoch, not NaN weights
-            raise NonFiniteLossError(nonfinite_message(self, stats.loss_real, stats.loss_fake, stats.loss_gp,
-                                                       nonfinite))
+        """One epoch: fresh fake and real functions, ``iters`` critic steps, the epoch's metrics. A
+        non-finite loss rolls the epoch back and raises :class:`NonFiniteLossError`."""
+        if self._row != 0 or len(self._stack) != 1:
+            raise StudyError("this study's critic is a population's member: step the population")
+        metrics = train_epoch(self._stack, [self])[0]
+        if "error" in metrics:
+            raise NonFiniteLossError(metrics["error"])
+        return metrics
+
+    def _record(self, stats: tuple, nonfinite: int, elapsed: float) -> dict:
+        """The epoch's metrics from its critic steps' (accs, loss_real, loss_fake, loss_gp, grad_max),
+        kept in the history; ``{"error": message}`` where a loss is not finite (the epoch was rolled
+        back and does not count)."""
+        accs, loss_real, loss_fake, loss_gp, grad_max = stats
+        if not all(map(math.isfinite, (loss_real, loss_fake, loss_gp))):
+            return {"error": nonfinite_message(self, loss_real, loss_fake, loss_gp, nonfinite)}
         self.epoch += 1
-        self.elapsed += time.perf_counter() - start
-        self._window.append(stats.acc_mean)
+        self.elapsed += elapsed
+        acc_mean = sum(accs) / len(accs)
+        self._window.append(acc_mean)
         metrics = {
-            "epoch": self.epoch, "acc": stats.acc, "acc_mean": stats.acc_mean,
-            "avg_acc": sum(self._window) / len(self._window), "loss_real": stats.loss_real,
-            "loss_fake": stats.loss_fake, "loss_gp": stats.loss_gp, "grad_max": stats.grad_max,
+            "epoch": self.epoch, "acc": accs[-1], "acc_mean": acc_mean,
+            "avg_acc": sum(self._window) / len(self._window), "loss_real": loss_real,
+            "loss_fake": loss_fake, "loss_gp": loss_gp, "grad_max": grad_max,
             "nonfinite": nonfinite, "time_s": self.elapsed,
         }
         for m in METRICS:
             self.history[m].append(metrics[m])
         return metrics
 
-    def _trained_tensors(self) -> list[torch.Tensor]:
-        """What the critic's steps change: its weights, then its optimizer's moments and step counts
-        (none before the first step)."""
-        params = list(self.critic.parameters())
-        state = self.critic.optimizer.state
-        return params + [t for p in params for t in state.get(p, {}).values() if torch.is_tensor(t)]
+    @property
+    def critic(self) -> Critic:
+        """The critic as an ``nn.Module`` (for figures and scoring): a view of its row of the stack,
+        so that it follows the training."""
+        key = (id(self._stack), self._row, self._stack.params[0].data_ptr())
+        if self._view is None or self._view[0] != key:
+            self._view = (key, Critic.view(self.cfg, self.n_points, self._stack, self._row))
+        return self._view[1]
 
-    def _epoch_start(self) -> tuple[int, torch.Tensor]:
-        """Copy what an epoch changes besides the history into buffers kept from epoch to epoch (a
-        few percent of an epoch's time with the default critic); ``_roll_back`` restores it."""
-        tensors = self._trained_tensors()
-        with torch.no_grad():
-            if self._before is None or len(self._before) != len(tensors):
-                self._before = [t.detach().clone() for t in tensors]
-            else:
-                torch._foreach_copy_(self._before, tensors)
-        return len(tensors), self.rng.get_state()
-
-    def _roll_back(self, before: tuple[int, torch.Tensor]) -> None:
-        n, rng = before
-        tensors = self._trained_tensors()
-        with torch.no_grad():
-            torch._foreach_copy_(tensors[:n], self._before[:n])
-        if len(tensors) != n:  # the optimizer's moments were born in this epoch
-            self.critic.optimizer.state.clear()
-        self.rng.set_state(rng)
+    def _attach(self, stack: _Stack, row: int) -> None:
+        """The critic's weights and Adam state are now row ``row`` of ``stack`` (a population's)."""
+        self._stack, self._row, self._view = stack, row, None
 
     # ------------------------------------------------------------------ state
     def _own_state(self) -> dict:
-        return {"critic": self.critic.state_dict(), "optimizer": self.critic.optimizer.state_dict()}
+        critic, optimizer = self._stack.row_state(self._row, self._names)
+        return {"critic": critic, "optimizer": optimizer}
 
     def _load_own_state(self, state: dict) -> None:
-        self.critic.load_state_dict(state["critic"])
-        self.critic.optimizer.load_state_dict(state["optimizer"])
+        self._stack.load_row(self._row, self._names, state["critic"], state["optimizer"])
 
     def _loaded(self) -> None:
-        # loading the optimizer restored the saved hyperparameters; the config's hold (they differ
-        # only where a resumed run changed them, see config.resume_changes)
-        d = self.cfg.disc
-        for group in self.critic.optimizer.param_groups:
-            group.update(lr=d.lr, weight_decay=d.wd, betas=tuple(d.betas))
+        # the config's Adam settings hold (the checkpoint's differ only where a resumed run changed
+        # them, see config.resume_changes)
+        self._stack.set_hyper(self._row, hyper_of(self.cfg.disc))
         self.history["nonfinite"] = [int(x) for x in self.history["nonfinite"]]
         self._window = deque(self.history["acc_mean"][-self.cfg.avg_hor:], maxlen=self.cfg.avg_hor)
