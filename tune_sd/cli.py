@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -374,8 +375,11 @@ def cmd_train(args) -> int:
     from tune_sd.engine import config as config_mod
     from tune_sd.engine.train import TrainRun
 
-    if args.threads < 1:
-        raise UserError(f"--threads: {args.threads} is not allowed (allowed: an integer >= 1)")
+    import os
+
+    cpus = os.cpu_count() or 1
+    if not 1 <= args.threads <= cpus:
+        raise UserError(f"--threads: {args.threads} is not allowed (allowed: 1 to {cpus}, this machine's CPUs)")
     torch.set_num_threads(args.threads)
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     if args.critic_from:
@@ -484,11 +488,32 @@ def cmd_lib_check(args) -> int:
     from tune_sd.engine.data import load_data
     from tune_sd.engine.library import check_library, format_check, library_path
 
+    from tune_sd.engine import limits
+
+    _bounded("--features", args.features, 1)
+    _bounded("--samples", args.samples, 1)
+    limits.check_memory("--features", args.features, 1000 * args.features * limits.FLOAT32 * 2,
+                        f"1000 x {args.features} default input points")
+    # a line's values, its given and autograd derivative columns and the checks' temporaries, on 700 points
+    limits.check_memory("--samples", args.samples, 12 * args.samples * 700 * limits.FLOAT64,
+                        f"checking a line on {args.samples} coefficient draws")
     path = library_path(args.file)
     X = load_data(None, var=args.var, n_features=args.features).points("train", list(range(args.features)))
-    check = check_library(path, X, var=args.var, n_samples=args.samples)
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        print(f"lib check: {done}/{total} lines ({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
+
+    check = check_library(path, X, var=args.var, n_samples=args.samples, progress=progress)
     print(format_check(check))
     return 0 if check.ok else 2
+
+
+def _bounded(flag: str, value: int | None, lo: int, hi: int | None = None, why: str = "") -> None:
+    """Refuse a number flag outside [lo, hi], naming the flag (``why``: where ``hi`` comes from)."""
+    if value is not None and (value < lo or (hi is not None and value > hi)):
+        allowed = f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "") + (f"; {why}" if why else "")
+        raise UserError(f"{flag}: {value} is not allowed (allowed: {allowed})")
 
 
 # ---------------------------------------------------------------------------------------- main

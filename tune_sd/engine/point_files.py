@@ -27,7 +27,35 @@ SPLITS: tuple[str, str, str] = ("train", "val", "test")
 # --------------------------------------------------------------------------------------------
 
 
+def _check_npy_header(file: Path) -> None:
+    """Refuse a ``.npy`` file whose header claims more data than the file holds (nothing is
+    allocated for it: a header of a few bytes may claim terabytes)."""
+    from numpy.lib import format as npy_format
+
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            version = npy_format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = npy_format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = npy_format.read_array_header_2_0(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, TypeError) as exc:
+        raise DataError(f"data.path: cannot read '{file}' as a .npy array: {exc}") from None
+    if dtype.hasobject:
+        return  # refused by np.load(allow_pickle=False), with its own message
+    count = 1
+    for n in shape:
+        count *= int(n)
+    need = count * dtype.itemsize
+    if offset + need > size:
+        raise DataError(f"data.path: '{file}' claims a {'x'.join(map(str, shape)) or 'scalar'} {dtype} array "
+                        f"({need} bytes) in its header but holds {size - offset} bytes of data")
+
+
 def _read_npy(file: Path) -> np.ndarray:
+    _check_npy_header(file)
     try:
         arr = np.load(file, allow_pickle=False)
     except ValueError as exc:
