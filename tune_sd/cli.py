@@ -380,6 +380,12 @@ def cmd_train(args) -> int:
     cpus = os.cpu_count() or 1
     if not 1 <= args.threads <= cpus:
         raise UserError(f"--threads: {args.threads} is not allowed (allowed: 1 to {cpus}, this machine's CPUs)")
+    from tune_sd.engine.limits import check_device
+
+    check_device(args.device)
+    for flag, where in (("--out", args.out), ("--resume", args.resume)):
+        if where and Path(where).exists() and not Path(where).is_dir():
+            raise UserError(f"{flag}: {where} is a file, not a folder (give a run's folder)")
     torch.set_num_threads(args.threads)
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     if args.critic_from:

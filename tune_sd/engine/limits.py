@@ -98,3 +98,23 @@ def check_config(cfg, where: str = "") -> None:
     key = "arch.hid_size" if max(lat_hid, out_hid) >= max(lat_num, out_num) else "arch.hid_num"
     check_memory(where + key, cfg.arch[key.split(".")[1]], gen * FLOAT32 * TRAIN_COPIES,
                  f"a generator of {gen:,} parameters")
+
+
+def check_device(device: str, flag: str = "--device") -> str:
+    """``device`` if torch can run on it here (cpu, cuda, cuda:N of the GPUs this machine has, mps),
+    else a :class:`ConfigError` naming the flag and what this machine offers."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    offered = "cpu" + (f", cuda or cuda:N with N < {gpus}" if gpus else " (no CUDA GPU here)")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"{flag}: {short(device)} is not a device (allowed: {offered})") from None
+    if dev.type == "cpu":
+        return device
+    if dev.type == "cuda" and gpus and (dev.index is None or dev.index < gpus):
+        return device
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise ConfigError(f"{flag}: {short(device)} is not available on this machine (allowed: {offered})")
