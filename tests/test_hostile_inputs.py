@@ -70,3 +70,20 @@ def test_analyze_with_text_epochs(tmp_path: Path, capsys) -> None:
     line = _one_error_line(capsys)
     assert "column epoch holds 1 value(s) that are not numbers (first: 'twenty', row 0)" in line
     assert "empty" not in line and not (tmp_path / "analysis").exists()
+
+
+@pytest.mark.parametrize("storage", ["weird://bucket", "s3://", "http://example.com/results"])
+def test_sweep_refuses_a_storage_it_cannot_open(storage, capsys, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.delenv("TUNE_SD_STORAGE", raising=False)
+    assert main(["sweep", "sd-study", "--dry-run", "--storage", storage]) == 2
+    assert f"--storage: {storage!r} is not a storage this can open" in _one_error_line(capsys)
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized()
+
+
+def test_dry_run_prints_a_uri_as_given(capsys) -> None:
+    assert main(["sweep", "sd-study", "--dry-run", "--storage", "s3://bucket/results"]) == 0
+    out = capsys.readouterr().out
+    assert "-> s3://bucket/results/sd-study" in out and "s3:/bucket" not in out

@@ -28,7 +28,7 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
     import yaml
 
     s, space = plan.settings, plan.space
-    lines = [f"sweep {plan.name!r} of study {space.name!r} -> {plan.exp_dir}",
+    lines = [f"sweep {plan.name!r} of study {space.name!r} -> {plan.exp_uri}",
              f"search {s['search']}, scheduler {s['scheduler']}, metric {s['metric']} ({s['mode']}), "
              f"samples {s['num_samples']}, epochs {s['epochs']}, report every {s['report_every']}, "
              f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial"]
