@@ -57,7 +57,7 @@ def test_the_terminal_shows_our_progress_and_nothing_misleading(swept):
     assert f"results: {swept.exp} (TensorBoard: tensorboard --logdir {swept.exp})" in text
     # a progress line per report, then the last one
     assert len(PROGRESS.findall(text)) >= 2, text
-    assert re.search(r"epochs/s \| <= \d+s left", text), text
+    assert re.search(r"epochs/s \| ~\d+s left", text), text
     assert re.search(r"^\[\d+:\d\d\] finished: 2 done of 2 \| best avg_acc", text, re.M), text
 
 
@@ -201,3 +201,27 @@ def test_an_interrupted_sweep_says_so_and_its_resume_shows_our_progress(tmp_path
     assert "resuming sweep cut:" in text and "early stopping: ASHA (grace 80 epochs, reduction factor 3)" in text
     assert re.search(r"^\[\d+:\d\d\] 1 running, 0 done of 1 \| best avg_acc", text, re.M), text
     assert re.search(r"^\[\d+:\d\d\] finished: 1 done of 1", text, re.M), text
+
+
+def test_time_left_weighs_each_trial_by_its_own_rate(monkeypatch):
+    """Four small critics at 100 epochs/s beside four large ones at 10: the sweep's average rate would
+    say 17 s; the large ones alone need 99 s more, and the line says so."""
+    from tune_sd.tune import progress as progress_mod
+
+    clock = [0.0]
+    monkeypatch.setattr(progress_mod.time, "monotonic", lambda: clock[0])
+    p = progress_mod.SweepProgress(epochs=1000, every_s=3600)
+    p.setup(total_num_samples=8)
+    trials = [trial(f"s{i}", epochs=1000) for i in range(4)] + [trial(f"b{i}", epochs=1000) for i in range(4)]
+    for t in trials:
+        p.on_trial_start(0, trials, t)
+    for t in trials:
+        p.on_trial_result(0, trials, t, {"epoch": 0})
+    clock[0] = 1.0
+    for t in trials:
+        p.on_trial_result(0, trials, t, {"epoch": 100 if t.trial_id.startswith("s") else 10})
+    assert p.trial_rate("s0") == 100 and p.trial_rate("b0") == 10
+    assert p.seconds_left(trials, 8, sweep_rate=440) == pytest.approx(99)
+    assert p.line(trials).endswith("| 440 epochs/s | ~1m39s left"), p.line(trials)
+    # trials still to come run at the slowest rate seen, shared among the trials that run at once
+    assert p.seconds_left(trials, 16, sweep_rate=440) == pytest.approx((4 * 9 + 4 * 99 + 8 * 100) / 8)
