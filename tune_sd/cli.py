@@ -433,9 +433,14 @@ def cmd_sweep(args) -> int:
         return 0
     if plan.settings.get("critic_from"):
         print(f"critic: {plan.settings['critic_from']}", flush=True)
-    exp_dir = run_sweep(plan, address=args.address, dashboard=args.dashboard, verbose=args.verbose)
     from tune_sd.tune.results import status_table
+    from tune_sd.tune.sweep import SweepInterrupted
 
+    try:
+        exp_dir = run_sweep(plan, address=args.address, dashboard=args.dashboard, verbose=args.verbose)
+    except SweepInterrupted as stop:  # saved, its tables written: show them, and exit as Ctrl-C does
+        print(status_table(stop.exp_dir))
+        return 130
     print(status_table(exp_dir))
     print(f"\nresults: {exp_dir}\nTensorBoard: tensorboard --logdir {exp_dir}")
     return 0
@@ -445,7 +450,13 @@ def cmd_resume(args) -> int:
     from tune_sd.tune.results import status_table
     from tune_sd.tune.sweep import resume_sweep
 
-    exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose)
+    from tune_sd.tune.sweep import SweepInterrupted
+
+    try:
+        exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose)
+    except SweepInterrupted as stop:
+        print(status_table(stop.exp_dir))
+        return 130
     print(status_table(exp_dir))
     return 0
 
