@@ -94,7 +94,7 @@ def test_lib_check_reports_progress(tmp_path: Path, monkeypatch, capsys) -> None
 
 
 @pytest.mark.parametrize("argv, flag", [
-    (["--samples", "-1"], "--samples"), (["--samples", "100000000"], "--samples"), (["--samples", "0"], "--samples"),
+    (["--samples", "1e8"], "--samples"), (["--features", "1e9"], "--features"), (["--samples", "-1"], "--samples"), (["--samples", "100000000"], "--samples"), (["--samples", "0"], "--samples"),
     (["--features", "1000000000"], "--features"), (["--features", "0"], "--features"),
 ])
 def test_lib_check_refuses_hostile_sizes(argv, flag, capsys) -> None:
@@ -130,3 +130,19 @@ def test_npy_header_checked_against_size(tmp_path: Path, capsys) -> None:
     good = tmp_path / "good.npy"
     np.save(good, np.random.default_rng(0).normal(size=(50, 2)))
     assert load_data(str(good)).X.shape == (50, 2)
+
+
+@pytest.mark.parametrize("threads", ["100000", "1e5", "0"])
+def test_train_threads_bounded_by_the_machine(threads, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--threads", threads, "--set", "epochs=2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threads: " in err[0] and "this machine's CPUs" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["--repeat", "100000000"], ["--num-samples", "100000000"]])
+def test_sweep_dry_run_refuses_a_sweep_past_the_trial_limit(argv, capsys) -> None:
+    assert main(["sweep", "sd-study", "--dry-run"] + argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"tune-sd: error: {argv[0]}: ") and "1000000" in err[0]

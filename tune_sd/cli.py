@@ -71,6 +71,21 @@ generator.*, target.*, seed, task) with exit 2.
 TRAIN_THREADS = 1  # measured: benchmarks/threads.py
 
 
+def _whole(text: str) -> int:
+    """A whole number flag, also written as 1e8 (its bounds are the command's to check)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not (value == value and abs(value) != float("inf") and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
+
+
 def _add_train(sub):
     shared = _shared("overrides", overrides=dict(
         help="override a dotted key; values are YAML scalars or flow lists (repeatable)"))
@@ -85,7 +100,7 @@ def _add_train(sub):
     p.add_argument("--out", metavar="DIR", help="output folder (default: results/train/<date-time>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its (possibly raised) epochs")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=TRAIN_THREADS, metavar="N",
+    p.add_argument("--threads", type=_whole, default=TRAIN_THREADS, metavar="N",
                    help=f"torch threads on the CPU (default: {TRAIN_THREADS}; a critic's operations are too small "
                         "to gain from more, and on a busy machine more threads make epochs slower and erratic)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -173,8 +188,8 @@ def _add_lib(sub):
                                        "given derivative columns with autograd. Exit 0 if valid, 2 if not.")
     c.add_argument("file", help="a .lib file, or the name of one in funs/ (e.g. F10_v1)")
     c.add_argument("--var", default="X10", help="input variable name used in the file (default: %(default)s)")
-    c.add_argument("--features", type=int, default=2, help="input features of the default data (default: %(default)s)")
-    c.add_argument("--samples", type=int, default=256, help="coefficient draws per function (default: %(default)s)")
+    c.add_argument("--features", type=_whole, default=2, help="input features of the default data (default: %(default)s)")
+    c.add_argument("--samples", type=_whole, default=256, help="coefficient draws per function (default: %(default)s)")
     c.set_defaults(func=cmd_lib_check)
 
 

@@ -45,11 +45,11 @@ def _as_number(key, value, allowed):
 
 def integer(lo: int | None = None, hi: int | None = None, optional: bool = False) -> Callable:
     """An integer in [lo, hi]; every integer key is at most ``limits.MAX_INT`` (a 64-bit integer)."""
-    allowed = "an integer" + (f" >= {lo}" if lo is not None else "") + (f" <= {hi}" if hi is not None else "")
-    allowed += " or null" if optional else ""
-    short = allowed  # what a message says where the value is not past the 64-bit limit
+    bounds = "an integer" + (f" >= {lo}" if lo is not None else "") + (f" <= {hi}" if hi is not None else "")
+    short = bounds + (" or null" if optional else "")  # what a message says where the value is not too long
+    allowed = short
     if hi is None or hi > limits.MAX_INT:
-        hi, allowed = limits.MAX_INT, allowed.replace("an integer", "an integer that fits in 64 bits", 1)
+        hi, allowed = limits.MAX_INT, bounds + " that fits in 64 bits" + (" or null" if optional else "")
 
     def check(key, value):
         if value is None and optional:
