@@ -449,7 +449,7 @@ class LibraryCheck:
 
 
 CHECK_THREADS = 1  # torch threads of a check: its tensors are too small to gain from more (benchmarks/lib_check.py)
-CHECK_CHUNK_BYTES = 8 * 1024 * 1024  # values of the lines checked together, float64
+CHECK_CHUNK_BYTES = 8 * 1024 * 1024  # values of the lines of a block (a progress step), float64
 PROGRESS_AFTER_S = 3.0  # a check that runs longer says how far it is, every few seconds
 
 
@@ -469,8 +469,9 @@ def check_library(
     column against autograd of the value (same draws, in float64; close as :func:`torch.isclose`
     with ``equal_nan``). Raises :class:`LibraryError` when the file itself is invalid.
 
-    Lines are evaluated one by one (each has its own expression) into a block of lines, and the
-    checks (finite values, range, derivative errors) run once per block on all of its lines together.
+    Each line's checks are a few fused passes over its values (one pass gives the range and tells
+    whether any value is not finite; one more the derivative errors), with the full comparison only
+    where those find something. Lines go in blocks of about ``CHECK_CHUNK_BYTES`` of values.
     ``progress(done, total)`` is called every few seconds (after the block that passes them).
     """
     X = torch.as_tensor(X).detach().to(device="cpu", dtype=torch.float64)
@@ -497,16 +498,16 @@ def _check(lib: FunctionLibrary, name: str, X: Tensor, var: str, n_samples: int,
     shape = (n_samples, n_points)
     per_line = max(1, n_samples * n_points * 8)
     block = max(1, min(len(lib.functions), CHECK_CHUNK_BYTES // per_line))
-    values = torch.empty((block,) + shape, dtype=torch.float64)
-    given_buf = torch.empty((block,) + shape, dtype=torch.float64)
-    auto_buf = torch.empty((block,) + shape, dtype=torch.float64)
     results: list[FunctionCheck] = []
     problems: list[str] = []
     last = time.monotonic()
     total = len(lib.functions)
     for first in range(0, total, block):
         fns = lib.functions[first:first + block]
-        pairs: list[tuple[int, int]] = []  # (line in the block, derivative column) of each given column
+        by_line: dict[int, list[tuple[int, float, bool]]] = {}  # line in the block -> (column, err, differs)
+        nonfinite: list[int] = []
+        vmin: list[float] = []
+        vmax: list[float] = []
         for i, fn in enumerate(fns):
             n = torch.randn((fn.coeffs_n, n_samples, 1), generator=gen, dtype=torch.float64)
             u = torch.rand((fn.coeffs_u, n_samples, 1), generator=gen, dtype=torch.float64)
@@ -520,29 +521,21 @@ def _check(lib: FunctionLibrary, name: str, X: Tensor, var: str, n_samples: int,
                     grads = torch.autograd.grad(v.sum(), leaves, allow_unused=True)
                 else:
                     grads = (None,) * len(leaves)
-            values[i].copy_(v.detach())
             auto = dict(zip(used, grads))
             with torch.no_grad():
+                nonfinite_i, vmin_i, vmax_i = _ranges(v.detach().unsqueeze(0))
+                nonfinite.append(nonfinite_i[0])
+                vmin.append(vmin_i[0])
+                vmax.append(vmax_i[0])
                 for c, expr in enumerate(fn.derivs):
                     if expr is None:
                         continue
-                    k = len(pairs)
-                    if k == given_buf.shape[0]:  # more given columns than lines in the block
-                        given_buf = torch.cat([given_buf, torch.empty_like(given_buf)])
-                        auto_buf = torch.cat([auto_buf, torch.empty_like(auto_buf)])
-                    given_buf[k].copy_(expr(x_cols, n, u, shape))
                     a = auto.get(c)
                     if a is None:
-                        auto_buf[k].zero_()
-                    else:
-                        auto_buf[k].copy_(a)
-                    pairs.append((i, c))
-        with torch.no_grad():
-            nonfinite, vmin, vmax = _ranges(values[:len(fns)])
-            errs, bad = _compare(given_buf[:len(pairs)], auto_buf[:len(pairs)], rtol, atol)
-        by_line: dict[int, list[tuple[int, float, bool]]] = {}
-        for (i, c), err, is_bad in zip(pairs, errs, bad):
-            by_line.setdefault(i, []).append((c, err, is_bad))
+                        a = torch.zeros((), dtype=torch.float64).expand(shape)
+                    (err,), (is_bad,) = _compare(expr(x_cols, n, u, shape).expand(shape).unsqueeze(0),
+                                                 a.unsqueeze(0), rtol, atol)
+                    by_line.setdefault(i, []).append((c, err, is_bad))
         for i, fn in enumerate(fns):
             size = n_samples * n_points
             if nonfinite[i]:
@@ -575,7 +568,7 @@ def _ranges(v: Tensor) -> tuple[list[int], list[float], list[float]]:
     and largest finite value. Lines whose smallest and largest values are finite (amin and amax
     propagate NaN) hold no others and take no further pass."""
     flat = v.reshape(v.shape[0], -1)
-    lo, hi = flat.amin(dim=1), flat.amax(dim=1)
+    lo, hi = flat.aminmax(dim=1)  # one pass
     nonfinite = [0] * v.shape[0]
     for i in (~(torch.isfinite(lo) & torch.isfinite(hi))).nonzero().flatten().tolist():
         finite = torch.isfinite(flat[i])
