@@ -146,3 +146,20 @@ def test_sweep_dry_run_refuses_a_sweep_past_the_trial_limit(argv, capsys) -> Non
     assert main(["sweep", "sd-study", "--dry-run"] + argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"tune-sd: error: {argv[0]}: ") and "1000000" in err[0]
+
+
+def test_npz_member_header_checked_against_size(tmp_path: Path) -> None:
+    import zipfile
+
+    from tune_sd.engine.data import load_data
+    from tune_sd.errors import DataError
+
+    lying = _lying_npy(tmp_path / "X10.npy")
+    bad = tmp_path / "lying.npz"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.write(lying, "X10.npy")
+    with pytest.raises(DataError, match=r"lying.npz' array 'X10' claims a 1000000000000x2 float64 array"):
+        load_data(str(bad))
+    good = tmp_path / "good.npz"
+    np.savez(good, X10=np.random.default_rng(0).normal(size=(50, 2)))
+    assert load_data(str(good)).X.shape == (50, 2)
