@@ -16,6 +16,7 @@ from tune_helpers import BASE
 # the lines Ray prints that are not so for a sweep of ours (issue 12, item 10)
 MISLEADING = ("Using FIFO scheduling algorithm", "Result logdir", "Token authentication", "deprecated",
               "/tmp/ray/session", "== Status ==")
+RAY_AT_CTRL_C = ("Stop signal received", "Resume experiment with", "Tuner.restore", "Failed to fetch metrics")
 BOOKKEEPING = ("done", "should_checkpoint", "iterations_since_restore", "training_iteration", "time_this_iter_s",
                "time_since_restore", "time_total_s", "timestamp", "pid", "epoch")
 PROGRESS = re.compile(r"^\[\d+:\d\d\] (\d+ running, )?.*\d+ done.* of 2 \| best avg_acc [0-9.]+ \(trial \w+\)", re.M)
@@ -57,7 +58,7 @@ def test_the_terminal_shows_our_progress_and_nothing_misleading(swept):
     assert f"results: {swept.exp} (TensorBoard: tensorboard --logdir {swept.exp})" in text
     # a progress line per report, then the last one
     assert len(PROGRESS.findall(text)) >= 2, text
-    assert re.search(r"epochs/s \| <= \d+s left", text), text
+    assert re.search(r"epochs/s \| ~\d+s left", text), text
     assert re.search(r"^\[\d+:\d\d\] finished: 2 done of 2 \| best avg_acc", text, re.M), text
 
 
@@ -192,6 +193,10 @@ def test_an_interrupted_sweep_says_so_and_its_resume_shows_our_progress(tmp_path
     assert re.search(r"^\[\d+:\d\d\] interrupted: 1 unfinished, 0 done of 1 \| best avg_acc", out, re.M), out[-3000:]
     assert "finished:" not in out
     assert f"continue it with: tune-sd resume cut --storage {store}" in out
+    # exit 130, as an interrupted `tune-sd train`; only our lines (Tune's own at Ctrl-C are left out)
+    assert proc.returncode == 130, out[-3000:]
+    for line in RAY_AT_CTRL_C:
+        assert line not in out, line
 
     p = tune_sd("resume", "cut", "--storage", str(store))
     assert p.returncode == 0, p.stderr[-3000:]
@@ -201,3 +206,61 @@ def test_an_interrupted_sweep_says_so_and_its_resume_shows_our_progress(tmp_path
     assert "resuming sweep cut:" in text and "early stopping: ASHA (grace 80 epochs, reduction factor 3)" in text
     assert re.search(r"^\[\d+:\d\d\] 1 running, 0 done of 1 \| best avg_acc", text, re.M), text
     assert re.search(r"^\[\d+:\d\d\] finished: 1 done of 1", text, re.M), text
+
+
+def test_time_left_weighs_each_trial_by_its_own_rate(monkeypatch):
+    """Four small critics at 100 epochs/s beside four large ones at 10: the sweep's average rate would
+    say 17 s; the large ones alone need 99 s more, and the line says so."""
+    from tune_sd.tune import progress as progress_mod
+
+    clock = [0.0]
+    monkeypatch.setattr(progress_mod.time, "monotonic", lambda: clock[0])
+    p = progress_mod.SweepProgress(epochs=1000, every_s=3600)
+    p.setup(total_num_samples=8)
+    trials = [trial(f"s{i}", epochs=1000) for i in range(4)] + [trial(f"b{i}", epochs=1000) for i in range(4)]
+    for t in trials:
+        p.on_trial_start(0, trials, t)
+    for t in trials:
+        p.on_trial_result(0, trials, t, {"epoch": 0})
+    clock[0] = 1.0
+    for t in trials:
+        p.on_trial_result(0, trials, t, {"epoch": 100 if t.trial_id.startswith("s") else 10})
+    assert p.trial_rate("s0") == 100 and p.trial_rate("b0") == 10
+    assert p.seconds_left(trials, 8, sweep_rate=440) == pytest.approx(99)
+    assert p.line(trials).endswith("| 440 epochs/s | ~1m39s left"), p.line(trials)
+    # trials still to come run at the slowest rate seen, shared among the trials that run at once
+    assert p.seconds_left(trials, 16, sweep_rate=440) == pytest.approx((4 * 9 + 4 * 99 + 8 * 100) / 8)
+
+
+def test_tunes_lines_at_ctrl_c_are_left_out_and_its_others_pass():
+    import logging
+
+    from tune_sd.tune.sweep import INTERRUPT_LOGGERS, _quiet_ray_output
+
+    _quiet_ray_output()
+    _quiet_ray_output()  # once more: one filter per logger still
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    keep = Keep()
+    for name in INTERRUPT_LOGGERS:
+        log = logging.getLogger(name)
+        assert len(log.filters) == len({type(f) for f in log.filters})
+        log.addHandler(keep)
+    try:
+        tune_log, analysis_log = (logging.getLogger(n) for n in INTERRUPT_LOGGERS)
+        tune_log.warning("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run. ")
+        tune_log.warning("Experiment has been interrupted, but the most recent state was saved.\\n"
+                         "Resume experiment with: Tuner.restore(path=\"/x\", trainable=...)")
+        analysis_log.warning("Failed to fetch metrics for 3 trial(s):\\n- a: ValueError()")
+        tune_log.warning("a trial raised")
+    finally:
+        for name in INTERRUPT_LOGGERS:
+            logging.getLogger(name).removeHandler(keep)
+    assert keep.lines == ["a trial raised"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -74,6 +75,21 @@ ALLOW_PICKLE_HELP = ("read the original project's pickled split file (X10.mask, 
 TRAIN_THREADS = 1  # measured: benchmarks/threads.py
 
 
+def _whole(text: str) -> int:
+    """A whole number flag, also written as 1e8 (its bounds are the command's to check)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not (value == value and abs(value) != float("inf") and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
+
+
 def _add_train(sub):
     shared = _shared("overrides", overrides=dict(
         help="override a dotted key; values are YAML scalars or flow lists (repeatable)"))
@@ -89,7 +105,7 @@ def _add_train(sub):
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR to its (possibly raised) epochs")
     p.add_argument("--force", action="store_true", help="start anew in an --out that holds a run's files, replacing them")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=TRAIN_THREADS, metavar="N",
+    p.add_argument("--threads", type=_whole, default=TRAIN_THREADS, metavar="N",
                    help=f"torch threads on the CPU (default: {TRAIN_THREADS}; a critic's operations are too small "
                         "to gain from more, and on a busy machine more threads make epochs slower and erratic)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -181,8 +197,8 @@ def _add_lib(sub):
                                        "given derivative columns with autograd. Exit 0 if valid, 2 if not.")
     c.add_argument("file", help="a .lib file, or the name of one in funs/ (e.g. F10_v1)")
     c.add_argument("--var", default="X10", help="input variable name used in the file (default: %(default)s)")
-    c.add_argument("--features", type=int, default=2, help="input features of the default data (default: %(default)s)")
-    c.add_argument("--samples", type=int, default=256, help="coefficient draws per function (default: %(default)s)")
+    c.add_argument("--features", type=_whole, default=2, help="input features of the default data (default: %(default)s)")
+    c.add_argument("--samples", type=_whole, default=256, help="coefficient draws per function (default: %(default)s)")
     c.set_defaults(func=cmd_lib_check)
 
 
@@ -398,8 +414,17 @@ def cmd_train(args) -> int:
     from tune_sd.engine.data import allow_pickled_splits
     from tune_sd.engine.train import TrainRun
 
-    if args.threads < 1:
-        raise UserError(f"--threads: {args.threads} is not allowed (allowed: an integer >= 1)")
+    import os
+
+    cpus = os.cpu_count() or 1
+    if not 1 <= args.threads <= cpus:
+        raise UserError(f"--threads: {args.threads} is not allowed (allowed: 1 to {cpus}, this machine's CPUs)")
+    from tune_sd.engine.limits import check_device
+
+    check_device(args.device)
+    for flag, where in (("--out", args.out), ("--resume", args.resume)):
+        if where and Path(where).exists() and not Path(where).is_dir():
+            raise UserError(f"{flag}: {where} is a file, not a folder (give a run's folder)")
     torch.set_num_threads(args.threads)
     allow_pickled_splits(args.allow_pickle)
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
@@ -448,9 +473,14 @@ def cmd_sweep(args) -> int:
         return 0
     if plan.settings.get("critic_from"):
         print(f"critic: {plan.settings['critic_from']}", flush=True)
-    exp_dir = run_sweep(plan, address=args.address, dashboard=args.dashboard, verbose=args.verbose)
     from tune_sd.tune.results import status_table
+    from tune_sd.tune.sweep import SweepInterrupted
 
+    try:
+        exp_dir = run_sweep(plan, address=args.address, dashboard=args.dashboard, verbose=args.verbose)
+    except SweepInterrupted as stop:  # saved, its tables written: show them, and exit as Ctrl-C does
+        print(status_table(stop.exp_dir))
+        return 130
     print(status_table(exp_dir))
     print(f"\nresults: {exp_dir}\nTensorBoard: tensorboard --logdir {exp_dir}")
     return 0
@@ -460,7 +490,13 @@ def cmd_resume(args) -> int:
     from tune_sd.tune.results import status_table
     from tune_sd.tune.sweep import resume_sweep
 
-    exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose, trust=args.trust_storage)
+    from tune_sd.tune.sweep import SweepInterrupted
+
+    try:
+        exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose, trust=args.trust_storage)
+    except SweepInterrupted as stop:
+        print(status_table(stop.exp_dir))
+        return 130
     print(status_table(exp_dir))
     return 0
 
@@ -509,11 +545,32 @@ def cmd_lib_check(args) -> int:
     from tune_sd.engine.data import load_data
     from tune_sd.engine.library import check_library, format_check, library_path
 
+    from tune_sd.engine import limits
+
+    _bounded("--features", args.features, 1)
+    _bounded("--samples", args.samples, 1)
+    limits.check_memory("--features", args.features, 1000 * args.features * limits.FLOAT32 * 2,
+                        f"1000 x {args.features} default input points")
+    # a line's values, its given and autograd derivative columns and the checks' temporaries, on 700 points
+    limits.check_memory("--samples", args.samples, 12 * args.samples * 700 * limits.FLOAT64,
+                        f"checking a line on {args.samples} coefficient draws")
     path = library_path(args.file)
     X = load_data(None, var=args.var, n_features=args.features).points("train", list(range(args.features)))
-    check = check_library(path, X, var=args.var, n_samples=args.samples)
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        print(f"lib check: {done}/{total} lines ({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
+
+    check = check_library(path, X, var=args.var, n_samples=args.samples, progress=progress)
     print(format_check(check))
     return 0 if check.ok else 2
+
+
+def _bounded(flag: str, value: int | None, lo: int, hi: int | None = None, why: str = "") -> None:
+    """Refuse a number flag outside [lo, hi], naming the flag (``why``: where ``hi`` comes from)."""
+    if value is not None and (value < lo or (hi is not None and value > hi)):
+        allowed = f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "") + (f"; {why}" if why else "")
+        raise UserError(f"{flag}: {value} is not allowed (allowed: {allowed})")
 
 
 # ---------------------------------------------------------------------------------------- main

@@ -198,11 +198,28 @@ def local_copy(uri: str, kind: str = "files") -> Path:
     return atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
 
 
+#: the URI schemes a storage may have: those pyarrow.fs (and so Ray Tune) opens; the README documents
+#: s3://, gs:// and file://
+SCHEMES = ("s3", "gs", "gcs", "file", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def check_uri(uri: str, what: str = "--storage") -> str:
+    """``uri`` if its scheme is one pyarrow.fs opens (``SCHEMES``), else a :class:`StudyError` naming it."""
+    scheme, _, rest = str(uri).partition("://")
+    if scheme.lower() not in SCHEMES or not rest.strip("/") and scheme.lower() != "file":
+        raise StudyError(f"{what}: {uri!r} is not a storage this can open (allowed: a folder, or a URI of "
+                         f"{', '.join(s + '://' for s in SCHEMES)} with a bucket or path)")
+    return uri
+
+
 def storage_root(storage: str | None) -> str:
     """Where sweeps live: ``storage``, else ``$TUNE_SD_STORAGE``, else ``./results``; a local folder as an
-    absolute path (Tune needs one), a URI (``s3://bucket/path``) as it is."""
+    absolute path (Tune needs one), a URI (``s3://bucket/path``) as it is. A URI's scheme must be one
+    pyarrow.fs opens (``SCHEMES``): checked here, before Ray starts."""
     root = storage or os.environ.get("TUNE_SD_STORAGE") or "results"
-    return str(root).rstrip("/") if is_uri(root) else str(Path(root).expanduser().resolve())
+    if is_uri(root):
+        return check_uri(str(root), "--storage" if storage else "$TUNE_SD_STORAGE").rstrip("/")
+    return str(Path(root).expanduser().resolve())
 
 
 def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | str:

@@ -104,7 +104,13 @@ def load_sweep(name: str | os.PathLike, storage: str | None = None) -> Sweep:
         raise StudyError(f"{curves_path}: lacks the column(s) {', '.join(missing)}")
     curves = curves.copy()
     curves["trial_id"] = curves["trial_id"].astype(str)
-    curves["epoch"] = pd.to_numeric(curves["epoch"], errors="coerce")
+    epochs = pd.to_numeric(curves["epoch"], errors="coerce")
+    unread = epochs.isna() & curves["epoch"].notna()
+    if unread.any():
+        first = curves["epoch"][unread].iloc[0]
+        raise StudyError(f"{curves_path}: column epoch holds {int(unread.sum())} value(s) that are not numbers "
+                         f"(first: {str(first)[:40]!r}, row {int(unread.to_numpy().argmax())})")
+    curves["epoch"] = epochs
     curves["avg_acc"] = pd.to_numeric(curves["avg_acc"], errors="coerce")
     curves = curves.dropna(subset=["epoch"])
     if curves.empty:

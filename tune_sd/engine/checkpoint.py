@@ -61,4 +61,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(state, dict) or state.get("format") not in FORMATS:
         raise StudyError(f"{path}: not a tune_sd checkpoint")
+    missing = [k for k, kind in (("config", dict), ("epoch", int)) if not isinstance(state.get(k), kind)]
+    if missing:
+        raise StudyError(f"{path}: not a complete tune_sd checkpoint (no valid {' or '.join(missing)})")
     return state

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import yaml
 
+from tune_sd.engine import limits
 from tune_sd.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------
@@ -26,7 +27,7 @@ from tune_sd.errors import ConfigError
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{key}: {value!r} is not allowed (allowed: {allowed})")
+    raise ConfigError(f"{key}: {limits.short(value)} is not allowed (allowed: {allowed})")
 
 
 def _as_number(key, value, allowed):
@@ -43,18 +44,24 @@ def _as_number(key, value, allowed):
 
 
 def integer(lo: int | None = None, hi: int | None = None, optional: bool = False) -> Callable:
-    allowed = "an integer" + (f" >= {lo}" if lo is not None else "") + (f" <= {hi}" if hi is not None else "")
-    allowed += " or null" if optional else ""
+    """An integer in [lo, hi]; every integer key is at most ``limits.MAX_INT`` (a 64-bit integer)."""
+    bounds = "an integer" + (f" >= {lo}" if lo is not None else "") + (f" <= {hi}" if hi is not None else "")
+    short = bounds + (" or null" if optional else "")  # what a message says where the value is not too long
+    allowed = short
+    if hi is None or hi > limits.MAX_INT:
+        hi, allowed = limits.MAX_INT, bounds + " that fits in 64 bits" + (" or null" if optional else "")
 
     def check(key, value):
         if value is None and optional:
             return None
-        value = _as_number(key, value, allowed)
-        if float(value) != int(value):
-            _fail(key, value, allowed)
+        value = _as_number(key, value, short)
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            _fail(key, value, short)  # inf, nan or a fraction
         value = int(value)
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if value > hi:
             _fail(key, value, allowed)
+        if lo is not None and value < lo:
+            _fail(key, value, short)
         return value
 
     return check
@@ -71,7 +78,10 @@ def real(lo: float | None = None, hi: float | None = None, lo_open=False, hi_ope
     def check(key, value):
         if value is None and optional:
             return None
-        value = float(_as_number(key, value, allowed))
+        try:
+            value = float(_as_number(key, value, allowed))
+        except OverflowError:  # an integer past the largest float
+            _fail(key, value, allowed)
         if not math.isfinite(value):
             _fail(key, value, allowed)
         if lo is not None and (value < lo or (lo_open and value == lo)):
@@ -121,10 +131,10 @@ def text(optional: bool = False) -> Callable:
     return check
 
 
-def int_or_pair(lo: int) -> Callable:
+def int_or_pair(lo: int, hi: int | None = None) -> Callable:
     """An int, or a pair of ints (the notebook's tuples, e.g. ``(2, 0)``, are YAML lists)."""
-    one = integer(lo)
-    allowed = f"an integer >= {lo} or a pair of them, e.g. [2, 4]"
+    one = integer(lo, hi)
+    allowed = f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "") + " or a pair of them, e.g. [2, 4]"
 
     def check(key, value):
         if isinstance(value, (list, tuple)):
@@ -206,14 +216,16 @@ SCHEMA: dict[str, Field] = {
     # the generator network (only its first part, inputs -> latent, is used by Step 15)
     "arch.in_size": Field(None, integer(1, optional=True), "input features of the generator (null: from data.features)"),
     "arch.out_size": Field(1, integer(1), "outputs of the network's second part (unused by the SD study)"),
-    "arch.hid_num": Field([2, 0], int_or_pair(0), "hidden layers (inputs->latent, latent->output)"),
+    "arch.hid_num": Field([2, 0], int_or_pair(0, limits.MAX_LAYERS),
+                         f"hidden layers (inputs->latent, latent->output; at most {limits.MAX_LAYERS})"),
     "arch.hid_size": Field(32, int_or_pair(1), "hidden units per layer (int or pair)"),
     "arch.hid_type": Field(["MLP", "MLP"], list_of(choice("mlp", "dsn"), 2, allowed="a pair of MLP/DSN"),
                            "network types of the two parts"),
     "arch.hid_kwargs": Field(None, hid_kwargs, "the notebook's network options (unused)"),
     "arch.lat_size": Field(5, integer(1, 4096), "latent units = fake functions per epoch"),
     # the critic
-    "disc.hid_num": Field(6, int_or_pair(0), "hidden layers of the critic ([embedding, main] with ext_type embed)"),
+    "disc.hid_num": Field(6, int_or_pair(0, limits.MAX_LAYERS),
+                         f"hidden layers of the critic ([embedding, main] with ext_type embed; at most {limits.MAX_LAYERS})"),
     "disc.hid_size": Field(128, int_or_pair(1), "hidden units of the critic ([embedding, main] with ext_type embed)"),
     "disc.emb_size": Field(None, null_only("the embedding's input is each point's value and its ext numbers (ext, "
                                            "ext_size); its layers are the first of disc.hid_num and disc.hid_size"),
@@ -439,6 +451,7 @@ class Config(Section):
                               f"gives {self.derived_ext_size}; set ext_size: {self.derived_ext_size} or null")
         if self.ext_size is not None and not self.ext:
             raise ConfigError(f"{where}ext_size: {self.ext_size} given without ext")
+        limits.check_config(self, where)
 
     # ---- derived values
     @property

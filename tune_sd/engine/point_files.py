@@ -27,7 +27,43 @@ SPLITS: tuple[str, str, str] = ("train", "val", "test")
 # --------------------------------------------------------------------------------------------
 
 
+def _check_npy_header(file: Path, member: str | None = None, key: str = "data.path") -> None:
+    """Refuse a ``.npy`` file (or the ``.npy`` member of a ``.npz`` archive) whose header claims more
+    data than it holds (nothing is allocated for it: a header of a few bytes may claim terabytes)."""
+    from numpy.lib import format as npy_format
+
+    where = f"'{file}'" + (f" array '{member}'" if member else "")
+    try:
+        if member is None:
+            size, fh = file.stat().st_size, open(file, "rb")
+        else:
+            archive = zipfile.ZipFile(file)
+            info = archive.getinfo(member + ".npy")
+            size, fh = info.file_size, archive.open(info)
+        with fh:
+            version = npy_format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = npy_format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = npy_format.read_array_header_2_0(fh)
+            offset = fh.tell()
+    except KeyError:
+        return  # not stored as NAME.npy: np.load reads it, or says why not
+    except (ValueError, OSError, EOFError, TypeError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{key}: cannot read {where} as a .npy array: {exc}") from None
+    if dtype.hasobject:
+        return  # refused by np.load(allow_pickle=False), with its own message
+    count = 1
+    for n in shape:
+        count *= int(n)
+    need = count * dtype.itemsize
+    if offset + need > size:
+        raise DataError(f"{key}: {where} claims a {'x'.join(map(str, shape)) or 'scalar'} {dtype} array "
+                        f"({need} bytes) in its header but holds {size - offset} bytes of data")
+
+
 def _read_npy(file: Path) -> np.ndarray:
+    _check_npy_header(file)
     try:
         arr = np.load(file, allow_pickle=False)
     except ValueError as exc:
@@ -52,6 +88,7 @@ def _open_npz(file: Path, key: str) -> Any:
 
 
 def _npz_array(npz: Any, name: str, file: Path, key: str) -> np.ndarray:
+    _check_npy_header(file, name, key)
     try:
         return np.asarray(npz[name])
     except ValueError as exc:

@@ -18,6 +18,7 @@ import copy
 import numpy as np
 
 from tune_sd.engine.config import SCHEMA, flatten, merge, unflatten
+from tune_sd.engine.limits import MAX_TRIALS
 from tune_sd.errors import ConfigError
 
 PACK_CHOICES = "auto, off, or an integer P >= 1"
@@ -27,8 +28,9 @@ PLAN_SAMPLES = 64
 
 def check_repeat(repeat: int | None, repeat_data: bool, search: str) -> tuple[int, bool]:
     repeat = 1 if repeat is None else repeat
-    if not isinstance(repeat, int) or repeat < 1:
-        raise ConfigError(f"--repeat: {repeat!r} is not allowed (allowed: an integer >= 1)")
+    if not isinstance(repeat, int) or not 1 <= repeat <= MAX_TRIALS:
+        raise ConfigError(f"--repeat: {repeat!r} is not allowed (allowed: an integer >= 1 and <= {MAX_TRIALS}, "
+                          "the most trials of a sweep)")
     if repeat > 1 and search == "bayes":
         raise ConfigError("--repeat: bayes search suggests one config at a time from the results; "
                           "repeat configs with --search random or grid")

@@ -126,6 +126,12 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     from .packing import check_repeat, resolve_pack
 
     settings["repeat"], settings["repeat_data"] = check_repeat(opts.repeat, opts.repeat_data, settings["search"])
+    from tune_sd.engine.limits import MAX_TRIALS
+
+    if settings["num_samples"] * settings["repeat"] > MAX_TRIALS:
+        flag = "--repeat" if settings["repeat"] > 1 else "--num-samples"
+        raise ConfigError(f"{flag}: {settings['num_samples']} samples x {settings['repeat']} repeats is more than "
+                          f"{MAX_TRIALS} trials, the most of a sweep")
     settings["pack"] = resolve_pack(opts.pack, settings)
     if settings["scheduler"] == "race":
         from .racing import race_plan

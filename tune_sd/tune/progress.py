@@ -7,11 +7,12 @@ sweep prints a header that says which scheduler and stopper run and where the re
 most every few seconds while trials report, one line::
 
     [0:42] 2 running, 5 pending, 1 stopped, 3 done, 1 errored of 12 | best avg_acc 0.611 (trial 9e0a1_00004)
-      | 310 epochs/s | <= 1m30s left
+      | 310 epochs/s | ~1m30s left
 
 (states with no trial are left out, but for running and done). "stopped" are trials that a scheduler
-or stopper ended before their last epoch; the time left assumes that no other trial stops early, so
-it is an upper bound under ASHA, the median rule or the stopper. The last line says "finished", or
+or stopper ended before their last epoch. The time left is an estimate (:meth:`SweepProgress.seconds_left`):
+each running trial's epochs left at its own rate, the trials still to come at the slowest rate seen,
+shared among the trials that run at once; it assumes that no other trial stops early. The last line says "finished", or
 "interrupted" with the trials left unfinished (Ctrl-C: Tune saves the sweep and returns).
 """
 
@@ -133,6 +134,7 @@ class SweepProgress(Callback):
         self.rate_start = None             # when the first report of this run came
         self.interrupted = False           # set at the end: some trials did not finish
         self.epochs_run = 0
+        self.pace: dict[str, tuple] = {}   # trial id -> (time, epoch) of its first and last report in this run
 
     # the callback is pickled with the run config (Tuner.restore); its counters start afresh in each run
     def __getstate__(self):
@@ -163,6 +165,8 @@ class SweepProgress(Callback):
             self.rate_start = now
         else:
             self.epochs_run += max(0, epoch - before)
+        first = self.pace.get(trial.trial_id, (now, epoch))[:2]
+        self.pace[trial.trial_id] = first + (now, epoch)
         for metric, mode in self.metrics:
             self._offer(metric, mode, result.get(metric), trial.trial_id)
         if result.get("error"):  # a run that cannot go on (NaN loss) ends as an error (results.py)
@@ -245,8 +249,33 @@ class SweepProgress(Callback):
             rate = self.epochs_run / (now - self.rate_start)
             parts.append(f"{rate:.3g} epochs/s")
         if rate and not final:
-            parts.append(f"<= {_span(self._remaining(trials, total) / rate)} left")
+            parts.append(f"~{_span(self.seconds_left(trials, total, rate))} left")
         return " | ".join(parts)
+
+    def trial_rate(self, trial_id: str) -> float | None:
+        """Epochs/s of one trial over its reports in this run (None before it has two)."""
+        t0, e0, t1, e1 = self.pace.get(trial_id, (0, 0, 0, 0))
+        return (e1 - e0) / (t1 - t0) if t1 > t0 and e1 > e0 else None
+
+    def seconds_left(self, trials, total: int, sweep_rate: float) -> float:
+        """Seconds until the sweep ends if no trial stops early: each running trial's epochs left at its
+        own rate; a trial without one yet, and every trial still to come, at the slowest rate a trial has
+        had (the sweep's rate split among its running trials before any has one). The trials' seconds are
+        shared among the trials that run at once, and the sweep lasts at least as long as its slowest
+        running trial."""
+        running = [t for t in trials if t.status not in ("TERMINATED", "ERROR", "PENDING")]
+        rates = [r for r in map(self.trial_rate, self.pace) if r]
+        slowest = min(rates) if rates else sweep_rate / max(1, len(running))
+        work, longest = 0.0, 0.0
+        for t in trials:
+            if t.status in ("TERMINATED", "ERROR"):
+                continue
+            seconds = max(0, self._planned(t) - self.epoch.get(t.trial_id, 0)) / (self.trial_rate(t.trial_id) or slowest)
+            work += seconds
+            if t in running:
+                longest = max(longest, seconds)
+        work += max(0, total - len(trials)) * self.epochs / slowest
+        return max(longest, work / max(1, len(running)))
 
     def _remaining(self, trials, total: int) -> int:
         """Epochs still to run if no trial stops early (trials not created yet run all theirs)."""

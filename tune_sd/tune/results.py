@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tune_sd.engine.config import flatten
+from tune_sd.engine.limits import short
 from tune_sd.errors import StudyError
 from tune_sd.spaces.blocks import choice_value
 from tune_sd import store
@@ -120,15 +121,26 @@ def _read_results(trial_dir: Path) -> list[dict]:
     if not f.exists():
         return []
     rows = []
-    for line in f.read_text(errors="replace").splitlines():
+    for n, line in enumerate(f.read_text(errors="replace").splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a killed process
+        if not isinstance(row, dict):
+            raise StudyError(f"{f}, line {n}: not a result (a JSON object)")
+        for key in COUNTS:
+            value = row.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value != int(value)):
+                raise StudyError(f"{f}, line {n}: {key} {short(value)} is not a whole number")
+        rows.append(row)
     return rows
+
+
+COUNTS = ("training_iteration", "epoch")  # the counts of a result that the tables read as integers
 
 
 def _unique_iterations(rows: list[dict]) -> list[dict]:

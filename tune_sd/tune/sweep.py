@@ -28,7 +28,7 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
     import yaml
 
     s, space = plan.settings, plan.space
-    lines = [f"sweep {plan.name!r} of study {space.name!r} -> {plan.exp_dir}",
+    lines = [f"sweep {plan.name!r} of study {space.name!r} -> {plan.exp_uri}",
              f"search {s['search']}, scheduler {s['scheduler']}, metric {s['metric']} ({s['mode']}), "
              f"samples {s['num_samples']}, epochs {s['epochs']}, report every {s['report_every']}, "
              f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial"]
@@ -284,6 +284,35 @@ def _quiet_ray_output():
     # at every start that it did (ray/_private/authentication/authentication_token_setup.py); inside
     # ray.init that is all it says (the warning about auth being off is for `ray start`), so it is quieted
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    # at Ctrl-C Tune's own lines: its signal handler's "Stop signal received" and, once it returns, "Resume
+    # experiment with: Tuner.restore(...)" (ray/tune/tune.py), and ExperimentAnalysis's "Failed to fetch
+    # metrics for N trial(s)" for trials stopped before their first result (ray/tune/analysis/
+    # experiment_analysis.py); our progress line says "interrupted" and `continue it with: tune-sd resume`
+    for name in INTERRUPT_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _InterruptLines) for f in log.filters):
+            log.addFilter(_InterruptLines())
+
+
+INTERRUPT_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
+INTERRUPT_LINES = ("Stop signal received", "Experiment has been interrupted", "Training has been interrupted",
+                   "Failed to fetch metrics for")
+
+
+class _InterruptLines(logging.Filter):
+    """Drops Tune's lines at Ctrl-C (``INTERRUPT_LINES``); every other line of those loggers passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(INTERRUPT_LINES)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C: Tune saved it, its tables are written (``exp_dir``), and the command
+    exits 130, as an interrupted ``tune-sd train`` does."""
+
+    def __init__(self, exp_dir):
+        super().__init__(str(exp_dir))
+        self.exp_dir = exp_dir
 
 
 def write_meta(plan: SweepPlan) -> None:
@@ -343,21 +372,27 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
                                         reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=run_config)
         tuner.fit()
-        _say_if_interrupted(run_config, f"tune-sd resume {plan.name} --storage {plan.storage}")
+        interrupted = _say_if_interrupted(run_config, f"tune-sd resume {plan.name} --storage {plan.storage}")
     finally:
         _stop_packing(plan.name, s)
         if started:
             ray.shutdown()
-    return finish(plan.exp_uri)
+    exp_dir = finish(plan.exp_uri)
+    if interrupted:
+        raise SweepInterrupted(exp_dir)
+    return exp_dir
 
 
-def _say_if_interrupted(run_config, resume: str) -> None:
-    """After Ctrl-C Tune returns normally, having saved the sweep: say how to continue it with our command."""
+def _say_if_interrupted(run_config, resume: str) -> bool:
+    """After Ctrl-C Tune returns normally, having saved the sweep: say how to continue it with our command
+    (True: it was interrupted)."""
     from .progress import SweepProgress
 
     progress = next((c for c in run_config.callbacks or [] if isinstance(c, SweepProgress)), None)
     if progress is not None and progress.interrupted:
         print(f"continue it with: {resume}", file=sys.stderr, flush=True)
+        return True
+    return False
 
 
 def _total_trials(plan: SweepPlan) -> int:
@@ -429,14 +464,18 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
         run_config = _restored_output(tuner, exp_dir, settings, verbose)
         _start_packing(name, settings)
         tuner.fit()
+        interrupted = False
         if run_config is not None:
             storage, _, sweep = str(exp_dir).rstrip("/").rpartition("/")
-            _say_if_interrupted(run_config, f"tune-sd resume {sweep} --storage {storage}")
+            interrupted = _say_if_interrupted(run_config, f"tune-sd resume {sweep} --storage {storage}")
     finally:
         _stop_packing(meta.get("name") or Path(str(exp_dir)).name, settings)
         if started:
             ray.shutdown()
-    return finish(exp_dir)
+    finish(exp_dir)
+    if interrupted:
+        raise SweepInterrupted(exp_dir)
+    return exp_dir
 
 
 def _restored_output(tuner, exp_dir, settings: dict, verbose: bool) -> None:
