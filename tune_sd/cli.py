@@ -488,9 +488,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_resume(args) -> int:
     from tune_sd.tune.results import status_table
-    from tune_sd.tune.sweep import resume_sweep
-
-    from tune_sd.tune.sweep import SweepInterrupted
+    from tune_sd.tune.sweep import SweepInterrupted, resume_sweep
 
     try:
         exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose, trust=args.trust_storage)
