@@ -28,15 +28,25 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
     import yaml
 
     s, space = plan.settings, plan.space
+    grid = s["search"] == "grid"
+    if grid:
+        points = space.grid_size(grid=True)
+        samples = (f"grid of {points} point(s), each once" if int(s["num_samples"]) == 1 else
+                   f"grid of {points} point(s), repeated {s['num_samples']} times (num_samples)")
+    else:
+        samples = f"samples {s['num_samples']}"
     lines = [f"sweep {plan.name!r} of study {space.name!r} -> {plan.exp_dir}",
              f"search {s['search']}, scheduler {s['scheduler']}, metric {s['metric']} ({s['mode']}), "
-             f"samples {s['num_samples']}, epochs {s['epochs']}, report every {s['report_every']}, "
-             f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial"]
+             f"{samples}, epochs {s['epochs']}, report every {s['report_every']}, "
+             f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial",
+             f"trials: {_total_trials(plan)}"]
     if s.get("critic_from"):
         path = plan.fixed["critic.path"]
         lines.append(f"critic: {s['critic_from']}" + ("" if path in s["critic_from"] else f" ({path})"))
     swept = space.swept_keys()
-    lines += ["", "searched (each trial draws its own value):"]
+    searched = ("searched (the grid: each trial runs one point" + (")" if int(s["num_samples"]) == 1 else
+                ", and each point runs num_samples times)") + ":" if grid else "searched (each trial draws its own value):")
+    lines += ["", searched]
     for key in swept:
         block = space.params.get(key)
         text_ = yaml.safe_dump(block, default_flow_style=True, width=1000).strip() if block else "(its section's values)"
@@ -48,7 +58,7 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
     seed = _engine_seed(plan)
     if seed == "drawn":
         lines.append("  seed: a distinct engine seed per trial, drawn by the search")
-    if len(lines) == lines.index("searched (each trial draws its own value):") + 1:
+    if len(lines) == lines.index(searched) + 1:
         lines.append("  nothing: every trial runs the same config")
     by_space, by_sweep = _fixed_keys(plan, swept)
     if seed not in ("drawn", None) and "seed" not in by_space and "seed" not in by_sweep:
