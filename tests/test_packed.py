@@ -246,7 +246,7 @@ def test_a_sweep_replaces_the_registry_a_killed_driver_left_on_the_cluster():
     import ray
 
     from tune_sd.tune.cluster import connect
-    from tune_sd.tune.executor import NAMESPACE, registry_name, start_registry
+    from tune_sd.tune.registry import NAMESPACE, registry_name, start_registry
     from tune_sd.tune.sweep import _start_packing, _stop_packing
 
     settings = {"pack": 4, "cpus_per_trial": 1, "gpus_per_trial": 0}

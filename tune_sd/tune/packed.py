@@ -25,7 +25,7 @@ from ray import tune
 
 from tune_sd.store import LABELS
 
-from .executor import get_registry
+from .registry import get_registry
 
 CHECKPOINT_FILE = "study.pt"  # as trainable.CHECKPOINT_FILE: packed and unpacked checkpoints interchange
 # as trainable.FAIL_ONCE_ENV: "<experiment>:<marker prefix>:<epoch>" makes each trial of that experiment

@@ -62,6 +62,26 @@ def resolve_pack(value, settings: dict) -> str | int:
 # ------------------------------------------------------------------------------------ planning
 
 
+def pack_plan(config: dict, pack, gpus_per_trial: float = 0.0) -> tuple[tuple, int]:
+    """(shape key, members per population) of a trial config (nested or dotted, labels included).
+
+    ``pack``: "auto" (the engine's measured ``pack_size``), "off", or an integer P. Only the SD study
+    packs; other tasks (a regularisation run) get 1.
+    """
+    from tune_sd.engine import Config
+    from tune_sd.engine.population import pack_size, shape_key
+
+    from .trial_config import split_trial_config
+
+    tree, _ = split_trial_config(config)
+    cfg = Config.from_dict(tree)
+    device = "cuda" if gpus_per_trial > 0 else "cpu"
+    key = shape_key(cfg, device) if cfg.task == "sd" else ("task", cfg.task)
+    if cfg.task != "sd" or pack in (None, "off"):
+        return key, 1
+    return key, (pack_size(cfg, device) if pack == "auto" else max(1, int(pack)))
+
+
 def sampled_configs(plan, n: int = PLAN_SAMPLES) -> list[dict]:
     """The first ``n`` trial configs the sweep runs (labels included): repeats, or the space's draws."""
     if plan.settings.get("repeat", 1) > 1:
@@ -71,8 +91,6 @@ def sampled_configs(plan, n: int = PLAN_SAMPLES) -> list[dict]:
 
 def pack_groups(plan) -> list[tuple[tuple, int, int]]:
     """(shape key, P, trials among the sampled configs) per shape key, most trials first."""
-    from .executor import pack_plan
-
     groups: dict[tuple, list] = {}
     gpus = float(plan.settings.get("gpus_per_trial") or 0.0)
     for config in sampled_configs(plan):
@@ -152,7 +170,6 @@ def packed_trainable(settings: dict, name: str):
     """The packed trainable of a sweep: each trial reserves its share of an executor's cores."""
     from ray import tune
 
-    from .executor import pack_plan
     from .packed import PackedTrainable, PackSettings
 
     pack = settings["pack"]

@@ -378,7 +378,7 @@ def _start_packing(name: str, settings: dict) -> None:
     if settings.get("pack", "off") != "off":
         import ray
 
-        from .executor import start_registry, stop_registry
+        from .registry import start_registry, stop_registry
 
         stop_registry(name)
         ray.get(start_registry(name, settings["pack"], float(settings["cpus_per_trial"]),
@@ -387,7 +387,7 @@ def _start_packing(name: str, settings: dict) -> None:
 
 def _stop_packing(name: str, settings: dict) -> None:
     if settings.get("pack", "off") != "off":
-        from .executor import stop_registry
+        from .registry import stop_registry
 
         stop_registry(name)
 

@@ -26,27 +26,13 @@ from ray import tune
 
 from tune_sd.engine import Config, NonFiniteLossError, make_run
 from tune_sd.engine.checkpoint import load_checkpoint, save_checkpoint
-from tune_sd.engine.config import flatten, unflatten
-from tune_sd.spaces.blocks import choice_value as decode_value  # Optuna's pairs travel as "[2, 4]"
-from tune_sd.store import LABELS  # keys a trial config may carry beside the engine's
 from tune_sd.tune.stop_records import own_end
+from tune_sd.tune.trial_config import split_trial_config
 
 CHECKPOINT_FILE = "study.pt"
 # fault injection for tests of retries: "<experiment name>:<marker prefix>:<epoch>" makes each trial of
 # that experiment raise once when it reaches that epoch (a marker file per trial records that it did)
 FAIL_ONCE_ENV = "TUNE_SD_FAIL_ONCE"
-
-
-def split_trial_config(config: dict) -> tuple[dict, dict]:
-    """A trial's config (nested, or with dotted keys from a searcher) -> (engine tree, labels)."""
-    flat = {}
-    labels = {}
-    for key, value in flatten(dict(config)).items():
-        if key in LABELS:
-            labels[key] = value
-        else:
-            flat[key] = decode_value(key, value)
-    return unflatten(flat), labels
 
 
 class SDTrainable(tune.Trainable):
