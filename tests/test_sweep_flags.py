@@ -131,3 +131,14 @@ def test_a_grid_runs_each_point_once_unless_num_samples_repeats_it(tmp_path):
                        method="random")
     text = describe(plan_sweep(load_space(str(path)), SweepOptions(storage=str(tmp_path))))
     assert "samples 10" in text and "\ntrials: 10\n" in text and "each trial draws its own value" in text
+
+
+def test_planning_a_packed_sweep_imports_no_ray(tmp_path):
+    """--dry-run and --pack auto are planned before Ray starts, without importing it."""
+    path = write_space(tmp_path, "seeds", {"seed": {"values": list(range(4))}}, base={"epochs": 3000})
+    code = ("import sys\nfrom tune_sd.cli import main\n"
+            f"code = main(['sweep', {str(path)!r}, '--dry-run', '--pack', 'auto', '--storage', {str(tmp_path)!r}])\n"
+            "print('exit', code, 'ray', sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "packing: auto" in p.stdout and p.stdout.strip().endswith("exit 0 ray []"), p.stdout[-500:]
