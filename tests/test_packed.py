@@ -240,30 +240,85 @@ def test_the_cli_refuses_a_bad_pack_or_repeat_with_exit_2(tmp_path):
     assert p.returncode == 0 and "repeat: 4 seeds per config" in p.stdout and "P=16" in p.stdout, p.stderr
 
 
-def test_a_sweep_replaces_the_registry_a_killed_driver_left_on_the_cluster():
-    """The registry is detached: on a cluster it outlives a driver that was killed. The next driver of
-    the sweep (tune-sd resume) starts a fresh one, on the head node; the sweep's end stops it."""
+def test_each_driver_run_has_its_own_registry_and_a_killed_driver_takes_its_own_along():
+    """Two drivers of one sweep name on a cluster each have a registry; stopping one leaves the other.
+    A driver that is killed takes its registry (and so its executors) with it: nothing stale is left
+    for the next driver of the sweep (tune-sd resume) to find."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
     import ray
 
     from tune_sd.tune.cluster import connect
-    from tune_sd.tune.registry import NAMESPACE, registry_name, start_registry
+    from tune_sd.tune.registry import NAMESPACE, registry_name
     from tune_sd.tune.sweep import _start_packing, _stop_packing
 
     settings = {"pack": 4, "cpus_per_trial": 1, "gpus_per_trial": 0}
     started = connect(num_cpus=1)
     try:
-        left = start_registry("left", 4, 1.0, 0.0)
-        ray.get(left.executors_of.remote())
-        _start_packing("left", settings)
-        with pytest.raises(ray.exceptions.RayActorError):
-            ray.get(left.executors_of.remote())
-        fresh = ray.get_actor(registry_name("left"), namespace=NAMESPACE)
-        assert ray.get(fresh.executors_of.remote()) == []
-        home = ray.get(fresh.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()))
+        first, _ = _start_packing("shared", settings)
+        second, _ = _start_packing("shared", settings)
+        assert first != second
+        a, b = (ray.get_actor(registry_name("shared", run), namespace=NAMESPACE) for run in (first, second))
+        home = ray.get(a.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()))
         assert home == ray.get_runtime_context().get_node_id()  # the head: the only node here
-        _stop_packing("left", settings)
+        _stop_packing("shared", second, settings)
         with pytest.raises(ValueError):
-            ray.get_actor(registry_name("left"), namespace=NAMESPACE)
+            ray.get_actor(registry_name("shared", second), namespace=NAMESPACE)
+        assert ray.get(a.executors_of.remote()) == []  # the other driver's registry goes on
+        _stop_packing("shared", first, settings)
+
+        code = ("import sys, time, ray\n"
+                "from tune_sd.tune.registry import start_registry\n"
+                f"ray.init(address={ray.get_runtime_context().gcs_address!r}, log_to_driver=False)\n"
+                "ray.get(start_registry('shared', 'killed', 4, 1.0, 0.0).executors_of.remote())\n"
+                "print('ready', flush=True)\n"
+                "time.sleep(600)\n")
+        driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert driver.stdout.readline().strip() == "ready"
+            ray.get_actor(registry_name("shared", "killed"), namespace=NAMESPACE)  # there while it runs
+        finally:
+            driver.send_signal(signal.SIGKILL)
+            driver.wait()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(registry_name("shared", "killed"), namespace=NAMESPACE)
+            except ValueError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the killed driver's registry is still there")
     finally:
         if started:
             ray.shutdown()
+
+
+def test_auto_makes_a_population_per_place_each_no_larger_than_pack_size(tmp_path):
+    """N trials of a key on C places make at least min(C, N) populations of at most pack_size."""
+    from tune_sd.engine import Config, pack_size
+    from tune_sd.tune.packing import fill_sizes, pack_plan, trial_slots
+    from tune_sd.tune.sweep import describe
+
+    space = write_space(tmp_path, "fill", {"seed": {"values": list(range(16))}}, base={"epochs": 2000})
+    plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path), pack="auto"))
+    cap = pack_size(Config.from_dict(plan.base), "cpu")
+    assert cap > 2  # the plain critic packs
+    config = {**plan.base, "seed": 3}
+    for cpus, n_pops in ((2, 2), (4, 4), (1, 1), (64, 16)):
+        sizes = fill_sizes(plan, trial_slots(plan.settings, cpus))
+        (key, size), = sizes.items()
+        assert size <= cap and -(-16 // size) >= min(cpus, 16) and -(-16 // size) >= -(-16 // cap)
+        assert pack_plan(config, "auto", 0.0, sizes) == (key, size)
+    assert trial_slots({"cpus_per_trial": 0.5, "gpus_per_trial": 0}, 2) == 4
+    assert trial_slots({"cpus_per_trial": 1, "gpus_per_trial": 0.5}, 16, 1) == 2
+    slots = trial_slots(plan.settings, os.cpu_count())
+    size = fill_sizes(plan, slots).popitem()[1]
+    text = describe(plan)
+    assert f"{slots} place(s) for populations" in text
+    assert f"16 trial(s) in {-(-16 // size)} population(s) of up to {size}" in text, text
+
+

@@ -41,6 +41,8 @@ class PackSettings:
     pack: object  # "auto" or an integer P
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    run: str = ""        # the driver run whose registry places the trials
+    sizes: dict = None   # auto: members per population by shape key (packing.fill_sizes)
 
 
 class ExecutorLost(RuntimeError):
@@ -54,7 +56,8 @@ class PackedTrainable(tune.Trainable):
         self.node_id, self.node = node_id, node_id[:12]
         self.node_ip = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), "")
         self.host = socket.gethostname()
-        self.registry = get_registry(pack.experiment, pack.pack, pack.cpus_per_trial, pack.gpus_per_trial)
+        self.registry = get_registry(pack.experiment, pack.run, pack.pack, pack.cpus_per_trial, pack.gpus_per_trial,
+                                     pack.sizes)
         self._build(config)
 
     def reset_config(self, new_config: dict) -> bool:
