@@ -3,6 +3,8 @@ population; the same results as unpacked trials, ASHA stops, a lost executor, --
 
 import json
 import os
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -137,27 +139,48 @@ def test_a_trial_stopped_by_asha_leaves_and_another_joins(tmp_path):
     assert max(r["pack_members"] for rs in rows.values() for r in rs) == 2
 
 
+def _kill_an_executor_once_a_trial_reached(exp, epoch: int, killed: threading.Event, done: threading.Event):
+    """From outside the sweep (a thread of its driver): once a trial of ``exp`` reported ``epoch`` and
+    holds a checkpoint, kill the executor of its population, as a crash would."""
+    import ray
+
+    from tune_sd.tune.registry import NAMESPACE
+
+    while not done.is_set() and not killed.is_set():
+        time.sleep(0.05)
+        try:
+            rows = [json.loads(line) for f in exp.glob("trial_*/result.json") for line in f.read_text().splitlines()]
+            if not ray.is_initialized() or not any(r.get("epoch", 0) >= epoch for r in rows):
+                continue
+            if not list(exp.glob("trial_*/checkpoint_*")):
+                continue
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                     if a["namespace"] == NAMESPACE and a["name"].startswith(f"pack-registry/{exp.name}/")]
+            executors = ray.get(ray.get_actor(names[0], namespace=NAMESPACE).executors_of.remote())
+            if executors:
+                ray.kill(executors[0], no_restart=True)
+                killed.set()
+        except Exception:  # noqa: BLE001  (the sweep ended under this thread: nothing to kill)
+            continue
+
+
 def test_a_killed_executor_retries_its_trials_from_their_checkpoints(tmp_path):
-    marker = tmp_path / "killed"
-    os.environ["TUNE_SD_KILL_EXECUTOR_ONCE"] = f"killed:{marker}:40"  # before Ray starts: workers see it
+    space = write_space(tmp_path, "killed", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}},
+                        base={**SMALL, "epochs": 400}, tune={"scheduler": "fifo", "num_samples": 1})
+    killed, done = threading.Event(), threading.Event()
+    killer = threading.Thread(target=_kill_an_executor_once_a_trial_reached,
+                              args=(tmp_path / "store" / "killed", 40, killed, done), daemon=True)
+    killer.start()
     try:
-        space = write_space(tmp_path, "killed", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}},
-                            base={**SMALL, "epochs": 100}, tune={"scheduler": "fifo", "num_samples": 1})
         exp, _ = sweep(space, tmp_path / "store", "killed", pack="4", repeat=2, max_failures=3)
     finally:
-        os.environ.pop("TUNE_SD_KILL_EXECUTOR_ONCE", None)
-    assert marker.exists(), "the executor was not killed"
+        done.set()
+        killer.join()
+    assert killed.is_set(), "no executor was killed"
     curves, trials = read_tables(exp)
-    assert len(trials) == 4 and set(trials.status) == {"TERMINATED"} and (trials.epochs == 100).all()
+    assert len(trials) == 4 and set(trials.status) == {"TERMINATED"} and (trials.epochs == 400).all()
     assert_complete_curves(curves)  # every iteration once, none lost, none twice
     assert any((exp / f"trial_{t}" / "error.txt").exists() for t in trials.trial_id), "no trial was retried"
-
-
-def test_the_trial_process_cadence_defaults_are_the_engines():
-    from tune_sd.tune.packed import CADENCE
-
-    for key, value in CADENCE.items():
-        assert SCHEMA[key].default == value, key
 
 
 def test_repeat_data_draws_its_own_points_per_repeat_and_dry_run_says_what_packs(tmp_path):
@@ -220,7 +243,7 @@ def test_the_trial_process_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, tune_sd.tune.packed; print('torch' in sys.modules)"
+    code = "import sys, tune_sd.tune.trainable, tune_sd.tune.packed; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

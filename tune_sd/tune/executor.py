@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from pathlib import Path
 
 import ray
 
-# fault injection for tests: "<experiment>:<marker file>:<epoch>" makes an executor of that experiment
-# die (as if killed) once, when one of its members reaches that epoch; the marker records that it did
-KILL_ONCE_ENV = "TUNE_SD_KILL_EXECUTOR_ONCE"
+from .cadence import Cadence
+
 # a pass waits this long for members that just reported to come back, so that passes stay full
 LINGER_S = 0.05
 # one hand-off to the stepping thread runs epochs for up to this long while no member is due to report,
@@ -84,7 +81,8 @@ class PopulationExecutor:
             await asyncio.to_thread(self.pop.add, member_id, cfg, state)
         if self.loop is None:
             self.loop = asyncio.get_running_loop().create_task(self._run())
-        return {"epoch": self.pop.epoch(member_id), "device": str(self.pop.device.type)}
+        return {"epoch": self.pop.epoch(member_id), "device": str(self.pop.device.type),
+                "cadence": Cadence.of(cfg).to_dict()}
 
     async def leave(self, member_id: str) -> None:
         async with self.lock:
@@ -134,7 +132,6 @@ class PopulationExecutor:
             for results, done in passes:
                 self.passes += 1
                 resolved = self._record(results, done) or resolved
-                self._maybe_die(results)
             last_size = len(ids)
 
     def _burst(self, ids: list[str], epochs: int) -> list[tuple[dict, set]]:
@@ -184,38 +181,24 @@ class PopulationExecutor:
             request.future.set_result(None)
 
     def _report(self, member_id: str, request: _Request) -> dict:
-        """What the trial reports: the last epoch's metrics (as the unpacked trainable reports them)."""
-        from tune_sd.engine.loop import mean_since  # the executor's process holds the engine already
-
+        """What the trial reports: the last epoch's metrics and the report's (the engine's
+        ``RunLoop.last_metrics`` and ``RunLoop.report`` of the member), as an unpacked trial reports them."""
         from .stop_records import own_end
 
-        history = self.pop.history(member_id)
-        epoch = self.pop.epoch(member_id)
+        member = _Member(self.pop, member_id)
+        epoch = member.epoch
         metrics = request.last
         if metrics is not None and "error" in metrics:
-            last = {m: (h[-1] if h else float("nan")) for m, h in history.items()}
-            return {**last, "epoch": epoch, "error": metrics["error"], "done": True, "stop_reason": "error"}
+            return {**member.last_metrics(), "error": metrics["error"], "done": True, "stop_reason": "error"}
         if metrics is None:  # restored at its last epoch
-            metrics = {m: h[-1] for m, h in history.items() if h} | {"epoch": epoch}
+            metrics = member.last_metrics()
         # which population trained it, and with how many members at the time (in result.json, TensorBoard)
         report = {**metrics, "done": self.pop.done(member_id), "pack_members": len(self.pop),
                   "pack_executor": ray.get_runtime_context().get_actor_id()[:12]}
         if report["done"]:  # the trial ends itself: its epochs or its runtime ran out
             report["stop_reason"] = own_end(epoch, self.pop.config(member_id).epochs)
-        if "acc_mean" in history:
-            report["acc_report"] = mean_since(history["acc_mean"], request.first)
+        report.update(member.report(since=request.first))
         return report
-
-    def _maybe_die(self, results: dict) -> None:
-        spec = os.environ.get(KILL_ONCE_ENV)
-        if not spec:
-            return
-        experiment, marker, at = spec.split(":")
-        if experiment != self.experiment or Path(marker).exists():
-            return
-        if any(self.pop.epoch(m) >= int(at) for m in results):
-            Path(marker).write_text("executor killed once\n")
-            os._exit(1)
 
     # ---------------------------------------------------------------- state and figures
     async def save(self, member_id: str, path: str) -> str:
@@ -245,3 +228,24 @@ class PopulationExecutor:
 
     async def stats(self) -> dict:
         return {"members": len(self.pop), "passes": self.passes, "capacity": self.capacity}
+
+
+class _Member:
+    """A member as the engine's run loop sees a run (its epoch and metric history), so that its report
+    is the engine's own (``RunLoop.last_metrics``, ``RunLoop.report``), not a copy of them here."""
+
+    def __init__(self, pop, member_id: str):
+        from tune_sd.engine import Study
+
+        self.epoch, self.history = pop.epoch(member_id), pop.history(member_id)
+        self.report_means = Study.report_means
+
+    def last_metrics(self) -> dict:
+        from tune_sd.engine.loop import RunLoop
+
+        return RunLoop.last_metrics(self)
+
+    def report(self, since: int) -> dict:
+        from tune_sd.engine.loop import RunLoop
+
+        return RunLoop.report(self, since)

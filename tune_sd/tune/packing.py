@@ -234,7 +234,8 @@ def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = N
     cores (``sizes``: auto's members per population by shape key, :func:`fill_sizes`)."""
     from ray import tune
 
-    from .packed import PackedTrainable, PackSettings
+    from .packed import PackSettings
+    from .trainable import SDTrainable
 
     pack = settings["pack"]
     cpus, gpus = float(settings["cpus_per_trial"]), float(settings["gpus_per_trial"])
@@ -243,5 +244,5 @@ def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = N
         _, size = pack_plan(config, pack, gpus, sizes)
         return tune.PlacementGroupFactory([{"CPU": cpus / size, "GPU": gpus / size}])
 
-    trainable = tune.with_parameters(PackedTrainable, pack=PackSettings(name, pack, cpus, gpus, run, sizes or {}))
+    trainable = tune.with_parameters(SDTrainable, pack=PackSettings(name, pack, cpus, gpus, run, sizes or {}))
     return tune.with_resources(trainable, resources)
