@@ -80,7 +80,8 @@ def sweep(path: Path, storage: Path, name: str, kind: str, n: int, pack: str, cp
     trials = pd.read_parquet(storage / name / "trials.parquet")
     bad = trials[trials.status != "TERMINATED"]
     if len(bad):
-        raise SystemExit(f"{name}: {len(bad)} trial(s) did not end well:\n{bad[['trial_id', 'status', 'error']]}")
+        raise SystemExit(f"{name}: {len(bad)} trial(s) did not end well:\n{bad[['trial_id', 'status', 'error']]}\n"
+                         f"the first error: {bad.error.iloc[0]}")
     epochs = int(trials.epochs.sum())
     return {"wall": wall, "epochs": epochs, "rate": epochs / wall, "trials": len(trials)}
 
