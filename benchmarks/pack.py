@@ -22,6 +22,14 @@ training). The ``auto`` column is the P that ``--pack auto`` picks for the criti
 
     python benchmarks/pack.py [--epochs 2000] [--p 4,16,64] [--critics plain,big] [--sets seeds,mix]
 
+As a user runs it (``--user N:EPOCHS,...``, e.g. ``16:5000,16:1500,32:2000``): N seeds of the plain
+config (``--repeat N``) with ``--pack auto`` and with ``--pack off``, at the config's own cadence (a
+report every 25 epochs, checkpoints and figures at their defaults), 1 CPU per trial. ``overhead`` is
+the share of the machine's time (wall x cores) that went to anything but stepping critics: process and
+Ray start, imports, reports and their relay, checkpoints, figures, the export. Stepping time is the
+trials' own ``time_s`` (unpacked: each trial's; packed: each population's, the largest ``time_s`` of
+its members, who share its passes).
+
 Goals on a 2-core machine: >= 3x for the plain critic at P = 16; the big critic never slower
 unpacked than under ``--pack auto`` (auto must not pack it where it does not pay).
 """
@@ -72,14 +80,60 @@ def sweep(path: Path, storage: Path, name: str, kind: str, n: int, pack: str, cp
     trials = pd.read_parquet(storage / name / "trials.parquet")
     bad = trials[trials.status != "TERMINATED"]
     if len(bad):
-        raise SystemExit(f"{name}: {len(bad)} trial(s) did not end well:\n{bad[['trial_id', 'status', 'error']]}")
+        raise SystemExit(f"{name}: {len(bad)} trial(s) did not end well:\n{bad[['trial_id', 'status', 'error']]}\n"
+                         f"the first error: {bad.error.iloc[0]}")
     epochs = int(trials.epochs.sum())
     return {"wall": wall, "epochs": epochs, "rate": epochs / wall, "trials": len(trials)}
 
 
+def user_space(folder: Path, epochs: int) -> Path:
+    """The plain critic at the config's own cadence (reports, checkpoints, figures at their defaults)."""
+    disc = {k: {"value": v} for k, v in CRITICS["plain"].items()}
+    tree = {"description": "pack benchmark: plain critic, as a user runs it", "method": "random",
+            "parameters": {"disc": {"parameters": disc}}, "base": {"epochs": epochs}}
+    path = folder / f"user-{epochs}.yaml"
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def stepping_s(folder: Path) -> float:
+    """Seconds spent stepping critics: per population (packed) or per trial (unpacked), its last time_s."""
+    import json
+
+    last: dict[str, float] = {}
+    for f in folder.glob("trial_*/result.json"):
+        for line in f.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            who = row.get("pack_executor") or f.parent.name
+            last[who] = max(last.get(who, 0.0), float(row.get("time_s") or 0.0))
+    return sum(last.values())
+
+
+def user_runs(specs: str, cores: int) -> int:
+    print(f"{'trials':>6} {'epochs':>6} {'off s':>7} {'auto s':>7} {'speedup':>7} {'off overhead':>12} "
+          f"{'auto overhead':>13}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="pack-bench-") as tmp:
+        tmp = Path(tmp)
+        for spec in specs.split(","):
+            n, epochs = map(int, spec.split(":"))
+            path = user_space(tmp, epochs)
+            runs = {}
+            for pack in ("auto", "off"):
+                name = f"user-{n}-{epochs}-{pack}"
+                runs[pack] = sweep(path, tmp, name, "seeds", n, pack, 1)
+                runs[pack]["overhead"] = 1 - stepping_s(tmp / name) / (runs[pack]["wall"] * cores)
+            off, auto = runs["off"], runs["auto"]
+            print(f"{n:>6} {epochs:>6} {off['wall']:>7.0f} {auto['wall']:>7.0f} {off['wall'] / auto['wall']:>6.2f}x "
+                  f"{off['overhead']:>12.0%} {auto['overhead']:>13.0%}", flush=True)
+    print(f"\n{cores} cores; from process start to end; on a shared machine the times are indicative only")
+    return 0
+
+
 def auto_p(critic: str, epochs: int) -> int:
-    from tune_sd.engine.config import Config
-    from tune_sd.engine.population import pack_size
+    from tune_sd.engine import Config, pack_size
 
     return pack_size(Config.from_dict({"disc": CRITICS[critic], "epochs": epochs}))
 
@@ -93,7 +147,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", default="seeds,mix", help="seeds, mix (default both)")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2, help="cores to fill (default: all)")
     ap.add_argument("--max-trials", type=int, default=64, help="most trials per sweep (default 64)")
+    ap.add_argument("--user", help="N:EPOCHS,...: N seeds of the plain config, --pack auto against off, "
+                                   "at the config's own cadence (e.g. 16:5000,16:1500,32:2000)")
     args = ap.parse_args(argv)
+    if args.user:
+        return user_runs(args.user, args.cores)
     report_every = args.report_every or max(1, args.epochs // 3)
     rows = []
     print(_head(), flush=True)

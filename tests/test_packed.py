@@ -3,6 +3,8 @@ population; the same results as unpacked trials, ASHA stops, a lost executor, --
 
 import json
 import os
+import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -138,27 +140,48 @@ def test_a_trial_stopped_by_asha_leaves_and_another_joins(tmp_path):
     assert max(r["pack_members"] for rs in rows.values() for r in rs) == 2
 
 
+def _kill_an_executor_once_a_trial_reached(exp, epoch: int, killed: threading.Event, done: threading.Event):
+    """From outside the sweep (a thread of its driver): once a trial of ``exp`` reported ``epoch`` and
+    holds a checkpoint, kill the executor of its population, as a crash would."""
+    import ray
+
+    from tune_sd.tune.registry import NAMESPACE
+
+    while not done.is_set() and not killed.is_set():
+        time.sleep(0.05)
+        try:
+            rows = [json.loads(line) for f in exp.glob("trial_*/result.json") for line in f.read_text().splitlines()]
+            if not ray.is_initialized() or not any(r.get("epoch", 0) >= epoch for r in rows):
+                continue
+            if not list(exp.glob("trial_*/checkpoint_*")):
+                continue
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                     if a["namespace"] == NAMESPACE and a["name"].startswith(f"pack-registry/{exp.name}/")]
+            executors = ray.get(ray.get_actor(names[0], namespace=NAMESPACE).executors_of.remote())
+            if executors:
+                ray.kill(executors[0], no_restart=True)
+                killed.set()
+        except Exception:  # noqa: BLE001  (the sweep ended under this thread: nothing to kill)
+            continue
+
+
 def test_a_killed_executor_retries_its_trials_from_their_checkpoints(tmp_path):
-    marker = tmp_path / "killed"
-    os.environ["TUNE_SD_KILL_EXECUTOR_ONCE"] = f"killed:{marker}:40"  # before Ray starts: workers see it
+    space = write_space(tmp_path, "killed", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}},
+                        base={**SMALL, "epochs": 400}, tune={"scheduler": "fifo", "num_samples": 1})
+    killed, done = threading.Event(), threading.Event()
+    killer = threading.Thread(target=_kill_an_executor_once_a_trial_reached,
+                              args=(tmp_path / "store" / "killed", 40, killed, done), daemon=True)
+    killer.start()
     try:
-        space = write_space(tmp_path, "killed", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}},
-                            base={**SMALL, "epochs": 100}, tune={"scheduler": "fifo", "num_samples": 1})
         exp, _ = sweep(space, tmp_path / "store", "killed", pack="4", repeat=2, max_failures=3)
     finally:
-        os.environ.pop("TUNE_SD_KILL_EXECUTOR_ONCE", None)
-    assert marker.exists(), "the executor was not killed"
+        done.set()
+        killer.join()
+    assert killed.is_set(), "no executor was killed"
     curves, trials = read_tables(exp)
-    assert len(trials) == 4 and set(trials.status) == {"TERMINATED"} and (trials.epochs == 100).all()
+    assert len(trials) == 4 and set(trials.status) == {"TERMINATED"} and (trials.epochs == 400).all()
     assert_complete_curves(curves)  # every iteration once, none lost, none twice
     assert any((exp / f"trial_{t}" / "error.txt").exists() for t in trials.trial_id), "no trial was retried"
-
-
-def test_the_trial_process_cadence_defaults_are_the_engines():
-    from tune_sd.tune.packed import CADENCE
-
-    for key, value in CADENCE.items():
-        assert SCHEMA[key].default == value, key
 
 
 def test_repeat_data_draws_its_own_points_per_repeat_and_dry_run_says_what_packs(tmp_path):
@@ -221,7 +244,7 @@ def test_the_trial_process_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, tune_sd.tune.packed; print('torch' in sys.modules)"
+    code = "import sys, tune_sd.tune.trainable, tune_sd.tune.packed; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -241,30 +264,58 @@ def test_the_cli_refuses_a_bad_pack_or_repeat_with_exit_2(tmp_path):
     assert p.returncode == 0 and "repeat: 4 seeds per config" in p.stdout and "P=16" in p.stdout, p.stderr
 
 
-def test_a_sweep_replaces_the_registry_a_killed_driver_left_on_the_cluster():
-    """The registry is detached: on a cluster it outlives a driver that was killed. The next driver of
-    the sweep (tune-sd resume) starts a fresh one, on the head node; the sweep's end stops it."""
+def test_each_driver_run_has_its_own_registry_and_a_killed_driver_takes_its_own_along():
+    """Two drivers of one sweep name on a cluster each have a registry; stopping one leaves the other.
+    A driver that is killed takes its registry (and so its executors) with it: nothing stale is left
+    for the next driver of the sweep (tune-sd resume) to find."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
     import ray
 
     from tune_sd.tune.cluster import connect
-    from tune_sd.tune.executor import NAMESPACE, registry_name, start_registry
+    from tune_sd.tune.registry import NAMESPACE, registry_name
     from tune_sd.tune.sweep import _start_packing, _stop_packing
 
     settings = {"pack": 4, "cpus_per_trial": 1, "gpus_per_trial": 0}
     started = connect(num_cpus=1)
     try:
-        left = start_registry("left", 4, 1.0, 0.0)
-        ray.get(left.executors_of.remote())
-        _start_packing("left", settings)
-        with pytest.raises(ray.exceptions.RayActorError):
-            ray.get(left.executors_of.remote())
-        fresh = ray.get_actor(registry_name("left"), namespace=NAMESPACE)
-        assert ray.get(fresh.executors_of.remote()) == []
-        home = ray.get(fresh.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()))
+        first, _ = _start_packing("shared", settings)
+        second, _ = _start_packing("shared", settings)
+        assert first != second
+        a, b = (ray.get_actor(registry_name("shared", run), namespace=NAMESPACE) for run in (first, second))
+        home = ray.get(a.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()))
         assert home == ray.get_runtime_context().get_node_id()  # the head: the only node here
-        _stop_packing("left", settings)
+        _stop_packing("shared", second, settings)
         with pytest.raises(ValueError):
-            ray.get_actor(registry_name("left"), namespace=NAMESPACE)
+            ray.get_actor(registry_name("shared", second), namespace=NAMESPACE)
+        assert ray.get(a.executors_of.remote()) == []  # the other driver's registry goes on
+        _stop_packing("shared", first, settings)
+
+        code = ("import sys, time, ray\n"
+                "from tune_sd.tune.registry import start_registry\n"
+                f"ray.init(address={ray.get_runtime_context().gcs_address!r}, log_to_driver=False)\n"
+                "ray.get(start_registry('shared', 'killed', 4, 1.0, 0.0).executors_of.remote())\n"
+                "print('ready', flush=True)\n"
+                "time.sleep(600)\n")
+        driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert driver.stdout.readline().strip() == "ready"
+            ray.get_actor(registry_name("shared", "killed"), namespace=NAMESPACE)  # there while it runs
+        finally:
+            driver.send_signal(signal.SIGKILL)
+            driver.wait()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(registry_name("shared", "killed"), namespace=NAMESPACE)
+            except ValueError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the killed driver's registry is still there")
     finally:
         if started:
             ray.shutdown()
@@ -281,3 +332,30 @@ def test_the_seeds_of_a_config_are_one_hparams_session_group(pair):
         seeds = trials[np.isclose(trials["cfg.disc.lr"], hparams["disc.lr"])]
         assert len(seeds) == 2
         assert metrics["hparams/final_avg_acc"] == pytest.approx(seeds.final_avg_acc.mean(), rel=1e-5)
+
+
+def test_auto_makes_a_population_per_place_each_no_larger_than_pack_size(tmp_path):
+    """N trials of a key on C places make at least min(C, N) populations of at most pack_size."""
+    from tune_sd.engine import Config, pack_size
+    from tune_sd.tune.packing import fill_sizes, pack_plan, trial_slots
+    from tune_sd.tune.sweep import describe
+
+    space = write_space(tmp_path, "fill", {"seed": {"values": list(range(16))}}, base={"epochs": 2000})
+    plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path), pack="auto"))
+    cap = pack_size(Config.from_dict(plan.base), "cpu")
+    assert cap > 2  # the plain critic packs
+    config = {**plan.base, "seed": 3}
+    for cpus, n_pops in ((2, 2), (4, 4), (1, 1), (64, 16)):
+        sizes = fill_sizes(plan, trial_slots(plan.settings, cpus))
+        (key, size), = sizes.items()
+        assert size <= cap and -(-16 // size) >= min(cpus, 16) and -(-16 // size) >= -(-16 // cap)
+        assert pack_plan(config, "auto", 0.0, sizes) == (key, size)
+    assert trial_slots({"cpus_per_trial": 0.5, "gpus_per_trial": 0}, 2) == 4
+    assert trial_slots({"cpus_per_trial": 1, "gpus_per_trial": 0.5}, 16, 1) == 2
+    slots = trial_slots(plan.settings, os.cpu_count())
+    size = fill_sizes(plan, slots).popitem()[1]
+    text = describe(plan)
+    assert f"{slots} place(s) for populations" in text
+    assert f"16 trial(s) in {-(-16 // size)} population(s) of up to {size}" in text, text
+
+

@@ -445,7 +445,7 @@ def test_optuna_space_and_the_trainables_decoder(tmp_path):
     from ray.tune.utils.util import unflatten_dict
 
     from tune_sd.engine.config import merge
-    from tune_sd.tune.trainable import split_trial_config
+    from tune_sd.tune.trial_config import split_trial_config
 
     space = load_space(str(write(tmp_path, BAYES)))
     assert space.method == "bayes"

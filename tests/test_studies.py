@@ -136,7 +136,7 @@ def test_depth_check_is_a_grid_of_the_eight_named_variants():
         flat = Config.from_dict(config).flat()
         assert {k: flat[k] for k in DEPTH_V0} == {**DEPTH_V0, **DEPTH_VARIANTS[name]}, name
     # a trial's config carries its name at the top (the trainable's label -> the tables' `variant` column)
-    from tune_sd.tune.trainable import split_trial_config
+    from tune_sd.tune.trial_config import split_trial_config
 
     tree, labels = split_trial_config(configs[3] | {"variant": "v3"})
     assert labels == {"variant": "v3"} and Config.from_dict(tree).disc.gp == DEPTH_VARIANTS["v3"]["disc.gp"]

@@ -109,3 +109,36 @@ def test_analyze_help_and_readme_say_what_k_does():
     assert "rules (default; 4 is the same)" in text and "N k-means groups" in text
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
     assert "`--k 4` means the same, the four named trends, not four k-means groups" in readme
+
+
+def test_a_grid_runs_each_point_once_unless_num_samples_repeats_it(tmp_path):
+    from tune_sd.tune.sweep import describe
+
+    seeds = {"seed": {"values": list(range(16))}}
+    path = write_space(tmp_path, "seeds", seeds)
+    plan = plan_sweep(load_space(str(path)), SweepOptions(storage=str(tmp_path)))
+    assert plan.settings["num_samples"] == 1
+    text = describe(plan)
+    assert "grid of 16 point(s), each once" in text and "\ntrials: 16\n" in text, text
+    assert "each trial draws its own value" not in text
+    # num_samples, from the command line or the tune: block, repeats the grid, and the dry run says so
+    for opts, tune in (({"num_samples": 3}, {}), ({}, {"num_samples": 3})):
+        path = write_space(tmp_path, "seeds", seeds, tune=tune)
+        text = describe(plan_sweep(load_space(str(path)), SweepOptions(storage=str(tmp_path), **opts)))
+        assert "grid of 16 point(s), repeated 3 times (num_samples)" in text and "\ntrials: 48\n" in text, text
+    # a random search keeps its samples
+    path = write_space(tmp_path, "drawn", {"disc": {"parameters": {"lr": {"values": [1e-3, 1e-4]}}}},
+                       method="random")
+    text = describe(plan_sweep(load_space(str(path)), SweepOptions(storage=str(tmp_path))))
+    assert "samples 10" in text and "\ntrials: 10\n" in text and "each trial draws its own value" in text
+
+
+def test_planning_a_packed_sweep_imports_no_ray(tmp_path):
+    """--dry-run and --pack auto are planned before Ray starts, without importing it."""
+    path = write_space(tmp_path, "seeds", {"seed": {"values": list(range(4))}}, base={"epochs": 3000})
+    code = ("import sys\nfrom tune_sd.cli import main\n"
+            f"code = main(['sweep', {str(path)!r}, '--dry-run', '--pack', 'auto', '--storage', {str(tmp_path)!r}])\n"
+            "print('exit', code, 'ray', sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "packing: auto" in p.stdout and p.stdout.strip().endswith("exit 0 ray []"), p.stdout[-500:]

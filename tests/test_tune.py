@@ -11,6 +11,7 @@ import psutil
 import pytest
 import torch
 
+from faults import FAIL_ONCE_ENV, FailOnce, importable_by_workers
 from tune_helpers import BASE, assert_complete_curves, read_tables, write_space
 from tune_sd.engine import Study
 from tune_sd.engine.checkpoint import load_checkpoint
@@ -19,7 +20,7 @@ from tune_sd.tune.results import CURVE_COLUMNS, TRIAL_COLUMNS
 from tune_sd.spaces import load_space
 from tune_sd.tune.plan import SweepOptions, plan_sweep
 from tune_sd.tune.sweep import run_sweep
-from tune_sd.tune.trainable import CHECKPOINT_FILE
+from tune_sd.tune.cadence import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +37,15 @@ def ray_local(tmp_path_factory):
     from tune_sd.tune.cluster import connect
 
     marker = tmp_path_factory.mktemp("fail") / "failed"
-    os.environ["TUNE_SD_FAIL_ONCE"] = f"retry:{marker}:50"  # before Ray starts, so that workers see it
+    os.environ[FAIL_ONCE_ENV] = f"retry:{marker}:50"  # before Ray starts, so that workers see it
+    importable_by_workers()  # the test trainable that fails (faults.FailOnce)
     before = _listeners()
     started = connect(num_cpus=2)
     assert started, "a Ray instance was already running in this process"
     new = _listeners() - before
     yield {"marker": marker, "new_listeners": new}
     ray.shutdown()
-    os.environ.pop("TUNE_SD_FAIL_ONCE", None)
+    os.environ.pop(FAIL_ONCE_ENV, None)
 
 
 def sweep(path, storage, name, **opts):
@@ -108,7 +110,10 @@ def test_asha_sweep_stops_a_non_learner_and_writes_complete_tables(ray_local, tm
     assert any("real_vs_fake" in t for t in tags["images"]), tags["images"]
 
 
-def test_a_trial_that_raises_resumes_from_its_checkpoint_without_gap_or_repeat(ray_local, tmp_path):
+def test_a_trial_that_raises_resumes_from_its_checkpoint_without_gap_or_repeat(ray_local, tmp_path, monkeypatch):
+    from tune_sd.tune import trainable
+
+    monkeypatch.setattr(trainable, "SDTrainable", FailOnce)  # the sweep's trainable, failing once at epoch 50
     epochs = 120
     space = write_space(tmp_path, "retry", {"arch": {"parameters": {"lat_size": {"values": [3]}}}},
                         base={"epochs": epochs}, tune={"scheduler": "fifo", "num_samples": 1})

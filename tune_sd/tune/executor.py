@@ -7,9 +7,7 @@ see :mod:`tune_sd.tune.packed`):
   on one node. ``advance(member, n)`` returns once that member has run ``n`` more epochs; a background
   loop meanwhile steps every member with pending work in one batched pass (``Population.step(ids)``),
   so that members whose requests overlap share their passes.
-- ``PackRegistry`` (one per sweep, named) places a trial: it computes the trial's shape key and pack
-  size, picks an executor of that key on the trial's node with a free place (or starts one there) and
-  lets the member join it. The executors are the registry's own actors: they go when it goes.
+- ``PackRegistry`` (one per sweep, :mod:`tune_sd.tune.registry`) places each trial in an executor.
 
 A member's state is a ``Study`` state: the executor reads and writes the trial's checkpoint file
 (``trainable.CHECKPOINT_FILE``) on the node they share, so packed and unpacked checkpoints interchange.
@@ -19,21 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from pathlib import Path
 
 import ray
 
-NAMESPACE = "tune_sd"
-# fault injection for tests: "<experiment>:<marker file>:<epoch>" makes an executor of that experiment
-# die (as if killed) once, when one of its members reaches that epoch; the marker records that it did
-KILL_ONCE_ENV = "TUNE_SD_KILL_EXECUTOR_ONCE"
-# a trial that finds every population of its key full waits this long for a member to leave before it
-# starts another population: Tune may start the next trial before the last one's actor has cleaned up
-# (a reused actor leaves before it joins; a fresh one takes longer than this to start). Longer waits
-# cost every population after the first of a sweep as much at its start.
-PLACE_WAIT_S = 2.0
+from .cadence import Cadence
+
 # a pass waits this long for members that just reported to come back, so that passes stay full
 LINGER_S = 0.05
 # one hand-off to the stepping thread runs epochs for up to this long while no member is due to report,
@@ -42,33 +31,6 @@ LINGER_S = 0.05
 BURST_S = 0.25
 
 log = logging.getLogger(__name__)
-
-
-def registry_name(experiment: str) -> str:
-    return f"pack-registry/{experiment}"
-
-
-def pack_plan(config: dict, pack, gpus_per_trial: float = 0.0) -> tuple[tuple, int]:
-    """(shape key, members per population) of a trial config (nested or dotted, labels included).
-
-    ``pack``: "auto" (the engine's measured ``pack_size``), "off", or an integer P. Only the SD study
-    packs; other tasks (a regularisation run) get 1.
-    """
-    from tune_sd.engine import Config
-    from tune_sd.engine.population import pack_size, shape_key
-
-    from .trainable import split_trial_config
-
-    tree, _ = split_trial_config(config)
-    cfg = Config.from_dict(tree)
-    device = "cuda" if gpus_per_trial > 0 else "cpu"
-    key = shape_key(cfg, device) if cfg.task == "sd" else ("task", cfg.task)
-    if cfg.task != "sd" or pack in (None, "off"):
-        return key, 1
-    return key, (pack_size(cfg, device) if pack == "auto" else max(1, int(pack)))
-
-
-# ------------------------------------------------------------------------------------ the executor
 
 
 class _Request:
@@ -108,7 +70,7 @@ class PopulationExecutor:
         from tune_sd.engine import Config
         from tune_sd.engine.checkpoint import load_checkpoint
 
-        from .trainable import split_trial_config
+        from .trial_config import split_trial_config
 
         tree, _ = split_trial_config(config)
         cfg = Config.from_dict(tree)
@@ -119,7 +81,8 @@ class PopulationExecutor:
             await asyncio.to_thread(self.pop.add, member_id, cfg, state)
         if self.loop is None:
             self.loop = asyncio.get_running_loop().create_task(self._run())
-        return {"epoch": self.pop.epoch(member_id), "device": str(self.pop.device.type)}
+        return {"epoch": self.pop.epoch(member_id), "device": str(self.pop.device.type),
+                "cadence": Cadence.of(cfg).to_dict()}
 
     async def leave(self, member_id: str) -> None:
         async with self.lock:
@@ -169,7 +132,6 @@ class PopulationExecutor:
             for results, done in passes:
                 self.passes += 1
                 resolved = self._record(results, done) or resolved
-                self._maybe_die(results)
             last_size = len(ids)
 
     def _burst(self, ids: list[str], epochs: int) -> list[tuple[dict, set]]:
@@ -219,38 +181,24 @@ class PopulationExecutor:
             request.future.set_result(None)
 
     def _report(self, member_id: str, request: _Request) -> dict:
-        """What the trial reports: the last epoch's metrics (as the unpacked trainable reports them)."""
-        from tune_sd.engine.loop import mean_since  # the executor's process holds the engine already
-
+        """What the trial reports: the last epoch's metrics and the report's (the engine's
+        ``RunLoop.last_metrics`` and ``RunLoop.report`` of the member), as an unpacked trial reports them."""
         from .stop_records import own_end
 
-        history = self.pop.history(member_id)
-        epoch = self.pop.epoch(member_id)
+        member = _Member(self.pop, member_id)
+        epoch = member.epoch
         metrics = request.last
         if metrics is not None and "error" in metrics:
-            last = {m: (h[-1] if h else float("nan")) for m, h in history.items()}
-            return {**last, "epoch": epoch, "error": metrics["error"], "done": True, "stop_reason": "error"}
+            return {**member.last_metrics(), "error": metrics["error"], "done": True, "stop_reason": "error"}
         if metrics is None:  # restored at its last epoch
-            metrics = {m: h[-1] for m, h in history.items() if h} | {"epoch": epoch}
+            metrics = member.last_metrics()
         # which population trained it, and with how many members at the time (in result.json, TensorBoard)
         report = {**metrics, "done": self.pop.done(member_id), "pack_members": len(self.pop),
                   "pack_executor": ray.get_runtime_context().get_actor_id()[:12]}
         if report["done"]:  # the trial ends itself: its epochs or its runtime ran out
             report["stop_reason"] = own_end(epoch, self.pop.config(member_id).epochs)
-        if "acc_mean" in history:
-            report["acc_report"] = mean_since(history["acc_mean"], request.first)
+        report.update(member.report(since=request.first))
         return report
-
-    def _maybe_die(self, results: dict) -> None:
-        spec = os.environ.get(KILL_ONCE_ENV)
-        if not spec:
-            return
-        experiment, marker, at = spec.split(":")
-        if experiment != self.experiment or Path(marker).exists():
-            return
-        if any(self.pop.epoch(m) >= int(at) for m in results):
-            Path(marker).write_text("executor killed once\n")
-            os._exit(1)
 
     # ---------------------------------------------------------------- state and figures
     async def save(self, member_id: str, path: str) -> str:
@@ -282,142 +230,22 @@ class PopulationExecutor:
         return {"members": len(self.pop), "passes": self.passes, "capacity": self.capacity}
 
 
-# ------------------------------------------------------------------------------------ the registry
+class _Member:
+    """A member as the engine's run loop sees a run (its epoch and metric history), so that its report
+    is the engine's own (``RunLoop.last_metrics``, ``RunLoop.report``), not a copy of them here."""
 
+    def __init__(self, pop, member_id: str):
+        from tune_sd.engine import Study
 
-@ray.remote(num_cpus=0, max_restarts=0)
-class PackRegistry:
-    """Places each trial in an executor of its shape key on its node, with a free place."""
+        self.epoch, self.history = pop.epoch(member_id), pop.history(member_id)
+        self.report_means = Study.report_means
 
-    def __init__(self, experiment: str, pack, cpus_per_trial: float, gpus_per_trial: float):
-        self.experiment, self.pack = experiment, pack
-        self.cpus, self.gpus = cpus_per_trial, gpus_per_trial
-        self.executors: dict[tuple, list[list]] = {}  # (key, node) -> [[executor, members set, capacity], ...]
-        self.where: dict[str, tuple] = {}             # member -> (key, node, executor)
-        self.released = asyncio.Condition()
+    def last_metrics(self) -> dict:
+        from tune_sd.engine.loop import RunLoop
 
-    async def place(self, member_id: str, config: dict, node_id: str, checkpoint: str | None = None):
-        """Join the member to an executor; returns (executor, capacity, what the join said)."""
-        await self.release(member_id)
-        key, size = pack_plan(config, self.pack, self.gpus)
-        where = (key, node_id)
-        async with self.released:
-            try:
-                await asyncio.wait_for(self.released.wait_for(lambda: self._has_place(where)), PLACE_WAIT_S)
-            except asyncio.TimeoutError:
-                pass  # more trials of this key than places: one more population
-            slot = self._free_slot(where, size)  # choosing a place and taking it is one step (no await)
-            slot[1].add(member_id)
-            self.where[member_id] = (where, slot[0])
-        try:
-            joined = await slot[0].join.remote(member_id, config, checkpoint)
-        except ray.exceptions.RayActorError:
-            self._forget(slot[0])
-            raise
-        except Exception:
-            slot[1].discard(member_id)
-            self.where.pop(member_id, None)
-            raise
-        return slot[0], size, joined
+        return RunLoop.last_metrics(self)
 
-    def _has_place(self, where: tuple) -> bool:
-        slots = self.executors.get(where, [])
-        return not slots or any(len(slot[1]) < slot[2] for slot in slots)
+    def report(self, since: int) -> dict:
+        from tune_sd.engine.loop import RunLoop
 
-    def _free_slot(self, where: tuple, size: int) -> list:
-        slots = self.executors.setdefault(where, [])
-        for slot in slots:
-            if len(slot[1]) < slot[2]:
-                return slot
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        device = "cuda" if self.gpus > 0 else "cpu"
-        # the members reserve the cores (cpus_per_trial / size each): together, one trial's share
-        options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(where[1], soft=False)}
-        if self.gpus > 0:
-            options["num_gpus"] = self.gpus / size  # a share, so that Ray hands it a device
-        executor = PopulationExecutor.options(**options).remote(self.experiment, size, max(1, round(self.cpus)),
-                                                                 device)
-        slot = [executor, set(), size]
-        slots.append(slot)
-        return slot
-
-    async def release(self, member_id: str) -> None:
-        """The member leaves its executor (nothing when it is in none)."""
-        placed = self.where.pop(member_id, None)
-        if placed is None:
-            return
-        where, executor = placed
-        try:
-            await executor.leave.remote(member_id)
-        except ray.exceptions.RayActorError:
-            self._forget(executor)
-        for slot in self.executors.get(where, []):
-            if slot[0] == executor:
-                slot[1].discard(member_id)
-        async with self.released:
-            self.released.notify_all()
-
-    async def lost(self, executor) -> None:
-        """An executor died: its members are gone; the next trials of its key get a fresh one."""
-        self._forget(executor)
-        async with self.released:
-            self.released.notify_all()
-
-    def _forget(self, executor) -> None:
-        for where, slots in self.executors.items():
-            for slot in [s for s in slots if s[0] == executor]:
-                slots.remove(slot)
-                for m in slot[1]:
-                    self.where.pop(m, None)
-
-    async def executors_of(self) -> list:
-        return [slot[0] for slots in self.executors.values() for slot in slots]
-
-
-# the resource Ray gives the head node only
-HEAD_RESOURCE = "node:__internal_head__"
-
-
-def start_registry(experiment: str, pack, cpus_per_trial: float, gpus_per_trial: float):
-    """The sweep's registry, started by the driver on the head node before the trials ask for it. The
-    executors are the registry's actors and go with its process: on the head (whose loss ends the
-    cluster anyway), a lost worker node takes only its own populations with it, not every packed trial
-    of the sweep."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    head = next((n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n.get("Resources", {})),
-                None)
-    # a hard affinity: Ray's soft one places an actor that needs no CPU elsewhere as often as not
-    where = "DEFAULT" if head is None else NodeAffinitySchedulingStrategy(head, soft=False)
-    return _registry(experiment, where, pack, cpus_per_trial, gpus_per_trial)
-
-
-def get_registry(experiment: str, pack, cpus_per_trial: float, gpus_per_trial: float):
-    """The sweep's registry: the driver's, or (where that one was lost) one started by the trial that asks."""
-    # outside the asking trial's placement group (Tune's trials capture their children's scheduling),
-    # which goes when that trial ends
-    return _registry(experiment, "DEFAULT", pack, cpus_per_trial, gpus_per_trial)
-
-
-def _registry(experiment: str, where, pack, cpus_per_trial: float, gpus_per_trial: float):
-    # detached: it outlives whichever trial or driver call started it; the sweep's end stops it
-    return PackRegistry.options(name=registry_name(experiment), namespace=NAMESPACE, get_if_exists=True,
-                                lifetime="detached", scheduling_strategy=where).remote(
-        experiment, pack, cpus_per_trial, gpus_per_trial)
-
-
-def stop_registry(experiment: str, wait_s: float = 10.0) -> None:
-    """End a sweep's registry and with it its executors (a sweep that ended has no packed trials); waits
-    up to ``wait_s`` for its name to be free."""
-    try:
-        ray.kill(ray.get_actor(registry_name(experiment), namespace=NAMESPACE))
-    except ValueError:
-        return  # none was started (nothing packed)
-    end = time.monotonic() + wait_s
-    while time.monotonic() < end:
-        try:
-            ray.get_actor(registry_name(experiment), namespace=NAMESPACE)
-        except ValueError:
-            return
-        time.sleep(0.05)
+        return RunLoop.report(self, since)

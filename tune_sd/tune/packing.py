@@ -24,6 +24,8 @@ from tune_sd.errors import ConfigError
 PACK_CHOICES = "auto, off, or an integer P >= 1"
 # sampled configs looked at to tell which shape keys a sweep has (its dry run lists them)
 PLAN_SAMPLES = 64
+# sampled configs counted per shape key to size auto's populations (scaled to the sweep's trials)
+FILL_SAMPLES = 1024
 
 
 def check_repeat(repeat: int | None, repeat_data: bool, search: str) -> tuple[int, bool]:
@@ -64,6 +66,28 @@ def resolve_pack(value, settings: dict) -> str | int:
 # ------------------------------------------------------------------------------------ planning
 
 
+def pack_plan(config: dict, pack, gpus_per_trial: float = 0.0, sizes: dict | None = None) -> tuple[tuple, int]:
+    """(shape key, members per population) of a trial config (nested or dotted, labels included).
+
+    ``pack``: "auto" (``sizes[key]`` where the sweep sized its keys to fill the machine, see
+    :func:`fill_sizes`; else the engine's measured ``pack_size``), "off", or an integer P. Only the SD
+    study packs; other tasks (a regularisation run) get 1.
+    """
+    from tune_sd.engine import Config, pack_size, shape_key
+
+    from .trial_config import split_trial_config
+
+    tree, _ = split_trial_config(config)
+    cfg = Config.from_dict(tree)
+    device = "cuda" if gpus_per_trial > 0 else "cpu"
+    key = shape_key(cfg, device) if cfg.task == "sd" else ("task", cfg.task)
+    if cfg.task != "sd" or pack in (None, "off"):
+        return key, 1
+    if pack == "auto":
+        return key, (sizes or {}).get(key) or pack_size(cfg, device)
+    return key, max(1, int(pack))
+
+
 def sampled_configs(plan, n: int = PLAN_SAMPLES) -> list[dict]:
     """The first ``n`` trial configs the sweep runs (labels included): repeats, or the space's draws."""
     if plan.settings.get("repeat", 1) > 1:
@@ -71,16 +95,61 @@ def sampled_configs(plan, n: int = PLAN_SAMPLES) -> list[dict]:
     return [merge(c, unflatten(plan.fixed)) for c in plan.space.sample(n, seed=plan.settings["seed"], labels=True)]
 
 
-def pack_groups(plan) -> list[tuple[tuple, int, int]]:
-    """(shape key, P, trials among the sampled configs) per shape key, most trials first."""
-    from .executor import pack_plan
-
+def pack_groups(plan, n: int = PLAN_SAMPLES) -> list[tuple[tuple, int, int]]:
+    """(shape key, P, trials among the first ``n`` sampled configs) per shape key, most trials first."""
     groups: dict[tuple, list] = {}
     gpus = float(plan.settings.get("gpus_per_trial") or 0.0)
-    for config in sampled_configs(plan):
+    for config in sampled_configs(plan, n):
         key, size = pack_plan(config, plan.settings["pack"], gpus)
         groups.setdefault(key, [size, 0])[1] += 1
     return sorted(((k, p, n) for k, (p, n) in groups.items()), key=lambda g: -g[2])
+
+
+def total_trials(plan) -> int:
+    """Trials the sweep creates: its repeats, grid points times samples, or samples (random, bayes)."""
+    if plan.settings.get("repeat", 1) > 1:
+        return len(repeat_points(plan))
+    n = int(plan.settings["num_samples"])
+    return n * plan.space.grid_size(grid=True) if plan.settings["search"] == "grid" else n
+
+
+def trial_slots(settings: dict, cpus: float, gpus: float = 0.0) -> int:
+    """Places for populations on ``cpus`` CPUs (``gpus`` GPUs where trials ask for one): a population
+    takes one trial's share, as an unpacked trial does."""
+    share, have = ((float(settings["gpus_per_trial"]), gpus) if float(settings.get("gpus_per_trial") or 0) > 0
+                   else (float(settings["cpus_per_trial"]), cpus))
+    return max(1, int(have // share + 1e-9))
+
+
+def fill_sizes(plan, slots: int) -> dict:
+    """``auto``: per shape key, members per population such that every place the sweep has (``slots``,
+    see :func:`trial_slots`) has work: the key's N trials make at least min(slots, N) populations, each
+    no larger than the engine's measured ``pack_size`` (the counts are the first sampled configs',
+    scaled to the sweep's trials). Empty unless ``pack`` is auto."""
+    if plan.settings.get("pack") != "auto":
+        return {}
+    total = total_trials(plan)
+    groups = pack_groups(plan, min(total, FILL_SAMPLES))
+    seen = sum(g[2] for g in groups) or 1
+    sizes = {}
+    for key, cap, count in groups:
+        n = max(1, round(count * total / seen))
+        sizes[key] = max(1, min(cap, -(-n // min(slots, n))))
+    return sizes
+
+
+def local_slots(settings: dict) -> tuple[int, str]:
+    """The sweep's places on this machine, for a plan made before Ray starts, and what they are."""
+    import os
+
+    cpus = os.cpu_count() or 1
+    gpus = 0
+    if float(settings.get("gpus_per_trial") or 0) > 0:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        return trial_slots(settings, cpus, gpus), f"{gpus} GPU(s)"
+    return trial_slots(settings, cpus, gpus), f"{cpus} CPU(s)"
 
 
 def settle_auto(plan) -> None:
@@ -102,8 +171,20 @@ def describe_packing(plan) -> list[str]:
     n = sum(g[2] for g in groups)
     lines.append(f"packing: {s['pack']} (shape keys of the first {n} trials; P trials of a key train as one "
                  f"population, each reserving {s['cpus_per_trial']:g}/P CPU)")
+    sizes = {}
+    if s["pack"] == "auto":
+        slots, what = local_slots(s)
+        sizes = fill_sizes(plan, slots)
+        lines.append(f"  auto fills the machine: {slots} place(s) for populations on the {what} here (on a "
+                     "cluster, its own are counted when the sweep starts); a key's N trials make at least "
+                     f"min({slots}, N) populations")
+    total = total_trials(plan)
     for key, size, count in groups:
         what = "packs" if size > 1 else "does not pack (1 per population)"
+        if key in sizes and size > 1:
+            trials = max(1, round(count * total / n))
+            p = sizes[key]
+            what += f": {trials} trial(s) in {-(-trials // p)} population(s) of up to {p}"
         lines.append(f"  {_short_key(key)}: P={size}, {count} trial(s) -> {what}")
     return lines
 
@@ -150,19 +231,20 @@ def repeat_points(plan) -> list[dict]:
 # ------------------------------------------------------------------------------------ the trainable
 
 
-def packed_trainable(settings: dict, name: str):
-    """The packed trainable of a sweep: each trial reserves its share of an executor's cores."""
+def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = None):
+    """The packed trainable of a sweep's driver run: each trial reserves its share of an executor's
+    cores (``sizes``: auto's members per population by shape key, :func:`fill_sizes`)."""
     from ray import tune
 
-    from .executor import pack_plan
-    from .packed import PackedTrainable, PackSettings
+    from .packed import PackSettings
+    from .trainable import SDTrainable
 
     pack = settings["pack"]
     cpus, gpus = float(settings["cpus_per_trial"]), float(settings["gpus_per_trial"])
 
     def resources(config: dict):
-        _, size = pack_plan(config, pack, gpus)
+        _, size = pack_plan(config, pack, gpus, sizes)
         return tune.PlacementGroupFactory([{"CPU": cpus / size, "GPU": gpus / size}])
 
-    trainable = tune.with_parameters(PackedTrainable, pack=PackSettings(name, pack, cpus, gpus))
+    trainable = tune.with_parameters(SDTrainable, pack=PackSettings(name, pack, cpus, gpus, run, sizes or {}))
     return tune.with_resources(trainable, resources)

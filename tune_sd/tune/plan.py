@@ -87,6 +87,8 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     settings["search"] = opts.search or tune_block.get("search") or space.method
     if settings["search"] not in SEARCHES:
         raise ConfigError(f"search: {settings['search']!r} is not allowed (allowed: {', '.join(SEARCHES)})")
+    if settings["search"] == "grid" and opts.num_samples is None and tune_block.get("num_samples") is None:
+        settings["num_samples"] = 1  # a grid runs each point once (as W&B's does); seeds per point: --repeat
     # what the sweep fixes on top of the space (tune: block, command line, --quick), as dotted keys
     fixed = {k: tune_block[k] for k in ("report_every", "checkpoint_every", "figure_every", "epochs")
              if tune_block.get(k) is not None}

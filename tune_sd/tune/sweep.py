@@ -28,15 +28,25 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
     import yaml
 
     s, space = plan.settings, plan.space
+    grid = s["search"] == "grid"
+    if grid:
+        points = space.grid_size(grid=True)
+        samples = (f"grid of {points} point(s), each once" if int(s["num_samples"]) == 1 else
+                   f"grid of {points} point(s), repeated {s['num_samples']} times (num_samples)")
+    else:
+        samples = f"samples {s['num_samples']}"
     lines = [f"sweep {plan.name!r} of study {space.name!r} -> {plan.exp_uri}",
              f"search {s['search']}, scheduler {s['scheduler']}, metric {s['metric']} ({s['mode']}), "
-             f"samples {s['num_samples']}, epochs {s['epochs']}, report every {s['report_every']}, "
-             f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial"]
+             f"{samples}, epochs {s['epochs']}, report every {s['report_every']}, "
+             f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial",
+             f"trials: {_total_trials(plan)}"]
     if s.get("critic_from"):
         path = plan.fixed["critic.path"]
         lines.append(f"critic: {s['critic_from']}" + ("" if path in s["critic_from"] else f" ({path})"))
     swept = space.swept_keys()
-    lines += ["", "searched (each trial draws its own value):"]
+    searched = ("searched (the grid: each trial runs one point" + (")" if int(s["num_samples"]) == 1 else
+                ", and each point runs num_samples times)") + ":" if grid else "searched (each trial draws its own value):")
+    lines += ["", searched]
     for key in swept:
         block = space.params.get(key)
         text_ = yaml.safe_dump(block, default_flow_style=True, width=1000).strip() if block else "(its section's values)"
@@ -48,7 +58,7 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
     seed = _engine_seed(plan)
     if seed == "drawn":
         lines.append("  seed: a distinct engine seed per trial, drawn by the search")
-    if len(lines) == lines.index("searched (each trial draws its own value):") + 1:
+    if len(lines) == lines.index(searched) + 1:
         lines.append("  nothing: every trial runs the same config")
     by_space, by_sweep = _fixed_keys(plan, swept)
     if seed not in ("drawn", None) and "seed" not in by_space and "seed" not in by_sweep:
@@ -131,7 +141,7 @@ def _wrapped(values: dict, width: int = 100) -> list[str]:
 # ------------------------------------------------------------------------------------ running
 
 
-def _trainable(settings: dict, name: str | None = None):
+def _trainable(settings: dict, name: str | None = None, run: str = "", sizes: dict | None = None):
     from ray import tune
 
     from .trainable import SDTrainable
@@ -139,7 +149,7 @@ def _trainable(settings: dict, name: str | None = None):
     if settings.get("pack", "off") != "off" and name:
         from .packing import packed_trainable
 
-        return packed_trainable(settings, name)
+        return packed_trainable(settings, name, run, sizes)
 
     resources = {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]}
     return tune.with_resources(SDTrainable, resources)
@@ -340,6 +350,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
     from .cluster import connect
 
     started = connect(address, dashboard=dashboard)
+    run = ""  # this driver run's registry (a packed sweep)
     try:
         write_meta(plan)
         param_space, searcher = _param_space_and_searcher(plan)
@@ -359,14 +370,14 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
 
             num_samples = len(repeat_points(plan))  # the sampled configs (or grid points) times the repeats
         _print_header(plan.name, plan.exp_uri, s, total=_total_trials(plan))
-        _start_packing(plan.name, s)
+        run, sizes = _start_packing(plan.name, s, plan)
         run_config = _run_config(plan.name, plan.storage, s,
                                  _swept_columns(plan.space, "." if s["search"] == "bayes" else "/",
                                                 s.get("repeat", 1) > 1),
                                  stop=_stopper(plan, recorder), callbacks=[recorder], verbose=verbose,
                                  searched=searched_keys(plan.space))
         tuner = tune.Tuner(
-            _trainable(s, plan.name), param_space=param_space,
+            _trainable(s, plan.name, run, sizes), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
                                         search_alg=searcher, num_samples=num_samples,
                                         reuse_actors=True, trial_dirname_creator=trial_dirname),
@@ -374,7 +385,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
         tuner.fit()
         interrupted = _say_if_interrupted(run_config, f"tune-sd resume {plan.name} --storage {plan.storage}")
     finally:
-        _stop_packing(plan.name, s)
+        _stop_packing(plan.name, run, plan.settings)
         if started:
             ray.shutdown()
     exp_dir = finish(plan.exp_uri)
@@ -396,13 +407,9 @@ def _say_if_interrupted(run_config, resume: str) -> bool:
 
 
 def _total_trials(plan: SweepPlan) -> int:
-    """Trials the sweep creates: grid points times samples (random and bayes: the samples)."""
-    if plan.settings.get("repeat", 1) > 1:
-        from .packing import repeat_points
+    from .packing import total_trials
 
-        return len(repeat_points(plan))
-    n = int(plan.settings["num_samples"])
-    return n * plan.space.grid_size(grid=True) if plan.settings["search"] == "grid" else n
+    return total_trials(plan)
 
 
 def _print_header(name: str, exp_uri, settings: dict, total: int | None = None, resumed: bool = False) -> None:
@@ -411,25 +418,33 @@ def _print_header(name: str, exp_uri, settings: dict, total: int | None = None, 
     print(header(name, exp_uri, settings, total=total, resumed=resumed), file=sys.stderr, flush=True)
 
 
-def _start_packing(name: str, settings: dict) -> None:
-    """The registry of a packed sweep, on the head node (see executor.start_registry). One left on a
-    cluster by a driver of this sweep that was killed goes first, with its executors and their stale
-    members: this driver is the sweep's only one."""
-    if settings.get("pack", "off") != "off":
-        import ray
+def _start_packing(name: str, settings: dict, plan: SweepPlan | None = None) -> tuple[str, dict]:
+    """The registry of this driver's run of a packed sweep, on the head node (see
+    registry.start_registry), and auto's members per population by shape key, sized to the cluster's
+    CPUs (GPUs) now (a resumed sweep, without its plan: the engine's ``pack_size``). Returns (run id,
+    sizes). A killed driver's registry went with it; another driver of this sweep keeps its own."""
+    if settings.get("pack", "off") == "off":
+        return "", {}
+    import ray
 
-        from .executor import start_registry, stop_registry
+    from .packing import fill_sizes, trial_slots
+    from .registry import new_run, start_registry
 
-        stop_registry(name)
-        ray.get(start_registry(name, settings["pack"], float(settings["cpus_per_trial"]),
-                               float(settings["gpus_per_trial"])).executors_of.remote())  # started and ready
+    sizes = {}
+    if plan is not None and settings["pack"] == "auto":
+        res = ray.cluster_resources()
+        sizes = fill_sizes(plan, trial_slots(settings, res.get("CPU", 0.0), res.get("GPU", 0.0)))
+    run = new_run()
+    ray.get(start_registry(name, run, settings["pack"], float(settings["cpus_per_trial"]),
+                           float(settings["gpus_per_trial"]), sizes).executors_of.remote())  # started and ready
+    return run, sizes
 
 
-def _stop_packing(name: str, settings: dict) -> None:
-    if settings.get("pack", "off") != "off":
-        from .executor import stop_registry
+def _stop_packing(name: str, run: str | None, settings: dict) -> None:
+    if settings.get("pack", "off") != "off" and run:
+        from .registry import stop_registry
 
-        stop_registry(name)
+        stop_registry(name, run)
 
 
 def finish(exp_dir) -> str:
@@ -457,19 +472,20 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
     from .cluster import connect
 
     started = connect(address)
+    run = ""
     try:
         name = meta.get("name") or Path(str(exp_dir)).name
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings, name), resume_unfinished=True,
-                                   resume_errored=True)
+        run, sizes = _start_packing(name, settings)
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings, name, run, sizes),
+                                   resume_unfinished=True, resume_errored=True)
         run_config = _restored_output(tuner, exp_dir, settings, verbose)
-        _start_packing(name, settings)
         tuner.fit()
         interrupted = False
         if run_config is not None:
             storage, _, sweep = str(exp_dir).rstrip("/").rpartition("/")
             interrupted = _say_if_interrupted(run_config, f"tune-sd resume {sweep} --storage {storage}")
     finally:
-        _stop_packing(meta.get("name") or Path(str(exp_dir)).name, settings)
+        _stop_packing(meta.get("name") or Path(str(exp_dir)).name, run, settings)
         if started:
             ray.shutdown()
     finish(exp_dir)
