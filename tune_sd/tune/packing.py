@@ -226,25 +226,3 @@ def repeat_points(plan) -> list[dict]:
                 point = merge(point, {"data": {"seed": int(data_seed) + r}})
             points.append(point)
     return points
-
-
-# ------------------------------------------------------------------------------------ the trainable
-
-
-def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = None):
-    """The packed trainable of a sweep's driver run: each trial reserves its share of an executor's
-    cores (``sizes``: auto's members per population by shape key, :func:`fill_sizes`)."""
-    from ray import tune
-
-    from .packed import PackSettings
-    from .trainable import SDTrainable
-
-    pack = settings["pack"]
-    cpus, gpus = float(settings["cpus_per_trial"]), float(settings["gpus_per_trial"])
-
-    def resources(config: dict):
-        _, size = pack_plan(config, pack, gpus, sizes)
-        return tune.PlacementGroupFactory([{"CPU": cpus / size, "GPU": gpus / size}])
-
-    trainable = tune.with_parameters(SDTrainable, pack=PackSettings(name, pack, cpus, gpus, run, sizes or {}))
-    return tune.with_resources(trainable, resources)

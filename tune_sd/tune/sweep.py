@@ -141,14 +141,32 @@ def _wrapped(values: dict, width: int = 100) -> list[str]:
 # ------------------------------------------------------------------------------------ running
 
 
+def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = None):
+    """The packed trainable of a sweep's driver run: each trial reserves its share of an executor's
+    cores (``sizes``: auto's members per population by shape key, :func:`.packing.fill_sizes`)."""
+    from ray import tune
+
+    from .packed import PackSettings
+    from .packing import pack_plan
+    from .trainable import SDTrainable
+
+    pack = settings["pack"]
+    cpus, gpus = float(settings["cpus_per_trial"]), float(settings["gpus_per_trial"])
+
+    def resources(config: dict):
+        _, size = pack_plan(config, pack, gpus, sizes)
+        return tune.PlacementGroupFactory([{"CPU": cpus / size, "GPU": gpus / size}])
+
+    trainable = tune.with_parameters(SDTrainable, pack=PackSettings(name, pack, cpus, gpus, run, sizes or {}))
+    return tune.with_resources(trainable, resources)
+
+
 def _trainable(settings: dict, name: str | None = None, run: str = "", sizes: dict | None = None):
     from ray import tune
 
     from .trainable import SDTrainable
 
     if settings.get("pack", "off") != "off" and name:
-        from .packing import packed_trainable
-
         return packed_trainable(settings, name, run, sizes)
 
     resources = {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]}
