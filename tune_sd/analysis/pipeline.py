@@ -362,15 +362,7 @@ def _compare_section(sweeps, top, smoothed, out_dir, summary, stopped) -> Sectio
     # run with several seeds shows its median and range over them too
     results = with_spread(top[[c for c in top.columns if c in TOP_COLUMNS and c != "study"]], sweeps)
     sec.table(label_stops(results, stopped))
-    if params and len(top):
-        many = top["sweep"].nunique() > 1
-        configs = top[params].T
-        configs.columns = [f"{r['sweep']} #{int(r['rank'])}" if many else f"#{int(r['rank'])}" for _, r in top.iterrows()]
-        configs.index.name = "hyperparameter"
-        sec.p("Their configs (one column per trial above):").table(configs, index=True)
-    spread = spread_of(sweeps)
-    if len(spread):
-        sec.h3("Spread over repeats: final avg_acc per config, over its seeds").table(spread)
+    _configs_and_spread(sec, top, params, sweeps, "trial")
     summary.append("top trials:")
     for _, r in top.groupby("sweep", sort=False).head(3).iterrows():
         cfg = ", ".join(f"{p.split('.')[-1]}={r[p]}" for p in params[:6])
@@ -378,6 +370,20 @@ def _compare_section(sweeps, top, smoothed, out_dir, summary, stopped) -> Sectio
         acc = f"{acc:.3f}" if pd.notna(acc) else "-"
         summary.append(f"  {r['sweep']} #{r['rank']} {r['trial_id']}  final {acc}  {r.get('trend', '')}  {cfg}")
     return sec
+
+
+def _configs_and_spread(sec: Section, top: pd.DataFrame, params: list[str], sweeps, unit: str) -> None:
+    """The ranked rows' configs transposed (one row per hyperparameter, one column per ``unit`` above,
+    since a sweep may vary a dozen keys), then the spread over repeats where a sweep has them."""
+    if params and len(top):
+        many = top["sweep"].nunique() > 1
+        configs = top[params].T
+        configs.columns = [f"{r['sweep']} #{int(r['rank'])}" if many else f"#{int(r['rank'])}" for _, r in top.iterrows()]
+        configs.index.name = "hyperparameter"
+        sec.p(f"Their configs (one column per {unit} above):").table(configs, index=True)
+    spread = spread_of(sweeps)
+    if len(spread):
+        sec.h3("Spread over repeats: final avg_acc per config, over its seeds").table(spread)
 
 
 def _compare_configs_section(sweeps, top, smoothed, out_dir, summary) -> Section:
@@ -397,15 +403,7 @@ def _compare_configs_section(sweeps, top, smoothed, out_dir, summary) -> Section
     sec.table(top[shown])
     verdicts = tie_verdict(top)
     sec.items(verdicts)
-    if params and len(top):
-        many = top["sweep"].nunique() > 1
-        cfgs = top[params].T
-        cfgs.columns = [f"{r['sweep']} #{int(r['rank'])}" if many else f"#{int(r['rank'])}" for _, r in top.iterrows()]
-        cfgs.index.name = "hyperparameter"
-        sec.p("Their configs (one column per config above):").table(cfgs, index=True)
-    spread = spread_of(sweeps)
-    if len(spread):
-        sec.h3("Spread over repeats: final avg_acc per config, over its seeds").table(spread)
+    _configs_and_spread(sec, top, params, sweeps, "config")
     summary.append("top configs (median final avg_acc over seeds [min, max]):")
     for _, r in top.groupby("sweep", sort=False).head(3).iterrows():
         cfg = ", ".join(f"{p.split('.')[-1]}={r[p]}" for p in params[:6])
