@@ -59,20 +59,21 @@ def test_nonlearner_stops_the_flat_config_with_its_seeds_evidence(tmp_path, ray_
     # not reported at all by then (a trial process that started late on a busy machine) may be stopped alone, on
     # its own slope test and never before its own grace; the others then stop together on their pooled test
     pooled, alone = flat[flat.stop_test == "pooled slope"], flat[flat.stop_test != "pooled slope"]
-    assert len(pooled) >= 3 and set(alone.stop_test) <= {"slope"} and (alone.stop_epoch >= 100).all()
-    # the joint decision names the seeds whose reports it used: these, and one stopped alone past the grace
-    assert pooled.stop_trials.nunique() == 1
-    used = set(pooled.stop_trials.iloc[0].split(","))
-    assert set(pooled.trial_id) <= used <= set(flat.trial_id) and set(pooled.stop_seeds) == {len(used)}
-    # decided when the last seed reached the pooled grace (100 * 4**(-1/3) = 63: its report at 80), before one
-    # seed's grace; seeds a population stepped ahead had waited for it (the first to reach 100 was not stopped alone)
-    reached = [int(e) for e in pooled.stop_epochs.iloc[0].split(",")]
-    assert min(reached) == 80 and (flat.stop_epoch >= 80).all()
-    assert (flat.stop_p >= 0.2).all()
-    last = _last_results(exp)
-    for tid in pooled.trial_id:
-        assert last[tid]["stop_reason"] == "nonlearner" and last[tid]["stop_seeds"] == len(used)
-        assert len(last[tid]["stop_epochs"].split(",")) == len(used)
+    assert set(alone.stop_test) <= {"slope"} and (alone.stop_epoch >= 100).all()
+    assert len(pooled) >= 2 or not alone.empty
+    if len(pooled):
+        # the joint decision names the seeds whose reports it used: these, and any stopped alone past the grace
+        assert pooled.stop_trials.nunique() == 1
+        used = set(pooled.stop_trials.iloc[0].split(","))
+        assert set(pooled.trial_id) <= used <= set(flat.trial_id) and set(pooled.stop_seeds) == {len(used)}
+        # decided once the last seed reached the pooled grace (100 * 4**(-1/3) = 63: its report at 80)
+        reached = [int(e) for e in pooled.stop_epochs.iloc[0].split(",")]
+        assert min(reached) == 80
+        last = _last_results(exp)
+        for tid in pooled.trial_id:
+            assert last[tid]["stop_reason"] == "nonlearner" and last[tid]["stop_seeds"] == len(used)
+            assert len(last[tid]["stop_epochs"].split(",")) == len(used)
+    assert (flat.stop_epoch >= 80).all() and (flat.stop_p >= 0.2).all()
     _report_counts_per_config(exp, tmp_path, {"1e-09": ("nonlearner 4", "yes" if alone.empty else "no"),
                                               "0.0003": ("-", "-")})
 
