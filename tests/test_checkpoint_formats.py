@@ -17,12 +17,7 @@ DATA = Path(__file__).parent / "data"
 RTOL, ATOL = 1e-3, 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_continues(history: dict, want: dict, start: int):

@@ -20,13 +20,7 @@ LOSSES = ("loss_real", "loss_fake", "loss_gp", "grad_max")
 RTOL, ATOL = 1e-3, 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny critics: a second thread only adds hand-offs, and on a busy machine it stalls
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small(*extra, **dotted):
