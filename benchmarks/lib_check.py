@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from tune_sd.engine.data import load_data
-from tune_sd.engine.library import FUNS_DIR, check_library
+from tune_sd.engine.library import FUNS_DIR
+from tune_sd.engine.library_check import check_library
 
 
 def ladder_lines() -> list[str]:

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from tune_sd.cli import main
-from tune_sd.engine import library as library_mod
+from tune_sd.engine import library_check as library_check_mod
 from tune_sd.engine import limits
 from tune_sd.engine.config import resolve
-from tune_sd.engine.library import _compare, check_library
+from tune_sd.engine.library_check import _compare, check_library
 from tune_sd.errors import ConfigError
 
 BIG = "9" * 400
@@ -83,8 +83,8 @@ def test_compare_agrees_with_isclose() -> None:
 def test_lib_check_reports_progress(tmp_path: Path, monkeypatch, capsys) -> None:
     lib = tmp_path / "many.lib"
     lib.write_text("\n".join(["N0*X10[:,0]**2;2*N0*X10[:,0]", "np.sin(X10[:,0])*U0"] * 6) + "\n")
-    monkeypatch.setattr(library_mod, "PROGRESS_AFTER_S", 0.0)
-    monkeypatch.setattr(library_mod, "CHECK_CHUNK_BYTES", 1)  # a block per line
+    monkeypatch.setattr(library_check_mod, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(library_check_mod, "CHECK_CHUNK_BYTES", 1)  # a block per line
     seen = []
     check = check_library(lib, torch.randn(50, 2), n_samples=8, progress=lambda done, total: seen.append((done, total)))
     assert check.ok and seen == [(i, 12) for i in range(1, 13)]

@@ -14,7 +14,8 @@ import yaml
 from tune_sd.engine.config import SCHEMA, Config, flatten
 from tune_sd.engine.data import load_data
 from tune_sd.engine.generators import MLPGenerator
-from tune_sd.engine.library import check_library, library_path, load_library, parse_library
+from tune_sd.engine.library import library_path, load_library, parse_library
+from tune_sd.engine.library_check import check_library
 from tune_sd.errors import ConfigError, StudyError
 from tune_sd.spaces import load_space
 from tune_sd.analysis.ladder import COLUMNS, ladder_report

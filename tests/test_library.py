@@ -11,13 +11,8 @@ import torch
 
 from tune_sd.engine import expr as expr_mod
 from tune_sd.engine.expr import CompiledExpr, compile_expr
-from tune_sd.engine.library import (
-    FunctionLibrary,
-    check_library,
-    format_check,
-    load_library,
-    parse_library,
-)
+from tune_sd.engine.library import FunctionLibrary, load_library, parse_library
+from tune_sd.engine.library_check import check_library, format_check
 from tune_sd.errors import LibraryError, UserError
 
 REPO = Path(__file__).resolve().parents[1]

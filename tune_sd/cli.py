@@ -541,7 +541,8 @@ def cmd_analyze(args) -> int:
 
 def cmd_lib_check(args) -> int:
     from tune_sd.engine.data import load_data
-    from tune_sd.engine.library import check_library, format_check, library_path
+    from tune_sd.engine.library import library_path
+    from tune_sd.engine.library_check import check_library, format_check
 
     from tune_sd.engine import limits
 
