@@ -5,7 +5,9 @@ it starts (``importable_by_workers``)."""
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 from tune_sd.tune.trainable import SDTrainable
@@ -40,3 +42,21 @@ class FailOnce(SDTrainable):
             marker.write_text("failed once\n")
             raise RuntimeError(f"injected failure at epoch {at} ({FAIL_ONCE_ENV})")
         return result
+
+
+# a folder: each trial's process of a sweep with ModulesProbe notes there what it had imported by its setup
+MODULES_PROBE_ENV = "TUNE_SD_MODULES_PROBE"
+
+
+class ModulesProbe(SDTrainable):
+    """The sweep's trainable, whose trial processes note whether they imported torch or the engine
+    before their epochs started (from the trainable class as the sweep built it: its parameters and
+    resources travel with it)."""
+
+    def setup(self, config: dict, **kwargs):
+        folder = os.environ.get(MODULES_PROBE_ENV)
+        if folder:
+            Path(folder, f"{os.getpid()}.json").write_text(json.dumps(
+                {"torch": "torch" in sys.modules, "engine": "tune_sd.engine" in sys.modules,
+                 "packed": kwargs.get("pack") is not None}))
+        super().setup(config, **kwargs)

@@ -113,7 +113,7 @@ def test_checkpoints_interchange_between_packed_and_solo(pair, tmp_path):
             joined = ray.get(executor.join.remote(t.trial_id, config, str(early / "study.pt")))
             assert joined["epoch"] == 40
             expected[t.trial_id] = t.final_avg_acc
-        reports = ray.get([executor.advance.remote(m, 20) for m in expected])
+        reports = [rows[-1] for rows in ray.get([executor.advance.remote(m, 20) for m in expected])]
         for m, report in zip(expected, reports):
             assert report["epoch"] == 50 and report["done"]
             assert report["avg_acc"] == pytest.approx(expected[m], rel=1e-5)
@@ -239,14 +239,27 @@ def test_repeat_spread_without_repeats_is_empty():
     assert repeat_spread(trials).empty
 
 
-def test_the_trial_process_imports_no_torch():
-    """A packed trial's process only waits for its population: at P = 64 its memory is what counts."""
-    import subprocess
-    import sys
+def test_a_packed_trials_process_imports_no_torch(tmp_path, monkeypatch):
+    """A packed trial's process only waits for its population: no torch, no engine (about 2 CPU-s and
+    200 MB a process). Checked in the trials' own processes, with the trainable class as the sweep
+    builds it (its parameters and resources go with it into each process)."""
+    from faults import MODULES_PROBE_ENV, ModulesProbe, importable_by_workers
 
-    code = "import sys, tune_sd.tune.trainable, tune_sd.tune.packed; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    from tune_sd.tune import trainable
+
+    importable_by_workers()
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    monkeypatch.setenv(MODULES_PROBE_ENV, str(probe))
+    monkeypatch.setattr(trainable, "SDTrainable", ModulesProbe)
+    space = write_space(tmp_path, "probe", {"disc": {"parameters": {"lr": {"values": [1e-3]}}}}, base=SMALL,
+                        tune={"scheduler": "fifo", "num_samples": 1})
+    exp, _ = sweep(space, tmp_path / "store", "probe", pack="2", repeat=2)
+    _, trials = read_tables(exp)
+    assert len(trials) == 2 and set(trials.status) == {"TERMINATED"}
+    seen = [json.loads(f.read_text()) for f in probe.glob("*.json")]
+    assert seen and all(s["packed"] for s in seen)
+    assert not any(s["torch"] or s["engine"] for s in seen), seen
 
 
 def test_the_cli_refuses_a_bad_pack_or_repeat_with_exit_2(tmp_path):
@@ -359,3 +372,36 @@ def test_auto_makes_a_population_per_place_each_no_larger_than_pack_size(tmp_pat
     assert f"16 trial(s) in {-(-16 // size)} population(s) of up to {size}" in text, text
 
 
+
+
+@pytest.mark.parametrize("pack", ["2", "off"])
+def test_a_result_carries_several_reports_and_every_reader_takes_each(tmp_path, pack):
+    """With nothing due before the end, a trial gathers its reports into few Tune results (about one a
+    second at least): result.json, curves.parquet and TensorBoard still have every report, each at its
+    own iteration and epoch, equal to the engine's uninterrupted run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    base = {**SMALL, "epochs": 300, "report_every": 10, "checkpoint_every": 1000}
+    space = write_space(tmp_path, "rows", {"disc": {"parameters": {"lr": {"values": [1e-3]}}}}, base=base,
+                        tune={"scheduler": "fifo", "num_samples": 1})
+    exp, _ = sweep(space, tmp_path / "store", "rows", pack=pack, repeat=2)
+    curves, trials = read_tables(exp)
+    assert len(trials) == 2 and (trials.epochs == 300).all()
+    assert_complete_curves(curves, report_every=10)
+    for trial_id, c in curves.groupby("trial_id"):
+        lines = [json.loads(x) for x in (exp / f"trial_{trial_id}" / "result.json").open()]
+        assert [r["epoch"] for r in lines] == list(range(10, 301, 10))
+        # the rows of one result share its Tune bookkeeping; fewer results than reports
+        assert len({r["time_total_s"] for r in lines}) < len(lines)
+        assert not any("report_rows" in r for r in lines)
+        acc = EventAccumulator(str(exp / f"trial_{trial_id}"), size_guidance={"scalars": 0})
+        acc.Reload()
+        tag = next(t for t in acc.Tags()["scalars"] if t.endswith("/avg_acc"))
+        assert [e.step for e in acc.Scalars(tag)] == list(range(10, 301, 10))
+    # the curve is the engine's own run, report for report
+    (trial_id, c), = list(curves[curves.repeat == 0].groupby("trial_id"))
+    cfg = Study.from_state(load_checkpoint(str(next((exp / f"trial_{trial_id}").glob("checkpoint_*/study.pt"))))).cfg
+    torch.set_num_threads(1)
+    study = Study(cfg)
+    study.run()
+    assert np.allclose(c.sort_values("iteration").avg_acc, study.history["avg_acc"][9::10])

@@ -4,9 +4,10 @@ Two kinds of Ray actors, both asyncio actors that hold no CPUs of their own (the
 see :mod:`tune_sd.tune.packed`):
 
 - ``PopulationExecutor`` owns one engine ``Population`` of up to ``capacity`` members of one shape key
-  on one node. ``advance(member, n)`` returns once that member has run ``n`` more epochs; a background
-  loop meanwhile steps every member with pending work in one batched pass (``Population.step(ids)``),
-  so that members whose requests overlap share their passes.
+  on one node. ``advance(member, n, reports, seconds)`` returns the rows of one Tune result: up to
+  ``reports`` reports of ``n`` epochs each, gathered for about ``seconds`` (rows.py); a background loop
+  meanwhile steps every member with pending work in one batched pass (``Population.step(ids)``), so
+  that members whose requests overlap share their passes.
 - ``PackRegistry`` (one per sweep, :mod:`tune_sd.tune.registry`) places each trial in an executor.
 
 A member's state is a ``Study`` state: the executor reads and writes the trial's checkpoint file
@@ -23,8 +24,6 @@ import ray
 
 from .cadence import Cadence
 
-# a pass waits this long for members that just reported to come back, so that passes stay full
-LINGER_S = 0.05
 # one hand-off to the stepping thread runs epochs for up to this long while no member is due to report,
 # so that the event loop's and the thread's hand-offs cost little per epoch; joins, leaves and saves
 # wait at most this long
@@ -34,12 +33,16 @@ log = logging.getLogger(__name__)
 
 
 class _Request:
-    """A member's pending ``advance``: epochs still to run and the future its caller awaits."""
+    """A member's pending ``advance``: its reports so far, epochs still to run for the current one, and
+    the future its caller awaits."""
 
-    def __init__(self, epochs: int, future: asyncio.Future):
-        self.left, self.future = epochs, future
-        self.first = None   # the member's epoch when the request came in
+    def __init__(self, epochs: int, reports: int, seconds: float, future: asyncio.Future, first: int):
+        self.every, self.reports, self.future = epochs, reports, future
+        self.end = time.monotonic() + seconds  # no report starts after this: the caller's result is due
+        self.left = epochs
+        self.first = first  # the member's epoch when the current report began
         self.last = None    # the last epoch's metrics
+        self.rows: list[dict] = []
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -102,37 +105,38 @@ class PopulationExecutor:
         return self.pop.members
 
     # ---------------------------------------------------------------- training
-    async def advance(self, member_id: str, epochs: int) -> dict:
-        """Run ``epochs`` more epochs of the member (fewer when it is done first); its report."""
+    async def advance(self, member_id: str, epochs: int, reports: int = 1, seconds: float = 0.0) -> list[dict]:
+        """Up to ``reports`` reports of ``epochs`` epochs each of the member, for about ``seconds`` (fewer
+        where it is done or fails first): the rows of one Tune result (rows.py). Between its reports the
+        member goes on stepping with its population; only the last one waits for the caller."""
         if member_id not in self.pop.members:
             raise RuntimeError(f"member {member_id} is not in this population")
         future = asyncio.get_running_loop().create_future()
-        request = _Request(int(epochs), future)
-        request.first = self.pop.epoch(member_id)
+        request = _Request(int(epochs), max(1, int(reports)), float(seconds), future, self.pop.epoch(member_id))
         self.requests[member_id] = request
         self.work.set()
         await future
-        return self._report(member_id, request)
+        if not request.rows:  # done before any epoch (restored at its last one)
+            request.rows.append(self._report(member_id, request))
+        return request.rows
 
     async def _run(self) -> None:
-        last_size, resolved = 0, False
+        """Step the members with pending work, pass after pass. A member whose result just went out
+        misses the passes until its trial asks again (a few ms; its reports ride along in spans, so
+        that is seldom): waiting for it would idle every other member meanwhile, and the passes it
+        misses it makes up at the end, when its fellows are done."""
         while True:
             await self.work.wait()
-            if resolved and len(self.requests) < last_size:
-                await self._linger(last_size)
             async with self.lock:
                 ids = self._due()
                 if not ids:
                     self.work.clear()
-                    resolved = False
                     continue
                 epochs = min(self.requests[m].left for m in ids)
                 passes = await asyncio.to_thread(self._burst, ids, epochs)
-            resolved = False
             for results, done in passes:
                 self.passes += 1
-                resolved = self._record(results, done) or resolved
-            last_size = len(ids)
+                self._record(results, done)
 
     def _burst(self, ids: list[str], epochs: int) -> list[tuple[dict, set]]:
         """Up to ``epochs`` passes over ``ids`` (for about BURST_S at most), in the stepping thread: per
@@ -147,11 +151,6 @@ class PopulationExecutor:
                 break
         return passes
 
-    async def _linger(self, size: int) -> None:
-        end = time.monotonic() + LINGER_S
-        while len(self.requests) < size and time.monotonic() < end:
-            await asyncio.sleep(0.002)
-
     def _due(self) -> list[str]:
         """Members with epochs to run; requests of members that are done (or failed) are answered."""
         ids = []
@@ -162,18 +161,23 @@ class PopulationExecutor:
                 ids.append(m)
         return ids
 
-    def _record(self, results: dict, done: set) -> bool:
-        resolved = False
+    def _record(self, results: dict, done: set) -> None:
+        """A pass's results: a member whose report is complete gets its row; its request is answered
+        where that was its last report (or its time is up, or it is done or failed)."""
         for m, metrics in results.items():
             request = self.requests.get(m)
             if request is None:
                 continue
             request.last = metrics
             request.left -= 1
-            if request.left <= 0 or "error" in metrics or m in done:
+            ended = "error" in metrics or m in done
+            if request.left > 0 and not ended:
+                continue
+            request.rows.append(self._report(m, request))
+            if ended or len(request.rows) >= request.reports or time.monotonic() >= request.end:
                 self._resolve(m)
-                resolved = True
-        return resolved
+            else:  # the next report of the same result: the member steps on in this population's passes
+                request.left, request.first, request.last = request.every, self.pop.epoch(m), None
 
     def _resolve(self, member_id: str) -> None:
         request = self.requests.pop(member_id)

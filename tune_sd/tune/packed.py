@@ -8,7 +8,8 @@ executor's cores, so P trials of one shape key reserve one trial's cores between
 
 - join: at the first report, or on a restore from a checkpoint (a Study state, read by the executor);
   the executor answers with the member's epoch, device and cadence (the run config's);
-- advance: ``advance(trial, report_every)`` awaits this member's epochs, batched with the others';
+- advance: ``advance(trial, report_every, reports, seconds)`` awaits this member's reports of one Tune
+  result (rows.py), its epochs batched with the others';
 - save: the executor writes the member's Study state to this trial's checkpoint file;
 - a stopped trial leaves (cleanup, or the next trial of a reused actor); a lost executor fails the
   pending call, the trial errors and Tune retries it from its checkpoint in a fresh executor.
@@ -32,6 +33,29 @@ class PackSettings:
     gpus_per_trial: float = 0.0
     run: str = ""        # the driver run whose registry places the trials
     sizes: dict = None   # auto: members per population by shape key (packing.fill_sizes)
+
+
+@dataclass(frozen=True)
+class PackShare:
+    """A packed trial's resources, by its config: its share (1/P) of one trial's CPUs and GPUs.
+
+    Tune calls it in the driver; it also travels with the trainable class into every trial's process,
+    which never calls it. So it imports the planning (and with it the engine and torch) only when
+    called: a module-level function of packing.py would make each packed trial's process import
+    torch on its start (about 2 CPU-s and 200 MB each)."""
+
+    pack: object
+    cpus_per_trial: float
+    gpus_per_trial: float
+    sizes: dict = None
+
+    def __call__(self, config: dict):
+        from ray import tune
+
+        from .packing import pack_plan
+
+        _, size = pack_plan(config, self.pack, self.gpus_per_trial, self.sizes)
+        return tune.PlacementGroupFactory([{"CPU": self.cpus_per_trial / size, "GPU": self.gpus_per_trial / size}])
 
 
 class ExecutorLost(RuntimeError):
@@ -74,11 +98,14 @@ class InExecutor:
                 pass  # the registry is gone with the sweep: nothing is left to leave
 
     # ------------------------------------------------------------------ reports, state, figures
-    def advance(self) -> dict:
+    def advance(self, reports: int, seconds: float) -> list[dict]:
+        """The reports of one result (``cadence.span`` after ``reports``, for about ``seconds``): the
+        executor gathers them while the member steps with its population; this process waits."""
         if self.executor is None:
             self._join()
         try:
-            return ray.get(self.executor.advance.remote(self.member, self.cadence.report_every))
+            return ray.get(self.executor.advance.remote(self.member, self.cadence.report_every,
+                                                        self.cadence.span(reports), seconds))
         except ray.exceptions.RayActorError as e:
             self.registry.lost.remote(self.executor)
             self.executor = None

@@ -121,6 +121,18 @@ def trial_slots(settings: dict, cpus: float, gpus: float = 0.0) -> int:
     return max(1, int(have // share + 1e-9))
 
 
+def concurrent_trials(settings: dict, cpus: float, gpus: float = 0.0, sizes: dict | None = None) -> int:
+    """Trials of the sweep that run at once on ``cpus`` CPUs (``gpus`` GPUs): a trial's share each,
+    packed ones 1/P of it (P: the largest of ``sizes``, else what ``--pack`` says; auto: at most 16 on
+    a CPU, the engine's ``pack_size``)."""
+    slots, pack = trial_slots(settings, cpus, gpus), settings.get("pack", "off")
+    if pack in (None, "off"):
+        return slots
+    if sizes:
+        return slots * max(sizes.values())
+    return slots * (int(pack) if pack != "auto" else 16)
+
+
 def fill_sizes(plan, slots: int) -> dict:
     """``auto``: per shape key, members per population such that every place the sweep has (``slots``,
     see :func:`trial_slots`) has work: the key's N trials make at least min(slots, N) populations, each

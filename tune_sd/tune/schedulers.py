@@ -13,6 +13,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianSt
 from tune_sd.errors import ConfigError
 
 from .choices import SCHEDULERS, default_grace_period  # noqa: F401 (default_grace_period: its old home)
+from .rows import expand
 
 
 class _Noted:
@@ -22,9 +23,14 @@ class _Noted:
     recorder = None
 
     def on_trial_result(self, tune_controller, trial, result):
-        decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and self.recorder is not None and self.cuts(result):
-            self.recorder.note(trial.trial_id, self.reason)
+        # each report of the result in turn (rows.py), so that rungs and medians see every report
+        decision = TrialScheduler.CONTINUE
+        for row in expand(result):
+            decision = super().on_trial_result(tune_controller, trial, row)
+            if decision == TrialScheduler.STOP:
+                if self.recorder is not None and self.cuts(row):
+                    self.recorder.note(trial.trial_id, self.reason)
+                return decision
         return decision
 
     def cuts(self, result) -> bool:
@@ -76,6 +82,13 @@ class RaceScheduler(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result):
         if str(trial.trial_id) not in self.race.config_of:
             self.on_trial_add(tune_controller, trial)
+        for row in expand(result):  # each report of the result in turn (rows.py)
+            decision = self._judge(trial, row)
+            if decision == TrialScheduler.STOP:
+                return decision
+        return TrialScheduler.CONTINUE
+
+    def _judge(self, trial, result: dict) -> str:
         try:
             epoch, value = float(result["epoch"]), float(result[self._metric])
         except (KeyError, TypeError, ValueError):

@@ -19,6 +19,7 @@ import math
 from ray.tune.stopper import Stopper
 
 from .nonlearner import NonLearnerSettings, SeedRule, config_key
+from .rows import expand
 
 
 class NonLearnerStopper(Stopper):
@@ -44,6 +45,10 @@ class NonLearnerStopper(Stopper):
             recorder.watch(self)  # it tells the rule which trials ended
 
     def __call__(self, trial_id: str, result: dict) -> bool:
+        """Stop the trial? Each report of the result in turn (rows.py): the first that decides, stops."""
+        return any(self._judge(trial_id, row) for row in expand(result))
+
+    def _judge(self, trial_id: str, result: dict) -> bool:
         try:
             report = result["acc_report"] if "acc_report" in result else result["acc_mean"]
             point = (float(result["epoch"]), float(result["avg_acc"]), float(report))

@@ -141,36 +141,39 @@ def _wrapped(values: dict, width: int = 100) -> list[str]:
 # ------------------------------------------------------------------------------------ running
 
 
-def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = None):
+def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = None, result_s: float | None = None):
     """The packed trainable of a sweep's driver run: each trial reserves its share of an executor's
     cores (``sizes``: auto's members per population by shape key, :func:`.packing.fill_sizes`)."""
     from ray import tune
 
-    from .packed import PackSettings
-    from .packing import pack_plan
+    from .packed import PackSettings, PackShare
     from .trainable import SDTrainable
 
     pack = settings["pack"]
     cpus, gpus = float(settings["cpus_per_trial"]), float(settings["gpus_per_trial"])
-
-    def resources(config: dict):
-        _, size = pack_plan(config, pack, gpus, sizes)
-        return tune.PlacementGroupFactory([{"CPU": cpus / size, "GPU": gpus / size}])
-
-    trainable = tune.with_parameters(SDTrainable, pack=PackSettings(name, pack, cpus, gpus, run, sizes or {}))
-    return tune.with_resources(trainable, resources)
+    trainable = tune.with_parameters(SDTrainable, pack=PackSettings(name, pack, cpus, gpus, run, sizes or {}),
+                                     result_s=result_s)
+    # the resources travel with the class into each trial's process: PackShare imports nothing there
+    return tune.with_resources(trainable, PackShare(pack, cpus, gpus, sizes or {}))
 
 
 def _trainable(settings: dict, name: str | None = None, run: str = "", sizes: dict | None = None):
+    """The sweep's trainable; each trial sends the driver a result about every ``result_s`` seconds,
+    sized to the trials that run at once on the cluster (cadence.result_interval, rows.py)."""
+    import ray
     from ray import tune
 
+    from .cadence import result_interval
+    from .packing import concurrent_trials
     from .trainable import SDTrainable
 
+    res = ray.cluster_resources()
+    result_s = result_interval(concurrent_trials(settings, res.get("CPU", 1.0), res.get("GPU", 0.0), sizes))
     if settings.get("pack", "off") != "off" and name:
-        return packed_trainable(settings, name, run, sizes)
+        return packed_trainable(settings, name, run, sizes, result_s)
 
     resources = {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]}
-    return tune.with_resources(SDTrainable, resources)
+    return tune.with_resources(tune.with_parameters(SDTrainable, result_s=result_s), resources)
 
 
 def _param_space_and_searcher(plan: SweepPlan):

@@ -33,6 +33,8 @@ from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, DONE, SHOULD_CHECKP
 
 from tune_sd.store import LABELS
 
+from .rows import expand
+
 #: what Ray adds to every result (and what the trainable adds for Ray), never plotted: the step is the epoch
 BOOKKEEPING = frozenset(AUTO_RESULT_KEYS) | frozenset(DEBUG_METRICS) | {
     DONE, SHOULD_CHECKPOINT, "experiment_tag", "warmup_time", "epoch"}
@@ -131,6 +133,11 @@ class SweepTensorBoard(TBXLoggerCallback):
         if trial not in self._trial_writer:
             self.log_trial_start(trial)
         writer = self._trial_writer[trial]
+        for row in expand(result):  # each report of the result at its own epoch (rows.py)
+            self._log_row(writer, trial, row)
+        writer.flush()
+
+    def _log_row(self, writer, trial, result: dict) -> None:
         step = int(result.get("epoch") or result.get("training_iteration") or 0)
         for key, value in result.items():
             if key in BOOKKEEPING or isinstance(value, bool) or not isinstance(value, Number):
@@ -147,7 +154,6 @@ class SweepTensorBoard(TBXLoggerCallback):
                 best[metric] = float(value)
             writer.add_scalar(f"{HPARAMS_PREFIX}final_{metric}", float(value), global_step=step)
             writer.add_scalar(f"{HPARAMS_PREFIX}best_{metric}", best[metric], global_step=step)
-        writer.flush()
 
     def log_trial_end(self, trial, failed: bool = False):
         writer = self._trial_writer.pop(trial, None)

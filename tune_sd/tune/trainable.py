@@ -33,15 +33,20 @@ from ray import tune
 
 from tune_sd.store import LABELS
 
-from .cadence import CHECKPOINT_FILE, Cadence
+from .cadence import CHECKPOINT_FILE, MIN_RESULT_S, Cadence
+from .rows import span
+
+TRAINING_ITERATION = "training_iteration"  # Tune's key; a trial sets it to its own count of reports
 
 
 class SDTrainable(tune.Trainable):
     """One trial. ``pack`` (``packed.PackSettings``, from the sweep) makes its epochs run in the shared
-    executor of its shape key; without it they run here."""
+    executor of its shape key; without it they run here. ``result_s``: seconds of reports per Tune
+    result (``cadence.result_interval``; rows.py)."""
 
-    def setup(self, config: dict, pack=None):
+    def setup(self, config: dict, pack=None, result_s: float | None = None):
         self.pack = pack
+        self.result_s = MIN_RESULT_S if result_s is None else float(result_s)
         node_id = ray.get_runtime_context().get_node_id()
         self.node_id, self.node = node_id, node_id[:12]
         # the address the node registered with (127.0.0.1 for a local Ray), not a guess from routing
@@ -73,14 +78,19 @@ class SDTrainable(tune.Trainable):
             self.epochs = InProcess(self, config)
         self.reports = 0
 
-    # ------------------------------------------------------------------ one report
+    # ------------------------------------------------------------------ one result
     def step(self) -> dict:
-        """One report: ``report_every`` epochs (fewer at the run's end)."""
-        report = self.epochs.advance()
-        if "error" in report:  # the run cannot go on: the trial ends as an error with its reason
-            return {**report, **self._where()}
-        self.reports += 1
-        result = {**report, **self._where()}
+        """One Tune result: a span of reports of ``report_every`` epochs each, gathered for about
+        ``result_s`` seconds (rows.py); it ends early at a report due a checkpoint or a figure, or where
+        the run ends. Each report is a row of the curve with its own ``training_iteration``."""
+        rows = self.epochs.advance(self.reports, self.result_s)
+        for row in rows:
+            if "error" not in row:  # the run cannot go on: the trial ends as an error with its reason
+                self.reports += 1
+            row[TRAINING_ITERATION] = self.reports + ("error" in row)
+        result = {**span(rows), **self._where()}
+        if "error" in result:
+            return result
         cadence = self.epochs.cadence
         if cadence.checkpoint_due(self.reports):
             result["should_checkpoint"] = True
@@ -127,7 +137,17 @@ class InProcess:
         self.device = self.run.device.type
         self._writer = None
 
-    def advance(self) -> dict:
+    def advance(self, reports: int, seconds: float) -> list[dict]:
+        """The reports of one result (``cadence.span``, for about ``seconds``), after ``reports``."""
+        import time
+
+        most, end, rows = self.cadence.span(reports), time.monotonic() + seconds, []
+        while True:
+            rows.append(self._report())
+            if "error" in rows[-1] or rows[-1]["done"] or len(rows) >= most or time.monotonic() >= end:
+                return rows
+
+    def _report(self) -> dict:
         """``report_every`` epochs of the engine's loop: the last epoch's metrics and the report's."""
         from tune_sd.engine import NonFiniteLossError
 

@@ -1,4 +1,5 @@
-"""A trial's JSON and CSV logs (``result.json``, ``progress.csv``), kept whole across its restarts.
+"""A trial's JSON and CSV logs (``result.json``, ``progress.csv``): a line per report (the rows of a
+result, rows.py), kept whole across the trial's restarts.
 
 Tune writes a trial's logs in the driver's staging folder and uploads that folder to the storage path
 from time to time. When a trial starts again from a checkpoint (after a failure, or a lost node), Tune's
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+from .rows import expand
+
 
 class _KeepDriverLog:
     # Tune's loggers call this hook as a trial starts (tests/test_tune.py checks that they still do)
@@ -23,6 +26,10 @@ class _KeepDriverLog:
         if local.exists() and local.stat().st_size > 0:
             return  # this driver wrote it: it holds every row the storage copy has, and the newer ones
         super()._restore_from_remote(file_name, trial)
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        for row in expand(result):  # a line per report, each with its own training_iteration
+            super().log_trial_result(iteration, trial, row)
 
 
 class TrialJsonLogger(_KeepDriverLog, JsonLoggerCallback):
