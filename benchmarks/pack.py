@@ -15,10 +15,10 @@ core each, at most ``--max-trials`` (default 64: each waiting trial is a Ray wor
 trials; where fewer populations than cores remain, each population gets the spare cores as threads.
 The unpacked side runs the same N trials, 1 core each.
 
-Report cadence: the Tune driver spends ~30 ms of CPU per report; with many packed trials reporting
-every few epochs it would eat a core. Both sides report every ``--report-every`` epochs (default:
-a third of ``--epochs``), checkpoint only at the end, draw no figures (they time matplotlib, not the
-training). The ``auto`` column is the P that ``--pack auto`` picks for the critic (1: not packed).
+Report cadence: both sides report every ``--report-every`` epochs (default: a third of ``--epochs``),
+checkpoint only at the end, draw no figures (they time matplotlib, not the training). Whatever the
+cadence, a trial hands Tune several reports per result (tune/rows.py), so that the driver (about
+30 ms of CPU per result) sees a bounded rate. The ``auto`` column is the P that ``--pack auto`` picks for the critic (1: not packed).
 
     python benchmarks/pack.py [--epochs 2000] [--p 4,16,64] [--critics plain,big] [--sets seeds,mix]
 
@@ -28,7 +28,9 @@ report every 25 epochs, checkpoints and figures at their defaults), 1 CPU per tr
 the share of the machine's time (wall x cores) that went to anything but stepping critics: process and
 Ray start, imports, reports and their relay, checkpoints, figures, the export. Stepping time is the
 trials' own ``time_s`` (unpacked: each trial's; packed: each population's, the largest ``time_s`` of
-its members, who share its passes).
+its members, who share its passes). On Linux a second table gives the CPU seconds of the sweep's
+processes by role (``ProcessCPU``), among them each packed trial process's: its start (a Ray worker
+importing Ray Tune, no torch), its waiting and its relay.
 
 Goals on a 2-core machine: >= 3x for the plain critic at P = 16; the big critic never slower
 unpacked than under ``--pack auto`` (auto must not pack it where it does not pay).
@@ -65,16 +67,73 @@ def space(folder: Path, critic: str, kind: str, epochs: int, report_every: int) 
     return path
 
 
+class ProcessCPU:
+    """CPU seconds of the processes a sweep starts, by role, sampled from /proc (Linux) while it runs:
+    the trial processes (Ray workers whose title names a Trainable), the executors, the registry, the
+    driver (``tune-sd sweep``) and the rest of Ray. A process's CPU is its last sample (taken every
+    0.2 s: a process that lives less than that is missed)."""
+
+    ROLES = (("Trainable", "trial"), ("PopulationExecutor", "executor"), ("PackRegistry", "registry"),
+             ("tune_sd.cli", "driver"))
+
+    def __init__(self):
+        import threading
+
+        self.before = set(self._pids())
+        self.cpu: dict[int, float] = {}
+        self.role: dict[int, str] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _pids() -> list[int]:
+        return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+    def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self.stop.is_set():
+            for pid in self._pids():
+                if pid in self.before:
+                    continue
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_text()
+                    title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()
+                self.cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+                role = next((r for key, r in self.ROLES if key in title), None)
+                if role is not None:  # a worker keeps the role it once had (it reads ray::IDLE between tasks)
+                    self.role[pid] = role
+                self.role.setdefault(pid, "ray")
+            self.stop.wait(0.2)
+
+    def done(self) -> dict:
+        """CPU seconds by role, and the trial processes' count and mean."""
+        self.stop.set()
+        self.thread.join()
+        out: dict = {}
+        for pid, cpu in self.cpu.items():
+            out[self.role[pid]] = out.get(self.role[pid], 0.0) + cpu
+        trials = [cpu for pid, cpu in self.cpu.items() if self.role[pid] == "trial"]
+        out["trial_processes"], out["per_trial_process"] = len(trials), (sum(trials) / len(trials) if trials else 0.0)
+        return out
+
+
 def sweep(path: Path, storage: Path, name: str, kind: str, n: int, pack: str, cpus: float) -> dict:
-    """One ``tune-sd sweep`` process: wall seconds and epochs of its trials."""
+    """One ``tune-sd sweep`` process: wall seconds and epochs of its trials (and, on Linux, the CPU of
+    its processes by role: ``ProcessCPU``)."""
     import pandas as pd
 
     args = [sys.executable, "-m", "tune_sd.cli", "sweep", str(path), "--storage", str(storage), "--name", name,
             "--scheduler", "fifo", "--pack", pack, "--cpus-per-trial", f"{cpus:g}"]
     args += ["--num-samples", "1", "--repeat", str(n)] if kind == "seeds" else ["--num-samples", str(n)]
+    sampler = ProcessCPU() if Path("/proc/self/stat").exists() else None
     start = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    cpu = sampler.done() if sampler is not None else {}
     if proc.returncode != 0:
         raise SystemExit(f"{name}: tune-sd sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     trials = pd.read_parquet(storage / name / "trials.parquet")
@@ -83,7 +142,7 @@ def sweep(path: Path, storage: Path, name: str, kind: str, n: int, pack: str, cp
         raise SystemExit(f"{name}: {len(bad)} trial(s) did not end well:\n{bad[['trial_id', 'status', 'error']]}\n"
                          f"the first error: {bad.error.iloc[0]}")
     epochs = int(trials.epochs.sum())
-    return {"wall": wall, "epochs": epochs, "rate": epochs / wall, "trials": len(trials)}
+    return {"wall": wall, "epochs": epochs, "rate": epochs / wall, "trials": len(trials), "cpu": cpu}
 
 
 def user_space(folder: Path, epochs: int) -> Path:
@@ -115,6 +174,7 @@ def stepping_s(folder: Path) -> float:
 def user_runs(specs: str, cores: int) -> int:
     print(f"{'trials':>6} {'epochs':>6} {'off s':>7} {'auto s':>7} {'speedup':>7} {'off overhead':>12} "
           f"{'auto overhead':>13}", flush=True)
+    cpu_rows = []
     with tempfile.TemporaryDirectory(prefix="pack-bench-") as tmp:
         tmp = Path(tmp)
         for spec in specs.split(","):
@@ -125,10 +185,20 @@ def user_runs(specs: str, cores: int) -> int:
                 name = f"user-{n}-{epochs}-{pack}"
                 runs[pack] = sweep(path, tmp, name, "seeds", n, pack, 1)
                 runs[pack]["overhead"] = 1 - stepping_s(tmp / name) / (runs[pack]["wall"] * cores)
+                cpu_rows.append((n, epochs, pack, runs[pack]["cpu"]))
             off, auto = runs["off"], runs["auto"]
             print(f"{n:>6} {epochs:>6} {off['wall']:>7.0f} {auto['wall']:>7.0f} {off['wall'] / auto['wall']:>6.2f}x "
                   f"{off['overhead']:>12.0%} {auto['overhead']:>13.0%}", flush=True)
     print(f"\n{cores} cores; from process start to end; on a shared machine the times are indicative only")
+    if any(row[3] for row in cpu_rows):
+        print("\nCPU seconds by process role (/proc; 'per trial': each trial process's CPU over its life,"
+              " a packed one's being its start, its waiting and its relay)")
+        print(f"{'trials':>6} {'epochs':>6} {'pack':>4} {'trial procs':>11} {'per trial':>9} {'trials':>7} "
+              f"{'executors':>9} {'registry':>8} {'driver':>6} {'ray':>5}")
+        for n, epochs, pack, c in cpu_rows:
+            print(f"{n:>6} {epochs:>6} {pack:>4} {c.get('trial_processes', 0):>11} {c.get('per_trial_process', 0):>9.1f} "
+                  f"{c.get('trial', 0):>7.1f} {c.get('executor', 0):>9.1f} {c.get('registry', 0):>8.1f} "
+                  f"{c.get('driver', 0):>6.1f} {c.get('ray', 0):>5.1f}")
     return 0
 
 
