@@ -224,16 +224,18 @@ class Population:
 def pack_size(cfg: Config | dict, device="cpu") -> int:
     """How many members of this shape to pack in one population where it pays (1: do not pack).
 
-    From benchmarks/population.py (one CPU thread; member-epochs per CPU second against one solo
-    study, 700 points, k = 3): the plain 2 x 64 critic (about 49 000 multiply-adds per function) runs
-    3.8x at P = 4 and 5.5x at P = 16 (no more at 64); the 6 x 128 critic (about 172 000) 2.7x at
-    P = 4 and no more at 16 or 64; an embedding on every point (``ext_type: embed``, [2, 4] x
-    [64, 512]: about 4 million) gains nothing (1.0x at every P). A packed trial also costs a Tune
-    trial process of its own (about 1.6 CPU-s to start, benchmarks/pack.py), which long trials hide.
-    So a CPU packs critics up to 100 000 multiply-adds 16 to a population; up to 1 million 4, in
-    trials of at least ``LONG_TRIAL`` epochs (shorter ones gain less than their processes cost); bigger
-    ones not at all (``--pack P`` still packs them). On a GPU every shape is expected to gain from
-    many members (measured by benchmarks/gpu_check.sh).
+    From benchmarks/population.py (one CPU thread; member-epochs per CPU second against a population
+    of one, which is a solo study's speed; 700 points, iters 5): the plain 2 x 64 critic (about 49 000
+    multiply-adds per function) runs 2.1x at P = 4, 2.8x at P = 8 and 2.9x at P = 16 with lat_size 5
+    (2.3x, 2.9x, 3.3x with lat_size 3); the 6 x 128 critic (about 172 000) 1.5x at P = 4 and no more
+    at 16; an embedding on every point (``ext_type: embed``, [2, 4] x [64, 512]: about 4 million)
+    gains nothing (1.0x at every P). A packed trial also costs a Tune trial process of its own (about
+    2 CPU-s over its life, no torch: benchmarks/pack.py), which long trials hide: a 6 x 128 trial of
+    2000 epochs takes about 16 CPU-s alone and 11 packed by 4. So a CPU packs critics up to 100 000
+    multiply-adds 16 to a population; up to 1 million 4, in trials of at least ``LONG_TRIAL`` epochs
+    (shorter ones gain less than their processes cost); bigger ones not at all (``--pack P`` still
+    packs them). On a GPU every shape is expected to gain from many members (measured by
+    benchmarks/gpu_check.sh).
     """
     cfg = cfg if isinstance(cfg, Config) else Config.from_dict(cfg)
     if torch.device(device).type == "cuda":
@@ -244,8 +246,8 @@ def pack_size(cfg: Config | dict, device="cpu") -> int:
     return 4 if work <= 1_000_000 and cfg.epochs >= LONG_TRIAL else 1
 
 
-# epochs from which a trial of a mid-sized critic (6 x 128: about 11 s of a CPU core per 1000 epochs
-# solo) is long enough for packing's engine gain to outweigh its trial process's start
+# epochs from which a trial of a mid-sized critic (6 x 128: about 8 s of a CPU core per 1000 epochs
+# solo, 5.6 s packed by 4) is long enough for packing's engine gain to outweigh its trial process
 LONG_TRIAL = 2000
 
 
