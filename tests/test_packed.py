@@ -188,8 +188,9 @@ def test_repeat_data_draws_its_own_points_per_repeat_and_dry_run_says_what_packs
     from tune_sd.tune.packing import repeat_points
     from tune_sd.tune.sweep import describe
 
-    space = write_space(tmp_path, "rd", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}}, base=SMALL,
-                        tune={"num_samples": 1})
+    # planned only: trials long enough for the plain critic to pack (engine.population.SHORT_TRIAL)
+    space = write_space(tmp_path, "rd", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}},
+                        base={**SMALL, "epochs": 3000}, tune={"num_samples": 1})
     plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path), repeat=3, repeat_data=True))
     points = repeat_points(plan)
     assert [(p["disc"]["lr"], p["repeat"], p["data"]["seed"]) for p in points] == \
@@ -266,7 +267,8 @@ def test_the_cli_refuses_a_bad_pack_or_repeat_with_exit_2(tmp_path):
     import subprocess
     import sys
 
-    space = write_space(tmp_path, "cli", {"disc": {"parameters": {"lr": {"values": [1e-3]}}}}, base=SMALL)
+    space = write_space(tmp_path, "cli", {"disc": {"parameters": {"lr": {"values": [1e-3]}}}},
+                        base={**SMALL, "epochs": 3000})  # planned only
     for args, word in ((["--pack", "0"], "--pack"), (["--repeat", "0"], "--repeat"),
                        (["--repeat-data"], "--repeat"), (["--repeat", "2", "--search", "bayes"], "--repeat")):
         p = subprocess.run([sys.executable, "-m", "tune_sd.cli", "sweep", str(space), "--dry-run", *args],

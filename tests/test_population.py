@@ -196,7 +196,9 @@ def test_a_non_finite_member_reports_an_error_and_the_others_go_on(tmp_path):
 
 
 def test_pack_size_follows_the_measured_critic_costs():
-    assert pack_size(resolve(overrides=["disc.hid_num=2", "disc.hid_size=64"])) == 16   # plain 2 x 64
+    plain = ["disc.hid_num=2", "disc.hid_size=64"]
+    assert pack_size(resolve(overrides=plain + ["epochs=3000"])) == 16   # plain 2 x 64
+    assert pack_size(resolve(overrides=plain + ["epochs=1000"])) == 1    # ... a short trial gains less than it costs
     assert pack_size(resolve(overrides=["epochs=100000"])) == 4   # 6 x 128 in a long trial
     assert pack_size(resolve(overrides=["epochs=1000"])) == 1     # ... a short one gains less than it costs
     embed = resolve(overrides=["ext=[grad]", "disc.hid_num=[2,4]", "disc.hid_size=[64,512]"])

@@ -236,14 +236,24 @@ def pack_size(cfg: Config | dict, device="cpu") -> int:
     (shorter ones gain less than their processes cost); bigger ones not at all (``--pack P`` still
     packs them). On a GPU every shape is expected to gain from many members (measured by
     benchmarks/gpu_check.sh).
+
+    Through a whole sweep (benchmarks/pack.py, 16 seeds of the plain critic on 2 cores, ``--pack auto``
+    against ``off``) the processes cost more than packing saves in short trials: 0.75x at 500 epochs,
+    1.00x at 1000, 1.13x at 1500, 1.43x at 5000. So small critics pack in trials of at least
+    ``SHORT_TRIAL`` epochs.
     """
     cfg = cfg if isinstance(cfg, Config) else Config.from_dict(cfg)
     if torch.device(device).type == "cuda":
         return 256
     work = critic_work(cfg)
     if work <= 100_000:
-        return 16
+        return 16 if cfg.epochs >= SHORT_TRIAL else 1
     return 4 if work <= 1_000_000 and cfg.epochs >= LONG_TRIAL else 1
+
+
+# epochs from which a trial of a small critic (2 x 64: about 4.3 ms an epoch solo, 1.6 ms packed by 8)
+# is long enough for packing's engine gain to outweigh its trial process (benchmarks/pack.py)
+SHORT_TRIAL = 1500
 
 
 # epochs from which a trial of a mid-sized critic (6 x 128: about 8 s of a CPU core per 1000 epochs
