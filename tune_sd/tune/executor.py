@@ -28,6 +28,9 @@ from .cadence import Cadence
 # so that the event loop's and the thread's hand-offs cost little per epoch; joins, leaves and saves
 # wait at most this long
 BURST_S = 0.25
+# a new population starts once it is full, or once no member joined for this long (registry.PLACE_WAIT_S
+# is as long: a trial that finds no place waits that long before it starts another population)
+FILL_S = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class PopulationExecutor:
         self.writers: dict[str, object] = {}
         self.loop = None
         self.passes = 0
+        self.filling = True             # a new population waits for its members before its first pass
+        self.joined = asyncio.Event()   # a member joined (a filling population looks again)
 
     async def ready(self) -> bool:
         return True
@@ -82,6 +87,7 @@ class PopulationExecutor:
             if member_id in self.pop.members:
                 self._drop(member_id)
             await asyncio.to_thread(self.pop.add, member_id, cfg, state)
+        self.joined.set()
         if self.loop is None:
             self.loop = asyncio.get_running_loop().create_task(self._run())
         return {"epoch": self.pop.epoch(member_id), "device": str(self.pop.device.type),
@@ -94,6 +100,8 @@ class PopulationExecutor:
 
     def _drop(self, member_id: str) -> None:
         self.pop.remove(member_id)
+        if not len(self.pop):
+            self.filling = True  # the next members (a next wave of trials) start together again
         request = self.requests.pop(member_id, None)
         if request is not None and not request.future.done():
             request.future.set_exception(RuntimeError(f"member {member_id} left with epochs pending"))
@@ -127,6 +135,8 @@ class PopulationExecutor:
         misses it makes up at the end, when its fellows are done."""
         while True:
             await self.work.wait()
+            if self.filling:
+                await self._fill()
             async with self.lock:
                 ids = self._due()
                 if not ids:
@@ -137,6 +147,19 @@ class PopulationExecutor:
             for results, done in passes:
                 self.passes += 1
                 self._record(results, done)
+
+    async def _fill(self) -> None:
+        """Before its first pass, a population waits until it is full or no member joined for FILL_S:
+        its members' trial processes start a few at a time, and a population that started with the first
+        would step its members apart, in passes of a few and a long tail of the last ones alone, while
+        the cores are busy starting those processes anyway."""
+        while len(self.pop) < self.capacity:
+            self.joined.clear()
+            try:
+                await asyncio.wait_for(self.joined.wait(), FILL_S)
+            except asyncio.TimeoutError:
+                break
+        self.filling = False
 
     def _burst(self, ids: list[str], epochs: int) -> list[tuple[dict, set]]:
         """Up to ``epochs`` passes over ``ids`` (for about BURST_S at most), in the stepping thread: per
