@@ -12,7 +12,8 @@ from tune_helpers import assert_complete_curves, read_tables, write_space
 pytestmark = pytest.mark.slow
 
 
-def test_killed_driver_is_resumed(tmp_path):
+def _killed_sweep(tmp_path):
+    """A sweep of 2 trials whose driver (and the Ray it started) is killed once 2 checkpoints exist."""
     space = write_space(tmp_path, "killed", {"arch": {"parameters": {"lat_size": {"values": [3, 5]}}}},
                         base={"epochs": 600, "checkpoint_every": 1, "figure_every": 0},
                         tune={"scheduler": "fifo", "num_samples": 1})
@@ -34,7 +35,11 @@ def test_killed_driver_is_resumed(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not (exp / "trials.parquet").exists()
+    return store, exp
 
+
+def test_killed_driver_is_resumed(tmp_path):
+    store, exp = _killed_sweep(tmp_path)
     p = subprocess.run([sys.executable, "-m", "tune_sd.cli", "resume", "killed", "--storage", str(store)],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -45,3 +50,21 @@ def test_killed_driver_is_resumed(tmp_path):
     p = subprocess.run([sys.executable, "-m", "tune_sd.cli", "status", "killed", "--storage", str(store)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.count("TERMINATED") == 2
+
+
+def test_a_checkpoint_gone_since_the_last_experiment_state_is_replaced_by_the_newest(tmp_path):
+    """Tune keeps 2 checkpoints per trial and deletes older ones as new ones come; a driver killed
+    between such a deletion and its next save of the experiment state names a checkpoint that is gone.
+    Here every checkpoint of each trial is renamed to a later index: whichever one the state names is
+    gone and newer ones exist. The trials go on from their newest and end, their curves whole."""
+    store, exp = _killed_sweep(tmp_path)
+    for trial in exp.glob("trial_*"):
+        for ck in sorted(trial.glob("checkpoint_*"), reverse=True):
+            ck.rename(trial / f"checkpoint_{int(ck.name.split('_')[1]) + 50:06d}")
+    p = subprocess.run([sys.executable, "-m", "tune_sd.cli", "resume", "killed", "--storage", str(store)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    curves, trials = read_tables(exp)
+    assert len(trials) == 2 and set(trials.status) == {"TERMINATED"}, trials[["status", "error"]]
+    assert (trials.epochs == 600).all()
+    assert_complete_curves(curves)

@@ -107,6 +107,19 @@ class SDTrainable(tune.Trainable):
         self.epochs.save(str(Path(checkpoint_dir) / CHECKPOINT_FILE))
         return None
 
+    def restore(self, checkpoint_path):
+        """Tune's restore, from the trial's newest checkpoint where the one Tune names is gone: a driver
+        killed after Tune deleted an old checkpoint (``num_to_keep``) but before it saved its experiment
+        state names one that no longer exists. Tune deletes a checkpoint only once a newer one of the
+        trial is written, so the trial goes on from that newer one (its curve from there, each report
+        at its own iteration, rewrites what the killed run had reported beyond it)."""
+        checkpoint = getattr(checkpoint_path, "checkpoint", None)
+        if checkpoint is not None:
+            newest = newest_checkpoint_if_gone(checkpoint)
+            if newest is not None:
+                checkpoint_path.checkpoint = newest
+        return super().restore(checkpoint_path)
+
     def load_checkpoint(self, checkpoint):
         path = Path(checkpoint if isinstance(checkpoint, (str, os.PathLike)) else checkpoint.path)
         epoch = self.epochs.load(str(path / CHECKPOINT_FILE))
@@ -114,6 +127,27 @@ class SDTrainable(tune.Trainable):
 
     def cleanup(self):
         self.epochs.close()
+
+
+def newest_checkpoint_if_gone(checkpoint):
+    """The newest checkpoint (``checkpoint_<n>`` holding ``CHECKPOINT_FILE``) beside ``checkpoint`` on its
+    storage, where ``checkpoint`` itself is gone and a newer one exists; else None."""
+    import pyarrow.fs as pafs
+
+    fs, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        return None
+    parent, name = path.rsplit("/", 1)
+    try:
+        found = fs.get_file_info(pafs.FileSelector(parent))
+    except (FileNotFoundError, OSError):
+        return None
+    ours = [info.path for info in found if info.type == pafs.FileType.Directory
+            and info.base_name.startswith("checkpoint_") and info.base_name > name
+            and fs.get_file_info(f"{info.path}/{CHECKPOINT_FILE}").type == pafs.FileType.File]
+    if not ours:
+        return None
+    return type(checkpoint)(path=max(ours, key=lambda p: p.rsplit("/", 1)[1]), filesystem=fs)
 
 
 class InProcess:
