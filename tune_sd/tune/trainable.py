@@ -108,16 +108,17 @@ class SDTrainable(tune.Trainable):
         return None
 
     def restore(self, checkpoint_path):
-        """Tune's restore, from the trial's newest checkpoint where the one Tune names is gone: a driver
+        """Tune's restore, from the trial's next checkpoint where the one Tune names is gone: a driver
         killed after Tune deleted an old checkpoint (``num_to_keep``) but before it saved its experiment
         state names one that no longer exists. Tune deletes a checkpoint only once a newer one of the
-        trial is written, so the trial goes on from that newer one (its curve from there, each report
-        at its own iteration, rewrites what the killed run had reported beyond it)."""
+        trial is written, so the trial goes on from the oldest of the newer ones (the closest to what
+        the driver had logged; reports it had not logged before that checkpoint are missing from the
+        curve, its later ones are rewritten, each report at its own iteration)."""
         checkpoint = getattr(checkpoint_path, "checkpoint", None)
         if checkpoint is not None:
-            newest = newest_checkpoint_if_gone(checkpoint)
-            if newest is not None:
-                checkpoint_path.checkpoint = newest
+            later = next_checkpoint_if_gone(checkpoint)
+            if later is not None:
+                checkpoint_path.checkpoint = later
         return super().restore(checkpoint_path)
 
     def load_checkpoint(self, checkpoint):
@@ -129,9 +130,9 @@ class SDTrainable(tune.Trainable):
         self.epochs.close()
 
 
-def newest_checkpoint_if_gone(checkpoint):
-    """The newest checkpoint (``checkpoint_<n>`` holding ``CHECKPOINT_FILE``) beside ``checkpoint`` on its
-    storage, where ``checkpoint`` itself is gone and a newer one exists; else None."""
+def next_checkpoint_if_gone(checkpoint):
+    """The oldest checkpoint (``checkpoint_<n>`` holding ``CHECKPOINT_FILE``) newer than ``checkpoint``
+    beside it on its storage, where ``checkpoint`` itself is gone; else None."""
     import pyarrow.fs as pafs
 
     fs, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
@@ -147,7 +148,7 @@ def newest_checkpoint_if_gone(checkpoint):
             and fs.get_file_info(f"{info.path}/{CHECKPOINT_FILE}").type == pafs.FileType.File]
     if not ours:
         return None
-    return type(checkpoint)(path=max(ours, key=lambda p: p.rsplit("/", 1)[1]), filesystem=fs)
+    return type(checkpoint)(path=min(ours, key=lambda p: p.rsplit("/", 1)[1]), filesystem=fs)
 
 
 class InProcess:
