@@ -244,11 +244,15 @@ def pack_size(cfg: Config | dict, device="cpu") -> int:
     """
     cfg = cfg if isinstance(cfg, Config) else Config.from_dict(cfg)
     if torch.device(device).type == "cuda":
-        return 256
+        return GPU_PACK
     work = critic_work(cfg)
     if work <= 100_000:
-        return 16 if cfg.epochs >= SHORT_TRIAL else 1
+        return CPU_PACK if cfg.epochs >= SHORT_TRIAL else 1
     return 4 if work <= 1_000_000 and cfg.epochs >= LONG_TRIAL else 1
+
+
+# the most members pack_size puts in one population, on a CPU and on a GPU
+CPU_PACK, GPU_PACK = 16, 256
 
 
 # epochs from which a trial of a small critic (2 x 64: about 4.3 ms an epoch solo, 1.6 ms packed by 8)

@@ -28,8 +28,8 @@ from .cadence import Cadence
 # so that the event loop's and the thread's hand-offs cost little per epoch; joins, leaves and saves
 # wait at most this long
 BURST_S = 0.25
-# a new population starts once it is full, or once no member joined for this long (registry.PLACE_WAIT_S
-# is as long: a trial that finds no place waits that long before it starts another population)
+# a new population starts once it is full, or once no member joined for this long (a trial that finds
+# no place waits as long before it starts another population: registry.PLACE_WAIT_S)
 FILL_S = 2.0
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,6 @@ class PopulationExecutor:
         self.filling = True             # a new population waits for its members before its first pass
         self.joined = asyncio.Event()   # a member joined (a filling population looks again)
 
-    async def ready(self) -> bool:
-        return True
-
     # ---------------------------------------------------------------- membership
     async def join(self, member_id: str, config: dict, checkpoint: str | None = None) -> dict:
         """The member joins, fresh or from a checkpoint file (a Study state)."""
@@ -108,9 +105,6 @@ class PopulationExecutor:
         writer = self.writers.pop(member_id, None)
         if writer is not None:
             writer.close()
-
-    async def members(self) -> list[str]:
-        return self.pop.members
 
     # ---------------------------------------------------------------- training
     async def advance(self, member_id: str, epochs: int, reports: int = 1, seconds: float = 0.0) -> list[dict]:

@@ -123,14 +123,18 @@ def trial_slots(settings: dict, cpus: float, gpus: float = 0.0) -> int:
 
 def concurrent_trials(settings: dict, cpus: float, gpus: float = 0.0, sizes: dict | None = None) -> int:
     """Trials of the sweep that run at once on ``cpus`` CPUs (``gpus`` GPUs): a trial's share each,
-    packed ones 1/P of it (P: the largest of ``sizes``, else what ``--pack`` says; auto: at most 16 on
-    a CPU, the engine's ``pack_size``)."""
+    packed ones 1/P of it (P: the largest of ``sizes``, else what ``--pack`` says; auto: the most the
+    engine's ``pack_size`` puts in a population)."""
+    from tune_sd.engine.population import CPU_PACK, GPU_PACK
+
     slots, pack = trial_slots(settings, cpus, gpus), settings.get("pack", "off")
     if pack in (None, "off"):
         return slots
     if sizes:
         return slots * max(sizes.values())
-    return slots * (int(pack) if pack != "auto" else 16)
+    if pack != "auto":
+        return slots * int(pack)
+    return slots * (GPU_PACK if float(settings.get("gpus_per_trial") or 0) > 0 else CPU_PACK)
 
 
 def fill_sizes(plan, slots: int) -> dict:

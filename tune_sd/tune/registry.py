@@ -12,14 +12,14 @@ import time
 
 import ray
 
-from .executor import PopulationExecutor
+from .executor import FILL_S, PopulationExecutor
 
 NAMESPACE = "tune_sd"
 # a trial that finds every population of its key full waits this long for a member to leave before it
 # starts another population: Tune may start the next trial before the last one's actor has cleaned up
 # (a reused actor leaves before it joins; a fresh one takes longer than this to start). Longer waits
 # cost every population after the first of a sweep as much at its start.
-PLACE_WAIT_S = 2.0
+PLACE_WAIT_S = FILL_S  # as long as a new population waits for its members
 
 
 def registry_name(experiment: str, run: str) -> str:

@@ -37,5 +37,5 @@ def span(rows: list[dict]) -> dict:
     """A span's rows (oldest first) as one result: the last row, the earlier ones under ``ROWS``."""
     result = dict(rows[-1])
     if len(rows) > 1:
-        result[ROWS] = [dict(r) for r in rows[:-1]]
+        result[ROWS] = rows[:-1]
     return result

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import ray
@@ -148,7 +149,7 @@ def next_checkpoint_if_gone(checkpoint):
             and fs.get_file_info(f"{info.path}/{CHECKPOINT_FILE}").type == pafs.FileType.File]
     if not ours:
         return None
-    return type(checkpoint)(path=min(ours, key=lambda p: p.rsplit("/", 1)[1]), filesystem=fs)
+    return type(checkpoint)(path=min(ours), filesystem=fs)  # one folder: the names order them
 
 
 class InProcess:
@@ -174,8 +175,6 @@ class InProcess:
 
     def advance(self, reports: int, seconds: float) -> list[dict]:
         """The reports of one result (``cadence.span``, for about ``seconds``), after ``reports``."""
-        import time
-
         most, end, rows = self.cadence.span(reports), time.monotonic() + seconds, []
         while True:
             rows.append(self._report())
