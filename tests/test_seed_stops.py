@@ -4,7 +4,6 @@ config in the report."""
 
 import json
 
-import pandas as pd
 import pytest
 
 from tune_helpers import read_tables, write_space
@@ -54,10 +53,15 @@ def test_nonlearner_stops_the_flat_config_with_its_seeds_evidence(tmp_path, ray_
     flat = trials[trials["cfg.disc.lr"] == 1e-9]
     learns = trials[trials["cfg.disc.lr"] == 3e-4]
     assert (learns.stop_reason == "completed").all(), learns[["stop_reason", "final_avg_acc"]]
-    assert (flat.stop_reason == "nonlearner").all()
-    # together, on the pooled test of its seeds, before one seed's grace (100) could. A seed whose sibling had
-    # not reported at all by then (a trial process that started late on a busy machine) may be stopped alone, on
-    # its own slope test and never before its own grace; the others then stop together on their pooled test
+    # every flat seed stops, unless the decision came while it was on its last reports: a trial runs on while the
+    # driver takes the results of others, and one that got to its end first completed (it is named in the decision)
+    ran_out = flat[flat.stop_reason != "nonlearner"]
+    assert (ran_out.stop_reason == "completed").all() and (ran_out.epochs == 200).all()
+    flat = flat[flat.stop_reason == "nonlearner"]
+    # together, on the pooled test of its seeds, before one seed's grace (100) could. A seed may be stopped alone,
+    # on its own slope test, never before its own grace and only where it was a non-learner already at the epoch
+    # its siblings had all reached (the pooled test may have found a rise by chance); the others then stop
+    # together on their pooled test
     pooled, alone = flat[flat.stop_test == "pooled slope"], flat[flat.stop_test != "pooled slope"]
     assert set(alone.stop_test) <= {"slope"} and (alone.stop_epoch >= 100).all()
     assert len(pooled) >= 2 or not alone.empty
@@ -65,7 +69,8 @@ def test_nonlearner_stops_the_flat_config_with_its_seeds_evidence(tmp_path, ray_
         # the joint decision names the seeds whose reports it used: these, and any stopped alone past the grace
         assert pooled.stop_trials.nunique() == 1
         used = set(pooled.stop_trials.iloc[0].split(","))
-        assert set(pooled.trial_id) <= used <= set(flat.trial_id) and set(pooled.stop_seeds) == {len(used)}
+        assert set(pooled.trial_id) | set(ran_out.trial_id) <= used <= set(flat.trial_id) | set(ran_out.trial_id)
+        assert set(pooled.stop_seeds) == {len(used)}
         # decided once the last seed reached the pooled grace (100 * 4**(-1/3) = 63: its report at 80)
         reached = [int(e) for e in pooled.stop_epochs.iloc[0].split(",")]
         assert min(reached) == 80
@@ -74,7 +79,7 @@ def test_nonlearner_stops_the_flat_config_with_its_seeds_evidence(tmp_path, ray_
             assert last[tid]["stop_reason"] == "nonlearner" and last[tid]["stop_seeds"] == len(used)
             assert len(last[tid]["stop_epochs"].split(",")) == len(used)
     assert (flat.stop_epoch >= 80).all() and (flat.stop_p >= 0.2).all()
-    _report_counts_per_config(exp, tmp_path, {"1e-09": ("nonlearner 4", "yes" if alone.empty else "no"),
+    _report_counts_per_config(exp, tmp_path, {"1e-09": (f"nonlearner {len(flat)}", "yes" if alone.empty else "no"),
                                               "0.0003": ("-", "-")})
 
 

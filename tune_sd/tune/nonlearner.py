@@ -201,9 +201,13 @@ class SeedRule:
       no seed faster on its own at the Bonferroni level): a config that creeps upward by a significant
       but tiny amount is then stopped too (it would end a non-learner in the analysis' sense), where the
       slope test alone, with the power of four seeds, keeps it. Its other seeds stop at their next report;
-    - a seed that is a non-learner on its own evidence (the single-trial rule) stops alone (unless the
-      joint test is waiting for a sibling still short of the pooled grace), but only while no sibling
-      learns: none has left the margin in its last window nor rises at ``confidence``. No test shows a
+    - a seed that is a non-learner on its own evidence (the single-trial rule) stops alone, but only
+      once every sibling has reported and while none learns: none has left the margin in its last window
+      nor rises at ``confidence``. Seeds report at different times (processes start apart, a result
+      carries several reports, seeds queue behind others): the seed must have been a non-learner already
+      at the epoch its running siblings have all reached, so that it is judged beside them at one epoch
+      (a sibling still short of the grace holds it: the joint test may yet stop them together). No test
+      shows a
       seed at chance worse than a learning sibling without also cutting the slow seeds of learning
       configs (a seed still at chance where its siblings have learned): such a seed runs on.
     """
@@ -217,6 +221,7 @@ class SeedRule:
         self.stopped: dict[str, Evidence] = {}  # config -> the evidence its seeds stopped on
         self.ended: set[str] = set()
         self.planned: dict[str, float] = {}  # trial -> its planned epochs (the config's ``epochs``)
+        self.seen_at: dict[str, dict[str, float]] = {}  # trial -> each sibling's epoch at its last report
 
     def report(self, trial_id: str, point: tuple[float, float, float], config: str | None = None,
                planned: float | None = None) -> Evidence | None:
@@ -234,6 +239,8 @@ class SeedRule:
                 history.pop()
         history.append(point)
         self.ended.discard(trial_id)
+        # where the seeds of the config stood when this one reported (tells a stalled seed from one behind)
+        self.seen_at[trial_id] = {m: self.history[m][-1][0] for m in self.members[key] if self.history.get(m)}
         if key in self.stopped:
             return self.stopped[key]
         if self.repeat > 1:
@@ -243,10 +250,10 @@ class SeedRule:
                 return joint
         if not is_non_learner(history, self.settings):
             return None
-        if any(self.learning(m) for m in self.members[key] if m != trial_id):
+        common = self._common_epoch(trial_id, key)
+        if common is None or (common < point[0]
+                              and not is_non_learner([h for h in history if h[0] <= common], self.settings)):
             return None
-        if self._joint_pending(key):
-            return None  # the seeds of a config stop together: the joint test waits for a sibling a few reports behind
         own = _window(history, self.settings.window)
         return Evidence("slope", [trial_id], [point[0]], slope_p(_groups([own])))
 
@@ -265,15 +272,26 @@ class SeedRule:
             return True
         return len(window) >= 3 and slope_p(_groups([window])) < 1 - s.confidence
 
-    def _joint_pending(self, key: str) -> bool:
-        """Every seed of the config has reported, and one still running, less than a pooled window behind
-        the seed furthest on, has not reached the pooled grace (one further behind has stalled: no wait)."""
+    def _common_epoch(self, trial_id: str, key: str) -> float | None:
+        """The epoch at which a seed is judged beside its siblings: the least that it and every running
+        sibling have reached. None while a sibling learns or has yet to report (nothing is known of it:
+        a trial process that starts late on a busy machine, a seed queued behind the others). A sibling
+        that ended says all it will; one that has told nothing while this seed ran a window on has
+        stalled and holds nothing up."""
         members = self.members[key]
-        if self.repeat < 2 or len(members) < self.repeat:
-            return False
-        grace, window = pooled_window(self.settings, len(members))
-        ahead = max(self.history[m][-1][0] for m in members)
-        return any(ahead - window < self.history[m][-1][0] < grace and m not in self.ended for m in members)
+        if key != trial_id and len(members) < self.repeat:
+            return None
+        here = self.history[trial_id][-1][0]
+        common = here
+        for m in members:
+            if m == trial_id:
+                continue
+            if self.learning(m):
+                return None
+            stalled = here - self.seen_at[m].get(trial_id, 0.0) > self.settings.window
+            if m not in self.ended and not stalled:
+                common = min(common, self.history[m][-1][0])
+        return common
 
     def _joint(self, key: str) -> Evidence | None:
         s = self.settings
