@@ -383,9 +383,45 @@ def replay_race(reports, keys, rungs, repeat: int, alpha: float, metric: str = "
     return ends
 
 
+class _ReplayTrial:
+    def __init__(self, trial_id: str, config: dict):
+        self.trial_id, self.config = trial_id, config
+
+
+class _ReplayController:
+    def get_live_trials(self):
+        return []  # no trial waits to run: the median rule never pauses one for lack of others
+
+
+def replay_scheduler(reports, keys, name: str, epochs: int, report_every: int, repeat: int) -> dict:
+    """{trial: (epoch it stopped at, evidence or None)} of ASHA or the median rule as the sweep makes it
+    (``make_scheduler``: by config with repeat > 1, per seed with 1), fed through its Tune callbacks."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from tune_sd.tune.schedulers import make_scheduler
+
+    scheduler = make_scheduler(name, epochs=epochs, report_every=report_every, repeat=repeat)
+    scheduler.set_search_properties("avg_acc", "max")
+    ctl = _ReplayController()
+    trials = {tid: _ReplayTrial(tid, reps[0].get("config") or {}) for tid, reps in reports.items()}
+    for t in trials.values():
+        scheduler.on_trial_add(ctl, t)
+    ends = {}
+    for tid, r, last in _in_epoch_order(reports):
+        if tid in ends:
+            continue
+        if scheduler.on_trial_result(ctl, trials[tid], r) == TrialScheduler.STOP and not last:
+            stopped = getattr(scheduler, "stopped", {})
+            ends[tid] = (int(r["epoch"]), stopped.get(keys[tid]) if repeat > 1 else None)
+        elif last:
+            scheduler.on_trial_complete(ctl, trials[tid], r)
+    return ends
+
+
 def score_seeds(ends: dict, reports, keys, trend) -> dict:
     """Epochs saved, non-learner configs / seeds stopped, learner seeds cut (all; in configs where most
-    seeds learn) and the epoch all-flat configs stopped at (median over them of their last seed's)."""
+    seeds learn), the epoch all-flat configs stopped at (median over them of their last seed's) and the configs
+    whose seeds were cut apart."""
     total = sum(reps[-1]["epoch"] for reps in reports.values())
     run = sum(ends[t][0] if t in ends else reps[-1]["epoch"] for t, reps in reports.items())
     configs: dict[str, list[str]] = {}
@@ -403,7 +439,9 @@ def score_seeds(ends: dict, reports, keys, trend) -> dict:
             "cut_majority": f"{len(learners & majority & set(ends))}/{len(learners & majority)}",
             "flat_at": float(pd.Series(flat_at).median()) if flat_at else float("nan"),
             "flat_seed_at": float(pd.Series([ends[t][0] for t in non if t in ends]).median()) if non & set(ends)
-            else float("nan")}
+            else float("nan"),
+            # configs whose seeds were cut apart: some stopped, some ran to the end
+            "split": f"{sum(0 < sum(t in ends for t in ts) < len(ts) for ts in configs.values())}/{len(configs)}"}
 
 
 def best_config(reports, keys) -> str:
@@ -505,16 +543,25 @@ def run_repeats(args) -> None:
           f"(pooled over {repeat} seeds: grace {g}, window {w}); race at epochs {rungs}, alpha {alpha:g} "
           f"({alpha / len(rungs):.3g} per rung)")
     head = (f"{'replay':<24} {'saved':>6} {'non-learner configs':>19} {'non-learner seeds':>17} "
-            f"{'learner seeds cut':>17} {'(majority learns)':>17} {'flat config at':>14}")
+            f"{'learner seeds cut':>17} {'(majority learns)':>17} {'flat config at':>14} {'configs split':>13}")
     print(head)
+    every = int(s.get("report_every") or 25)
     rows: dict[str, dict] = {"nonlearner (per seed)": replay_seeds(reports, keys, nl, 1),
             "nonlearner (seed-aware)": replay_seeds(reports, keys, nl, repeat),
             "race": replay_race(reports, keys, rungs, repeat, alpha)}
+    for kind in ("asha", "median"):
+        rows[f"{kind} (per seed)"] = replay_scheduler(reports, keys, kind, epochs, every, 1)
+        rows[f"{kind} (by config)"] = replay_scheduler(reports, keys, kind, epochs, every, repeat)
     scores = {}
     for name, ends in rows.items():
         sc = scores[name] = score_seeds(ends, reports, keys, trend)
         print(f"{name:<24} {sc['saved']:>6.0%} {sc['non_configs']:>19} {sc['non_seeds']:>17} {sc['cut']:>17} "
-              f"{sc['cut_majority']:>17} {sc['flat_at']:>14.0f}")
+              f"{sc['cut_majority']:>17} {sc['flat_at']:>14.0f} {sc['split']:>13}")
+    best = best_config(reports, keys)
+    best_seeds = [t for t in reports if keys[t] == best]
+    cut = {name: sum(t in ends for t in best_seeds) for name, ends in rows.items()}
+    print(f"the best config by final median ({_label(reports, best_seeds[0])}, {len(best_seeds)} seeds): "
+          + "; ".join(f"{name} {'ran to the end' if not n else f'{n} seeds cut'}" for name, n in cut.items()))
     alone, together = rows["nonlearner (per seed)"], rows["nonlearner (seed-aware)"]
     configs: dict[str, list[str]] = {}
     for tid, key in keys.items():
@@ -532,8 +579,7 @@ def run_repeats(args) -> None:
         a, b = pd.Series(single).median(), pd.Series(joint).median()
         print(f"a flat seed alone stops at {a:.0f} (median over those seeds, the end if never), an all-flat config's "
               f"seeds together at {b:.0f} (median over configs): {1 - b / a:.0%} earlier")
-    best = best_config(reports, keys)
-    best_tid = next(t for t in reports if keys[t] == best)
+    best_tid = best_seeds[0]
     ends = rows["race"]
     raced = sorted({keys[t] for t in ends})
     print(f"race: {len(raced)} of {n_configs} configs stopped ("

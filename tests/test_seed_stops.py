@@ -100,6 +100,27 @@ def test_race_stops_the_worse_config_with_its_seeds_evidence(tmp_path, ray_local
     _report_counts_per_config(exp, tmp_path, {"1e-09": ("race 4", "yes"), "0.0003": ("-", "-")})
 
 
+def test_asha_with_repeats_stops_a_configs_seeds_together(tmp_path, ray_local):
+    exp, curves, trials = _sweep(tmp_path, "asha", {"scheduler": "asha", "grace_period": 40, "reduction_factor": 2})
+    assert len(trials) == 8 and set(trials.status) == {"TERMINATED"}
+    best = trials[trials["cfg.disc.lr"] == 3e-4]
+    assert (best.stop_reason == "completed").all() and (best.epochs == 200).all()
+    # ASHA ranks the two configs' seed medians: the flat one is cut at a rung where it reached the rung after the
+    # learner (all four seeds, on one decision), or runs to the end where it got to every rung first
+    flat = trials[trials["cfg.disc.lr"] == 1e-9]
+    assert flat.stop_reason.nunique() == 1
+    if (flat.stop_reason == "asha").all():
+        assert set(flat.stop_test) == {"rung cutoff"} and set(flat.stop_seeds) == {4}
+        assert flat.stop_trials.nunique() == 1 and set(flat.stop_trials.iloc[0].split(",")) == set(flat.trial_id)
+        rung = int(flat.stop_epochs.iloc[0].split(",")[0])
+        assert rung in (40, 80, 160) and (flat.stop_epoch >= rung).all() and (flat.stop_epoch < 200).all()
+        want = ("asha 4", "yes", "rung cutoff")  # ASHA's cutoff is no test: no p
+    else:
+        assert (flat.stop_reason == "completed").all()
+        want = ("-", "-")
+    _report_counts_per_config(exp, tmp_path, {"1e-09": want, "0.0003": ("-", "-")})
+
+
 def _report_counts_per_config(exp, tmp_path, want):
     from tune_sd.analysis import analyze
     from test_report_stops import read_tables as html_tables
@@ -107,9 +128,10 @@ def _report_counts_per_config(exp, tmp_path, want):
     report = analyze([str(exp)], out=str(tmp_path / f"report-{exp.name}"))
     per = html_tables(report)["Stops per config"]
     assert len(per) == 2 and (per.seeds.astype(int) == 4).all()
-    for lr, (by, together) in want.items():
+    for lr, (by, together, *test) in want.items():
         row = per[per.config.str.contains(f"disc.lr={lr}")].iloc[0]
         assert (row.by, row.together) == (by, together)
+        assert not test or row.test == test[0]
 
 
 def test_the_benchmark_replays_a_fifo_sweep_with_the_live_decisions(tmp_path, ray_local):

@@ -167,8 +167,12 @@ def stops_per_config(trials: pd.DataFrame) -> pd.DataFrame:
                              else f"{int(epochs.min())}-{int(epochs.max())}")
             tests = []
             if "stop_test" in cut.columns:
-                for test, p in cut[["stop_test", "stop_p"]].dropna().drop_duplicates().itertuples(index=False):
-                    tests.append(f"{test} p={float(p):.2g}")
+                # ASHA's cutoff and the median rule decide without a test: their stops carry no p
+                ps = (pd.to_numeric(cut["stop_p"], errors="coerce") if "stop_p" in cut.columns
+                      else pd.Series(float("nan"), index=cut.index))
+                for test, p in zip(cut["stop_test"], ps):
+                    if isinstance(test, str):
+                        tests.append(f"{test} p={float(p):.2g}" if pd.notna(p) else test)
             row["test"] = "; ".join(dict.fromkeys(tests)) or "-"
             rows.append(row)
     return pd.DataFrame(rows)

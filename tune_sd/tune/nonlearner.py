@@ -160,13 +160,15 @@ class Evidence:
     test: str
     trials: list
     epochs: list
-    p: float
+    p: float | None  # None for a rule without a test (ASHA's cutoff, the median rule)
     against: str | None = None
 
     def as_result(self) -> dict:
         """The keys written into a stopped trial's last result (and read into trials.parquet)."""
         out = {"stop_test": self.test, "stop_seeds": len(self.trials), "stop_trials": ",".join(map(str, self.trials)),
-               "stop_epochs": ",".join(str(int(e)) for e in self.epochs), "stop_p": float(self.p)}
+               "stop_epochs": ",".join(str(int(e)) for e in self.epochs)}
+        if self.p is not None:
+            out["stop_p"] = float(self.p)
         if self.against is not None:
             out["stop_against"] = self.against
         return out

@@ -49,6 +49,100 @@ class RecordedMedianStoppingRule(_Noted, MedianStoppingRule):
     reason = "median"
 
 
+class _Unit:
+    """A config as Ray's scheduler sees it with repeats: one "trial" whose curve is its seeds' median."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+    def __repr__(self) -> str:
+        return self.trial_id
+
+
+class _ByConfig:
+    """Mix-in for a Ray scheduler (ASHA, the median rule) on a sweep with repeats: the scheduler ranks
+    configs, not seeds. It is fed one curve per config, the median of its seeds at the epochs they have
+    all reported (seed_pool.py); a STOP on that curve stops all the config's seeds, each at its next
+    report, and the recorder writes the decision as evidence (``stop_test``, ``stop_seeds``,
+    ``stop_trials``, ``stop_epochs``) into each seed's last result."""
+
+    reason = ""
+    test = ""
+
+    def __init__(self, *args, repeat: int = 2, repeat_data: bool = False, recorder=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .seed_pool import SeedPool
+
+        self.pool = SeedPool(repeat)
+        self.repeat_data = repeat_data
+        self.recorder = recorder
+        self.units: dict[str, _Unit] = {}
+        self.stopped: dict = {}  # config -> the Evidence its seeds stop on
+
+    def on_trial_add(self, tune_controller, trial):
+        from .nonlearner import config_key
+
+        key = config_key(trial.config or {}, self.repeat_data)
+        self.pool.add(trial.trial_id, key)
+        if key not in self.units:
+            self.units[key] = _Unit(f"config {len(self.units) + 1}")
+            super().on_trial_add(tune_controller, self.units[key])
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if str(trial.trial_id) not in self.pool.config_of:
+            self.on_trial_add(tune_controller, trial)
+        key = self.pool.config_of[str(trial.trial_id)]
+        for row in expand(result):  # each report of the result in turn (rows.py)
+            try:
+                epoch, value = float(row[self._time_attr]), float(row[self._metric])
+            except (KeyError, TypeError, ValueError):
+                continue
+            self._judge(tune_controller, self.pool.report(trial.trial_id, epoch, value))
+            if key in self.stopped:
+                if self.recorder is not None:
+                    self.recorder.note(trial.trial_id, self.reason, self.stopped[key].as_result())
+                return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def _judge(self, tune_controller, rows) -> None:
+        from .nonlearner import Evidence
+
+        for key, epoch, median, trials in rows:
+            if key in self.stopped or epoch >= getattr(self, "_max_t", float("inf")):
+                continue  # at its last epoch a config has nothing left to save
+            unit_row = {self._time_attr: epoch, self._metric: median}
+            if super().on_trial_result(tune_controller, self.units[key], unit_row) == TrialScheduler.STOP:
+                self.stopped[key] = Evidence(self.test, trials, [epoch] * len(trials), None)
+
+    def _ended(self, tune_controller, trial) -> None:
+        self._judge(tune_controller, self.pool.end(trial.trial_id))
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self._ended(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial):
+        self._ended(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller, trial):
+        self._ended(tune_controller, trial)
+
+
+class ConfigASHA(_ByConfig, AsyncHyperBandScheduler):
+    """ASHA over configs (``--scheduler asha`` with ``--repeat``): at each rung a config whose seeds'
+    median is below the rung's cutoff (the top 1/eta of the configs recorded there) stops, all seeds."""
+
+    reason = "asha"
+    test = "rung cutoff"
+
+
+class ConfigMedianStoppingRule(_ByConfig, MedianStoppingRule):
+    """The median rule over configs (``--scheduler median`` with ``--repeat``): a config whose best seeds'
+    median so far is below the median of the other configs' running means stops, all seeds."""
+
+    reason = "median"
+    test = "median of configs"
+
+
 class RaceScheduler(FIFOScheduler):
     """FIFO order; at each rung a config whose seeds are shown worse than the best config's seeds stops,
     all its seeds, each at its next report (racing.Race decides; the recorder writes ``stop_reason:
@@ -128,12 +222,16 @@ def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: i
         return RaceScheduler(rungs, int(repeat), alpha, repeat_data=repeat_data, recorder=recorder,
                              report_every=report_every)
     name = name.replace("+nonlearner", "").replace("nonlearner", "fifo")  # the stopper comes separately
+    # with repeats the seeds of a config are one unit: ASHA and the median rule rank configs (seed_pool.py)
+    by_config = {"repeat": int(repeat), "repeat_data": repeat_data, "recorder": recorder} if int(repeat or 1) > 1 else None
     if name == "asha":
-        scheduler = RecordedASHA(time_attr="epoch", max_t=epochs, grace_period=min(grace, epochs),
-                                 reduction_factor=reduction_factor)
+        kind = ConfigASHA if by_config else RecordedASHA
+        scheduler = kind(time_attr="epoch", max_t=epochs, grace_period=min(grace, epochs),
+                         reduction_factor=reduction_factor, **(by_config or {}))
     elif name == "median":
-        scheduler = RecordedMedianStoppingRule(time_attr="epoch", grace_period=min(grace, epochs),
-                                               min_samples_required=3)
+        kind = ConfigMedianStoppingRule if by_config else RecordedMedianStoppingRule
+        scheduler = kind(time_attr="epoch", grace_period=min(grace, epochs), min_samples_required=3,
+                         **(by_config or {}))
     elif name == "fifo":
         return FIFOScheduler()
     else:
