@@ -124,3 +124,19 @@ def test_the_seed_pool_hands_on_a_config_curve_at_the_epochs_all_its_seeds_reach
     assert pool.report("c", 30, 0.8) == [("k", 30, 0.8, ["c"])]
     assert pool.report("c", 20, 0.1) == []
     assert pool.report("c", 40, 0.6) == [("k", 40, pytest.approx(0.65), ["a", "c"])]
+
+
+def test_after_a_resume_seeds_that_had_ended_are_not_waited_for():
+    # bad-2 and bad-3 had finished before the resume (Tune adds them as TERMINATED / ERROR): the config is
+    # judged at the rung on the two seeds that run on
+    scheduler = make_scheduler("asha", epochs=100, report_every=10, grace_period=10, repeat=4)
+    scheduler.set_search_properties("avg_acc", "max")
+    trials, ctl = seeds_of({"good": [0.8] * 4, "bad": [0.5] * 4}), _Controller()
+    trials[6].status, trials[7].status = "TERMINATED", "ERROR"
+    for t in trials:
+        scheduler.on_trial_add(ctl, t)
+    for t in trials[:4]:
+        scheduler.on_trial_result(ctl, t, {"epoch": 10, "avg_acc": 0.8})
+    assert scheduler.on_trial_result(ctl, trials[4], {"epoch": 10, "avg_acc": 0.5}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(ctl, trials[5], {"epoch": 10, "avg_acc": 0.5}) == TrialScheduler.STOP
+    assert scheduler.stopped[scheduler.pool.config_of["bad-0"]].trials == ["bad-0", "bad-1"]

@@ -142,3 +142,27 @@ def test_a_trial_first_heard_of_past_a_rung_is_not_judged_there():
         race.report(f"a{r}", 300, 0.8)
         ev = race.report(f"b{r}", 300, 0.5)
     assert ev is not None and ev.epochs == [300] * 4
+
+
+def test_after_a_resume_seeds_that_had_ended_are_not_waited_for():
+    # two seeds of each config had finished before the resume (Tune adds them as TERMINATED): the race
+    # judges the configs on the seeds that run on (3 of 4 each: p = 1/20 at best, so a single rung at 0.05)
+    sched = make_scheduler("race", epochs=3000, report_every=25, grace_period=100, reduction_factor=3,
+                           repeat=4, race_alpha=0.05 * 3)
+    sched.set_search_properties("avg_acc", "max")
+    controller = SimpleNamespace(get_live_trials=lambda: [])
+    trials = [_Trial(f"{v}{r}", {"variant": v, "disc": {"lr": lr}, "seed": 7 + r, "repeat": r})
+              for v, lr in (("good", 1e-4), ("bad", 1e-9)) for r in range(4)]
+    trials[0].status = trials[4].status = "TERMINATED"
+    for t in trials:
+        sched.on_trial_add(controller, t)
+    decided = {}
+    for epoch in range(25, 201, 25):
+        for t in trials:
+            if t.trial_id in decided or getattr(t, "status", "") == "TERMINATED":
+                continue
+            level = 0.75 if t.config["variant"] == "good" else 0.5
+            if sched.on_trial_result(controller, t, {"epoch": epoch, "avg_acc": level + 0.001 * t.config["repeat"]}) == "STOP":
+                decided[t.trial_id] = epoch
+    assert sorted(decided) == ["bad1", "bad2", "bad3"]
+    assert sched.race.stopped[sched.race.config_of["bad1"]].trials == ["bad1", "bad2", "bad3"]

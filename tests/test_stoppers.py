@@ -293,3 +293,41 @@ def test_beside_asha_a_seed_cut_early_is_not_waited_for():
 class _Trial:
     def __init__(self, trial_id):
         self.trial_id = trial_id
+
+
+def test_after_a_resume_seeds_that_had_ended_count_by_their_last_result():
+    # a resumed sweep: two seeds of the config had finished before the resume and will never report here
+    def told(last_levels):
+        stopper = NonLearnerStopper(repeat=4)
+        for r, level in zip((2, 3), last_levels):
+            stopper.trial_ended_before(f"c-{r}", {"disc": {"lr": 1e-4}, "seed": 1000 + r, "repeat": r},
+                                       {"epoch": 6000, "avg_acc": level, "acc_report": level})
+        return stopper
+
+    two = lambda: config_reports([flat, flat], [1, 2])  # noqa: E731
+    # one of them ended learned: the two flat seeds that run on are kept, as beside a learning sibling here
+    assert drive(told([0.8, 0.52]), {"c": two()}) == {}
+    # both ended at chance: the two that run on stop, on their own pooled evidence
+    stops = drive(told([0.52, 0.49]), {"c": two()})
+    assert sorted(stops) == ["c-0", "c-1"]
+    assert {ev.test for _, ev in stops.values()} <= {"pooled slope", "slope"}
+    # not told of them, the seeds that run would wait for them to the end
+    assert drive(NonLearnerStopper(repeat=4), {"c": two()}) == {}
+
+
+def test_the_recorder_tells_the_stopper_of_trials_that_ended_before_a_resume():
+    from tune_sd.tune.stop_records import StopRecorder
+
+    class Restored:
+        def __init__(self, trial_id, status, last):
+            self.trial_id, self.status, self.last_result = trial_id, status, last
+            self.config = {"disc": {"lr": 1e-4}, "seed": 7, "repeat": 0}
+
+    rec = StopRecorder()
+    stopper = NonLearnerStopper(repeat=2, recorder=rec)
+    trials = [Restored("a", "TERMINATED", {"epoch": 3000, "avg_acc": 0.81, "acc_report": 0.8}),
+              Restored("b", "ERROR", {}), Restored("c", "PENDING", {})]
+    rec.on_step_begin(0, trials)
+    rec.on_step_begin(1, trials + [Restored("d", "TERMINATED", {})])  # looked once, at the first step
+    assert stopper.rule.ended == {"a", "b"} and stopper.rule.history["a"] == [(3000.0, 0.81, 0.8)]
+    assert stopper.rule.history["b"] == [] and stopper.rule.learning("a")

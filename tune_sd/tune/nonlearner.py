@@ -224,6 +224,13 @@ class SeedRule:
         self.ended: set[str] = set()
         self.planned: dict[str, float] = {}  # trial -> its planned epochs (the config's ``epochs``)
         self.seen_at: dict[str, dict[str, float]] = {}  # trial -> each sibling's epoch at its last report
+        self.before: set[str] = set()  # trials that ended before a resume: their last result is all there is
+
+    def __setstate__(self, state: dict) -> None:
+        # a rule pickled with a sweep by an older version (resume restores it) lacks the newer state
+        self.__dict__.update(state)
+        self.__dict__.setdefault("seen_at", {})
+        self.__dict__.setdefault("before", set())
 
     def report(self, trial_id: str, point: tuple[float, float, float], config: str | None = None,
                planned: float | None = None) -> Evidence | None:
@@ -243,6 +250,7 @@ class SeedRule:
         self.ended.discard(trial_id)
         # where the seeds of the config stood when this one reported (tells a stalled seed from one behind)
         self.seen_at[trial_id] = {m: self.history[m][-1][0] for m in self.members[key] if self.history.get(m)}
+        self.before.discard(trial_id)
         if key in self.stopped:
             return self.stopped[key]
         if self.repeat > 1:
@@ -262,6 +270,21 @@ class SeedRule:
     def end(self, trial_id: str) -> None:
         """The trial ended (completed, stopped or failed): its reports so far are all it will give."""
         self.ended.add(str(trial_id))
+
+    def ended_before(self, trial_id: str, point: tuple[float, float, float] | None, config: str | None = None) -> None:
+        """A trial that had ended before this run of the sweep (a resumed sweep): it will not report, and
+        only its last result is known (``point``, or None). It counts as a seed of its config, ended; a
+        sibling that learned keeps the config running as one that reports here does."""
+        trial_id = str(trial_id)
+        if trial_id in self.config_of:
+            return
+        key = config if self.repeat > 1 and config is not None else trial_id
+        self.config_of[trial_id] = key
+        self.members.setdefault(key, []).append(trial_id)
+        self.history[trial_id] = [point] if point is not None else []
+        self.seen_at[trial_id] = {}
+        self.before.add(trial_id)
+        self.ended.add(trial_id)
 
     def learning(self, trial_id: str) -> bool:
         """A seed learns: its avg_acc left the margin in its last window, or its reports rise there."""
@@ -290,8 +313,10 @@ class SeedRule:
                 continue
             if self.learning(m):
                 return None
+            if m in self.ended:
+                continue
             stalled = here - self.seen_at[m].get(trial_id, 0.0) > self.settings.window
-            if m not in self.ended and not stalled:
+            if not stalled:
                 common = min(common, self.history[m][-1][0])
         return common
 
@@ -300,7 +325,11 @@ class SeedRule:
         members = self.members[key]
         if len(members) < self.repeat:
             return None  # a seed has not reported yet: nothing is known of it
-        included = list(members)
+        # seeds that ended before a resume are known by their last result only: one that learned keeps the
+        # config; the others have no reports here for the pooled test
+        if any(self.learning(m) for m in members if m in self.before):
+            return None
+        included = [m for m in members if m not in self.before]
         for _ in range(2):  # seeds that ended before the pooled grace say nothing: fewer seeds, longer grace
             grace, window = pooled_window(s, len(included))
             short = [m for m in included if self.history[m][-1][0] < grace]

@@ -49,6 +49,11 @@ class RecordedMedianStoppingRule(_Noted, MedianStoppingRule):
     reason = "median"
 
 
+def _ended_before(trial) -> bool:
+    """A trial that a resumed sweep restored as ended: it will not report, and its seeds must not wait for it."""
+    return getattr(trial, "status", None) in ("TERMINATED", "ERROR")
+
+
 class _Unit:
     """A config as Ray's scheduler sees it with repeats: one "trial" whose curve is its seeds' median."""
 
@@ -87,6 +92,8 @@ class _ByConfig:
         if key not in self.units:
             self.units[key] = _Unit(f"config {len(self.units) + 1}")
             super().on_trial_add(tune_controller, self.units[key])
+        if _ended_before(trial):
+            self._ended(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result):
         if str(trial.trial_id) not in self.pool.config_of:
@@ -172,6 +179,8 @@ class RaceScheduler(FIFOScheduler):
         config = trial.config or {}
         label = ", ".join(f"{k}={config[k]}" for k in ("variant", "rung") if k in config) or f"trial {trial.trial_id}"
         self.race.add(trial.trial_id, config_key(config, self.repeat_data), label)
+        if _ended_before(trial):
+            self.race.end(trial.trial_id)
 
     def on_trial_result(self, tune_controller, trial, result):
         if str(trial.trial_id) not in self.race.config_of:

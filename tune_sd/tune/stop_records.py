@@ -8,8 +8,8 @@ A trial ends in one of three ways, each known to exactly one party in the driver
 - the non-learner stopper stops it (``nonlearner``);
 - the scheduler stops it (``asha``, ``median``, ``race``).
 
-A stop decided on the evidence of a config's seeds (the seed-aware non-learner stopper, the race) also
-writes that evidence: ``stop_test``, ``stop_seeds``, ``stop_trials``, ``stop_epochs``, ``stop_p`` (and
+A stop decided on the evidence of a config's seeds (the seed-aware non-learner stopper, the race, ASHA
+and the median rule with repeats) also writes that evidence: ``stop_test``, ``stop_seeds``, ``stop_trials``, ``stop_epochs``, ``stop_p`` (and
 ``stop_against``, the config a race was lost to).
 
 The stopper and the schedulers note their STOP decisions in a :class:`StopRecorder`, a Tune callback
@@ -41,6 +41,7 @@ class StopRecorder(Callback):
         self._decided: dict[str, str] = {}
         self._evidence: dict[str, dict] = {}
         self._watchers: list = []
+        self._looked = False
 
     def note(self, trial_id: str, reason: str, evidence: dict | None = None) -> None:
         # the first decision for a result is the one Tune acts on (the stopper is asked first)
@@ -53,6 +54,17 @@ class StopRecorder(Callback):
         """``stopper.trial_ended(trial_id)`` is called for every trial that ends (a stopper hears of
         results only, and a config's seeds that ended early must not be waited for)."""
         self._watchers.append(stopper)
+
+    def on_step_begin(self, iteration, trials, **info):
+        # once, at the first step: the trials a resumed sweep restored as ended will never report or end here
+        if getattr(self, "_looked", False):  # (a recorder pickled by an older version lacks it)
+            return
+        self._looked = True
+        for trial in trials:
+            if trial.status in ("TERMINATED", "ERROR"):
+                for w in self._watchers:
+                    if hasattr(w, "trial_ended_before"):
+                        w.trial_ended_before(str(trial.trial_id), trial.config, trial.last_result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         for w in self._watchers:

@@ -70,6 +70,20 @@ class NonLearnerStopper(Stopper):
     def trial_ended(self, trial_id: str) -> None:
         self.rule.end(trial_id)
 
+    def trial_ended_before(self, trial_id: str, config: dict | None, last_result: dict | None) -> None:
+        """A trial that had ended before a resume: its config's seeds are judged knowing it (its last result)."""
+        point = None
+        last = dict(last_result or {})
+        try:
+            report = last["acc_report"] if "acc_report" in last else last["acc_mean"]
+            point = (float(last["epoch"]), float(last["avg_acc"]), float(report))
+        except (KeyError, TypeError, ValueError):
+            pass
+        if point is not None and not all(map(math.isfinite, point)):
+            point = None
+        key = config_key(config, self.repeat_data) if isinstance(config, dict) else None
+        self.rule.ended_before(trial_id, point, key)
+
     @property
     def _history(self):
         return self.rule.history
