@@ -141,7 +141,7 @@ def test_the_benchmark_replays_a_fifo_sweep_with_the_live_decisions(tmp_path, ra
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from early_stopping import replay_race, replay_seeds, repeat_sweep, score_seeds
+    from early_stopping import replay_race, replay_scheduler, replay_seeds, repeat_sweep, score_seeds
 
     from tune_sd.tune.nonlearner import NonLearnerSettings
 
@@ -164,3 +164,8 @@ def test_the_benchmark_replays_a_fifo_sweep_with_the_live_decisions(tmp_path, ra
     assert score["saved"] == pytest.approx(1 - (4 * 200 + 80 + 3 * 100) / 1600)
     raced = replay_race(reports, keys, [40, 80], 4, 0.05)
     assert set(raced) == flat and {ev.test for _, ev in raced.values()} == {"rank vs best"}
+    # ASHA by config, through its Tune callbacks: the configs reach each rung in trial order, the learner first,
+    # so the flat config is cut at the first rung (the default grace: four reports, 80), all its seeds
+    cut = replay_scheduler(reports, keys, "asha", 200, 20, 4)
+    assert set(cut) == flat and {ev.test for _, ev in cut.values()} == {"rung cutoff"}
+    assert score_seeds(cut, reports, keys, trend)["split"] == "0/2"

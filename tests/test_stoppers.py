@@ -280,14 +280,11 @@ def test_beside_asha_a_seed_cut_early_is_not_waited_for():
     ev = next(iter(stops.values()))[1]
     assert ev.test == "pooled slope" and len(ev.trials) == 3
     assert max(e for e, _ in stops.values()) <= 0.8 * DEFAULTS.grace  # 1500 * 3**(-1/3) = 1040
-    # not told (a seed that stopped reporting without ending): the seeds wait for it while they run a window
-    # on (it may only be slow), then no more
+    # not told (a seed that stopped reporting without ending): it may only be slow, and the others wait for it
     stopper = NonLearnerStopper(repeat=4)
     for r in seeds[3][:8]:
         stopper("c-3", r)
-    stops = drive(stopper, {"c": seeds[:3] + [[]]})
-    assert sorted(stops) == ["c-0", "c-1", "c-2"]
-    assert 200 + DEFAULTS.window < min(e for e, _ in stops.values()) and max(e for e, _ in stops.values()) < 6000
+    assert drive(stopper, {"c": seeds[:3] + [[]]}) == {}
 
 
 class _Trial:

@@ -223,13 +223,11 @@ class SeedRule:
         self.stopped: dict[str, Evidence] = {}  # config -> the evidence its seeds stopped on
         self.ended: set[str] = set()
         self.planned: dict[str, float] = {}  # trial -> its planned epochs (the config's ``epochs``)
-        self.seen_at: dict[str, dict[str, float]] = {}  # trial -> each sibling's epoch at its last report
         self.before: set[str] = set()  # trials that ended before a resume: their last result is all there is
 
     def __setstate__(self, state: dict) -> None:
         # a rule pickled with a sweep by an older version (resume restores it) lacks the newer state
         self.__dict__.update(state)
-        self.__dict__.setdefault("seen_at", {})
         self.__dict__.setdefault("before", set())
 
     def report(self, trial_id: str, point: tuple[float, float, float], config: str | None = None,
@@ -248,8 +246,6 @@ class SeedRule:
                 history.pop()
         history.append(point)
         self.ended.discard(trial_id)
-        # where the seeds of the config stood when this one reported (tells a stalled seed from one behind)
-        self.seen_at[trial_id] = {m: self.history[m][-1][0] for m in self.members[key] if self.history.get(m)}
         self.before.discard(trial_id)
         if key in self.stopped:
             return self.stopped[key]
@@ -282,7 +278,6 @@ class SeedRule:
         self.config_of[trial_id] = key
         self.members.setdefault(key, []).append(trial_id)
         self.history[trial_id] = [point] if point is not None else []
-        self.seen_at[trial_id] = {}
         self.before.add(trial_id)
         self.ended.add(trial_id)
 
@@ -301,22 +296,19 @@ class SeedRule:
         """The epoch at which a seed is judged beside its siblings: the least that it and every running
         sibling have reached. None while a sibling learns or has yet to report (nothing is known of it:
         a trial process that starts late on a busy machine, a seed queued behind the others). A sibling
-        that ended says all it will; one that has told nothing while this seed ran a window on has
-        stalled and holds nothing up."""
+        that ended says all it will. One that is slow, paused or starts late holds the seed, however far
+        behind: how far a sibling is behind says nothing of whether it will learn, and the stopper hears
+        of every trial that ends (stop_records.StopRecorder)."""
         members = self.members[key]
         if key != trial_id and len(members) < self.repeat:
             return None
-        here = self.history[trial_id][-1][0]
-        common = here
+        common = self.history[trial_id][-1][0]
         for m in members:
             if m == trial_id:
                 continue
             if self.learning(m):
                 return None
-            if m in self.ended:
-                continue
-            stalled = here - self.seen_at[m].get(trial_id, 0.0) > self.settings.window
-            if not stalled:
+            if m not in self.ended:
                 common = min(common, self.history[m][-1][0])
         return common
 
