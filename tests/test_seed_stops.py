@@ -106,17 +106,18 @@ def test_asha_with_repeats_stops_a_configs_seeds_together(tmp_path, ray_local):
     best = trials[trials["cfg.disc.lr"] == 3e-4]
     assert (best.stop_reason == "completed").all() and (best.epochs == 200).all()
     # ASHA ranks the two configs' seed medians: the flat one is cut at a rung where it reached the rung after the
-    # learner (all four seeds, on one decision), or runs to the end where it got to every rung first
+    # learner (all four seeds, on one decision), or runs to the end where it got to every rung first. A seed that
+    # got to its last epoch before the decision reached it completed (it is named in the decision)
     flat = trials[trials["cfg.disc.lr"] == 1e-9]
-    assert flat.stop_reason.nunique() == 1
-    if (flat.stop_reason == "asha").all():
-        assert set(flat.stop_test) == {"rung cutoff"} and set(flat.stop_seeds) == {4}
-        assert flat.stop_trials.nunique() == 1 and set(flat.stop_trials.iloc[0].split(",")) == set(flat.trial_id)
-        rung = int(flat.stop_epochs.iloc[0].split(",")[0])
-        assert rung in (40, 80, 160) and (flat.stop_epoch >= rung).all() and (flat.stop_epoch < 200).all()
-        want = ("asha 4", "yes", "rung cutoff")  # ASHA's cutoff is no test: no p
+    cut, ran_out = flat[flat.stop_reason == "asha"], flat[flat.stop_reason != "asha"]
+    assert (ran_out.stop_reason == "completed").all() and (ran_out.epochs == 200).all()
+    if len(cut):
+        assert set(cut.stop_test) == {"rung cutoff"} and set(cut.stop_seeds) == {4}
+        assert cut.stop_trials.nunique() == 1 and set(cut.stop_trials.iloc[0].split(",")) == set(flat.trial_id)
+        rung = int(cut.stop_epochs.iloc[0].split(",")[0])
+        assert rung in (40, 80, 160) and (cut.stop_epoch >= rung).all() and (cut.stop_epoch < 200).all()
+        want = (f"asha {len(cut)}", "yes" if len(cut) > 1 else "-", "rung cutoff")  # ASHA's cutoff is no test: no p
     else:
-        assert (flat.stop_reason == "completed").all()
         want = ("-", "-")
     _report_counts_per_config(exp, tmp_path, {"1e-09": want, "0.0003": ("-", "-")})
 
