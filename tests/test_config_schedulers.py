@@ -140,3 +140,13 @@ def test_after_a_resume_seeds_that_had_ended_are_not_waited_for():
     assert scheduler.on_trial_result(ctl, trials[4], {"epoch": 10, "avg_acc": 0.5}) == TrialScheduler.CONTINUE
     assert scheduler.on_trial_result(ctl, trials[5], {"epoch": 10, "avg_acc": 0.5}) == TrialScheduler.STOP
     assert scheduler.stopped[scheduler.pool.config_of["bad-0"]].trials == ["bad-0", "bad-1"]
+
+
+def test_the_sweep_header_says_the_schedulers_rank_configs():
+    from tune_sd.tune.progress import describe_scheduler
+
+    settings = {"scheduler": "asha", "epochs": 3000, "report_every": 25, "repeat": 4}
+    assert describe_scheduler(settings) == ("ASHA (grace 111 epochs, reduction factor 3) over configs (the median of "
+                                            "each config's 4 seeds; its seeds stop together)")
+    assert "over configs" not in describe_scheduler({**settings, "repeat": 1})
+    assert "over configs" in describe_scheduler({**settings, "scheduler": "median+nonlearner"})

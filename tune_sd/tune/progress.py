@@ -65,6 +65,8 @@ def describe_scheduler(settings: dict) -> str:
                 f"(rank test against the best config, alpha {alpha:g} over the rungs)")
     else:
         what = "FIFO (no rank-based early stopping)"
+    if base in ("asha", "median") and int(settings.get("repeat") or 1) > 1:
+        what += f" over configs (the median of each config's {settings.get('repeat')} seeds; its seeds stop together)"
     if uses_nonlearner(name):
         nl = nonlearner_settings(settings)
         what += (f" + the non-learner stopper (grace {nl.grace}, window {nl.window} epochs, margin {nl.margin:g}, "
