@@ -209,9 +209,8 @@ class SeedRule:
       carries several reports, seeds queue behind others): the seed must have been a non-learner already
       at the epoch its running siblings have all reached, so that it is judged beside them at one epoch
       (a sibling still short of the grace holds it: the joint test may yet stop them together). No test
-      shows a
-      seed at chance worse than a learning sibling without also cutting the slow seeds of learning
-      configs (a seed still at chance where its siblings have learned): such a seed runs on.
+      shows a seed at chance worse than a learning sibling without also cutting the slow seeds of
+      learning configs (a seed still at chance where its siblings have learned): such a seed runs on.
     """
 
     def __init__(self, settings: NonLearnerSettings | None = None, repeat: int = 1):
