@@ -348,39 +348,49 @@ def _in_epoch_order(reports: dict[str, list[dict]]):
         yield tid, r, last
 
 
+def _replay(reports, judge, end) -> dict:
+    """{trial: (epoch it stopped at, evidence)}: every report in epoch order to ``judge(trial, report)``,
+    which returns (stop?, evidence); a stopped trial reports no more; ``end(trial, report)`` at its last
+    report (a stop on the last report is the trial's own end)."""
+    ends = {}
+    for tid, r, last in _in_epoch_order(reports):
+        if tid in ends:
+            continue
+        stop, ev = judge(tid, r)
+        if stop and not last:
+            ends[tid] = (int(r["epoch"]), ev)
+        elif last:
+            end(tid, r)
+    return ends
+
+
 def replay_seeds(reports, keys, settings, repeat: int) -> dict:
     """{trial: (epoch it stopped at, evidence)} of the non-learner rule (repeat 1: each seed alone)."""
     from tune_sd.tune.nonlearner import SeedRule
 
-    rule, ends = SeedRule(settings, repeat), {}
-    for tid, r, last in _in_epoch_order(reports):
-        if tid in ends:
-            continue
+    rule = SeedRule(settings, repeat)
+
+    def judge(tid, r):
         point = (float(r["epoch"]), float(r["avg_acc"]), float(r["acc_report"]))
         ev = rule.report(tid, point, keys[tid], (r.get("config") or {}).get("epochs"))
-        if ev is not None and not last:  # a stop on the last report is the trial's own end
-            ends[tid] = (int(r["epoch"]), ev)
-        elif last:
-            rule.end(tid)
-    return ends
+        return ev is not None, ev
+
+    return _replay(reports, judge, lambda tid, r: rule.end(tid))
 
 
 def replay_race(reports, keys, rungs, repeat: int, alpha: float, metric: str = "avg_acc", mode: str = "max") -> dict:
     """{trial: (epoch it stopped at, evidence)} of the race."""
     from tune_sd.tune.racing import Race
 
-    race, ends = Race(rungs, repeat, alpha, mode), {}  # every report heard from the first: no report gap needed
+    race = Race(rungs, repeat, alpha, mode)  # every report heard from the first: no report gap needed
     for tid in reports:
         race.add(tid, keys[tid], label=tid)
-    for tid, r, last in _in_epoch_order(reports):
-        if tid in ends:
-            continue
+
+    def judge(tid, r):
         ev = race.report(tid, float(r["epoch"]), float(r[metric]))
-        if ev is not None and not last:
-            ends[tid] = (int(r["epoch"]), ev)
-        elif last:
-            race.end(tid)
-    return ends
+        return ev is not None, ev
+
+    return _replay(reports, judge, lambda tid, r: race.end(tid))
 
 
 class _ReplayTrial:
@@ -406,16 +416,12 @@ def replay_scheduler(reports, keys, name: str, epochs: int, report_every: int, r
     trials = {tid: _ReplayTrial(tid, reps[0].get("config") or {}) for tid, reps in reports.items()}
     for t in trials.values():
         scheduler.on_trial_add(ctl, t)
-    ends = {}
-    for tid, r, last in _in_epoch_order(reports):
-        if tid in ends:
-            continue
-        if scheduler.on_trial_result(ctl, trials[tid], r) == TrialScheduler.STOP and not last:
-            stopped = getattr(scheduler, "stopped", {})
-            ends[tid] = (int(r["epoch"]), stopped.get(keys[tid]) if repeat > 1 else None)
-        elif last:
-            scheduler.on_trial_complete(ctl, trials[tid], r)
-    return ends
+
+    def judge(tid, r):
+        stop = scheduler.on_trial_result(ctl, trials[tid], r) == TrialScheduler.STOP
+        return stop, getattr(scheduler, "stopped", {}).get(keys[tid]) if stop and repeat > 1 else None
+
+    return _replay(reports, judge, lambda tid, r: scheduler.on_trial_complete(ctl, trials[tid], r))
 
 
 def score_seeds(ends: dict, reports, keys, trend) -> dict:

@@ -14,6 +14,7 @@ from tune_sd.errors import ConfigError
 
 from .choices import SCHEDULERS, default_grace_period  # noqa: F401 (default_grace_period: its old home)
 from .rows import expand
+from .stop_records import ended_before
 
 
 class _Noted:
@@ -47,11 +48,6 @@ class RecordedASHA(_Noted, AsyncHyperBandScheduler):
 
 class RecordedMedianStoppingRule(_Noted, MedianStoppingRule):
     reason = "median"
-
-
-def _ended_before(trial) -> bool:
-    """A trial that a resumed sweep restored as ended: it will not report, and its seeds must not wait for it."""
-    return getattr(trial, "status", None) in ("TERMINATED", "ERROR")
 
 
 class _Unit:
@@ -92,7 +88,7 @@ class _ByConfig:
         if key not in self.units:
             self.units[key] = _Unit(f"config {len(self.units) + 1}")
             super().on_trial_add(tune_controller, self.units[key])
-        if _ended_before(trial):
+        if ended_before(trial):
             self._ended(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result):
@@ -179,7 +175,7 @@ class RaceScheduler(FIFOScheduler):
         config = trial.config or {}
         label = ", ".join(f"{k}={config[k]}" for k in ("variant", "rung") if k in config) or f"trial {trial.trial_id}"
         self.race.add(trial.trial_id, config_key(config, self.repeat_data), label)
-        if _ended_before(trial):
+        if ended_before(trial):
             self.race.end(trial.trial_id)
 
     def on_trial_result(self, tune_controller, trial, result):

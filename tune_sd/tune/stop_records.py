@@ -9,8 +9,8 @@ A trial ends in one of three ways, each known to exactly one party in the driver
 - the scheduler stops it (``asha``, ``median``, ``race``).
 
 A stop decided on the evidence of a config's seeds (the seed-aware non-learner stopper, the race, ASHA
-and the median rule with repeats) also writes that evidence: ``stop_test``, ``stop_seeds``, ``stop_trials``, ``stop_epochs``, ``stop_p`` (and
-``stop_against``, the config a race was lost to).
+and the median rule with repeats) also writes that evidence: ``stop_test``, ``stop_seeds``,
+``stop_trials``, ``stop_epochs``, ``stop_p`` (and ``stop_against``, the config a race was lost to).
 
 The stopper and the schedulers note their STOP decisions in a :class:`StopRecorder`, a Tune callback
 that Tune calls after them for the same result (Ray documents that schedulers are notified before
@@ -25,6 +25,12 @@ from __future__ import annotations
 from ray.tune import Callback
 
 from .results import ENDED_ITSELF, STOP_REASON
+
+
+def ended_before(trial) -> bool:
+    """A trial that a resumed sweep restored as ended: it will not report or end in this run, and its
+    config's other seeds must not wait for it."""
+    return getattr(trial, "status", None) in ("TERMINATED", "ERROR")
 
 
 def own_end(epoch: int, planned: int) -> str:
@@ -61,7 +67,7 @@ class StopRecorder(Callback):
             return
         self._looked = True
         for trial in trials:
-            if trial.status in ("TERMINATED", "ERROR"):
+            if ended_before(trial):
                 for w in self._watchers:
                     if hasattr(w, "trial_ended_before"):
                         w.trial_ended_before(str(trial.trial_id), trial.config, trial.last_result)

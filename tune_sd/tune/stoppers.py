@@ -49,17 +49,12 @@ class NonLearnerStopper(Stopper):
         return any(self._judge(trial_id, row) for row in expand(result))
 
     def _judge(self, trial_id: str, result: dict) -> bool:
-        try:
-            report = result["acc_report"] if "acc_report" in result else result["acc_mean"]
-            point = (float(result["epoch"]), float(result["avg_acc"]), float(report))
-        except (KeyError, TypeError, ValueError):
-            return False
-        if not all(map(math.isfinite, point)):
+        point = _point(result)
+        if point is None:
             return False
         config = result.get("config")
-        key = config_key(config, self.repeat_data) if isinstance(config, dict) else None
         planned = config.get("epochs") if isinstance(config, dict) else None
-        evidence = self.rule.report(trial_id, point, key,
+        evidence = self.rule.report(trial_id, point, self._key(config),
                                     planned if isinstance(planned, (int, float)) and not isinstance(planned, bool) else None)
         if evidence is None:
             return False
@@ -67,22 +62,15 @@ class NonLearnerStopper(Stopper):
             self.recorder.note(trial_id, self.reason, evidence.as_result())
         return True
 
+    def _key(self, config) -> str | None:
+        return config_key(config, self.repeat_data) if isinstance(config, dict) else None
+
     def trial_ended(self, trial_id: str) -> None:
         self.rule.end(trial_id)
 
     def trial_ended_before(self, trial_id: str, config: dict | None, last_result: dict | None) -> None:
         """A trial that had ended before a resume: its config's seeds are judged knowing it (its last result)."""
-        point = None
-        last = dict(last_result or {})
-        try:
-            report = last["acc_report"] if "acc_report" in last else last["acc_mean"]
-            point = (float(last["epoch"]), float(last["avg_acc"]), float(report))
-        except (KeyError, TypeError, ValueError):
-            pass
-        if point is not None and not all(map(math.isfinite, point)):
-            point = None
-        key = config_key(config, self.repeat_data) if isinstance(config, dict) else None
-        self.rule.ended_before(trial_id, point, key)
+        self.rule.ended_before(trial_id, _point(last_result or {}), self._key(config))
 
     @property
     def _history(self):
@@ -90,3 +78,13 @@ class NonLearnerStopper(Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+
+def _point(result: dict) -> tuple[float, float, float] | None:
+    """(epoch, avg_acc, acc_report) of a report, or None where one is missing or not finite."""
+    try:
+        report = result["acc_report"] if "acc_report" in result else result["acc_mean"]
+        point = (float(result["epoch"]), float(result["avg_acc"]), float(report))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return point if all(map(math.isfinite, point)) else None
