@@ -122,7 +122,7 @@ def replay(reports: dict[int, list[dict]], settings) -> pd.DataFrame:
     """The non-learner stopper fed each fifo trial's reports in order: per trial (by engine seed) the
     epochs it would have run, its final avg_acc then, whether it was stopped, and the share of its
     fifo run time spent."""
-    from tune_sd.tune.stoppers import NonLearnerStopper
+    from tune_sd.tune.stopping.nonlearner_stopper import NonLearnerStopper
 
     rows = []
     for seed, reps in reports.items():
@@ -211,7 +211,7 @@ def slow_streams(spec: dict = SLOW) -> list[list[dict]]:
 
 def kept(streams: list[list[dict]], settings) -> int:
     """How many of the report streams the stopper never stops."""
-    from tune_sd.tune.stoppers import NonLearnerStopper
+    from tune_sd.tune.stopping.nonlearner_stopper import NonLearnerStopper
 
     n = 0
     for i, reps in enumerate(streams):
@@ -223,7 +223,7 @@ def kept(streams: list[list[dict]], settings) -> int:
 def sweep_params(fifo_folder: Path, horizon: int, grid: dict = GRID) -> pd.DataFrame:
     """Replay every setting of ``grid`` on the fifo reports: saved, true/false stops, best final
     avg_acc; and how many synthetic slow learners (``SLOW``) each setting keeps."""
-    from tune_sd.tune.nonlearner import NonLearnerSettings
+    from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
     trend_of_seed, _ = fifo_truth(fifo_folder, horizon)
     reports = fifo_reports(fifo_folder)
@@ -252,7 +252,7 @@ def print_sweep(df: pd.DataFrame, top: int = 12) -> None:
     """The settings that meet the goal; the trade-off between epochs saved and synthetic slow
     learners kept among the settings without a false stop; the stopper's defaults; per margin the
     best saving; and the settings without a false stop that save most."""
-    from tune_sd.tune.nonlearner import NonLearnerSettings
+    from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
     met = df[df.goal]
     n_slow = SLOW["seeds"]
@@ -313,7 +313,7 @@ def repeat_sweep(folder: Path, horizon: int):
     iterations once, the last), in trial order."""
     from tune_sd.analysis import load_sweeps
     from tune_sd.analysis.pipeline import sweep_trends
-    from tune_sd.tune.nonlearner import config_key
+    from tune_sd.tune.stopping.nonlearner import config_key
 
     meta = json.loads((folder / "tune_sd.json").read_text())
     settings = meta.get("settings") or {}
@@ -366,7 +366,7 @@ def _replay(reports, judge, end) -> dict:
 
 def replay_seeds(reports, keys, settings, repeat: int) -> dict:
     """{trial: (epoch it stopped at, evidence)} of the non-learner rule (repeat 1: each seed alone)."""
-    from tune_sd.tune.nonlearner import SeedRule
+    from tune_sd.tune.stopping.nonlearner import SeedRule
 
     rule = SeedRule(settings, repeat)
 
@@ -380,7 +380,7 @@ def replay_seeds(reports, keys, settings, repeat: int) -> dict:
 
 def replay_race(reports, keys, rungs, repeat: int, alpha: float, metric: str = "avg_acc", mode: str = "max") -> dict:
     """{trial: (epoch it stopped at, evidence)} of the race."""
-    from tune_sd.tune.racing import Race
+    from tune_sd.tune.stopping.race import Race
 
     race = Race(rungs, repeat, alpha, mode)  # every report heard from the first: no report gap needed
     for tid in reports:
@@ -408,7 +408,7 @@ def replay_scheduler(reports, keys, name: str, epochs: int, report_every: int, r
     (``make_scheduler``: by config with repeat > 1, per seed with 1), fed through its Tune callbacks."""
     from ray.tune.schedulers import TrialScheduler
 
-    from tune_sd.tune.schedulers import make_scheduler
+    from tune_sd.tune.stopping.schedulers import make_scheduler
 
     scheduler = make_scheduler(name, epochs=epochs, report_every=report_every, repeat=repeat)
     scheduler.set_search_properties("avg_acc", "max")
@@ -501,7 +501,7 @@ def race_grid(reports, keys, epochs, repeat, report_every, alpha, n) -> pd.DataF
     ``repeat`` seeds can pass): rungs, epochs saved, the best config kept on the sweep and over ``n``
     bootstrap resamples."""
     from tune_sd.errors import ConfigError
-    from tune_sd.tune.racing import race_plan
+    from tune_sd.tune.stopping.race import race_plan
 
     rows = []
     best = max(_finals(reports, keys).items(), key=lambda kv: kv[1])[0]
@@ -527,8 +527,8 @@ def _label(reports, tid: str) -> str:
 
 
 def run_repeats(args) -> None:
-    from tune_sd.tune.nonlearner import NonLearnerSettings, pooled_window
-    from tune_sd.tune.racing import race_plan
+    from tune_sd.tune.stopping.nonlearner import NonLearnerSettings, pooled_window
+    from tune_sd.tune.stopping.race import race_plan
 
     folder = Path(args.repeats)
     reports, keys, trend, s = repeat_sweep(folder, args.avg_hor)
@@ -628,13 +628,13 @@ def print_table(df: pd.DataFrame, args) -> None:
 def _fits(args) -> bool:
     """The stopper's default grace fits a run at most twice as long (the full form); shorter runs
     (--quick) scale grace and window to 40 % of the epochs instead."""
-    from tune_sd.tune.nonlearner import NonLearnerSettings
+    from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
     return NonLearnerSettings().grace <= args.epochs / 2
 
 
 def grace_of(args) -> int:
-    from tune_sd.tune.nonlearner import NonLearnerSettings
+    from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
     if args.grace is not None:
         return args.grace
@@ -642,7 +642,7 @@ def grace_of(args) -> int:
 
 
 def window_of(args) -> int:
-    from tune_sd.tune.nonlearner import NonLearnerSettings
+    from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
     if args.window is not None:
         return args.window
@@ -681,7 +681,7 @@ def main():
     p.add_argument("--race-grid", action="store_true", help="--repeats: also replay the race with other rungs")
     args = p.parse_args()
     if args.repeats:
-        from tune_sd.tune.nonlearner import NonLearnerSettings
+        from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
         args.margin = NonLearnerSettings.margin if args.margin is None else args.margin
         args.confidence = NonLearnerSettings.confidence if args.confidence is None else args.confidence
@@ -690,7 +690,7 @@ def main():
         return
     if args.quick:
         args.trials, args.epochs, args.avg_hor = 8, 1500, 150
-    from tune_sd.tune.nonlearner import NonLearnerSettings
+    from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
     defaults = NonLearnerSettings()
     args.margin = defaults.margin if args.margin is None else args.margin
@@ -703,7 +703,7 @@ def main():
         args.schedulers.insert(0, "fifo")
     replay_settings = None
     if args.replay:
-        from tune_sd.tune.nonlearner import NonLearnerSettings
+        from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
         replay_settings = NonLearnerSettings(grace=grace_of(args), window=window_of(args), margin=args.margin,
                                              confidence=args.confidence).check()

@@ -17,7 +17,7 @@ The unpacked side runs the same N trials, 1 core each.
 
 Report cadence: both sides report every ``--report-every`` epochs (default: a third of ``--epochs``),
 checkpoint only at the end, draw no figures (they time matplotlib, not the training). Whatever the
-cadence, a trial hands Tune several reports per result (tune/rows.py), so that the driver (about
+cadence, a trial hands Tune several reports per result (tune/report_rows.py), so that the driver (about
 30 ms of CPU per result) sees a bounded rate. The ``auto`` column is the P that ``--pack auto`` picks for the critic (1: not packed).
 
     python benchmarks/pack.py [--epochs 2000] [--p 4,16,64] [--critics plain,big] [--sets seeds,mix]

@@ -125,7 +125,7 @@ def _timing_callback():
 def run_tune(cfg_dict: dict, round_no: int) -> dict:
     from ray import tune
 
-    from tune_sd.tune.schedulers import make_scheduler
+    from tune_sd.tune.stopping.schedulers import make_scheduler
     from tune_sd.tune.sweep import DEFAULTS, _run_config, _trainable, trial_dirname
 
     settings = dict(DEFAULTS, cpus_per_trial=1.0, gpus_per_trial=0.0)

@@ -143,7 +143,7 @@ def test_importing_the_cli_and_building_its_parser_loads_neither_ray_nor_torch()
 
 
 def test_scheduler_and_search_choices_are_those_the_sweep_knows():
-    from tune_sd.tune.schedulers import SCHEDULERS
+    from tune_sd.tune.stopping.schedulers import SCHEDULERS
     from tune_sd.tune.choices import SEARCHES
 
     sweep = command_parsers()["sweep"]
@@ -152,7 +152,7 @@ def test_scheduler_and_search_choices_are_those_the_sweep_knows():
 
 
 def test_help_defaults_are_the_codes():
-    from tune_sd.tune.stoppers import NonLearnerSettings
+    from tune_sd.tune.stopping.nonlearner_stopper import NonLearnerSettings
     from tune_sd.tune.choices import DEFAULTS
 
     text = " ".join(command_parsers()["sweep"].format_help().split())

@@ -5,9 +5,9 @@ own Tune callbacks, beside the per-seed schedulers on the same reports."""
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from tune_sd.tune.schedulers import make_scheduler
-from tune_sd.tune.seed_pool import SeedPool
-from tune_sd.tune.stop_records import StopRecorder
+from tune_sd.tune.stopping.schedulers import make_scheduler
+from tune_sd.tune.stopping.seed_pool import SeedPool
+from tune_sd.tune.stopping.records import StopRecorder
 
 
 class _Trial:
@@ -102,7 +102,7 @@ def test_the_median_rule_with_repeats_compares_configs():
 
 
 def test_without_repeats_the_schedulers_are_the_per_trial_ones():
-    from tune_sd.tune.schedulers import ConfigASHA, RecordedASHA
+    from tune_sd.tune.stopping.schedulers import ConfigASHA, RecordedASHA
 
     one = make_scheduler("asha", epochs=100, report_every=10, repeat=1)
     assert isinstance(one, RecordedASHA) and not isinstance(one, ConfigASHA)

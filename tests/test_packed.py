@@ -89,7 +89,7 @@ def test_checkpoints_interchange_between_packed_and_solo(pair, tmp_path):
     import ray
 
     from tune_sd.tune.cluster import connect
-    from tune_sd.tune.executor import PopulationExecutor
+    from tune_sd.tune.packing.executor import PopulationExecutor
 
     _, packed = read_tables(pair["packed"])
     unpacked_curves, unpacked = read_tables(pair["unpacked"])
@@ -145,7 +145,7 @@ def _kill_an_executor_once_a_trial_reached(exp, epoch: int, killed: threading.Ev
     holds a checkpoint, kill the executor of its population, as a crash would."""
     import ray
 
-    from tune_sd.tune.registry import NAMESPACE
+    from tune_sd.tune.packing.registry import NAMESPACE
 
     while not done.is_set() and not killed.is_set():
         time.sleep(0.05)
@@ -185,7 +185,7 @@ def test_a_killed_executor_retries_its_trials_from_their_checkpoints(tmp_path):
 
 
 def test_repeat_data_draws_its_own_points_per_repeat_and_dry_run_says_what_packs(tmp_path):
-    from tune_sd.tune.packing import repeat_points
+    from tune_sd.tune.packing.plan import repeat_points
     from tune_sd.tune.sweep import describe
 
     # planned only: trials long enough for the plain critic to pack (engine.population.SHORT_TRIAL)
@@ -291,7 +291,7 @@ def test_each_driver_run_has_its_own_registry_and_a_killed_driver_takes_its_own_
     import ray
 
     from tune_sd.tune.cluster import connect
-    from tune_sd.tune.registry import NAMESPACE, registry_name
+    from tune_sd.tune.packing.registry import NAMESPACE, registry_name
     from tune_sd.tune.sweep import _start_packing, _stop_packing
 
     settings = {"pack": 4, "cpus_per_trial": 1, "gpus_per_trial": 0}
@@ -310,7 +310,7 @@ def test_each_driver_run_has_its_own_registry_and_a_killed_driver_takes_its_own_
         _stop_packing("shared", first, settings)
 
         code = ("import sys, time, ray\n"
-                "from tune_sd.tune.registry import start_registry\n"
+                "from tune_sd.tune.packing.registry import start_registry\n"
                 f"ray.init(address={ray.get_runtime_context().gcs_address!r}, log_to_driver=False)\n"
                 "ray.get(start_registry('shared', 'killed', 4, 1.0, 0.0).executors_of.remote())\n"
                 "print('ready', flush=True)\n"
@@ -352,7 +352,7 @@ def test_the_seeds_of_a_config_are_one_hparams_session_group(pair):
 def test_auto_makes_a_population_per_place_each_no_larger_than_pack_size(tmp_path):
     """N trials of a key on C places make at least min(C, N) populations of at most pack_size."""
     from tune_sd.engine import Config, pack_size
-    from tune_sd.tune.packing import fill_sizes, pack_plan, trial_slots
+    from tune_sd.tune.packing.plan import fill_sizes, pack_plan, trial_slots
     from tune_sd.tune.sweep import describe
 
     space = write_space(tmp_path, "fill", {"seed": {"values": list(range(16))}}, base={"epochs": 2000})

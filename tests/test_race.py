@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tune_sd.tune.racing import Race, check_race, race_rungs, rank_p, smallest_p
-from tune_sd.tune.schedulers import RaceScheduler, make_scheduler
-from tune_sd.tune.stop_records import StopRecorder
+from tune_sd.tune.stopping.race import Race, check_race, race_rungs, rank_p, smallest_p
+from tune_sd.tune.stopping.schedulers import RaceScheduler, make_scheduler
+from tune_sd.tune.stopping.records import StopRecorder
 
 RUNGS = [100, 300, 900]
 

@@ -1,11 +1,11 @@
-"""Several report rows per Tune result (tune/rows.py): the span a trial gathers, the rows the driver's
+"""Several report rows per Tune result (tune/report_rows.py): the span a trial gathers, the rows the driver's
 readers take one by one, and decisions made on every report as when each report was a result."""
 
 import pytest
 
 from tune_sd.tune.cadence import MAX_RESULT_S, MIN_RESULT_S, Cadence, result_interval
-from tune_sd.tune.packing import concurrent_trials
-from tune_sd.tune.rows import ROWS, expand, span
+from tune_sd.tune.packing.plan import concurrent_trials
+from tune_sd.tune.report_rows import ROWS, expand, span
 from test_stoppers import stream
 
 
@@ -52,7 +52,7 @@ def test_expand_gives_every_report_with_the_results_context():
 def test_the_nonlearner_stopper_decides_on_every_row_of_a_result():
     """The same flat stream, one report per result and ten per result: the decision falls on the same
     report (the trial then stops at the end of its span)."""
-    from tune_sd.tune.stoppers import NonLearnerStopper
+    from tune_sd.tune.stopping.nonlearner_stopper import NonLearnerStopper
 
     reports = stream(lambda e: 0.5 + 0 * e, epochs=6000)
     one = NonLearnerStopper()
@@ -72,8 +72,8 @@ def test_asha_cuts_at_its_rung_inside_a_span():
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
-    from tune_sd.tune.schedulers import make_scheduler
-    from tune_sd.tune.stop_records import StopRecorder
+    from tune_sd.tune.stopping.schedulers import make_scheduler
+    from tune_sd.tune.stopping.records import StopRecorder
 
     recorder = StopRecorder()
     asha = make_scheduler("asha", epochs=1000, report_every=25, grace_period=100, reduction_factor=2,

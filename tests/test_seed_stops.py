@@ -144,7 +144,7 @@ def test_the_benchmark_replays_a_fifo_sweep_with_the_live_decisions(tmp_path, ra
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from early_stopping import replay_race, replay_scheduler, replay_seeds, repeat_sweep, score_seeds
 
-    from tune_sd.tune.nonlearner import NonLearnerSettings
+    from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
     exp, _, trials = _sweep(tmp_path, "fifo", {"scheduler": "fifo"})
     assert (trials.stop_reason == "completed").all()

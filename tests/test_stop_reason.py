@@ -14,10 +14,10 @@ import yaml
 from fake_s3 import fake_s3
 from tune_helpers import BASE
 from tune_sd.tune.results import collect
-from tune_sd.tune.schedulers import make_scheduler
-from tune_sd.tune.stop_records import StopRecorder, own_end
-from tune_sd.tune.nonlearner import NonLearnerSettings
-from tune_sd.tune.stoppers import NonLearnerStopper
+from tune_sd.tune.stopping.schedulers import make_scheduler
+from tune_sd.tune.stopping.records import StopRecorder, own_end
+from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
+from tune_sd.tune.stopping.nonlearner_stopper import NonLearnerStopper
 
 
 def tune_sd(*args, timeout=300):

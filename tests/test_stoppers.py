@@ -4,8 +4,8 @@ slowly and quickly rising ones."""
 import numpy as np
 import pytest
 
-from tune_sd.tune.nonlearner import NonLearnerSettings, rising
-from tune_sd.tune.stoppers import NonLearnerStopper
+from tune_sd.tune.stopping.nonlearner import NonLearnerSettings, rising
+from tune_sd.tune.stopping.nonlearner_stopper import NonLearnerStopper
 
 
 def stream(level, epochs=6000, report_every=25, avg_hor=500, n=50, seed=0):
@@ -212,7 +212,7 @@ def test_the_pooled_grace_keeps_configs_whose_seeds_all_rise_slowly():
 
 
 def test_configs_are_told_apart_by_everything_but_their_seeds():
-    from tune_sd.tune.nonlearner import config_key
+    from tune_sd.tune.stopping.nonlearner import config_key
 
     a = {"disc": {"lr": 1e-4}, "seed": 3, "repeat": 0, "data": {"seed": 1}}
     assert config_key(a) == config_key({**a, "seed": 4, "repeat": 1})
@@ -231,7 +231,7 @@ def test_a_flat_config_stops_and_a_learning_one_runs_on_side_by_side():
 def test_pooled_slope_test_is_the_plain_one_for_one_seed():
     from scipy import stats
 
-    from tune_sd.tune.nonlearner import slope_p
+    from tune_sd.tune.stopping.nonlearner import slope_p
 
     rng = np.random.default_rng(0)
     x = np.arange(40.0)
@@ -267,7 +267,7 @@ def test_a_config_creeping_too_slowly_to_reach_the_margin_in_its_run_is_stopped(
 def test_beside_asha_a_seed_cut_early_is_not_waited_for():
     # ASHA cut one seed at epoch 200 and the recorder tells the stopper it ended: the other three stop
     # together on their pooled evidence, at the grace of three seeds
-    from tune_sd.tune.stop_records import StopRecorder
+    from tune_sd.tune.stopping.records import StopRecorder
 
     seeds = config_reports([flat] * 4, [7, 8, 9, 10])
     rec = StopRecorder()
@@ -313,7 +313,7 @@ def test_after_a_resume_seeds_that_had_ended_count_by_their_last_result():
 
 
 def test_the_recorder_tells_the_stopper_of_trials_that_ended_before_a_resume():
-    from tune_sd.tune.stop_records import StopRecorder
+    from tune_sd.tune.stopping.records import StopRecorder
 
     class Restored:
         def __init__(self, trial_id, status, last):

@@ -15,8 +15,8 @@ from pathlib import Path
 from tune_sd import __version__
 from tune_sd.errors import UserError
 from tune_sd.tune.choices import DEFAULTS, LADDER_QUICK, QUICK, SCHEDULERS, SEARCHES
-from tune_sd.tune.nonlearner import NonLearnerSettings
-from tune_sd.tune.racing import RaceSettings
+from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
+from tune_sd.tune.stopping.race import RaceSettings
 
 # options that several commands share, each declared once; a command takes them through
 # ``parents=[_shared(NAME, ...)]``, in that order, and gives its own help text where it means one

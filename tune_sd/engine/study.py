@@ -62,7 +62,7 @@ class Study(RunLoop):
     reads = READS
     metrics = METRICS
     # the mean accuracy over a report's epochs (see RunLoop.report): the trend tests of the early
-    # stopper weigh its noise (tune/stoppers.py)
+    # stopper weigh its noise (tune/stopping/nonlearner_stopper.py)
     report_means = {"acc_report": "acc_mean"}
 
     def __init__(self, config: Config | dict | None = None, device: str | torch.device = "cpu"):

@@ -27,7 +27,7 @@ def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
         if p.is_file() or (p.is_dir() and not _is_sweep(p)):
             file = critic_checkpoint(p)
             return str(file.resolve()), f"the checkpoint {file}"
-    from .results import export
+    from tune_sd.tune.results import export
 
     try:
         exp_dir = store.find_sweep(source, storage)

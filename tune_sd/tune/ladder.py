@@ -31,9 +31,9 @@ from tune_sd.errors import ConfigError, StudyError
 from tune_sd.spaces import BASELINE, SearchSpace, load_space, rung_name, space_from_dict
 from tune_sd.store import LADDER_FILE, atomic_write, find_sweep
 
-from .choices import LADDER_QUICK as QUICK
-from .plan import SweepOptions, SweepPlan, plan_sweep
-from .sweep import describe
+from tune_sd.tune.choices import LADDER_QUICK as QUICK
+from tune_sd.tune.plan import SweepOptions, SweepPlan, plan_sweep
+from tune_sd.tune.sweep import describe
 
 __all__ = ["LadderOptions", "LadderPlan", "plan_ladder", "describe_ladder", "run_ladder", "ladder_command",
            "best_trial_config"]
@@ -137,7 +137,7 @@ def _critic_keys(tree: dict) -> dict:
 def best_trial_config(name: str, storage: str | None = None) -> tuple[dict, str]:
     """The critic of a sweep's best trial (highest ``final_avg_acc`` among trials that did not fail), read
     back from its ``cfg.*`` columns in ``trials.parquet``: (nested config, where it came from in words)."""
-    from .results import export
+    from tune_sd.tune.results import export
 
     exp_dir = find_sweep(name, storage)
     table = store.join(exp_dir, "trials.parquet")
@@ -283,7 +283,7 @@ Reporter = Callable[[Path | str, float], Any]
 def run_ladder(plan: LadderPlan, *, reporter: Reporter, address: str | None = None, dashboard: bool = False,
                verbose: bool = False) -> Path:
     """Run the ladder's sweep, then write and print its report (made by ``reporter``); returns the sweep folder."""
-    from .sweep import run_sweep
+    from tune_sd.tune.sweep import run_sweep
 
     exp_dir = plan.exp_dir
     if "://" in plan.sweep.storage:

@@ -15,8 +15,8 @@ from tune_sd.engine.config import Config, integer, merge, parse_override, unflat
 from tune_sd.errors import ConfigError
 from tune_sd.store import check_name, storage_root
 
-from .choices import DEFAULTS, QUICK, SEARCHES
-from .nonlearner import nonlearner_settings
+from tune_sd.tune.choices import DEFAULTS, QUICK, SEARCHES
+from tune_sd.tune.stopping.nonlearner import nonlearner_settings
 
 
 @dataclass
@@ -97,7 +97,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     fixed.update(space.overrides)  # --set, checked (1e-4 given as text is the number)
     critic_note = None
     if opts.critic_from:
-        from .critic_from import resolve_critic
+        from tune_sd.tune.critic_from import resolve_critic
 
         fixed["critic.path"], critic_note = resolve_critic(opts.critic_from, opts.storage)
     base = merge(space.base or {}, unflatten(fixed))
@@ -125,7 +125,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     if settings["gpus_per_trial"] < 0 or settings["cpus_per_trial"] <= 0:
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     settings["task"] = cfg.task
-    from .packing import check_repeat, resolve_pack
+    from tune_sd.tune.packing.plan import check_repeat, resolve_pack
 
     settings["repeat"], settings["repeat_data"] = check_repeat(opts.repeat, opts.repeat_data, settings["search"])
     from tune_sd.engine.limits import MAX_TRIALS
@@ -136,7 +136,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
                           f"{MAX_TRIALS} trials, the most of a sweep")
     settings["pack"] = resolve_pack(opts.pack, settings)
     if settings["scheduler"] == "race":
-        from .racing import race_plan
+        from tune_sd.tune.stopping.race import race_plan
 
         # refused before Ray starts: without repeats, or with too few seeds to ever stop a config
         race_plan(epochs=settings["epochs"], report_every=settings["report_every"],
@@ -150,7 +150,7 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     name = opts.name or space.name
     plan = SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
                      fixed=fixed)
-    from .packing import settle_auto
+    from tune_sd.tune.packing.plan import settle_auto
 
     settle_auto(plan)
     return plan

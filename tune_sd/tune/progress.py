@@ -42,8 +42,8 @@ def progress_metrics(settings: dict) -> tuple[tuple[str, str], ...]:
 
 def describe_scheduler(settings: dict) -> str:
     """The scheduler and stopper a sweep runs, in words (what Ray's table gets wrong for the stopper)."""
-    from .schedulers import default_grace_period, uses_nonlearner
-    from .nonlearner import nonlearner_settings
+    from tune_sd.tune.stopping.schedulers import default_grace_period, uses_nonlearner
+    from tune_sd.tune.stopping.nonlearner import nonlearner_settings
 
     name = str(settings.get("scheduler", "asha"))
     base = name.replace("+nonlearner", "").replace("nonlearner", "fifo")
@@ -55,7 +55,7 @@ def describe_scheduler(settings: dict) -> str:
     elif base == "median":
         what = f"the median stopping rule (grace {grace} epochs)"
     elif base == "race":
-        from .racing import race_plan
+        from tune_sd.tune.stopping.race import race_plan
 
         rungs, alpha = race_plan(epochs=epochs, report_every=int(settings["report_every"]),
                                  grace_period=settings.get("grace_period"),

@@ -16,10 +16,10 @@ from tune_sd.engine.config import SECTIONS, Config, flatten, merge, unflatten
 from tune_sd.errors import StudyError
 from tune_sd.store import META_FILE, find_sweep, join, names, read_meta, write_bytes
 
-from .choices import DEFAULTS
-from .nonlearner import nonlearner_settings
-from .plan import SweepPlan
-from .results import export
+from tune_sd.tune.choices import DEFAULTS
+from tune_sd.tune.stopping.nonlearner import nonlearner_settings
+from tune_sd.tune.plan import SweepPlan
+from tune_sd.tune.results import export
 
 
 def describe(plan: SweepPlan, n: int = 3) -> str:
@@ -69,7 +69,7 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
               + (", --critic-from" if s.get("critic_from") else "") + "; it wins over the space):"]
     lines += _wrapped(by_sweep) or ["  nothing"]
     lines.append("every other key: its default (the Step 15 run; tune_sd/engine/config.py lists them)")
-    from .packing import describe_packing, repeat_points
+    from tune_sd.tune.packing.plan import describe_packing, repeat_points
 
     lines.extend(describe_packing(plan))
     labels = list(space.axes())
@@ -146,8 +146,8 @@ def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = N
     cores (``sizes``: auto's members per population by shape key, :func:`.packing.fill_sizes`)."""
     from ray import tune
 
-    from .packed import PackSettings, PackShare
-    from .trainable import SDTrainable
+    from tune_sd.tune.packing.client import PackSettings, PackShare
+    from tune_sd.tune.trainable import SDTrainable
 
     pack = settings["pack"]
     cpus, gpus = float(settings["cpus_per_trial"]), float(settings["gpus_per_trial"])
@@ -163,9 +163,9 @@ def _trainable(settings: dict, name: str | None = None, run: str = "", sizes: di
     import ray
     from ray import tune
 
-    from .cadence import result_interval
-    from .packing import concurrent_trials
-    from .trainable import SDTrainable
+    from tune_sd.tune.cadence import result_interval
+    from tune_sd.tune.packing.plan import concurrent_trials
+    from tune_sd.tune.trainable import SDTrainable
 
     res = ray.cluster_resources()
     result_s = result_interval(concurrent_trials(settings, res.get("CPU", 1.0), res.get("GPU", 0.0), sizes))
@@ -185,7 +185,7 @@ def _param_space_and_searcher(plan: SweepPlan):
         from ray.tune.search.optuna import OptunaSearch
         import optuna
 
-        from .optuna_space import optuna_space
+        from tune_sd.tune.optuna_space import optuna_space
 
         sampler = optuna.samplers.TPESampler(seed=s["seed"])
         searcher = OptunaSearch(space=optuna_space(plan.space), sampler=sampler, metric=s["metric"], mode=s["mode"])
@@ -199,7 +199,7 @@ def _param_space_and_searcher(plan: SweepPlan):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if s.get("repeat", 1) > 1:
-        from .packing import repeat_points
+        from tune_sd.tune.packing.plan import repeat_points
 
         from tune_sd.spaces.blocks import choice_text
 
@@ -211,7 +211,7 @@ def _param_space_and_searcher(plan: SweepPlan):
         # Tune sets a point's values into the space: every key must be there (None: Tune checks nothing)
         keys = {key: None for point in points for key in flatten(point)}
         return unflatten(keys), BasicVariantGenerator(points_to_evaluate=points, max_concurrent=s["max_concurrent"] or 0)
-    from .ray_space import param_space as ray_param_space
+    from tune_sd.tune.ray_space import param_space as ray_param_space
 
     # the space (its base and what it sweeps), then what the sweep fixes on top
     param_space = merge(ray_param_space(plan.space, grid=s["search"] == "grid"), unflatten(plan.fixed))
@@ -244,8 +244,8 @@ def _swept_columns(space, sep: str = "/", repeat: bool = False) -> dict:
 
 
 def _stopper(plan: "SweepPlan", recorder=None):
-    from .schedulers import uses_nonlearner
-    from .stoppers import NonLearnerStopper
+    from tune_sd.tune.stopping.schedulers import uses_nonlearner
+    from tune_sd.tune.stopping.nonlearner_stopper import NonLearnerStopper
 
     if not uses_nonlearner(plan.settings["scheduler"]):
         return None
@@ -282,9 +282,9 @@ def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | No
     trial's last result before the loggers write it."""
     from ray import tune
 
-    from .progress import SweepProgress, SweepReporter, describe_scheduler, progress_metrics
-    from .tensorboard import SweepTensorBoard
-    from .trial_logs import TrialCsvLogger, TrialJsonLogger
+    from tune_sd.tune.progress import SweepProgress, SweepReporter, describe_scheduler, progress_metrics
+    from tune_sd.tune.tensorboard import SweepTensorBoard
+    from tune_sd.tune.trial_logs import TrialCsvLogger, TrialJsonLogger
 
     metrics = progress_metrics(settings)
     callbacks = list(callbacks or []) + [TrialJsonLogger(), TrialCsvLogger(), SweepTensorBoard(metrics, searched),
@@ -368,7 +368,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
     import ray
     from ray import tune
 
-    from .cluster import connect
+    from tune_sd.tune.cluster import connect
 
     started = connect(address, dashboard=dashboard)
     run = ""  # this driver run's registry (a packed sweep)
@@ -376,8 +376,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
         write_meta(plan)
         param_space, searcher = _param_space_and_searcher(plan)
         s = plan.settings
-        from .schedulers import make_scheduler
-        from .stop_records import StopRecorder
+        from tune_sd.tune.stopping.schedulers import make_scheduler
+        from tune_sd.tune.stopping.records import StopRecorder
 
         # the stopper and the scheduler note their stops here; it writes them into the trials' results
         recorder = StopRecorder()
@@ -387,7 +387,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
                                    repeat_data=bool(s.get("repeat_data")), race_alpha=s.get("race_alpha"))
         num_samples = int(s["num_samples"])
         if s.get("repeat", 1) > 1:
-            from .packing import repeat_points
+            from tune_sd.tune.packing.plan import repeat_points
 
             num_samples = len(repeat_points(plan))  # the sampled configs (or grid points) times the repeats
         _print_header(plan.name, plan.exp_uri, s, total=_total_trials(plan))
@@ -418,7 +418,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = Fal
 def _say_if_interrupted(run_config, resume: str) -> bool:
     """After Ctrl-C Tune returns normally, having saved the sweep: say how to continue it with our command
     (True: it was interrupted)."""
-    from .progress import SweepProgress
+    from tune_sd.tune.progress import SweepProgress
 
     progress = next((c for c in run_config.callbacks or [] if isinstance(c, SweepProgress)), None)
     if progress is not None and progress.interrupted:
@@ -428,13 +428,13 @@ def _say_if_interrupted(run_config, resume: str) -> bool:
 
 
 def _total_trials(plan: SweepPlan) -> int:
-    from .packing import total_trials
+    from tune_sd.tune.packing.plan import total_trials
 
     return total_trials(plan)
 
 
 def _print_header(name: str, exp_uri, settings: dict, total: int | None = None, resumed: bool = False) -> None:
-    from .progress import header
+    from tune_sd.tune.progress import header
 
     print(header(name, exp_uri, settings, total=total, resumed=resumed), file=sys.stderr, flush=True)
 
@@ -448,8 +448,8 @@ def _start_packing(name: str, settings: dict, plan: SweepPlan | None = None) -> 
         return "", {}
     import ray
 
-    from .packing import fill_sizes, trial_slots
-    from .registry import new_run, start_registry
+    from tune_sd.tune.packing.plan import fill_sizes, trial_slots
+    from tune_sd.tune.packing.registry import new_run, start_registry
 
     sizes = {}
     if plan is not None and settings["pack"] == "auto":
@@ -463,7 +463,7 @@ def _start_packing(name: str, settings: dict, plan: SweepPlan | None = None) -> 
 
 def _stop_packing(name: str, run: str | None, settings: dict) -> None:
     if settings.get("pack", "off") != "off" and run:
-        from .registry import stop_registry
+        from tune_sd.tune.packing.registry import stop_registry
 
         stop_registry(name, run)
 
@@ -478,7 +478,7 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
                  trust: bool = False) -> Path:
     """Continue an interrupted sweep: unfinished and errored trials go on from their checkpoints. Tune's
     restore unpickles the sweep's files: only from storage the user trusts (trust.py; ``trust``: they said so)."""
-    from .trust import check_resume_trusted
+    from tune_sd.tune.trust import check_resume_trusted
 
     exp_dir = find_sweep(name, storage)
     if "://" not in str(exp_dir) and not list(Path(exp_dir).glob("experiment_state-*.json")):
@@ -490,7 +490,7 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
     import ray
     from ray import tune
 
-    from .cluster import connect
+    from tune_sd.tune.cluster import connect
 
     started = connect(address)
     run = ""
@@ -525,7 +525,7 @@ def _restored_output(tuner, exp_dir, settings: dict, verbose: bool) -> None:
         return None
     exp_dir = str(exp_dir)
     storage, _, name = exp_dir.rstrip("/").rpartition("/")
-    from .stop_records import StopRecorder
+    from tune_sd.tune.stopping.records import StopRecorder
 
     config = local.get_run_config()
     # the restored stop recorder stays: the restored scheduler and stopper report their stops to it

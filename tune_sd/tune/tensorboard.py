@@ -33,7 +33,7 @@ from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, DONE, SHOULD_CHECKP
 
 from tune_sd.store import LABELS
 
-from .rows import expand
+from tune_sd.tune.report_rows import expand
 
 #: what Ray adds to every result (and what the trainable adds for Ray), never plotted: the step is the epoch
 BOOKKEEPING = frozenset(AUTO_RESULT_KEYS) | frozenset(DEBUG_METRICS) | {

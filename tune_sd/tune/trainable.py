@@ -3,7 +3,7 @@
 - in the trial's own process (:class:`InProcess`): the engine's run (``make_run``: a ``Study``, or a
   regularisation run) built from the trial's config; a report is ``report_every`` epochs of its loop
   (``RunLoop.run``) and the run's per-report metrics (``RunLoop.report``: ``acc_report``);
-- in a shared executor (:class:`tune_sd.tune.packed.InExecutor`, ``--pack``): the trial is a member of
+- in a shared executor (:class:`tune_sd.tune.packing.client.InExecutor`, ``--pack``): the trial is a member of
   the population of its shape key on its node, and its process only waits for its reports.
 
 Either way the trial reports the last epoch's metrics and where it ran; it checkpoints (the run's
@@ -34,8 +34,8 @@ from ray import tune
 
 from tune_sd.store import LABELS
 
-from .cadence import CHECKPOINT_FILE, MIN_RESULT_S, Cadence
-from .rows import span
+from tune_sd.tune.cadence import CHECKPOINT_FILE, MIN_RESULT_S, Cadence
+from tune_sd.tune.report_rows import span
 
 TRAINING_ITERATION = "training_iteration"  # Tune's key; a trial sets it to its own count of reports
 
@@ -55,7 +55,7 @@ class SDTrainable(tune.Trainable):
         self.host = socket.gethostname()
         self.registry = None
         if pack is not None:
-            from .registry import get_registry
+            from tune_sd.tune.packing.registry import get_registry
 
             self.registry = get_registry(pack.experiment, pack.run, pack.pack, pack.cpus_per_trial,
                                          pack.gpus_per_trial, pack.sizes)
@@ -72,7 +72,7 @@ class SDTrainable(tune.Trainable):
     def _build(self, config: dict) -> None:
         self.labels = {k: config[k] for k in LABELS if k in config}
         if self.pack is not None:
-            from .packed import InExecutor
+            from tune_sd.tune.packing.client import InExecutor
 
             self.epochs = InExecutor(self, config)
         else:
@@ -160,7 +160,7 @@ class InProcess:
 
         from tune_sd.engine import Config, make_run
 
-        from .trial_config import split_trial_config
+        from tune_sd.tune.trial_config import split_trial_config
 
         tree, _ = split_trial_config(config)
         self.cfg = Config.from_dict(tree)
@@ -185,7 +185,7 @@ class InProcess:
         """``report_every`` epochs of the engine's loop: the last epoch's metrics and the report's."""
         from tune_sd.engine import NonFiniteLossError
 
-        from .stop_records import own_end
+        from tune_sd.tune.stopping.records import own_end
 
         run, first = self.run, self.run.epoch
         try:
@@ -214,7 +214,7 @@ class InProcess:
     def figure(self, logdir: str) -> None:
         """The SD study: real vs fake samples on the input points, as the notebook's scatter plot; a
         regularisation run: its latent features beside the true latents. In TensorBoard."""
-        from .figures import latents_figure, samples_figure
+        from tune_sd.tune.trial_figures import latents_figure, samples_figure
 
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter

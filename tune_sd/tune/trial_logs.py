@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from .rows import expand
+from tune_sd.tune.report_rows import expand
 
 
 class _KeepDriverLog:

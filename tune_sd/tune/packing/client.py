@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import ray
 
-from .cadence import Cadence
+from tune_sd.tune.cadence import Cadence
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class PackShare:
     def __call__(self, config: dict):
         from ray import tune
 
-        from .packing import pack_plan
+        from tune_sd.tune.packing.plan import pack_plan
 
         _, size = pack_plan(config, self.pack, self.gpus_per_trial, self.sizes)
         return tune.PlacementGroupFactory([{"CPU": self.cpus_per_trial / size, "GPU": self.gpus_per_trial / size}])

@@ -22,7 +22,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from .nonlearner import Evidence
+from tune_sd.tune.stopping.nonlearner import Evidence
 
 
 @dataclass
@@ -72,7 +72,7 @@ def race_plan(*, epochs: int, report_every: int, grace_period: int | None, reduc
     """(rungs, alpha) of a race, checked (a ConfigError says what to change): the first rung is the
     sweep's grace period (``--grace-period``, default a 27th of the run), the next ones ``eta`` =
     ``--reduction-factor`` times later."""
-    from .choices import default_grace_period
+    from tune_sd.tune.choices import default_grace_period
 
     alpha = RaceSettings(RaceSettings.alpha if race_alpha is None else race_alpha).check().alpha
     grace = min(grace_period or default_grace_period(epochs, report_every), epochs)

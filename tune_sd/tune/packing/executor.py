@@ -1,14 +1,14 @@
 """Where packed trials train: a shared executor per shape key that steps a ``Population``.
 
 Two kinds of Ray actors, both asyncio actors that hold no CPUs of their own (the trials reserve them,
-see :mod:`tune_sd.tune.packed`):
+see :mod:`tune_sd.tune.packing.client`):
 
 - ``PopulationExecutor`` owns one engine ``Population`` of up to ``capacity`` members of one shape key
   on one node. ``advance(member, n, reports, seconds)`` returns the rows of one Tune result: up to
   ``reports`` reports of ``n`` epochs each, gathered for about ``seconds`` (rows.py); a background loop
   meanwhile steps every member with pending work in one batched pass (``Population.step(ids)``), so
   that members whose requests overlap share their passes.
-- ``PackRegistry`` (one per sweep, :mod:`tune_sd.tune.registry`) places each trial in an executor.
+- ``PackRegistry`` (one per sweep, :mod:`tune_sd.tune.packing.registry`) places each trial in an executor.
 
 A member's state is a ``Study`` state: the executor reads and writes the trial's checkpoint file
 (``trainable.CHECKPOINT_FILE``) on the node they share, so packed and unpacked checkpoints interchange.
@@ -22,7 +22,7 @@ import time
 
 import ray
 
-from .cadence import Cadence
+from tune_sd.tune.cadence import Cadence
 
 # one hand-off to the stepping thread runs epochs for up to this long while no member is due to report,
 # so that the event loop's and the thread's hand-offs cost little per epoch; joins, leaves and saves
@@ -75,7 +75,7 @@ class PopulationExecutor:
         from tune_sd.engine import Config
         from tune_sd.engine.checkpoint import load_checkpoint
 
-        from .trial_config import split_trial_config
+        from tune_sd.tune.trial_config import split_trial_config
 
         tree, _ = split_trial_config(config)
         cfg = Config.from_dict(tree)
@@ -204,7 +204,7 @@ class PopulationExecutor:
     def _report(self, member_id: str, request: _Request) -> dict:
         """What the trial reports: the last epoch's metrics and the report's (the engine's
         ``RunLoop.last_metrics`` and ``RunLoop.report`` of the member), as an unpacked trial reports them."""
-        from .stop_records import own_end
+        from tune_sd.tune.stopping.records import own_end
 
         member = _Member(self.pop, member_id)
         epoch = member.epoch
@@ -239,7 +239,7 @@ class PopulationExecutor:
     def _draw(self, member_id: str, study, logdir: str) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        from tune_sd.tune.figures import samples_figure
+        from tune_sd.tune.trial_figures import samples_figure
 
         writer = self.writers.get(member_id)
         if writer is None:

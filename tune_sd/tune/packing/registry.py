@@ -1,4 +1,4 @@
-"""The sweep's registry: where each packed trial trains (see :mod:`tune_sd.tune.executor`).
+"""The sweep's registry: where each packed trial trains (see :mod:`tune_sd.tune.packing.executor`).
 
 ``PackRegistry`` (one per sweep, named) places a trial: it computes the trial's shape key and pack
 size, picks an executor of that key on the trial's node with a free place (or starts one there) and
@@ -12,7 +12,7 @@ import time
 
 import ray
 
-from .executor import FILL_S, PopulationExecutor
+from tune_sd.tune.packing.executor import FILL_S, PopulationExecutor
 
 NAMESPACE = "tune_sd"
 # a trial that finds every population of its key full waits this long for a member to leave before it
@@ -61,7 +61,7 @@ class PackRegistry:
 
     async def place(self, member_id: str, config: dict, node_id: str, checkpoint: str | None = None):
         """Join the member to an executor; returns (executor, capacity, what the join said)."""
-        from .packing import pack_plan  # the engine (torch): in the registry's process, not a trial's
+        from tune_sd.tune.packing.plan import pack_plan  # the engine (torch): in the registry's process, not a trial's
 
         await self.release(member_id)
         key, size = pack_plan(config, self.pack, self.gpus, self.sizes)

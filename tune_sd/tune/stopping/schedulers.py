@@ -2,7 +2,7 @@
 raced against the best one on their seeds: racing.py).
 
 ASHA and the median rule come as thin subclasses that note each STOP they decide in a
-:class:`~tune_sd.tune.stop_records.StopRecorder`, so that ``trials.parquet`` says which of them ended a
+:class:`~tune_sd.tune.stopping.records.StopRecorder`, so that ``trials.parquet`` says which of them ended a
 trial (and not, say, the non-learner stopper or the trial's ``runtime``).
 """
 
@@ -12,9 +12,9 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianSt
 
 from tune_sd.errors import ConfigError
 
-from .choices import SCHEDULERS, default_grace_period  # noqa: F401 (default_grace_period: its old home)
-from .rows import expand
-from .stop_records import ended_before
+from tune_sd.tune.choices import SCHEDULERS, default_grace_period  # noqa: F401 (default_grace_period: its old home)
+from tune_sd.tune.report_rows import expand
+from tune_sd.tune.stopping.records import ended_before
 
 
 class _Noted:
@@ -72,7 +72,7 @@ class _ByConfig:
 
     def __init__(self, *args, repeat: int = 2, repeat_data: bool = False, recorder=None, **kwargs):
         super().__init__(*args, **kwargs)
-        from .seed_pool import SeedPool
+        from tune_sd.tune.stopping.seed_pool import SeedPool
 
         self.pool = SeedPool(repeat)
         self.repeat_data = repeat_data
@@ -81,7 +81,7 @@ class _ByConfig:
         self.stopped: dict = {}  # config -> the Evidence its seeds stop on
 
     def on_trial_add(self, tune_controller, trial):
-        from .nonlearner import config_key
+        from tune_sd.tune.stopping.nonlearner import config_key
 
         key = config_key(trial.config or {}, self.repeat_data)
         self.pool.add(trial.trial_id, key)
@@ -108,7 +108,7 @@ class _ByConfig:
         return TrialScheduler.CONTINUE
 
     def _judge(self, tune_controller, rows) -> None:
-        from .nonlearner import Evidence
+        from tune_sd.tune.stopping.nonlearner import Evidence
 
         for key, epoch, median, trials in rows:
             if key in self.stopped or epoch >= getattr(self, "_max_t", float("inf")):
@@ -157,7 +157,7 @@ class RaceScheduler(FIFOScheduler):
     def __init__(self, rungs: list[int], repeat: int, alpha: float = 0.05, repeat_data: bool = False,
                  recorder=None, report_every: int = 0):
         super().__init__()
-        from .racing import Race
+        from tune_sd.tune.stopping.race import Race
 
         self.race = Race(rungs, repeat, alpha, report_every=report_every)
         self.repeat_data = repeat_data
@@ -170,7 +170,7 @@ class RaceScheduler(FIFOScheduler):
         return super().set_search_properties(metric, mode, **spec)
 
     def on_trial_add(self, tune_controller, trial):
-        from .nonlearner import config_key
+        from tune_sd.tune.stopping.nonlearner import config_key
 
         config = trial.config or {}
         label = ", ".join(f"{k}={config[k]}" for k in ("variant", "rung") if k in config) or f"trial {trial.trial_id}"
@@ -220,7 +220,7 @@ def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: i
     ``repeat`` (seeds per config) and takes ``race_alpha``."""
     grace = grace_period or default_grace_period(epochs, report_every)
     if name == "race":
-        from .racing import race_plan
+        from tune_sd.tune.stopping.race import race_plan
 
         rungs, alpha = race_plan(epochs=epochs, report_every=report_every, grace_period=grace_period,
                                  reduction_factor=reduction_factor, repeat=repeat, race_alpha=race_alpha)

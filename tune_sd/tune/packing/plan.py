@@ -75,7 +75,7 @@ def pack_plan(config: dict, pack, gpus_per_trial: float = 0.0, sizes: dict | Non
     """
     from tune_sd.engine import Config, pack_size, shape_key
 
-    from .trial_config import split_trial_config
+    from tune_sd.tune.trial_config import split_trial_config
 
     tree, _ = split_trial_config(config)
     cfg = Config.from_dict(tree)

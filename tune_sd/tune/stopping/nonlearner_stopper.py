@@ -18,14 +18,14 @@ import math
 
 from ray.tune.stopper import Stopper
 
-from .nonlearner import NonLearnerSettings, SeedRule, config_key
-from .rows import expand
+from tune_sd.tune.stopping.nonlearner import NonLearnerSettings, SeedRule, config_key
+from tune_sd.tune.report_rows import expand
 
 
 class NonLearnerStopper(Stopper):
     """A Tune stopper; it works alone (with FIFO) or beside ASHA or the median rule.
 
-    Each stop is noted in ``recorder`` (a :class:`~tune_sd.tune.stop_records.StopRecorder`), which
+    Each stop is noted in ``recorder`` (a :class:`~tune_sd.tune.stopping.records.StopRecorder`), which
     writes ``stop_reason: nonlearner`` and the evidence (``stop_test``, ``stop_seeds``, ``stop_trials``,
     ``stop_epochs``, ``stop_p``) into the trial's last result, so that the results say why the trial
     ended early wherever they are stored. ``repeat`` is the sweep's seeds per config (``--repeat``); a
