@@ -313,7 +313,7 @@ def repeat_sweep(folder: Path, horizon: int):
     iterations once, the last), in trial order."""
     from tune_sd.analysis import load_sweeps
     from tune_sd.analysis.pipeline import sweep_trends
-    from tune_sd.tune.stopping.nonlearner import config_key
+    from tune_sd.seeds import config_key
 
     meta = json.loads((folder / "tune_sd.json").read_text())
     settings = meta.get("settings") or {}

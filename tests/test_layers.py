@@ -88,6 +88,14 @@ def foreign(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
     ("tune_sd.analysis", ("ray.tune", "tune_sd.tune", "tune_sd.cli")),
     ("tune_sd.spaces", ("ray", "optuna", "tune_sd.tune", "tune_sd.analysis", "tune_sd.cli")),
     ("tune_sd.store", ("ray", "tune_sd.tune", "tune_sd.analysis", "tune_sd.spaces", "tune_sd.cli")),
+    # the words and the seed arithmetic that the stopping rules and the analysis share: below both
+    ("tune_sd.outcomes", ("ray", "torch", "pandas", "tune_sd.tune", "tune_sd.analysis", "tune_sd.spaces", "tune_sd.cli")),
+    ("tune_sd.seeds", ("ray", "torch", "pandas", "tune_sd.tune", "tune_sd.analysis", "tune_sd.spaces", "tune_sd.cli")),
+    # the rules of early stopping and the packing plan run where Ray is absent (a plan, a replay)
+    ("tune_sd.tune.stopping.nonlearner", ("ray", "torch", "tune_sd.analysis")),
+    ("tune_sd.tune.stopping.race", ("ray", "torch", "tune_sd.analysis")),
+    ("tune_sd.tune.stopping.seed_pool", ("ray", "torch", "tune_sd.analysis")),
+    ("tune_sd.tune.packing.plan", ("ray", "tune_sd.analysis")),
 ])
 def test_layers_import_down_only(layer, forbidden):
     assert foreign(layer, forbidden) == []

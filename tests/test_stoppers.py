@@ -212,7 +212,7 @@ def test_the_pooled_grace_keeps_configs_whose_seeds_all_rise_slowly():
 
 
 def test_configs_are_told_apart_by_everything_but_their_seeds():
-    from tune_sd.tune.stopping.nonlearner import config_key
+    from tune_sd.seeds import config_key
 
     a = {"disc": {"lr": 1e-4}, "seed": 3, "repeat": 0, "data": {"seed": 1}}
     assert config_key(a) == config_key({**a, "seed": 4, "repeat": 1})

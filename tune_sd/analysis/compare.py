@@ -67,12 +67,14 @@ def top_configs(sweeps: list[Sweep], trends: pd.DataFrame, top_k: int = 5, metri
     ``tied with best`` (p >= :data:`.evidence.ALPHA`: its seeds do not tell it from the best),
     ``median seed`` (the trial whose final value is the config's median, the lower of the middle two
     for an even count: the seed to show), ``trial_ids`` (its seeds), then the compared hyperparameters (short names)."""
-    from scipy.stats import mannwhitneyu
+    from tune_sd.seeds import p_worse
 
     from .configs import config_table
     from .evidence import ALPHA
+    from .repeats import seed_cols
 
-    params = [p for p in compared_params(sweeps) if p not in ("cfg.seed", "cfg.data.seed")]
+    seeds_of = set().union(*(seed_cols(s.trials) for s in sweeps)) | {"cfg.seed"}
+    params = [p for p in compared_params(sweeps) if p not in seeds_of]
     parts = []
     for s in sweeps:
         tr = trends[trends["sweep"] == s.name] if "sweep" in trends.columns else trends
@@ -82,8 +84,7 @@ def top_configs(sweeps: list[Sweep], trends: pd.DataFrame, top_k: int = 5, metri
         m = pd.to_numeric(s.trials.set_index("trial_id")[metric], errors="coerce")
         seeds = [m.reindex(ids.split(",")).dropna().sort_values(kind="stable") for ids in table["trial_ids"]]
         best = seeds[0].to_numpy()
-        pv = [mannwhitneyu(best, x.to_numpy(), alternative="greater").pvalue if len(best) and len(x) else float("nan")
-              for x in seeds]
+        pv = [p_worse(x.to_numpy(), best) if len(best) and len(x) else float("nan") for x in seeds]
         pv[0] = float("nan")
         row = pd.DataFrame({
             "sweep": s.name, "study": s.study, "rank": range(1, len(table) + 1), "config": table["config"],

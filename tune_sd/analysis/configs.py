@@ -21,7 +21,9 @@ from __future__ import annotations
 import pandas as pd
 
 from .load import CFG, hyperparameters, short
-from .repeats import CONFIG_LABELS, REPEAT_KEYS, config_ids
+from tune_sd.seeds import median_over_seeds
+
+from .repeats import CONFIG_LABELS, config_ids, seed_cols
 from .stops import EARLY, with_stops
 from .trends import display_order, join_trends
 
@@ -77,7 +79,8 @@ def config_table(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     names = display_order(df["trend"].astype(str))
     counts = pd.crosstab(df["config"], df["trend"].astype(str)).reindex(columns=names, fill_value=0)
     seeds = counts.sum(axis=1)
-    keep = [c for c in df.columns if (c.startswith(CFG) and c not in REPEAT_KEYS) or c in CONFIG_LABELS
+    seeds_of = seed_cols(df)
+    keep = [c for c in df.columns if (c.startswith(CFG) and c not in seeds_of) or c in CONFIG_LABELS
             or c == "sweep"]
     out = df.groupby("config", sort=False)[keep].first() if keep else pd.DataFrame(index=seeds.index)
     out = out.reindex(seeds.index)
@@ -90,7 +93,9 @@ def config_table(trends: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     out["trend"] = [config_trend(row) for _, row in counts.iterrows()]
     for metric in ACCURACIES:
         if metric in df.columns:
-            stats = pd.to_numeric(df[metric], errors="coerce").groupby(df["config"]).agg(["median", "min", "max"])
+            stats = pd.to_numeric(df[metric], errors="coerce").groupby(df["config"]).agg(
+                median=lambda v: median_over_seeds(v.dropna()) if v.notna().any() else float("nan"),
+                min="min", max="max")
             for stat in ("median", "min", "max"):
                 out[f"{metric}_{stat}"] = stats[stat]
     out = out.reset_index()
@@ -150,7 +155,7 @@ def stops_per_config(trials: pd.DataFrame) -> pd.DataFrame:
     for sweep, part in (trials.groupby("sweep", sort=False) if "sweep" in trials.columns else [(None, trials)]):
         part = part.assign(_config=config_ids(part))
         shown = [c for c in CONFIG_LABELS if c in part.columns and part[c].notna().any()]
-        shown = shown or [c for c in hyperparameters(part) if c not in REPEAT_KEYS]
+        shown = shown or [c for c in hyperparameters(part) if c not in seed_cols(part)]
         for _, t in part.groupby("_config", sort=False):
             first = t.iloc[0]
             cut = t[t["stop_reason"].isin(EARLY)]

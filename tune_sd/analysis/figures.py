@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tune_sd import store
+from tune_sd.seeds import median_over_seeds
 
 from .trends import TREND_HELP, display_order, resample
 
@@ -174,7 +175,7 @@ def seed_band(smoothed: pd.DataFrame, trial_ids, x: str = "epoch") -> pd.DataFra
     """``x, median, min, max`` of the smoothed accuracy over a config's seeds at each ``x`` (a seed that
     ended early counts only where it ran)."""
     c = smoothed[smoothed["trial_id"].isin(list(trial_ids))]
-    return c.groupby(x)["acc"].agg(["median", "min", "max"]).reset_index()
+    return c.groupby(x)["acc"].agg(median=median_over_seeds, min="min", max="max").reset_index()
 
 
 def comparison_figure(smoothed: pd.DataFrame, top: pd.DataFrame) -> Figure:

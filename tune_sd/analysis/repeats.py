@@ -5,21 +5,42 @@ from __future__ import annotations
 
 import pandas as pd
 
+from tune_sd.seeds import DATA_SEED, seed_columns
 from tune_sd.store import LABELS
 
 from .load import CFG, Sweep, _key, hyperparameters, short
 
 METRIC = "final_avg_acc"
-# what a repeat changes: the seed, and with --repeat-data the input points
-REPEAT_KEYS = ("cfg.seed", "cfg.data.seed")
 # the labels that name a config (a variant, a rung); ``repeat`` numbers the runs of one config
 CONFIG_LABELS = tuple(label for label in LABELS if label != "repeat")
 COLUMNS = ["config", "repeats", "median", "min", "max", "range"]
 
 
+def repeat_data(trials: pd.DataFrame) -> bool:
+    """Whether each repeat drew its own input points (``--repeat-data``): the trials have repeats and,
+    among the trials alike in every other key, no two share a ``data.seed`` (a searched ``data.seed``
+    is shared by the seeds of its config)."""
+    col = CFG + DATA_SEED
+    if "repeat" not in trials.columns or trials["repeat"].dropna().empty or col not in trials.columns:
+        return False
+    others = [c for c in trials.columns if (c.startswith(CFG) and c not in seed_columns(trials.columns, True))
+              or c in CONFIG_LABELS]
+    if not others:
+        return bool(trials[col].is_unique)
+    groups = trials[others].apply(lambda row: tuple(_key(v) for v in row), axis=1)
+    sizes = trials.groupby(groups, sort=False)[col]
+    return bool((sizes.nunique() == sizes.size()).all() and (sizes.size() > 1).any())
+
+
+def seed_cols(trials: pd.DataFrame) -> set[str]:
+    """The columns of a trials table that tell the seeds of a config apart (:mod:`tune_sd.seeds`)."""
+    return seed_columns(trials.columns, repeat_data(trials))
+
+
 def config_ids(trials: pd.DataFrame) -> pd.Series:
     """One id per config: the trial's ``cfg.*`` values and labels, its seeds left out."""
-    cols = [c for c in trials.columns if (c.startswith(CFG) and c not in REPEAT_KEYS) or c in CONFIG_LABELS]
+    seeds = seed_cols(trials)
+    cols = [c for c in trials.columns if (c.startswith(CFG) and c not in seeds) or c in CONFIG_LABELS]
     if not cols:
         return pd.Series(0, index=trials.index)
     keys = trials[cols].apply(lambda row: tuple(_key(v) for v in row), axis=1)
@@ -32,7 +53,8 @@ def repeat_spread(trials: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     if "repeat" not in trials.columns or trials["repeat"].dropna().empty or metric not in trials.columns:
         return pd.DataFrame(columns=COLUMNS)
     trials = trials.assign(_config=config_ids(trials), _m=pd.to_numeric(trials[metric], errors="coerce"))
-    shown = [c for c in hyperparameters(trials) if c not in REPEAT_KEYS] + [c for c in CONFIG_LABELS if c in trials]
+    seeds = seed_cols(trials)
+    shown = [c for c in hyperparameters(trials) if c not in seeds] + [c for c in CONFIG_LABELS if c in trials]
     rows = []
     for _, t in trials.groupby("_config", sort=False):
         m = t["_m"].dropna()

@@ -18,11 +18,13 @@ import math
 
 import pandas as pd
 
+from tune_sd.outcomes import SHORT_OF_PLAN, STOPPED
+
 from .report import Section
 from .trends import by_size, join_trends
 
-REASONS = ("asha", "median", "nonlearner", "race", "runtime", "error")  # the ways a trial ends before its planned epochs
-EARLY = ("asha", "median", "nonlearner", "race")      # stopped by a scheduler or the stopper
+REASONS = SHORT_OF_PLAN  # the ways a trial ends before its planned epochs
+EARLY = STOPPED          # stopped by a scheduler or the stopper
 SECTION_TITLE = "Early stopping"
 
 

@@ -50,21 +50,14 @@ import numpy as np
 import pandas as pd
 
 from tune_sd.errors import UserError
+from tune_sd.outcomes import CHANCE, LEARN_MARGIN, TREND_HELP, TRENDS  # noqa: F401 (the analysis reads them here)
 
-CHANCE = 0.5
-LEARN_MIN = 0.1      # non-learner: peak < chance + LEARN_MIN
+LEARN_MIN = LEARN_MARGIN  # non-learner: peak < chance + LEARN_MIN (tune_sd.outcomes: the line the stopper uses too)
 DROP_MIN = 0.3       # rise-then-drop: lost >= 30 % of its gain ...
 DROP_ABS = 0.02      # ... and >= 0.02 in accuracy
 LATE_MIN = 0.15      # slow-improver: >= 15 % of its gain in the second half of its observed part
 HORIZON_SHARE = 0.1  # the smoothing horizon is at most this share of the planned epochs
 
-TRENDS = ("fast-plateau", "rise-then-drop", "slow-improver", "non-learner")
-TREND_HELP = {
-    "fast-plateau": "learns quickly, then stays",
-    "rise-then-drop": "learns quickly, then drops",
-    "slow-improver": "learns slowly, still rising at the end",
-    "non-learner": "learns nothing (stays near chance)",
-}
 FEATURES = ("observed", "reports", "start", "early", "peak", "peak_at", "end", "mean", "gain", "drop",
             "rel_drop", "late_gain", "rise_at", "end_slope")
 CLUSTER_FEATURES = ("early", "peak", "end", "peak_at", "rel_drop", "late_gain", "rise_at")

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tune_sd.engine.config import flatten
+from tune_sd.outcomes import ENDED_EARLY, STOP_REASON, STOP_REASONS, STOPPED
 from tune_sd.engine.limits import short
 from tune_sd.errors import StudyError
 from tune_sd.spaces.blocks import choice_value
@@ -34,12 +35,7 @@ REGULARIZE_METRICS = ["loss", "mse", "val_mse", "reg", "critic_score", "min_corr
 # stopped; read for sweeps whose results do not record stop_reason yet
 STOPS_FILE = "stops.jsonl"
 # why a trial ended (the column stop_reason; the key of the trial's last result that records it, see
-# stop_records.py): the trial itself says completed, runtime or error; the driver asha, median, nonlearner, race
-STOP_REASON = "stop_reason"
-ENDED_ITSELF = ("completed", "runtime", "error")
-STOPPED = ("asha", "median", "nonlearner", "race")
-REASONS = ENDED_ITSELF + STOPPED
-ENDED_EARLY = ("asha", "median", "nonlearner", "race", "runtime")  # the reasons that come with a stop_epoch
+# stopping/records.py): the words are tune_sd.outcomes'; ENDED_EARLY's reasons come with a stop_epoch
 # the evidence of a stop decided on a config's seeds (stop_records.py): copied from the last result
 STOP_EVIDENCE = ("stop_test", "stop_seeds", "stop_trials", "stop_epochs", "stop_p", "stop_against")
 
@@ -249,7 +245,7 @@ def _stop_reason(last: dict, error, status: str, stopped_early: bool, in_stops_f
     if error:
         return "error"
     recorded = last.get(STOP_REASON)
-    if recorded in REASONS and status != "ERROR":
+    if recorded in STOP_REASONS and status != "ERROR":
         return recorded
     if in_stops_file:
         return "nonlearner"

@@ -31,6 +31,7 @@ from numbers import Number
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, DONE, SHOULD_CHECKPOINT
 
+from tune_sd.seeds import without_seeds
 from tune_sd.store import LABELS
 
 from tune_sd.tune.report_rows import expand
@@ -53,8 +54,6 @@ def hparam_value(value):
 
 
 _MISSING = object()
-#: what differs between the seeds of one config (``--repeat``), left out of its session group's values
-REPEAT_KEYS = ("repeat", "seed", "data.seed")
 
 
 def trial_hparams(trial, searched=None) -> dict:
@@ -73,7 +72,8 @@ def trial_hparams(trial, searched=None) -> dict:
         if label in config:
             out[label] = hparam_value(config[label])
     if "repeat" in config:  # the seeds of a config: one session group, so without what tells them apart
-        out = {k: v for k, v in out.items() if k not in REPEAT_KEYS}
+        # data.seed too: where it was searched (not --repeat-data) it is the same for the config's seeds
+        out = without_seeds(out, repeat_data=True)
     return out
 
 

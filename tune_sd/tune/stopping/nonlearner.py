@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CHANCE = 0.5
+from tune_sd.outcomes import CHANCE, LEARN_MARGIN
 
 
 @dataclass
@@ -19,7 +19,7 @@ class NonLearnerSettings:
     # slower than those kept; margin 0.1 is the analysis' own non-learner line (peak < chance + 0.1)
     grace: int = 1500        # epochs before a trial can be stopped
     window: int = 2000       # epochs looked at
-    margin: float = 0.1      # "at chance": avg_acc within 0.5 +- margin over the whole window
+    margin: float = LEARN_MARGIN  # "at chance": avg_acc within 0.5 +- margin over the whole window
     confidence: float = 0.8  # an upward trend must be this significant to keep a trial at chance
 
     def check(self) -> "NonLearnerSettings":
@@ -122,24 +122,7 @@ def nonlearner_settings(settings: dict):
 # and none stops on its own evidence while a sibling learns. Without repeats every trial is its own config
 # and the rule is the one above, trial by trial.
 
-REPEAT_KEYS = ("seed", "repeat")  # what tells the repeats of a config apart (and data.seed with --repeat-data)
-
-
-def config_key(config: dict, repeat_data: bool = False) -> str:
-    """A trial's config without what its repeat changes (engine seed, repeat label, with
-    ``repeat_data`` the input points' seed), as text: the same for all seeds of a config."""
-    flat: dict = {}
-
-    def walk(d, prefix=""):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            else:
-                flat[f"{prefix}{k}"] = v
-
-    walk(config or {})
-    drop = set(REPEAT_KEYS) | ({"data.seed"} if repeat_data else set())
-    return repr(sorted((k, repr(v)) for k, v in flat.items() if k not in drop))
+# a config's identity without its seeds is tune_sd.seeds.config_key
 
 
 def pooled_window(s: NonLearnerSettings, seeds: int) -> tuple[int, int]:

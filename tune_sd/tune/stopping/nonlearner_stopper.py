@@ -18,7 +18,8 @@ import math
 
 from ray.tune.stopper import Stopper
 
-from tune_sd.tune.stopping.nonlearner import NonLearnerSettings, SeedRule, config_key
+from tune_sd.seeds import config_key
+from tune_sd.tune.stopping.nonlearner import NonLearnerSettings, SeedRule
 from tune_sd.tune.report_rows import expand
 
 

@@ -19,9 +19,9 @@ config's seeds below all of the other's): 0.05 for 3 seeds, 0.014 for 4, 0.004 f
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 
+from tune_sd.seeds import median_over_seeds, p_worse
 from tune_sd.tune.stopping.nonlearner import Evidence
 
 
@@ -82,12 +82,9 @@ def race_plan(*, epochs: int, report_every: int, grace_period: int | None, reduc
 
 
 def rank_p(values: list[float], best: list[float], mode: str = "max") -> float:
-    """One-sided p-value of the exact Mann-Whitney test that ``values`` are worse than ``best``."""
-    from scipy import stats
-
-    if mode == "min":
-        values, best = [-v for v in values], [-v for v in best]
-    return float(stats.mannwhitneyu(values, best, alternative="less", method="exact").pvalue)
+    """One-sided p-value that ``values`` are worse than ``best``: the exact Mann-Whitney test
+    (:func:`tune_sd.seeds.p_worse`; a race's few seeds make it exact)."""
+    return p_worse(values, best, mode, method="exact")
 
 
 class Race:
@@ -155,7 +152,7 @@ class Race:
         if len(ready) < 2:
             return
         sign = 1 if self.mode == "max" else -1
-        best = max(ready, key=lambda k: sign * statistics.median(ready[k]))
+        best = max(ready, key=lambda k: sign * median_over_seeds(ready[k]))
         for key, vals in ready.items():
             if key == best:
                 continue

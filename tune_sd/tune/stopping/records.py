@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ray.tune import Callback
 
-from tune_sd.tune.results import ENDED_ITSELF, STOP_REASON
+from tune_sd.outcomes import ENDED_ITSELF, STOP_REASON
 
 
 def ended_before(trial) -> bool:

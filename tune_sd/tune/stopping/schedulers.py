@@ -81,7 +81,7 @@ class _ByConfig:
         self.stopped: dict = {}  # config -> the Evidence its seeds stop on
 
     def on_trial_add(self, tune_controller, trial):
-        from tune_sd.tune.stopping.nonlearner import config_key
+        from tune_sd.seeds import config_key
 
         key = config_key(trial.config or {}, self.repeat_data)
         self.pool.add(trial.trial_id, key)
@@ -170,7 +170,7 @@ class RaceScheduler(FIFOScheduler):
         return super().set_search_properties(metric, mode, **spec)
 
     def on_trial_add(self, tune_controller, trial):
-        from tune_sd.tune.stopping.nonlearner import config_key
+        from tune_sd.seeds import config_key
 
         config = trial.config or {}
         label = ", ".join(f"{k}={config[k]}" for k in ("variant", "rung") if k in config) or f"trial {trial.trial_id}"

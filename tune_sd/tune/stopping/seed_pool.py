@@ -16,7 +16,8 @@ seeds has reported once nothing is known of the config, and its curve waits.
 from __future__ import annotations
 
 import math
-import statistics
+
+from tune_sd.seeds import median_over_seeds
 
 
 class SeedPool:
@@ -68,5 +69,5 @@ class SeedPool:
             self.done[key] = epoch
             if at:
                 trials = [m for m in members if m in at]
-                rows.append((key, epoch, statistics.median(at[m] for m in trials), trials))
+                rows.append((key, epoch, median_over_seeds(at[m] for m in trials), trials))
         return rows
