@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from tune_sd.outcomes import CHANCE, LEARN_MARGIN
+from tune_sd.tune.stopping.config_seeds import ConfigSeeds
 
 
 @dataclass
@@ -170,7 +171,7 @@ def _groups(windows: list[list]) -> list[tuple[list[float], list[float]]]:
     return [([h[0] for h in w], [h[2] for h in w]) for w in windows]
 
 
-class SeedRule:
+class SeedRule(ConfigSeeds):
     """The non-learner rule over the seeds of configs, without Ray: the stopper's state and decisions
     (stoppers.NonLearnerStopper adapts it to Tune; benchmarks/early_stopping.py replays it).
 
@@ -197,13 +198,10 @@ class SeedRule:
     """
 
     def __init__(self, settings: NonLearnerSettings | None = None, repeat: int = 1):
+        super().__init__(repeat)
         self.settings = settings or NonLearnerSettings()
-        self.repeat = max(int(repeat or 1), 1)
         self.history: dict[str, list[tuple[float, float, float]]] = {}
-        self.config_of: dict[str, str] = {}
-        self.members: dict[str, list[str]] = {}
         self.stopped: dict[str, Evidence] = {}  # config -> the evidence its seeds stopped on
-        self.ended: set[str] = set()
         self.planned: dict[str, float] = {}  # trial -> its planned epochs (the config's ``epochs``)
         self.before: set[str] = set()  # trials that ended before a resume: their last result is all there is
 
@@ -218,16 +216,15 @@ class SeedRule:
         if planned is not None:
             self.planned[trial_id] = float(planned)
         key = config if self.repeat > 1 and config is not None else trial_id
-        if trial_id not in self.config_of:
-            self.config_of[trial_id] = key
-            self.members.setdefault(key, []).append(trial_id)
+        self.join(trial_id, key)
+        key = self.config_of[trial_id]
         history = self.history.setdefault(trial_id, [])
         if history and point[0] <= history[-1][0]:
             # a restored trial reports again from its checkpoint: forget what it will redo
             while history and history[-1][0] >= point[0]:
                 history.pop()
         history.append(point)
-        self.ended.discard(trial_id)
+        self.reporting(trial_id)
         self.before.discard(trial_id)
         if key in self.stopped:
             return self.stopped[key]
@@ -245,20 +242,13 @@ class SeedRule:
         own = _window(history, self.settings.window)
         return Evidence("slope", [trial_id], [point[0]], slope_p(_groups([own])))
 
-    def end(self, trial_id: str) -> None:
-        """The trial ended (completed, stopped or failed): its reports so far are all it will give."""
-        self.ended.add(str(trial_id))
-
     def ended_before(self, trial_id: str, point: tuple[float, float, float] | None, config: str | None = None) -> None:
         """A trial that had ended before this run of the sweep (a resumed sweep): it will not report, and
         only its last result is known (``point``, or None). It counts as a seed of its config, ended; a
         sibling that learned keeps the config running as one that reports here does."""
         trial_id = str(trial_id)
-        if trial_id in self.config_of:
+        if not self.join(trial_id, config if self.repeat > 1 and config is not None else trial_id):
             return
-        key = config if self.repeat > 1 and config is not None else trial_id
-        self.config_of[trial_id] = key
-        self.members.setdefault(key, []).append(trial_id)
         self.history[trial_id] = [point] if point is not None else []
         self.before.add(trial_id)
         self.ended.add(trial_id)
@@ -282,7 +272,7 @@ class SeedRule:
         behind: how far a sibling is behind says nothing of whether it will learn, and the stopper hears
         of every trial that ends (stop_records.StopRecorder)."""
         members = self.members[key]
-        if key != trial_id and len(members) < self.repeat:
+        if not self.complete(key):
             return None
         common = self.history[trial_id][-1][0]
         for m in members:
@@ -297,7 +287,7 @@ class SeedRule:
     def _joint(self, key: str) -> Evidence | None:
         s = self.settings
         members = self.members[key]
-        if len(members) < self.repeat:
+        if not self.complete(key):
             return None  # a seed has not reported yet: nothing is known of it
         # seeds that ended before a resume are known by their last result only: one that learned keeps the
         # config; the others have no reports here for the pooled test

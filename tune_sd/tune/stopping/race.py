@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 from tune_sd.seeds import median_over_seeds, p_worse
+from tune_sd.tune.stopping.config_seeds import ConfigSeeds
 from tune_sd.tune.stopping.nonlearner import Evidence
 
 
@@ -87,7 +88,7 @@ def rank_p(values: list[float], best: list[float], mode: str = "max") -> float:
     return p_worse(values, best, mode, method="exact")
 
 
-class Race:
+class Race(ConfigSeeds):
     """The race's state and decisions (schedulers.RaceScheduler adapts it to Tune; the benchmark replays
     it). ``add`` a trial with its config key (and a label for the records), ``report`` its metric at an
     epoch: the :class:`Evidence` of its config's stop, or None; ``end`` a trial that ended."""
@@ -95,28 +96,20 @@ class Race:
     def __init__(self, rungs: list[int], repeat: int, alpha: float = 0.05, mode: str = "max", report_every: int = 0):
         self.rungs = sorted(rungs)
         self.report_every = report_every  # a trial first heard of far past a rung passed it unheard (a resume)
-        self.repeat = repeat
+        super().__init__(repeat)
         self.level = alpha / len(self.rungs)
         self.mode = mode
-        self.config_of: dict[str, str] = {}
-        self.members: dict[str, list[str]] = {}
         self.label: dict[str, str] = {}
         self.at: dict[str, dict[int, float]] = {}   # trial -> rung -> its metric there
         self.last: dict[str, float] = {}
-        self.ended: set[str] = set()
         self.stopped: dict[str, Evidence] = {}      # config -> the evidence it was stopped on
 
     def add(self, trial_id: str, key: str, label: str | None = None) -> None:
         trial_id = str(trial_id)
-        if trial_id in self.config_of:
+        if not self.join(trial_id, key):
             return
-        self.config_of[trial_id] = key
-        self.members.setdefault(key, []).append(trial_id)
         self.label.setdefault(key, label or key)
         self.at[trial_id] = {}
-
-    def end(self, trial_id: str) -> None:
-        self.ended.add(str(trial_id))
 
     def report(self, trial_id: str, epoch: float, value: float) -> Evidence | None:
         trial_id = str(trial_id)
@@ -137,7 +130,7 @@ class Race:
     def values(self, key: str, rung: int) -> list[float] | None:
         """The seeds' metric at ``rung``, once every seed that will get there did (None before)."""
         members = self.members[key]
-        if len(members) < self.repeat:
+        if not self.complete(key):
             return None
         out = []
         for m in members:

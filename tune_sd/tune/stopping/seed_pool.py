@@ -18,46 +18,40 @@ from __future__ import annotations
 import math
 
 from tune_sd.seeds import median_over_seeds
+from tune_sd.tune.stopping.config_seeds import ConfigSeeds
 
 
-class SeedPool:
+class SeedPool(ConfigSeeds):
     """``add`` a trial with its config key, ``report`` its metric at an epoch, ``end`` it when it ended:
     each returns the config rows that became complete, in epoch order, as (key, epoch, median, trials)."""
 
     def __init__(self, repeat: int):
-        self.repeat = max(int(repeat or 1), 1)
-        self.config_of: dict[str, str] = {}
-        self.members: dict[str, list[str]] = {}
+        super().__init__(repeat)
         self.values: dict[str, dict[float, dict[str, float]]] = {}  # config -> epoch -> trial -> value
         self.last: dict[str, float] = {}
-        self.ended: set[str] = set()
         self.done: dict[str, float] = {}  # config -> the last epoch of its curve handed on
 
     def add(self, trial_id: str, key: str) -> None:
-        trial_id = str(trial_id)
-        if trial_id not in self.config_of:
-            self.config_of[trial_id] = key
-            self.members.setdefault(key, []).append(trial_id)
+        if self.join(trial_id, key):
             self.values.setdefault(key, {})
 
     def report(self, trial_id: str, epoch: float, value: float) -> list[tuple[str, float, float, list[str]]]:
         trial_id = str(trial_id)
         key = self.config_of[trial_id]
-        self.ended.discard(trial_id)
+        self.reporting(trial_id)
         self.last[trial_id] = max(epoch, self.last.get(trial_id, -math.inf))
         if math.isfinite(value) and epoch > self.done.get(key, -math.inf):
             self.values[key].setdefault(epoch, {})[trial_id] = value
         return self._complete(key)
 
     def end(self, trial_id: str) -> list[tuple[str, float, float, list[str]]]:
-        trial_id = str(trial_id)
-        self.ended.add(trial_id)
-        key = self.config_of.get(trial_id)
+        super().end(trial_id)
+        key = self.config_of.get(str(trial_id))
         return self._complete(key) if key is not None else []
 
     def _complete(self, key: str) -> list[tuple[str, float, float, list[str]]]:
         members = self.members[key]
-        if len(members) < self.repeat:
+        if not self.complete(key):
             return []
         rows = []
         for epoch in sorted(self.values[key]):
