@@ -135,38 +135,45 @@ def _report_counts_per_config(exp, tmp_path, want):
         assert not test or row.test == test[0]
 
 
-def test_the_benchmark_replays_a_fifo_sweep_with_the_live_decisions(tmp_path, ray_local):
-    """benchmarks/early_stopping.py --repeats feeds a fifo sweep's reports to the stopper's and the race's
-    own code: the flat config stopped on its seeds' pooled evidence, the worse config raced out."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from early_stopping import replay_race, replay_scheduler, replay_seeds, repeat_sweep, score_seeds
-
+def test_replay_of_a_fifo_sweep_makes_the_live_decisions(tmp_path, ray_local, capsys):
+    """A finished fifo sweep's reports fed to the stopper's and the race's own code (stopping/replay.py, the
+    code of `tune-sd replay` and of the benchmark): the flat config stopped on its seeds' pooled evidence, the
+    worse config raced out."""
+    from tune_sd.cli import main
+    from tune_sd.tune.stopping import replay as rp
     from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
     exp, _, trials = _sweep(tmp_path, "fifo", {"scheduler": "fifo"})
     assert (trials.stop_reason == "completed").all()
-    reports, keys, trend, settings = repeat_sweep(Path(exp), horizon=40)
-    assert settings["repeat"] == 4 and len(set(keys.values())) == 2
+    rec = rp.load_record(str(exp))
+    assert rec.repeat == 4 and len(rec.configs()) == 2 and rec.exact  # curves.parquet carries acc_report
     flat = set(trials.loc[trials["cfg.disc.lr"] == 1e-9, "trial_id"])
-    ends = replay_seeds(reports, keys, NonLearnerSettings(grace=100, window=80, margin=0.1), 4)
+    ends = rp.replay_nonlearner(rec, NonLearnerSettings(grace=100, window=80, margin=0.1), 4)
     assert set(ends) == flat and {ev.test for _, ev in ends.values()} == {"pooled slope"}
     # reports epoch by epoch: decided at the pooled grace on the last seed's report at 80, the others at their next
     assert {tuple(ev.epochs) for _, ev in ends.values()} == {(80, 80, 80, 80)}
     assert sorted(e for e, _ in ends.values()) == [80, 100, 100, 100]
-    alone = replay_seeds(reports, keys, NonLearnerSettings(grace=100, window=80, margin=0.1), 1)
+    alone = rp.replay_nonlearner(rec, NonLearnerSettings(grace=100, window=80, margin=0.1), 1)
     # each seed alone: the flat ones at the single-seed grace (here also some learner seeds, still within the
     # margin at epoch 100, which their learning siblings protect in the seed-aware replay)
     assert flat <= set(alone) and min(e for e, _ in alone.values()) >= 100
-    score = score_seeds(ends, reports, keys, {t: "non-learner" if t in flat else "fast-plateau" for t in reports})
-    assert score["non_configs"] == "1/1" and score["cut"] == "0/4"
-    assert score["saved"] == pytest.approx(1 - (4 * 200 + 80 + 3 * 100) / 1600)
-    raced = replay_race(reports, keys, [40, 80], 4, 0.05)
+    s = rp.summary(rec, ends)
+    assert s["non-learner configs stopped"] == "1/1" and s["learner configs cut"] == 0 and s["best kept"]
+    assert s["saved"] == pytest.approx(1 - (4 * 200 + 80 + 3 * 100) / 1600)
+    raced = rp.replay_race(rec, [40, 80], 0.05)
     assert set(raced) == flat and {ev.test for _, ev in raced.values()} == {"rank vs best"}
     # ASHA by config, through its Tune callbacks: the configs reach each rung in trial order, the learner first,
     # so the flat config is cut at the first rung (the default grace: four reports, 80), all its seeds
-    cut = replay_scheduler(reports, keys, "asha", 200, 20, 4)
+    cut = rp.replay_scheduler(rec, "asha")
     assert set(cut) == flat and {ev.test for _, ev in cut.values()} == {"rung cutoff"}
-    assert score_seeds(cut, reports, keys, trend)["split"] == "0/2"
+    assert (rp.outcome(rec, cut)["stopped"].isin([0, 4])).all()  # no config cut apart
+    # the command: the same decisions, said per config
+    assert main(["replay", str(exp), "--scheduler", "nonlearner", "--nonlearner-grace", "100",
+                 "--nonlearner-window", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs saved: 26%" in out and "non-learner configs (no seed learned) stopped: 1/1" in out
+    assert "configs cut whose seeds went on to learn: 0" in out and "(lr=0.0003): kept" in out
+    assert main(["replay", str(exp), "--scheduler", "race", "--grace-period", "40", "--bootstrap", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "race at epochs" in out and "bootstrap resamples" in out
+    assert main(["replay", str(exp), "--scheduler", "median"]) == 0

@@ -220,22 +220,9 @@ RUN_OPTIONS = ("storage", "address", "cpus_per_trial", "gpus_per_trial", "max_co
                "overrides", "search_seed", "dashboard", "verbose")
 
 
-def _add_sweep(sub):
-    shared = _shared(*RUN_OPTIONS, overrides=dict(
-        help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)"))
-    p = sub.add_parser("sweep", help="run a study (a search space) as a Ray Tune sweep", epilog=EPILOG_SWEEP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter, parents=[shared],
-                       description="Run a search space (a name from `tune-sd spaces` or a YAML path) as a "
-                                   "Ray Tune sweep; options not given come from the space's tune: block.")
-    p.add_argument("space", help="study name (see `tune-sd spaces`) or path of a YAML space")
-    p.add_argument("--num-samples", type=int, help="trials to sample (grid: repeats of the grid)")
-    p.add_argument("--epochs", type=int, help="epochs per trial")
-    p.add_argument("--scheduler", choices=SCHEDULERS,
-                   help=f"trial scheduler (default: the space's, else {DEFAULTS['scheduler']}); race (with --repeat) "
-                        "stops the configs whose seeds are shown worse than the best config's; nonlearner stops "
-                        "trials that stay at chance with no upward trend, alone or beside asha/median")
-    p.add_argument("--search", choices=SEARCHES, help="search (default: the space's method)")
-    p.add_argument("--name", help="sweep name (default: the study's name)")
+def _stopping_flags() -> argparse.ArgumentParser:
+    """The settings of the stopping rules: the same flags on ``sweep`` and ``replay``."""
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--grace-period", type=int, help="asha/median: epochs before a trial may be stopped; race: its "
                                                     "first rung")
     p.add_argument("--reduction-factor", type=float,
@@ -250,6 +237,25 @@ def _add_sweep(sub):
     p.add_argument("--race-alpha", type=float, metavar="A",
                    help="race: the chance of stopping a config as good as the best, over all rungs "
                         f"(default {RaceSettings.alpha:g})")
+    return p
+
+
+def _add_sweep(sub):
+    shared = _shared(*RUN_OPTIONS, overrides=dict(
+        help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)"))
+    p = sub.add_parser("sweep", help="run a study (a search space) as a Ray Tune sweep", epilog=EPILOG_SWEEP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter, parents=[shared, _stopping_flags()],
+                       description="Run a search space (a name from `tune-sd spaces` or a YAML path) as a "
+                                   "Ray Tune sweep; options not given come from the space's tune: block.")
+    p.add_argument("space", help="study name (see `tune-sd spaces`) or path of a YAML space")
+    p.add_argument("--num-samples", type=int, help="trials to sample (grid: repeats of the grid)")
+    p.add_argument("--epochs", type=int, help="epochs per trial")
+    p.add_argument("--scheduler", choices=SCHEDULERS,
+                   help=f"trial scheduler (default: the space's, else {DEFAULTS['scheduler']}); race (with --repeat) "
+                        "stops the configs whose seeds are shown worse than the best config's; nonlearner stops "
+                        "trials that stay at chance with no upward trend, alone or beside asha/median")
+    p.add_argument("--search", choices=SEARCHES, help="search (default: the space's method)")
+    p.add_argument("--name", help="sweep name (default: the study's name)")
     p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",
                    help="regularisation studies (regularize-dsn): the trained critic, the best trial of an SD "
                         "sweep (by final avg_acc) or a checkpoint; a sweep is looked up under --storage; on "
@@ -314,6 +320,25 @@ def _add_sweep(sub):
                         "and never below its run's avg_hor; the report prints the horizon used per sweep")
     a.add_argument("--seed", type=int, default=0, help="seed of k-means and the gallery's draws (default %(default)s)")
     a.set_defaults(func=cmd_analyze)
+
+    rp = sub.add_parser("replay", help="what a stopping rule would have stopped in a finished sweep, and what it cost",
+                        parents=[_shared("storage"), _stopping_flags()],
+                        description="Replay a stopping rule over a finished sweep's reports (best a FIFO sweep, "
+                                    "whose trials all ran to the end): per config, what the rule would have stopped "
+                                    "and when, the epochs saved, the configs cut whose seeds went on to learn, and "
+                                    "whether the best config was kept. The rule runs with the sweep's own settings "
+                                    "where the flags do not set them. No Ray is started.")
+    rp.add_argument("name", metavar="SWEEP", help="sweep name under --storage, a sweep folder or URI, or a Parquet "
+                                                  "file of curves (trial_id, epoch, avg_acc, acc_report, config)")
+    rp.add_argument("--scheduler", required=True, choices=("nonlearner", "asha", "median", "race"),
+                    help="the rule to replay")
+    rp.add_argument("--per-seed", action="store_true",
+                    help="judge every trial alone, as a sweep without --repeat would (default: a sweep with "
+                         "repeats judges a config's seeds together)")
+    rp.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="race: also replay N resamples of each config's seeds and say how often the best config "
+                         "is kept (default 0: none)")
+    rp.set_defaults(func=cmd_replay)
 
 
 EPILOG_LADDER = f"""\
@@ -525,6 +550,23 @@ def cmd_spaces(args) -> int:
     width = max((len(n) for n, _ in spaces), default=0)
     for name, desc in spaces:
         print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from tune_sd.tune.stopping import replay as rp
+
+    _bounded("--bootstrap", args.bootstrap, 0, 100_000)
+    rec = rp.load_record(args.name, args.storage, per_seed=args.per_seed)
+    nonlearner = {"grace": args.nonlearner_grace, "window": args.nonlearner_window,
+                  "margin": args.nonlearner_margin, "confidence": args.nonlearner_confidence}
+    ends, how = rp.replay(rec, args.scheduler, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+                          nonlearner=nonlearner, race_alpha=args.race_alpha)
+    boot = None
+    if args.bootstrap and args.scheduler == "race":
+        rungs, alpha = rp.race_settings(rec, args.grace_period, args.reduction_factor, args.race_alpha)
+        boot = {**rp.race_bootstrap(rec, rungs, alpha, args.bootstrap), "n": args.bootstrap}
+    print(rp.report_text(rec, args.scheduler, ends, how, boot))
     return 0
 
 

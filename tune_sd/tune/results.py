@@ -28,7 +28,8 @@ from tune_sd.store import CURVES_FILE, LABELS, META_FILE, TRIALS_FILE, is_uri, r
 CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
                  "loss_fake", "loss_gp", "grad_max", "time_s", "node"]
 TRIAL_COLUMNS = ["trial_id", "status", "epochs", "final_avg_acc", "best_avg_acc", "stopped_early", "checkpoint", "node"]
-EXTRA_METRICS = ["nonfinite", "node_ip", "host", "device"]
+# acc_report: the mean accuracy over a report's epochs, what the non-learner rule tests (a replay reads it)
+EXTRA_METRICS = ["acc_report", "nonfinite", "node_ip", "host", "device"]
 # a regularisation run's (Step 7) metrics: columns of its own, present in the tables of such sweeps
 REGULARIZE_METRICS = ["loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc"]
 # written by the non-learner stopper of older versions (local storage only): one line per trial it

@@ -98,6 +98,17 @@ def rising(epochs: list[float], values: list[float], confidence: float) -> bool:
     return slope_p([(list(epochs), list(values))]) < 1 - confidence
 
 
+def report_point(result: dict) -> tuple[float, float, float] | None:
+    """(epoch, avg_acc, acc_report) of a report as the rule reads it (``acc_mean`` where a report has no
+    ``acc_report``), or None where one is missing or not finite: live reports and replayed ones alike."""
+    try:
+        report = result["acc_report"] if "acc_report" in result else result["acc_mean"]
+        point = (float(result["epoch"]), float(result["avg_acc"]), float(report))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return point if all(map(math.isfinite, point)) else None
+
+
 def is_non_learner(history: list[tuple[float, float, float]], s: NonLearnerSettings) -> bool:
     """history: (epoch, avg_acc, acc_report) per report, in order."""
     if not history or history[-1][0] < s.grace:

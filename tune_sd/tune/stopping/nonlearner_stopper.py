@@ -14,12 +14,11 @@ stops, all its seeds, on their pooled evidence, and no seed stops while a siblin
 
 from __future__ import annotations
 
-import math
 
 from ray.tune.stopper import Stopper
 
 from tune_sd.seeds import config_key
-from tune_sd.tune.stopping.nonlearner import NonLearnerSettings, SeedRule
+from tune_sd.tune.stopping.nonlearner import NonLearnerSettings, SeedRule, report_point as _point
 from tune_sd.tune.report_rows import expand
 
 
@@ -80,12 +79,3 @@ class NonLearnerStopper(Stopper):
     def stop_all(self) -> bool:
         return False
 
-
-def _point(result: dict) -> tuple[float, float, float] | None:
-    """(epoch, avg_acc, acc_report) of a report, or None where one is missing or not finite."""
-    try:
-        report = result["acc_report"] if "acc_report" in result else result["acc_mean"]
-        point = (float(result["epoch"]), float(result["avg_acc"]), float(report))
-    except (KeyError, TypeError, ValueError):
-        return None
-    return point if all(map(math.isfinite, point)) else None
