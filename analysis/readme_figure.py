@@ -1,4 +1,4 @@
-"""Redraw analysis/figures/trends.png (the README's figure): the trends figure of `tune-sd analyze` on
+"""Redraw analysis/figures/trends.png (the figure of docs/analysis.md): the trends figure of `tune-sd analyze` on
 a synthetic sweep of the four Step 15.3 shapes (100 000 planned epochs, some trials stopped early).
 
     python analysis/readme_figure.py

@@ -10,7 +10,7 @@ slow-improver — that were stopped (false stops).
     python benchmarks/early_stopping.py --quick          # 8 trials x 1500 epochs (tens of minutes on 2 cores)
     python benchmarks/early_stopping.py                  # 16 trials x 5000 epochs (hours on 2 cores)
     python benchmarks/early_stopping.py --trials 12 --epochs 3000 --avg-hor 300 --replay --sweep-params
-                                                         # the README's form: fifo, asha, asha+nonlearner
+                                                         # docs/early-stopping.md's form: fifo, asha, asha+nonlearner
                                                          # run, nonlearner replayed (about an hour on 2 cores)
 
 The non-learner stopper's decisions depend on each trial's own reports only, so running it on a

@@ -335,7 +335,7 @@ def test_the_study_needs_a_critic(tmp_path):
 
 @pytest.mark.slow
 def test_a_quick_regularize_dsn_sweep_runs_and_is_analysed(critic_ckpt, tmp_path):
-    """From an SD sweep to a regularised DSN sweep and its report: the two commands of the README."""
+    """From an SD sweep to a regularised DSN sweep and its report: the two commands of docs/studies.md."""
     _fake_sd_sweep(tmp_path / "sd-study", critic_ckpt)
     p = tune_sd("sweep", "regularize-dsn", "--quick", "--critic-from", "sd-study", "--epochs", "40",
                 "--storage", str(tmp_path), timeout=900)

@@ -34,7 +34,7 @@ DEFAULTS = NonLearnerSettings()
 
 
 def test_the_defaults_are_the_measured_ones():
-    # benchmarks/early_stopping.py --sweep-params on 12 sd-study trials x 3000 epochs (README)
+    # benchmarks/early_stopping.py --sweep-params on 12 sd-study trials x 3000 epochs (docs/early-stopping.md)
     assert (DEFAULTS.grace, DEFAULTS.window, DEFAULTS.margin, DEFAULTS.confidence) == (1500, 2000, 0.1, 0.8)
 
 

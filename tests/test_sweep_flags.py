@@ -1,5 +1,5 @@
 """Numbers a sweep cannot use are refused before Ray starts; keys the notebook only sets to null refuse
-other values; `analyze --k` means what its help and the README say."""
+other values; `analyze --k` means what its help and docs/analysis.md say."""
 
 import subprocess
 import sys
@@ -101,14 +101,14 @@ def test_k_rules_is_the_default_and_4_means_the_same():
         name_trends(feats, k="lots")
 
 
-def test_analyze_help_and_readme_say_what_k_does():
+def test_analyze_help_and_docs_say_what_k_does():
     from pathlib import Path
 
     p = tune_sd("analyze", "--help")
     text = " ".join(p.stdout.split())
     assert "rules (default; 4 is the same)" in text and "N k-means groups" in text
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
-    assert "`--k 4` means the same, the four named trends, not four k-means groups" in readme
+    analysis = " ".join((Path(__file__).parents[1] / "docs" / "analysis.md").read_text().split())
+    assert "`--k 4` means the same, the four named trends, not four k-means groups" in analysis
 
 
 def test_a_grid_runs_each_point_once_unless_num_samples_repeats_it(tmp_path):

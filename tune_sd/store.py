@@ -198,7 +198,7 @@ def local_copy(uri: str, kind: str = "files") -> Path:
     return atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
 
 
-#: the URI schemes a storage may have: those pyarrow.fs (and so Ray Tune) opens; the README documents
+#: the URI schemes a storage may have: those pyarrow.fs (and so Ray Tune) opens; docs/cluster.md and docs/trust.md document
 #: s3://, gs:// and file://
 SCHEMES = ("s3", "gs", "gcs", "file", "hdfs", "viewfs", "abfs", "abfss")
 

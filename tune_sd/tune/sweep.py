@@ -306,7 +306,7 @@ def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | No
 
 def _quiet_ray_output():
     """Ray's settings for a sweep's terminal, set before Ray starts (where each misleading line comes from:
-    README, "What the terminal shows")."""
+    docs/sweeps.md, "What the terminal shows")."""
     # the legacy output engine: its table is what --verbose shows (the new one ignores our reporter)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")

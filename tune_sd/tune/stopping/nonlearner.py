@@ -15,7 +15,7 @@ from tune_sd.tune.stopping.config_seeds import ConfigSeeds
 
 @dataclass
 class NonLearnerSettings:
-    # chosen with benchmarks/early_stopping.py --sweep-params (README, "Early stopping"): no learner of
+    # chosen with benchmarks/early_stopping.py --sweep-params (docs/early-stopping.md): no learner of
     # 12 sd-study trials x 3000 epochs stopped, every non-learner stopped, 9 of 10 synthetic learners
     # slower than those kept; margin 0.1 is the analysis' own non-learner line (peak < chance + 0.1)
     grace: int = 1500        # epochs before a trial can be stopped
