@@ -50,8 +50,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from tune_sd.outcomes import FAST_PLATEAU, NON_LEARNER, SLOW_IMPROVER
+
 SCHEDULERS = ("fifo", "asha", "nonlearner", "asha+nonlearner")
-LEARNERS = ("fast-plateau", "slow-improver")
+LEARNERS = (FAST_PLATEAU, SLOW_IMPROVER)
 REPLAY = "nonlearner (replay)"
 # the parameter grid of --sweep-params (epochs for grace and window)
 GRID = {"grace": (250, 500, 750, 1000, 1500, 2000), "window": (500, 1000, 1500, 2000),
@@ -107,11 +109,13 @@ def fifo_truth(fifo_folder: Path, horizon: int) -> tuple[dict, dict]:
 
 def fifo_reports(fifo_folder: Path) -> dict[int, list[dict]]:
     """Every fifo trial's reports as Tune got them (``result.json``: with ``acc_report``), by engine seed."""
+    from tune_sd.tune.results import read_reports
+
     trials = pd.read_parquet(fifo_folder / "trials.parquet")
     out = {}
     for _, t in trials.iterrows():
         path = Path(t.path) if Path(t.path).is_dir() else fifo_folder / Path(t.path).name
-        rows = [json.loads(line) for line in (path / "result.json").read_text().splitlines() if line.strip()]
+        rows = read_reports(path)
         if rows and "acc_report" not in rows[0]:
             raise SystemExit(f"{path}/result.json has no acc_report: the replay would not be exact")
         out[t["cfg.seed"]] = rows
@@ -145,7 +149,7 @@ def score(trials: pd.DataFrame, trend_of_seed: dict) -> dict:
     final_avg_acc, stopped_early``) against the fifo trends."""
     trend = trials["cfg.seed"].map(trend_of_seed)
     stopped = trials.stopped_early.astype(bool)
-    non = trend == "non-learner"
+    non = trend == NON_LEARNER
     learn = trend.isin(LEARNERS)
     return {
         "epochs": int(trials.epochs.sum()), "best_final_avg_acc": trials.final_avg_acc.max(),
@@ -239,7 +243,7 @@ def sweep_params(fifo_folder: Path, horizon: int, grid: dict = GRID) -> pd.DataF
                      "slow_kept": kept(slow, s)})
     df = pd.DataFrame(rows)
     # the ceiling: every eventual non-learner stopped at its first report, nothing else stopped
-    non = fifo["cfg.seed"].map(trend_of_seed) == "non-learner"
+    non = fifo["cfg.seed"].map(trend_of_seed) == NON_LEARNER
     first = fifo["cfg.seed"].map(lambda seed: reports[seed][0]["epoch"])
     df.attrs["ceiling"] = float(((fifo.epochs - first) * non).sum() / total)
     df.attrs["non_learners"] = f"{int(non.sum())}/{len(fifo)}"
@@ -305,135 +309,33 @@ def print_sweep(df: pd.DataFrame, top: int = 12) -> None:
 
 
 # ------------------------------------------------------------------------------------ sweeps with repeats
+# The replays are tune-sd replay's (tune_sd.tune.stopping.replay): the same code, the same feed; here each is
+# scored against the trends the analysis names on the full fifo curves.
 
 
 def repeat_sweep(folder: Path, horizon: int):
-    """(reports by trial, config key by trial, trend by trial, settings) of a finished sweep with repeats:
-    each trial's reports from its ``result.json`` (with ``acc_report``; a restored trial's repeated
-    iterations once, the last), in trial order."""
+    """(record, trend by trial) of a finished sweep with repeats."""
     from tune_sd.analysis import load_sweeps
     from tune_sd.analysis.pipeline import sweep_trends
-    from tune_sd.seeds import config_key
+    from tune_sd.tune.stopping.replay import load_record
 
-    meta = json.loads((folder / "tune_sd.json").read_text())
-    settings = meta.get("settings") or {}
-    if int(settings.get("repeat") or 1) < 2:
+    rec = load_record(str(folder))
+    if rec.repeat < 2:
         raise SystemExit(f"{folder}: not a sweep with repeats (--repeat R)")
-    trials = pd.read_parquet(folder / "trials.parquet").sort_values("trial_id")
-    reports, keys = {}, {}
-    for _, t in trials.iterrows():
-        path = Path(t.path) if Path(t.path).is_dir() else folder / Path(t.path).name
-        rows = {}
-        for line in (path / "result.json").read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["training_iteration"]] = row
-        rows = [rows[i] for i in sorted(rows)]
-        if rows and "acc_report" not in rows[0]:
-            raise SystemExit(f"{path}/result.json has no acc_report: the replay would not be exact")
-        reports[t.trial_id] = rows
-        keys[t.trial_id] = config_key(rows[0]["config"], bool(settings.get("repeat_data")))
-    sweep = load_sweeps([str(folder)])
-    trends, _ = sweep_trends(sweep, horizon=horizon)
-    trend = trends.set_index("trial_id")["trend"].to_dict()
-    return reports, keys, trend, settings
+    if not rec.exact:
+        raise SystemExit(f"{folder}: its curves carry no acc_report: the replay would not be exact")
+    trends, _ = sweep_trends(load_sweeps([str(folder)]), horizon=horizon)
+    return rec, trends.set_index("trial_id")["trend"].astype(str).to_dict()
 
 
-def _in_epoch_order(reports: dict[str, list[dict]]):
-    """(trial, report, is its last) of every trial, epoch by epoch, trials in order within an epoch."""
-    order = {tid: i for i, tid in enumerate(reports)}
-    items = [(r["epoch"], order[tid], k == len(reps) - 1, tid, r) for tid, reps in reports.items()
-             for k, r in enumerate(reps)]
-    for _, _, last, tid, r in sorted(items, key=lambda x: (x[0], x[1])):
-        yield tid, r, last
-
-
-def _replay(reports, judge, end) -> dict:
-    """{trial: (epoch it stopped at, evidence)}: every report in epoch order to ``judge(trial, report)``,
-    which returns (stop?, evidence); a stopped trial reports no more; ``end(trial, report)`` at its last
-    report (a stop on the last report is the trial's own end)."""
-    ends = {}
-    for tid, r, last in _in_epoch_order(reports):
-        if tid in ends:
-            continue
-        stop, ev = judge(tid, r)
-        if stop and not last:
-            ends[tid] = (int(r["epoch"]), ev)
-        elif last:
-            end(tid, r)
-    return ends
-
-
-def replay_seeds(reports, keys, settings, repeat: int) -> dict:
-    """{trial: (epoch it stopped at, evidence)} of the non-learner rule (repeat 1: each seed alone)."""
-    from tune_sd.tune.stopping.nonlearner import SeedRule
-
-    rule = SeedRule(settings, repeat)
-
-    def judge(tid, r):
-        point = (float(r["epoch"]), float(r["avg_acc"]), float(r["acc_report"]))
-        ev = rule.report(tid, point, keys[tid], (r.get("config") or {}).get("epochs"))
-        return ev is not None, ev
-
-    return _replay(reports, judge, lambda tid, r: rule.end(tid))
-
-
-def replay_race(reports, keys, rungs, repeat: int, alpha: float, metric: str = "avg_acc", mode: str = "max") -> dict:
-    """{trial: (epoch it stopped at, evidence)} of the race."""
-    from tune_sd.tune.stopping.race import Race
-
-    race = Race(rungs, repeat, alpha, mode)  # every report heard from the first: no report gap needed
-    for tid in reports:
-        race.add(tid, keys[tid], label=tid)
-
-    def judge(tid, r):
-        ev = race.report(tid, float(r["epoch"]), float(r[metric]))
-        return ev is not None, ev
-
-    return _replay(reports, judge, lambda tid, r: race.end(tid))
-
-
-class _ReplayTrial:
-    def __init__(self, trial_id: str, config: dict):
-        self.trial_id, self.config = trial_id, config
-
-
-class _ReplayController:
-    def get_live_trials(self):
-        return []  # no trial waits to run: the median rule never pauses one for lack of others
-
-
-def replay_scheduler(reports, keys, name: str, epochs: int, report_every: int, repeat: int) -> dict:
-    """{trial: (epoch it stopped at, evidence or None)} of ASHA or the median rule as the sweep makes it
-    (``make_scheduler``: by config with repeat > 1, per seed with 1), fed through its Tune callbacks."""
-    from ray.tune.schedulers import TrialScheduler
-
-    from tune_sd.tune.stopping.schedulers import make_scheduler
-
-    scheduler = make_scheduler(name, epochs=epochs, report_every=report_every, repeat=repeat)
-    scheduler.set_search_properties("avg_acc", "max")
-    ctl = _ReplayController()
-    trials = {tid: _ReplayTrial(tid, reps[0].get("config") or {}) for tid, reps in reports.items()}
-    for t in trials.values():
-        scheduler.on_trial_add(ctl, t)
-
-    def judge(tid, r):
-        stop = scheduler.on_trial_result(ctl, trials[tid], r) == TrialScheduler.STOP
-        return stop, getattr(scheduler, "stopped", {}).get(keys[tid]) if stop and repeat > 1 else None
-
-    return _replay(reports, judge, lambda tid, r: scheduler.on_trial_complete(ctl, trials[tid], r))
-
-
-def score_seeds(ends: dict, reports, keys, trend) -> dict:
+def score_seeds(ends: dict, rec, trend) -> dict:
     """Epochs saved, non-learner configs / seeds stopped, learner seeds cut (all; in configs where most
     seeds learn), the epoch all-flat configs stopped at (median over them of their last seed's) and the configs
     whose seeds were cut apart."""
+    reports, configs = rec.reports, rec.configs()
     total = sum(reps[-1]["epoch"] for reps in reports.values())
     run = sum(ends[t][0] if t in ends else reps[-1]["epoch"] for t, reps in reports.items())
-    configs: dict[str, list[str]] = {}
-    for tid, key in keys.items():
-        configs.setdefault(key, []).append(tid)
-    non = {t for t in reports if trend.get(t) == "non-learner"}
+    non = {t for t in reports if trend.get(t) == NON_LEARNER}
     learners = set(reports) - non
     flat = [c for c, ts in configs.items() if all(t in non for t in ts)]
     majority = {t for ts in configs.values() if sum(t in learners for t in ts) > len(ts) / 2 for t in ts}
@@ -450,99 +352,44 @@ def score_seeds(ends: dict, reports, keys, trend) -> dict:
             "split": f"{sum(0 < sum(t in ends for t in ts) < len(ts) for ts in configs.values())}/{len(configs)}"}
 
 
-def best_config(reports, keys) -> str:
-    finals: dict[str, list[float]] = {}
-    for tid, reps in reports.items():
-        finals.setdefault(keys[tid], []).append(reps[-1]["avg_acc"])
-    return max(finals, key=lambda k: pd.Series(finals[k]).median())
-
-
-def _finals(reports, keys) -> dict[str, float]:
-    """The final median avg_acc (over its seeds) of each config."""
-    finals: dict[str, list[float]] = {}
-    for tid, reps in reports.items():
-        finals.setdefault(keys[tid], []).append(reps[-1]["avg_acc"])
-    return {k: float(pd.Series(v).median()) for k, v in finals.items()}
-
-
-def race_bootstrap(reports, keys, rungs, repeat, alpha, n: int, seed: int = 0, near: float = 0.01) -> dict:
-    """Over ``n`` resamples of each config's seeds (with replacement, R of R), the share whose best config
-    by final median survives the race (``kept``), the share where it or a config within ``near`` of its
-    final median survives (``near_kept``), and the mean share of epochs saved (``saved``)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    configs: dict[str, list[str]] = {}
-    for tid, key in keys.items():
-        configs.setdefault(key, []).append(tid)
-    kept = near_kept = 0
-    saved = []
-    for _ in range(n):
-        reps, ks = {}, {}
-        for key, tids in configs.items():
-            for j, tid in enumerate(rng.choice(tids, size=len(tids), replace=True)):
-                reps[f"{tid}#{j}"], ks[f"{tid}#{j}"] = reports[tid], key
-        ends = replay_race(reps, ks, rungs, repeat, alpha)
-        finals = _finals(reps, ks)
-        top = max(finals.values())
-        raced = {ks[t] for t in ends}
-        kept += max(finals, key=finals.get) not in raced
-        near_kept += any(k not in raced for k, f in finals.items() if f >= top - near)
-        total = sum(r[-1]["epoch"] for r in reps.values())
-        saved.append(1 - sum(ends[t][0] if t in ends else r[-1]["epoch"] for t, r in reps.items()) / total)
-    return {"kept": kept / n, "near_kept": near_kept / n, "saved": float(np.mean(saved))}
-
-
 RACE_GRID = {"grace": (111, 333, 500, 1000), "eta": (2.0, 3.0)}
 
 
-def race_grid(reports, keys, epochs, repeat, report_every, alpha, n) -> pd.DataFrame:
+def race_grid(rec, alpha, n) -> pd.DataFrame:
     """The race replayed with each first rung and rung factor of ``RACE_GRID`` (those a rank test of
-    ``repeat`` seeds can pass): rungs, epochs saved, the best config kept on the sweep and over ``n``
+    the record's seeds can pass): rungs, epochs saved, the best config kept on the sweep and over ``n``
     bootstrap resamples."""
     from tune_sd.errors import ConfigError
-    from tune_sd.tune.stopping.race import race_plan
+    from tune_sd.tune.stopping import replay as rp
 
     rows = []
-    best = max(_finals(reports, keys).items(), key=lambda kv: kv[1])[0]
-    total = sum(r[-1]["epoch"] for r in reports.values())
     for grace, eta in itertools.product(*RACE_GRID.values()):
         try:
-            rungs, a = race_plan(epochs=epochs, report_every=report_every, grace_period=grace, reduction_factor=eta,
-                                 repeat=repeat, race_alpha=alpha)
+            rungs, a = rp.race_settings(rec, grace, eta, alpha)
         except ConfigError:
             continue
-        ends = replay_race(reports, keys, rungs, repeat, a)
-        boot = race_bootstrap(reports, keys, rungs, repeat, a, n) if n else {}
-        rows.append({"rungs": ",".join(map(str, rungs)),
-                     "saved": 1 - sum(ends[t][0] if t in ends else r[-1]["epoch"] for t, r in reports.items()) / total,
-                     "configs stopped": len({keys[t] for t in ends}),
-                     "best kept": best not in {keys[t] for t in ends}, **{f"boot {k}": v for k, v in boot.items()}})
+        ends = rp.replay_race(rec, rungs, a)
+        s = rp.summary(rec, ends)
+        boot = rp.race_bootstrap(rec, rungs, a, n) if n else {}
+        rows.append({"rungs": ",".join(map(str, rungs)), "saved": s["saved"], "configs stopped": s["configs stopped"],
+                     "best kept": s["best kept"], **{f"boot {k}": v for k, v in boot.items()}})
     return pd.DataFrame(rows).drop_duplicates("rungs")
 
 
-def _label(reports, tid: str) -> str:
-    config = reports[tid][0].get("config", {})
-    return config.get("variant") or config.get("rung") or f"trial {tid}"
-
-
 def run_repeats(args) -> None:
+    from tune_sd.tune.stopping import replay as rp
     from tune_sd.tune.stopping.nonlearner import NonLearnerSettings, pooled_window
-    from tune_sd.tune.stopping.race import race_plan
 
     folder = Path(args.repeats)
-    reports, keys, trend, s = repeat_sweep(folder, args.avg_hor)
-    repeat = int(s["repeat"])
-    epochs = max(reps[-1]["epoch"] for reps in reports.values())
+    rec, trend = repeat_sweep(folder, args.avg_hor)
+    repeat, epochs = rec.repeat, rec.epochs
     args.epochs = epochs  # the stopper's defaults fit a run at least twice their grace; shorter: 40 % of it
     nl = NonLearnerSettings(grace=grace_of(args), window=window_of(args), margin=args.margin,
                             confidence=args.confidence).check()
-    rungs, alpha = race_plan(epochs=epochs, report_every=int(s.get("report_every") or 25),
-                             grace_period=args.race_grace, reduction_factor=args.race_eta, repeat=repeat,
-                             race_alpha=args.race_alpha)
+    rungs, alpha = rp.race_settings(rec, args.race_grace, args.race_eta, args.race_alpha)
     counts = pd.Series(trend).value_counts().to_dict()
-    n_configs = len(set(keys.values()))
-    print(f"{folder.name}: {n_configs} configs x {repeat} seeds x {epochs} epochs (fifo); trends of the fifo curves "
+    configs = rec.configs()
+    print(f"{folder.name}: {len(configs)} configs x {repeat} seeds x {epochs} epochs (fifo); trends of the fifo curves "
           f"(horizon {args.avg_hor}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     g, w = pooled_window(nl, repeat)
     print(f"nonlearner grace {nl.grace}, window {nl.window}, margin {nl.margin}, confidence {nl.confidence} "
@@ -551,54 +398,48 @@ def run_repeats(args) -> None:
     head = (f"{'replay':<24} {'saved':>6} {'non-learner configs':>19} {'non-learner seeds':>17} "
             f"{'learner seeds cut':>17} {'(majority learns)':>17} {'flat config at':>14} {'configs split':>13}")
     print(head)
-    every = int(s.get("report_every") or 25)
-    rows: dict[str, dict] = {"nonlearner (per seed)": replay_seeds(reports, keys, nl, 1),
-            "nonlearner (seed-aware)": replay_seeds(reports, keys, nl, repeat),
-            "race": replay_race(reports, keys, rungs, repeat, alpha)}
+    rows: dict[str, dict] = {"nonlearner (per seed)": rp.replay_nonlearner(rec, nl, 1),
+                             "nonlearner (seed-aware)": rp.replay_nonlearner(rec, nl, repeat),
+                             "race": rp.replay_race(rec, rungs, alpha)}
     for kind in ("asha", "median"):
-        rows[f"{kind} (per seed)"] = replay_scheduler(reports, keys, kind, epochs, every, 1)
-        rows[f"{kind} (by config)"] = replay_scheduler(reports, keys, kind, epochs, every, repeat)
-    scores = {}
+        rows[f"{kind} (per seed)"] = rp.replay_scheduler(rec, kind, repeat=1)
+        rows[f"{kind} (by config)"] = rp.replay_scheduler(rec, kind, repeat=repeat)
     for name, ends in rows.items():
-        sc = scores[name] = score_seeds(ends, reports, keys, trend)
+        sc = score_seeds(ends, rec, trend)
         print(f"{name:<24} {sc['saved']:>6.0%} {sc['non_configs']:>19} {sc['non_seeds']:>17} {sc['cut']:>17} "
               f"{sc['cut_majority']:>17} {sc['flat_at']:>14.0f} {sc['split']:>13}")
-    best = best_config(reports, keys)
-    best_seeds = [t for t in reports if keys[t] == best]
+    finals = rp.final_medians(rec)
+    best = max(finals, key=finals.get)
+    best_seeds = configs[best]
     cut = {name: sum(t in ends for t in best_seeds) for name, ends in rows.items()}
-    print(f"the best config by final median ({_label(reports, best_seeds[0])}, {len(best_seeds)} seeds): "
+    print(f"the best config by final median ({rec.labels[best]}, {len(best_seeds)} seeds): "
           + "; ".join(f"{name} {'ran to the end' if not n else f'{n} seeds cut'}" for name, n in cut.items()))
     alone, together = rows["nonlearner (per seed)"], rows["nonlearner (seed-aware)"]
-    configs: dict[str, list[str]] = {}
-    for tid, key in keys.items():
-        configs.setdefault(key, []).append(tid)
-    flat = {k: ts for k, ts in configs.items() if all(trend.get(t) == "non-learner" for t in ts)}
+    flat = {k: ts for k, ts in configs.items() if all(trend.get(t) == NON_LEARNER for t in ts)}
     single, joint = [], []
     for key, ts in flat.items():
-        at = [alone[t][0] if t in alone else reports[t][-1]["epoch"] for t in ts]
-        both = max(together[t][0] if t in together else reports[t][-1]["epoch"] for t in ts)
+        at = [alone[t][0] if t in alone else rec.reports[t][-1]["epoch"] for t in ts]
+        both = max(together[t][0] if t in together else rec.reports[t][-1]["epoch"] for t in ts)
         single += at
         joint.append(both)
-        print(f"all-flat config {_label(reports, ts[0])}: each seed alone stopped at {', '.join(map(str, sorted(at)))} "
+        print(f"all-flat config {rec.labels[key]}: each seed alone stopped at {', '.join(map(str, sorted(at)))} "
               f"(its end if never); its {len(ts)} seeds together by {both}")
     if flat:
         a, b = pd.Series(single).median(), pd.Series(joint).median()
         print(f"a flat seed alone stops at {a:.0f} (median over those seeds, the end if never), an all-flat config's "
               f"seeds together at {b:.0f} (median over configs): {1 - b / a:.0%} earlier")
-    best_tid = best_seeds[0]
     ends = rows["race"]
-    raced = sorted({keys[t] for t in ends})
-    print(f"race: {len(raced)} of {n_configs} configs stopped ("
-          + ", ".join(f"{_label(reports, next(t for t in reports if keys[t] == k))} @ {ends[next(t for t in ends if keys[t] == k)][1].epochs[0]}"
-                      for k in raced) + f"); the best config by final median ({_label(reports, best_tid)}) "
-          + ("was stopped" if best in raced else "ran to the end"))
+    raced = sorted({rec.keys[t] for t in ends})
+    print(f"race: {len(raced)} of {len(configs)} configs stopped ("
+          + ", ".join(f"{rec.labels[k]} @ {ends[next(t for t in ends if rec.keys[t] == k)][1].epochs[0]}" for k in raced)
+          + f"); the best config by final median ({rec.labels[best]}) " + ("was stopped" if best in raced else "ran to the end"))
     if args.bootstrap:
-        b = race_bootstrap(reports, keys, rungs, repeat, alpha, args.bootstrap)
+        b = rp.race_bootstrap(rec, rungs, alpha, args.bootstrap)
         print(f"race over {args.bootstrap} bootstrap resamples of each config's seeds: the best config by final "
               f"median kept in {b['kept']:.0%} (it or one within 0.01 of its final median: {b['near_kept']:.0%}), "
               f"{b['saved']:.0%} of the epochs saved (mean)")
     if args.race_grid:
-        grid = race_grid(reports, keys, epochs, repeat, int(s.get("report_every") or 25), alpha, args.bootstrap)
+        grid = race_grid(rec, alpha, args.bootstrap)
         print(f"-- race by rungs (alpha {alpha:g}; kept: the best config by final median survives; boot: over "
               f"{args.bootstrap} resamples of seeds; near: it or one within 0.01 of its final median)")
         print(f"{'rungs':<16} {'saved':>6} {'configs stopped':>15} {'best kept':>9} {'boot kept':>9} {'boot near':>9} "

@@ -157,15 +157,11 @@ def user_space(folder: Path, epochs: int) -> Path:
 
 def stepping_s(folder: Path) -> float:
     """Seconds spent stepping critics: per population (packed) or per trial (unpacked), its last time_s."""
-    import json
+    from tune_sd.tune.results import read_reports
 
     last: dict[str, float] = {}
     for f in folder.glob("trial_*/result.json"):
-        for line in f.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for row in read_reports(f.parent):
             who = row.get("pack_executor") or f.parent.name
             last[who] = max(last.get(who, 0.0), float(row.get("time_s") or 0.0))
     return sum(last.values())

@@ -10,15 +10,7 @@ from tune_sd.tune.stopping.seed_pool import SeedPool
 from tune_sd.tune.stopping.records import StopRecorder
 
 
-class _Trial:
-    def __init__(self, trial_id, config):
-        self.trial_id = trial_id
-        self.config = config
-
-
-class _Controller:
-    def get_live_trials(self):
-        return []
+from tune_sd.tune.stopping.replay import ReplayController as _Controller, ReplayTrial as _Trial  # noqa: E402
 
 
 def seeds_of(configs: dict[str, list[float]]) -> list[_Trial]:

@@ -1,7 +1,6 @@
 """Racing configs on their seeds (``--scheduler race``): planted configs raced against the best one, the
 scheduler as Tune drives it, and the plan's refusals."""
 
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
@@ -75,10 +74,7 @@ def test_rank_test_and_what_a_number_of_seeds_can_reach():
         check_race(1, [111], 0.05)
 
 
-@dataclass(eq=False)
-class _Trial:  # what the scheduler and the recorder use of a Tune trial
-    trial_id: str
-    config: dict = field(default_factory=dict)
+from tune_sd.tune.stopping.replay import ReplayTrial as _Trial  # noqa: E402  (what the scheduler reads of a trial)
 
 
 def test_the_scheduler_stops_every_seed_of_a_worse_config_and_records_why():

@@ -4,7 +4,6 @@ non-learner stopper and the schedulers, and read back from any storage (``file:/
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pandas as pd
@@ -28,9 +27,7 @@ def tune_sd(*args, timeout=300):
 # ------------------------------------------------------------------------------ the recorder, no Ray started
 
 
-@dataclass(frozen=True)
-class _Trial:  # what the schedulers and the recorder use of a Tune trial (hashable, as Trial is)
-    trial_id: str
+from tune_sd.tune.stopping.replay import ReplayTrial as _Trial  # noqa: E402  (hashable by id, as Trial is)
 
 
 def _trial(tid):

@@ -287,9 +287,7 @@ def test_beside_asha_a_seed_cut_early_is_not_waited_for():
     assert drive(stopper, {"c": seeds[:3] + [[]]}) == {}
 
 
-class _Trial:
-    def __init__(self, trial_id):
-        self.trial_id = trial_id
+from tune_sd.tune.stopping.replay import ReplayTrial as _Trial  # noqa: E402
 
 
 def test_after_a_resume_seeds_that_had_ended_count_by_their_last_result():

@@ -230,7 +230,7 @@ def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | st
             raise StudyError(f"no sweep at {uri}: no such folder on that storage")
         return uri
     p = Path(name).expanduser()
-    if p.is_dir() and _looks_like_sweep(p):
+    if p.is_dir() and is_sweep(p):
         return p.resolve()
     root = storage_root(storage)
     cand = join(root, str(name))
@@ -244,9 +244,16 @@ def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | st
                      f"(found there: {', '.join(known) or 'none'}); give --storage or the sweep folder's path")
 
 
-def _looks_like_sweep(p: Path) -> bool:
-    return any((p / f).exists() for f in (CURVES_FILE, TRIALS_FILE, META_FILE)) or bool(
-        list(p.glob("experiment_state-*.json")))
+def has_experiment_state(folder) -> bool:
+    """Whether a folder (local or on a storage URI) holds a Tune experiment: a sweep ran, or runs, there."""
+    return any(n.startswith("experiment_state-") for n in names(folder))
+
+
+def is_sweep(folder) -> bool:
+    """Whether a folder (local or on a storage URI) is a sweep's: its tables, its ``tune_sd.json`` or a
+    Tune experiment. The one answer for every command that takes a sweep or something else."""
+    held = set(names(folder))
+    return bool(held & {CURVES_FILE, TRIALS_FILE, META_FILE}) or any(n.startswith("experiment_state-") for n in held)
 
 
 def read_meta(folder) -> dict:

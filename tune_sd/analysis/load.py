@@ -79,10 +79,6 @@ def default_out(sweep: Sweep) -> Path:
     return Path(sweep.path) / "analysis"
 
 
-def _has_experiment_state(folder) -> bool:
-    return any(n.startswith("experiment_state-") for n in store.names(folder))
-
-
 def _read_parquet(path) -> pd.DataFrame:
     return store.read_parquet(path)
 
@@ -96,7 +92,7 @@ def load_sweep(name: str | os.PathLike, storage: str | None = None) -> Sweep:
     folder = find_sweep(name, storage)
     curves_path, trials_path = store.join(folder, CURVES_FILE), store.join(folder, TRIALS_FILE)
     if not store.is_file(curves_path):
-        hint = f"; write the tables with `tune-sd export {folder}`" if _has_experiment_state(folder) else ""
+        hint = f"; write the tables with `tune-sd export {folder}`" if store.has_experiment_state(folder) else ""
         raise StudyError(f"{folder}: holds no {CURVES_FILE} (the sweep's results){hint}")
     curves = _read_parquet(curves_path)
     missing = [c for c in CURVE_NEEDS if c not in curves.columns]

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 CHECKPOINT_FILE = "study.pt"
 
 # results per second that the Tune driver gets from all of a sweep's trials together, at most: each
-# costs it about 30 ms of CPU, so this is about a fifth of a core (reports ride along: rows.py)
+# costs it about 30 ms of CPU, so this is about a fifth of a core (reports ride along: report_rows.py)
 DRIVER_RESULTS_PER_S = 6.0
 # a trial's results come at least this often (the progress line, stop decisions) and at most this often
 MAX_RESULT_S, MIN_RESULT_S = 10.0, 1.0

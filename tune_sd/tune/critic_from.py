@@ -20,14 +20,14 @@ def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
     """(absolute path of the critic's checkpoint file, where it came from in words)."""
     if store.is_uri(source):
         source = source.rstrip("/")
-        if store.is_file(source) or (store.is_dir(source) and not _is_sweep(source)):
+        if store.is_file(source) or (store.is_dir(source) and not store.is_sweep(source)):
             return _copied(_remote_checkpoint(source), f"the checkpoint {source}")
     else:
         p = Path(source)
-        if p.is_file() or (p.is_dir() and not _is_sweep(p)):
+        if p.is_file() or (p.is_dir() and not store.is_sweep(p)):
             file = critic_checkpoint(p)
             return str(file.resolve()), f"the checkpoint {file}"
-    from tune_sd.tune.results import export
+    from tune_sd.tune.results import read_table
 
     try:
         exp_dir = store.find_sweep(source, storage)
@@ -35,10 +35,7 @@ def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
         raise ConfigError(f"--critic-from {source}: neither a checkpoint nor a sweep ({e})") from None
     if store.is_uri(exp_dir) and not store.is_dir(exp_dir):
         raise ConfigError(f"--critic-from {source}: neither a checkpoint nor a sweep (nothing at {exp_dir})")
-    table = store.join(exp_dir, "trials.parquet")
-    if not store.is_file(table):
-        export(exp_dir)
-    trials = store.read_parquet(table)
+    trials, table = read_table(exp_dir)
     name = str(exp_dir).rstrip("/").rsplit("/", 1)[-1]
     if "final_avg_acc" not in trials.columns or "checkpoint" not in trials.columns:
         raise ConfigError(f"--critic-from {source}: {table} is not an SD sweep's trials table")
@@ -51,10 +48,6 @@ def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
         return _copied(_remote_checkpoint(_moved_remote(best["checkpoint"], exp_dir)), where)
     file = critic_checkpoint(_local(best["checkpoint"], Path(exp_dir)))
     return str(file.resolve()), where
-
-
-def _is_sweep(p) -> bool:
-    return any(n.startswith("experiment_state-") or n == store.META_FILE for n in store.names(p))
 
 
 def _local(checkpoint: str, exp_dir: Path) -> Path:

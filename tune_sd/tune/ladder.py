@@ -137,13 +137,10 @@ def _critic_keys(tree: dict) -> dict:
 def best_trial_config(name: str, storage: str | None = None) -> tuple[dict, str]:
     """The critic of a sweep's best trial (highest ``final_avg_acc`` among trials that did not fail), read
     back from its ``cfg.*`` columns in ``trials.parquet``: (nested config, where it came from in words)."""
-    from tune_sd.tune.results import export
+    from tune_sd.tune.results import read_table
 
     exp_dir = find_sweep(name, storage)
-    table = store.join(exp_dir, "trials.parquet")
-    if not store.is_file(table):
-        export(exp_dir)
-    trials = store.read_parquet(table)
+    trials, table = read_table(exp_dir)
     if "final_avg_acc" not in trials.columns:
         raise StudyError(f"{table}: no final_avg_acc column; is it a sweep's trials table?")
     best = store.best_trial(trials)
@@ -288,7 +285,7 @@ def run_ladder(plan: LadderPlan, *, reporter: Reporter, address: str | None = No
     exp_dir = plan.exp_dir
     if "://" in plan.sweep.storage:
         raise ConfigError("tune-sd ladder writes its report beside the sweep: give a local --storage")
-    if list(exp_dir.glob("experiment_state-*.json")):
+    if store.has_experiment_state(exp_dir):
         raise StudyError(f"{exp_dir} already holds a sweep; give the ladder another --name, or report on this "
                          f"one again with `tune-sd ladder --report {plan.sweep.name}`")
     text = json.dumps({"rungs": plan.rungs, "modes": plan.modes, "seeds": plan.seeds, "threshold": plan.threshold,

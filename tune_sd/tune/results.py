@@ -37,7 +37,7 @@ REGULARIZE_METRICS = ["loss", "mse", "val_mse", "reg", "critic_score", "min_corr
 STOPS_FILE = "stops.jsonl"
 # why a trial ended (the column stop_reason; the key of the trial's last result that records it, see
 # stopping/records.py): the words are tune_sd.outcomes'; ENDED_EARLY's reasons come with a stop_epoch
-# the evidence of a stop decided on a config's seeds (stop_records.py): copied from the last result
+# the evidence of a stop decided on a config's seeds (records.py): copied from the last result
 STOP_EVIDENCE = ("stop_test", "stop_seeds", "stop_trials", "stop_epochs", "stop_p", "stop_against")
 
 
@@ -140,6 +140,13 @@ def _read_results(trial_dir: Path) -> list[dict]:
 COUNTS = ("training_iteration", "epoch")  # the counts of a result that the tables read as integers
 
 
+def read_reports(trial_dir) -> list[dict]:
+    """A trial's results as Tune logged them (``result.json``): one per training iteration (a restored
+    trial's repeated iterations once, the last), in order; a line cut short by a killed process is
+    skipped. The one reader of ``result.json``: the tables, the replays and the benchmarks use it."""
+    return _unique_iterations(_read_results(Path(trial_dir)))
+
+
 def _unique_iterations(rows: list[dict]) -> list[dict]:
     last: dict[int, dict] = {}
     for row in rows:
@@ -197,7 +204,7 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     stops = _read_stops(exp_dir)
     curve_rows, trial_rows = [], []
     for trial in find_trials(exp_dir):
-        rows = _unique_iterations(_read_results(trial.path))
+        rows = read_reports(trial.path)
         cfg_cols = _cfg_columns(trial.config)
         labels = {k: trial.config[k] for k in LABELS if k in trial.config}
         for r in rows:
@@ -241,7 +248,7 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _stop_reason(last: dict, error, status: str, stopped_early: bool, in_stops_file: bool, scheduler: str) -> str:
-    """Why a trial ended: the reason its last result records (see stop_records.py), else, for sweeps
+    """Why a trial ended: the reason its last result records (see records.py), else, for sweeps
     run before results recorded it, the non-learner stopper's old side file or the sweep's scheduler."""
     if error:
         return "error"
@@ -283,6 +290,15 @@ def export(exp_dir: str | Path, force: bool = False) -> tuple[str, str]:
         table = pa.Table.from_pandas(df, preserve_index=False)
         store.write_to(target, lambda sink, table=table: pq.write_table(table, sink))
     return f"{base}/{CURVES_FILE}", f"{base}/{TRIALS_FILE}"
+
+
+def read_table(exp_dir, name: str = TRIALS_FILE) -> tuple[pd.DataFrame, str]:
+    """(table, its path) of a sweep's ``trials.parquet`` or ``curves.parquet``, local or remote; where the
+    sweep has no tables yet (a sweep still running, or copied without them), they are written first."""
+    table = store.join(exp_dir, name)
+    if not store.is_file(table):
+        export(exp_dir)
+    return store.read_parquet(table), table
 
 
 def fetch(uri: str, into: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tune_sd.engine.config import SECTIONS, Config, flatten, merge, unflatten
 from tune_sd.errors import StudyError
-from tune_sd.store import META_FILE, find_sweep, join, names, read_meta, write_bytes
+from tune_sd.store import META_FILE, find_sweep, has_experiment_state, join, read_meta, write_bytes
 
 from tune_sd.tune.choices import DEFAULTS
 from tune_sd.tune.stopping.nonlearner import nonlearner_settings
@@ -159,7 +159,7 @@ def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = N
 
 def _trainable(settings: dict, name: str | None = None, run: str = "", sizes: dict | None = None):
     """The sweep's trainable; each trial sends the driver a result about every ``result_s`` seconds,
-    sized to the trials that run at once on the cluster (cadence.result_interval, rows.py)."""
+    sized to the trials that run at once on the cluster (cadence.result_interval, report_rows.py)."""
     import ray
     from ray import tune
 
@@ -353,15 +353,10 @@ def write_meta(plan: SweepPlan) -> None:
     write_bytes(join(plan.exp_uri, META_FILE), text.encode())
 
 
-def holds_sweep(exp_dir) -> bool:
-    """Whether a sweep folder (local or on a storage URI) holds a Tune experiment already."""
-    return any(n.startswith("experiment_state-") for n in names(exp_dir))
-
-
 def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False, verbose: bool = False) -> Path:
     """Run the sweep to the end and export its Parquet tables; returns the sweep folder. The terminal
     shows our header and progress lines; ``verbose`` adds Ray's status table."""
-    if holds_sweep(plan.exp_uri):
+    if has_experiment_state(plan.exp_uri):
         raise StudyError(f"{plan.exp_uri} already holds a sweep; continue it with `tune-sd resume {plan.name}` "
                          f"or start a new one with --name")
     _quiet_ray_output()
@@ -481,7 +476,7 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
     from tune_sd.tune.trust import check_resume_trusted
 
     exp_dir = find_sweep(name, storage)
-    if "://" not in str(exp_dir) and not list(Path(exp_dir).glob("experiment_state-*.json")):
+    if "://" not in str(exp_dir) and not has_experiment_state(exp_dir):
         raise StudyError(f"{exp_dir}: holds no Tune experiment state to resume")
     check_resume_trusted(exp_dir, trust)
     meta = read_meta(exp_dir)

@@ -133,7 +133,7 @@ class SweepTensorBoard(TBXLoggerCallback):
         if trial not in self._trial_writer:
             self.log_trial_start(trial)
         writer = self._trial_writer[trial]
-        for row in expand(result):  # each report of the result at its own epoch (rows.py)
+        for row in expand(result):  # each report of the result at its own epoch (report_rows.py)
             self._log_row(writer, trial, row)
         writer.flush()
 

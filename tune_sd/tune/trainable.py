@@ -43,7 +43,7 @@ TRAINING_ITERATION = "training_iteration"  # Tune's key; a trial sets it to its 
 class SDTrainable(tune.Trainable):
     """One trial. ``pack`` (``packed.PackSettings``, from the sweep) makes its epochs run in the shared
     executor of its shape key; without it they run here. ``result_s``: seconds of reports per Tune
-    result (``cadence.result_interval``; rows.py)."""
+    result (``cadence.result_interval``; report_rows.py)."""
 
     def setup(self, config: dict, pack=None, result_s: float | None = None):
         self.pack = pack
@@ -82,7 +82,7 @@ class SDTrainable(tune.Trainable):
     # ------------------------------------------------------------------ one result
     def step(self) -> dict:
         """One Tune result: a span of reports of ``report_every`` epochs each, gathered for about
-        ``result_s`` seconds (rows.py); it ends early at a report due a checkpoint or a figure, or where
+        ``result_s`` seconds (report_rows.py); it ends early at a report due a checkpoint or a figure, or where
         the run ends. Each report is a row of the curve with its own ``training_iteration``."""
         rows = self.epochs.advance(self.reports, self.result_s)
         for row in rows:

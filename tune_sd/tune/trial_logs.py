@@ -1,5 +1,5 @@
 """A trial's JSON and CSV logs (``result.json``, ``progress.csv``): a line per report (the rows of a
-result, rows.py), kept whole across the trial's restarts.
+result, report_rows.py), kept whole across the trial's restarts.
 
 Tune writes a trial's logs in the driver's staging folder and uploads that folder to the storage path
 from time to time. When a trial starts again from a checkpoint (after a failure, or a lost node), Tune's

@@ -9,7 +9,7 @@ executor's cores, so P trials of one shape key reserve one trial's cores between
 - join: at the first report, or on a restore from a checkpoint (a Study state, read by the executor);
   the executor answers with the member's epoch, device and cadence (the run config's);
 - advance: ``advance(trial, report_every, reports, seconds)`` awaits this member's reports of one Tune
-  result (rows.py), its epochs batched with the others';
+  result (report_rows.py), its epochs batched with the others';
 - save: the executor writes the member's Study state to this trial's checkpoint file;
 - a stopped trial leaves (cleanup, or the next trial of a reused actor); a lost executor fails the
   pending call, the trial errors and Tune retries it from its checkpoint in a fresh executor.
@@ -41,7 +41,7 @@ class PackShare:
 
     Tune calls it in the driver; it also travels with the trainable class into every trial's process,
     which never calls it. So it imports the planning (and with it the engine and torch) only when
-    called: a module-level function of packing.py would make each packed trial's process import
+    called: a module-level function of packing/plan.py would make each packed trial's process import
     torch on its start (about 2 CPU-s and 200 MB each)."""
 
     pack: object

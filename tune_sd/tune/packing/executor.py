@@ -5,7 +5,7 @@ see :mod:`tune_sd.tune.packing.client`):
 
 - ``PopulationExecutor`` owns one engine ``Population`` of up to ``capacity`` members of one shape key
   on one node. ``advance(member, n, reports, seconds)`` returns the rows of one Tune result: up to
-  ``reports`` reports of ``n`` epochs each, gathered for about ``seconds`` (rows.py); a background loop
+  ``reports`` reports of ``n`` epochs each, gathered for about ``seconds`` (report_rows.py); a background loop
   meanwhile steps every member with pending work in one batched pass (``Population.step(ids)``), so
   that members whose requests overlap share their passes.
 - ``PackRegistry`` (one per sweep, :mod:`tune_sd.tune.packing.registry`) places each trial in an executor.
@@ -109,7 +109,7 @@ class PopulationExecutor:
     # ---------------------------------------------------------------- training
     async def advance(self, member_id: str, epochs: int, reports: int = 1, seconds: float = 0.0) -> list[dict]:
         """Up to ``reports`` reports of ``epochs`` epochs each of the member, for about ``seconds`` (fewer
-        where it is done or fails first): the rows of one Tune result (rows.py). Between its reports the
+        where it is done or fails first): the rows of one Tune result (report_rows.py). Between its reports the
         member goes on stepping with its population; only the last one waits for the caller."""
         if member_id not in self.pop.members:
             raise RuntimeError(f"member {member_id} is not in this population")

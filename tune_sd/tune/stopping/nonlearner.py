@@ -1,6 +1,6 @@
 """The non-learner rule, without Ray: a trial whose smoothed accuracy stays within a margin of chance
 over a window of epochs, with no significant upward trend of its per-report accuracy, is a non-learner
-(see stoppers.py for the Tune stopper that applies it). A sweep's plan checks these settings before Ray
+(see nonlearner_stopper.py for the Tune stopper that applies it). A sweep's plan checks these settings before Ray
 starts.
 """
 
@@ -281,7 +281,7 @@ class SeedRule(ConfigSeeds):
         a trial process that starts late on a busy machine, a seed queued behind the others). A sibling
         that ended says all it will. One that is slow, paused or starts late holds the seed, however far
         behind: how far a sibling is behind says nothing of whether it will learn, and the stopper hears
-        of every trial that ends (stop_records.StopRecorder)."""
+        of every trial that ends (records.StopRecorder)."""
         members = self.members[key]
         if not self.complete(key):
             return None

@@ -45,7 +45,7 @@ class NonLearnerStopper(Stopper):
             recorder.watch(self)  # it tells the rule which trials ended
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        """Stop the trial? Each report of the result in turn (rows.py): the first that decides, stops."""
+        """Stop the trial? Each report of the result in turn (report_rows.py): the first that decides, stops."""
         return any(self._judge(trial_id, row) for row in expand(result))
 
     def _judge(self, trial_id: str, result: dict) -> bool:

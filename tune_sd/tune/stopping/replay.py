@@ -151,18 +151,16 @@ def load_record(sweep: str, storage: str | None = None, per_seed: bool = False) 
     if str(sweep).endswith(".parquet") and store.is_file(str(sweep)):
         curves = store.read_parquet(str(sweep))
         return record_from_curves(curves, name=str(sweep).rstrip("/").rsplit("/", 1)[-1], per_seed=per_seed)
-    folder = store.find_sweep(sweep, storage)
-    curves_path, trials_path = store.join(folder, store.CURVES_FILE), store.join(folder, store.TRIALS_FILE)
-    if not store.is_file(curves_path):
-        from tune_sd.tune.results import export
+    from tune_sd.tune.results import read_table
 
-        export(folder)
+    folder = store.find_sweep(sweep, storage)
+    curves, _ = read_table(folder, store.CURVES_FILE)
+    trials, _ = read_table(folder, store.TRIALS_FILE)
     meta = store.read_meta(folder)
     settings = dict(meta.get("settings") or {}) if isinstance(meta.get("settings"), dict) else {}
     settings.setdefault("epochs", meta.get("epochs"))
-    trials = store.read_parquet(trials_path) if store.is_file(trials_path) else None
     name = str(meta.get("name") or str(folder).rstrip("/").rsplit("/", 1)[-1])
-    return record_from_curves(store.read_parquet(curves_path), trials, name=name, settings=settings,
+    return record_from_curves(curves, trials, name=name, settings=settings,
                               per_seed=per_seed)
 
 
@@ -223,11 +221,21 @@ def replay_race(rec: Record, rungs: list[int], alpha: float, mode: str = "max") 
 
 
 class ReplayTrial:
-    """What a Tune scheduler reads of a trial: its id and config."""
+    """What a Tune scheduler, stopper or recorder reads of a trial: its id, config and drawn values; one
+    trial per id (equal and hashed by id, as Tune's trials are)."""
 
-    def __init__(self, trial_id: str, config: dict | None = None):
+    def __init__(self, trial_id: str, config: dict | None = None, evaluated_params: dict | None = None):
         self.trial_id, self.config = str(trial_id), dict(config or {})
-        self.evaluated_params: dict = {}
+        self.evaluated_params: dict = dict(evaluated_params or {})
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ReplayTrial) and other.trial_id == self.trial_id
+
+    def __hash__(self) -> int:
+        return hash(self.trial_id)
+
+    def __repr__(self) -> str:
+        return f"ReplayTrial({self.trial_id!r})"
 
 
 class ReplayController:

@@ -1,5 +1,5 @@
 """Trial schedulers by name: ``asha`` (default), ``fifo``, ``median``, ``race`` (configs with repeats
-raced against the best one on their seeds: racing.py).
+raced against the best one on their seeds: race.py).
 
 ASHA and the median rule come as thin subclasses that note each STOP they decide in a
 :class:`~tune_sd.tune.stopping.records.StopRecorder`, so that ``trials.parquet`` says which of them ended a
@@ -24,7 +24,7 @@ class _Noted:
     recorder = None
 
     def on_trial_result(self, tune_controller, trial, result):
-        # each report of the result in turn (rows.py), so that rungs and medians see every report
+        # each report of the result in turn (report_rows.py), so that rungs and medians see every report
         decision = TrialScheduler.CONTINUE
         for row in expand(result):
             decision = super().on_trial_result(tune_controller, trial, row)
@@ -95,7 +95,7 @@ class _ByConfig:
         if str(trial.trial_id) not in self.pool.config_of:
             self.on_trial_add(tune_controller, trial)
         key = self.pool.config_of[str(trial.trial_id)]
-        for row in expand(result):  # each report of the result in turn (rows.py)
+        for row in expand(result):  # each report of the result in turn (report_rows.py)
             try:
                 epoch, value = float(row[self._time_attr]), float(row[self._metric])
             except (KeyError, TypeError, ValueError):
@@ -181,7 +181,7 @@ class RaceScheduler(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result):
         if str(trial.trial_id) not in self.race.config_of:
             self.on_trial_add(tune_controller, trial)
-        for row in expand(result):  # each report of the result in turn (rows.py)
+        for row in expand(result):  # each report of the result in turn (report_rows.py)
             decision = self._judge(trial, row)
             if decision == TrialScheduler.STOP:
                 return decision
