@@ -150,6 +150,29 @@ def write_to(location, write) -> str | Path:
     return location
 
 
+def write_all(writes: dict) -> list:
+    """:func:`write_to` of several files as one (``{location: write}``, all in one folder): on a local
+    folder or ``file://`` every file is written beside its target first and only then are they renamed
+    (:func:`tune_sd.engine.atomic.atomic_write_all`), so a full disk or Ctrl-C leaves the old files together;
+    an object store puts each object whole, one after the other."""
+    locations = list(writes)
+    if not locations:
+        return []
+    if not any(is_uri(loc) for loc in locations):
+        from tune_sd.engine.atomic import atomic_write_all
+
+        return atomic_write_all(writes)
+    from pyarrow import fs
+
+    filesystem, _ = _fs(locations[0])
+    if isinstance(filesystem, fs.LocalFileSystem):
+        from tune_sd.engine.atomic import atomic_write_all
+
+        atomic_write_all({_fs(loc)[1]: write for loc, write in writes.items()})
+        return locations
+    return [write_to(loc, write) for loc, write in writes.items()]
+
+
 def write_bytes(location, data: bytes) -> str | Path:
     """:func:`write_to` with the file's bytes."""
     return write_to(location, lambda target: target.write(data) if hasattr(target, "write")
@@ -220,6 +243,46 @@ def storage_root(storage: str | None) -> str:
     if is_uri(root):
         return check_uri(str(root), "--storage" if storage else "$TUNE_SD_STORAGE").rstrip("/")
     return str(Path(root).expanduser().resolve())
+
+
+def check_storage(root: str, flag: str = "--storage") -> str:
+    """``root`` if sweeps can be written there, else a one-line :class:`StorageError` that names it and says
+    what to do: a local folder (or ``file://``) must be a folder, or be creatable in the nearest folder above
+    it, that is writable, on a file system that is not read-only and not full; an object store's path must
+    not be a file (whether it may be written is known only when writing). Checked before Ray starts, by
+    ``--dry-run`` too."""
+    from tune_sd.errors import StorageError
+
+    if is_uri(root):
+        from pyarrow import fs
+
+        filesystem, path = _fs(root)
+        if not isinstance(filesystem, fs.LocalFileSystem):
+            if _kind(root)[0] == fs.FileType.File:
+                raise StorageError(f"{flag} {root}: is a file, not a folder; give a folder")
+            return root
+        local = Path(path)
+    else:
+        local = Path(root)
+    here = local
+    while not here.exists() and not here.is_symlink() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        what = "is a file" if here == local else f"lies under {here}, which is a file"
+        raise StorageError(f"{flag} {root}: {what}, not a folder; give a folder")
+    try:
+        stat = os.statvfs(here)
+    except OSError:
+        stat = None
+    if stat is not None and stat.f_flag & os.ST_RDONLY:
+        raise StorageError(f"{flag} {root}: {here} is on a read-only file system; give a writable folder")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise StorageError(f"{flag} {root}: {here} is not writable for you (permission denied); give a folder "
+                           "you may write to")
+    if stat is not None and stat.f_bavail * stat.f_frsize < 1024 * 1024:
+        raise StorageError(f"{flag} {root}: no space left on {here}'s device; free space there or give another "
+                           "folder")
+    return root
 
 
 def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | str:

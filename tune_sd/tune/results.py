@@ -282,9 +282,11 @@ def export(exp_dir: str | Path, force: bool = False) -> tuple[str, str]:
             if held is not None and held > len(df):
                 raise StudyError(f"{base}/{name}: holds {held} rows, its trial folders give {len(df)}; not replaced "
                                  f"(give `tune-sd export {base} --force` to rewrite the tables from the trial folders)")
+    writes = {}
     for name, (target, df) in targets.items():
         table = pa.Table.from_pandas(df, preserve_index=False)
-        store.write_to(target, lambda sink, table=table: pq.write_table(table, sink))
+        writes[target] = lambda sink, table=table: pq.write_table(table, sink)
+    store.write_all(writes)  # both tables, or (a full disk, Ctrl-C) neither: the old pair stays together
     return f"{base}/{CURVES_FILE}", f"{base}/{TRIALS_FILE}"
 
 
