@@ -35,6 +35,7 @@ from ray import tune
 from tune_sd.store import LABELS
 
 from .cadence import CHECKPOINT_FILE, MIN_RESULT_S, Cadence
+from .resume_check import planned_epochs
 from .rows import span
 
 TRAINING_ITERATION = "training_iteration"  # Tune's key; a trial sets it to its own count of reports
@@ -45,8 +46,9 @@ class SDTrainable(tune.Trainable):
     executor of its shape key; without it they run here. ``result_s``: seconds of reports per Tune
     result (``cadence.result_interval``; rows.py)."""
 
-    def setup(self, config: dict, pack=None, result_s: float | None = None):
+    def setup(self, config: dict, pack=None, result_s: float | None = None, planned: dict | None = None):
         self.pack = pack
+        self.planned = planned  # a resumed sweep's planned epochs per trial (resume_check.py)
         self.result_s = MIN_RESULT_S if result_s is None else float(result_s)
         node_id = ray.get_runtime_context().get_node_id()
         self.node_id, self.node = node_id, node_id[:12]
@@ -70,6 +72,7 @@ class SDTrainable(tune.Trainable):
         return True
 
     def _build(self, config: dict) -> None:
+        config = planned_epochs(config, self.trial_id, getattr(self, "planned", None))
         self.labels = {k: config[k] for k in LABELS if k in config}
         if self.pack is not None:
             from .packed import InExecutor
