@@ -426,20 +426,16 @@ def storage_root(storage: str | None) -> str:
 def check_storage(root: str, flag: str = "--storage") -> str:
     """``root`` if sweeps can be written there, else a one-line :class:`StorageError` that names it and says
     what to do: a local folder (or ``file://``) must be a folder, or be creatable in the nearest folder above
-    it, that is writable, on a file system that is not read-only and not full; an object store's path must
-    not be a file (whether it may be written is known only when writing). Checked before Ray starts, by
-    ``--dry-run`` too."""
+    it, that is writable, on a file system that is not read-only and not full. An object store (``s3://``,
+    ``gs://``) is not opened here (that may ask the network for its region): what it refuses is known when
+    writing. Checked before Ray starts, by ``--dry-run`` too."""
     from tune_sd.errors import StorageError
 
     if is_uri(root):
-        from pyarrow import fs
-
-        filesystem, path = _fs(root)
-        if not isinstance(filesystem, fs.LocalFileSystem):
-            if _kind(root)[0] == fs.FileType.File:
-                raise StorageError(f"{flag} {root}: is a file, not a folder; give a folder")
+        scheme, _, rest = str(root).partition("://")
+        if scheme.lower() != "file":
             return root
-        local = Path(path)
+        local = Path("/" + rest.lstrip("/"))
     else:
         local = Path(root)
     here = local
