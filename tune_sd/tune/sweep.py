@@ -361,10 +361,14 @@ def holds_sweep(exp_dir) -> bool:
     return any(n.startswith("experiment_state-") for n in names(exp_dir))
 
 
-def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False, verbose: bool = False) -> Path:
+def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False, verbose: bool = False,
+              claimed: bool = False) -> Path:
     """Run the sweep to the end and export its Parquet tables; returns the sweep folder. The terminal
     shows our header and progress lines; ``verbose`` adds Ray's status table. The folder is this
-    driver's while it runs (store.claim_sweep): a second driver of the same name is refused."""
+    driver's while it runs (store.claim_sweep): a second driver of the same name is refused
+    (``claimed``: the caller holds the claim already, as a ladder does while it writes its plan)."""
+    if claimed:
+        return _run_claimed(plan, address, dashboard, verbose)
     with claim_sweep(plan.exp_uri, f"tune-sd sweep {plan.name}"):
         return _run_claimed(plan, address, dashboard, verbose)
 
