@@ -365,6 +365,7 @@ def test_export_force_onto_a_storage_that_fails(made, tmp_path, capsys, monkeypa
 
     sweep = tmp_path / "tiny"
     shutil.copytree(made, sweep)
+    _older_tables(sweep)
     before = _snapshot(sweep)
     real = pq.write_table
     calls = []
@@ -405,6 +406,12 @@ def test_train_force_onto_a_full_disk_keeps_the_old_run(tmp_path, capsys, monkey
 # ------------------------------------------------------------------------------------------ 6. Ctrl-C
 
 
+def _older_tables(sweep: Path) -> None:
+    """Tables that differ from what export would write now (an export from before the last trials)."""
+    for name in ("curves.parquet", "trials.parquet"):
+        pd.read_parquet(sweep / name).iloc[:1].to_parquet(sweep / name)
+
+
 def _swallowed_ctrl_c():
     """Ctrl-C arriving where a library catches it (a finaliser, a callback): the handler runs, the
     KeyboardInterrupt it raises is lost."""
@@ -442,6 +449,7 @@ def test_ctrl_c_in_export_leaves_both_tables(made, tmp_path, capsys, monkeypatch
 
     sweep = tmp_path / "tiny"
     shutil.copytree(made, sweep)
+    _older_tables(sweep)
     before = _snapshot(sweep)
     real = pq.write_table
     calls = []
