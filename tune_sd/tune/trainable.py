@@ -88,8 +88,13 @@ class SDTrainable(tune.Trainable):
         ``result_s`` seconds (rows.py); it ends early at a report due a checkpoint or a figure, or where
         the run ends. Each report is a row of the curve with its own ``training_iteration``."""
         rows = self.epochs.advance(self.reports, self.result_s)
+        restored_at = getattr(self, "restored_at", None)
+        self.restored_at = None
         for row in rows:
-            if "error" not in row:  # the run cannot go on: the trial ends as an error with its reason
+            # restored at its last epoch (a finished trial Ray runs again): its one report repeats the last
+            # one, at the same iteration, rather than adding a row to the curve
+            again = restored_at is not None and row.get("done") and row.get("epoch") == restored_at
+            if "error" not in row and not again:  # the run cannot go on: the trial ends as an error with its reason
                 self.reports += 1
             row[TRAINING_ITERATION] = self.reports + ("error" in row)
         result = {**span(rows), **self._where()}
@@ -129,6 +134,7 @@ class SDTrainable(tune.Trainable):
         path = Path(checkpoint if isinstance(checkpoint, (str, os.PathLike)) else checkpoint.path)
         epoch = self.epochs.load(str(path / CHECKPOINT_FILE))
         self.reports = self.epochs.cadence.reports_at(epoch)
+        self.restored_at = epoch
 
     def cleanup(self):
         self.epochs.close()
