@@ -198,7 +198,7 @@ def test_a_missing_or_broken_checkpoint_leaves_a_note_not_a_crash(tiny, tmp_path
     _, a, _ = tiny
     moved = tmp_path / "moved"
     shutil.copytree(a, moved, ignore=shutil.ignore_patterns("analysis"))
-    # the recorded absolute paths point into the original folder: the copy's own trial folders are used
+    # the recorded paths are relative to the sweep folder: the copy reads its own trial folders
     report = analyze([str(moved)], n_wrong=1)
     assert "No gallery" not in report.read_text()
     for ck in moved.glob("trial_*/checkpoint_*/study.pt"):

@@ -617,13 +617,33 @@ def _bounded(flag: str, value: int | None, lo: int, hi: int | None = None, why: 
 # ---------------------------------------------------------------------------------------- main
 
 
+#: commands that read a sweep (or a library) and then write: a Ctrl-C anywhere in them, even one a library
+#: swallowed, ends them with 130 and without output (tune_sd/interrupts.py)
+WATCHED = ("cmd_analyze", "cmd_export", "cmd_status", "cmd_lib_check")
+MAX_MESSAGE = 1000  # characters of an error message: a message names a value, it never renders a large one whole
+
+
+def _message(e: BaseException) -> str:
+    text = str(e)
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[:MAX_MESSAGE - 100]}... (message cut: {len(text):,} characters)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    from tune_sd.interrupts import Watch
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args.func, "__name__", "") in WATCHED:
+            with Watch() as watch:
+                code = int(args.func(args) or 0)
+                watch.check()
+            return code
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"tune-sd: error: {e}", file=sys.stderr)
+        print(f"tune-sd: error: {_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tune-sd: interrupted", file=sys.stderr)
@@ -633,6 +653,14 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a write that failed for its storage (full, read-only, not a folder, no permission)
+        from tune_sd.engine.atomic import storage_error
+
+        failed = storage_error(e.filename or "", e)
+        if failed is None:
+            raise
+        print(f"tune-sd: error: {_message(failed)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

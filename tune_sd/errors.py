@@ -23,3 +23,7 @@ class DataError(UserError):
 
 class StudyError(UserError):
     """A run cannot go on: unknown study, incompatible checkpoint, or the critic's loss became NaN."""
+
+
+class StorageError(UserError):
+    """A file or folder cannot be written: not a folder, read-only, full, or permission denied."""

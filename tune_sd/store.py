@@ -150,6 +150,29 @@ def write_to(location, write) -> str | Path:
     return location
 
 
+def write_all(writes: dict) -> list:
+    """:func:`write_to` of several files as one (``{location: write}``, all in one folder): on a local
+    folder or ``file://`` every file is written beside its target first and only then are they renamed
+    (:func:`tune_sd.engine.atomic.atomic_write_all`), so a full disk or Ctrl-C leaves the old files together;
+    an object store puts each object whole, one after the other."""
+    locations = list(writes)
+    if not locations:
+        return []
+    if not any(is_uri(loc) for loc in locations):
+        from tune_sd.engine.atomic import atomic_write_all
+
+        return atomic_write_all(writes)
+    from pyarrow import fs
+
+    filesystem, _ = _fs(locations[0])
+    if isinstance(filesystem, fs.LocalFileSystem):
+        from tune_sd.engine.atomic import atomic_write_all
+
+        atomic_write_all({_fs(loc)[1]: write for loc, write in writes.items()})
+        return locations
+    return [write_to(loc, write) for loc, write in writes.items()]
+
+
 def write_bytes(location, data: bytes) -> str | Path:
     """:func:`write_to` with the file's bytes."""
     return write_to(location, lambda target: target.write(data) if hasattr(target, "write")
@@ -170,6 +193,184 @@ def table_rows(location) -> int | None:
             return pq.ParquetFile(src).metadata.num_rows
     except Exception:  # a truncated or foreign file: nothing worth keeping is known to be in it
         return None
+
+
+# ------------------------------------------------------------------------------------ a driver's claim
+
+#: the claim of the driver that runs (or resumes) a sweep, in its folder: JSON of host, pid, start time
+CLAIM_FILE = ".tune_sd.driver"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it is there
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def _holder(info: dict) -> str:
+    return (f"host {info.get('host', '?')}, pid {info.get('pid', '?')}, started {info.get('started', '?')}"
+            + (f", {info['command']}" if info.get("command") else ""))
+
+
+def _stale(info: dict) -> bool:
+    """A claim whose driver is known to be gone: on this host, and its process ended (or the host
+    restarted since). A claim from another host cannot be told apart from a live one."""
+    import socket
+
+    if not info or info.get("host") != socket.gethostname():
+        return False
+    if info.get("boot") and _boot_id() and info["boot"] != _boot_id():
+        return True
+    pid = info.get("pid")
+    return isinstance(pid, int) and not _alive(pid)
+
+
+class Claim:
+    """A sweep folder held by this driver (:func:`claim_sweep`); :meth:`release` gives it up."""
+
+    def __init__(self, location, info: dict):
+        self.location, self.info = location, info
+
+    def release(self) -> None:
+        """Remove the claim if it is still this driver's (a claim taken over as stale is not removed)."""
+        try:
+            held = json.loads(read_bytes(self.location))
+        except (OSError, StudyError, ValueError):
+            return
+        if isinstance(held, dict) and held.get("token") == self.info["token"]:
+            if is_uri(self.location):
+                filesystem, path = _fs(self.location)
+                try:
+                    filesystem.delete_file(path)
+                except OSError:
+                    pass
+            else:
+                Path(self.location).unlink(missing_ok=True)
+
+    def __enter__(self) -> "Claim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def claim_sweep(exp_dir, command: str = "sweep") -> Claim:
+    """Claim a sweep folder for this driver before anything is written in it: a :class:`Claim`, or a
+    :class:`StudyError` naming the driver that holds it (host, pid, start time).
+
+    On a local folder and ``file://`` the claim is a file created whole in one step (written beside it,
+    then hard-linked to its name, which fails if the name exists): of two drivers started at once, one
+    gets it. A claim whose driver is gone (this host, process ended, or the host restarted) is taken
+    over, by a rename only one driver can make. On an object store (``s3://``, ``gs://``) there is no
+    such step: the claim is looked for, written and read back, so a driver started while another holds
+    the sweep is refused, but two started within the same moment may both pass."""
+    import secrets
+    import socket
+    import time
+
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "boot": _boot_id(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": command, "token": secrets.token_hex(8)}
+    data = json.dumps(info, indent=1).encode()
+    location = join(exp_dir, CLAIM_FILE)
+    if is_uri(location):
+        from pyarrow import fs
+
+        filesystem, path = _fs(location)
+        if isinstance(filesystem, fs.LocalFileSystem):
+            location = path
+        else:
+            return _claim_object(location, info, data)
+    path = Path(location)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from tune_sd.engine.atomic import storage_error
+
+        raise (storage_error(path.parent, e) or StudyError(f"{path.parent}: cannot create ({e})")) from None
+    for _ in range(5):
+        if _create_whole(path, data):
+            return Claim(path, info)
+        try:
+            held = json.loads(path.read_bytes() or b"{}")
+        except FileNotFoundError:  # released between the two steps: try again
+            continue
+        except (OSError, ValueError):
+            held = {}
+        if not isinstance(held, dict):
+            held = {}
+        if _stale(held):
+            gone = path.with_name(f"{path.name}.{info['token']}.stale")
+            try:
+                os.rename(path, gone)  # of drivers taking over one stale claim, one renames it
+            except FileNotFoundError:
+                continue
+            gone.unlink(missing_ok=True)
+            continue
+        raise StudyError(f"{Path(exp_dir)}: this sweep is being run by another driver ({_holder(held) if held else 'unknown'}); "
+                         f"wait for it to end, or, if that driver is gone, remove {path}")
+    raise StudyError(f"{Path(exp_dir)}: could not claim the sweep folder ({path} keeps changing)")
+
+
+def _create_whole(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding ``data``, complete from its first moment; False if it exists."""
+    from tune_sd.engine.atomic import storage_error, temp_beside
+
+    fd, tmp = temp_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: create-exclusive, then fill
+            try:
+                out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(out, "wb") as f:
+                f.write(data)
+            return True
+    except OSError as e:
+        failed = storage_error(path, e)
+        if failed is not None:
+            raise failed from None
+        raise
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _claim_object(location: str, info: dict, data: bytes) -> Claim:
+    if is_file(location):
+        try:
+            held = json.loads(read_bytes(location))
+        except (StudyError, ValueError):
+            held = {}
+        raise StudyError(f"{location.rsplit('/', 1)[0]}: this sweep is being run by another driver "
+                         f"({_holder(held) if isinstance(held, dict) and held else 'unknown'}); wait for it to end, "
+                         f"or, if that driver is gone, remove {location}")
+    write_bytes(location, data)
+    held = read_json(location)
+    if held.get("token") != info["token"]:
+        raise StudyError(f"{location.rsplit('/', 1)[0]}: this sweep is being run by another driver ({_holder(held)}); "
+                         f"wait for it to end, or, if that driver is gone, remove {location}")
+    return Claim(location, info)
 
 
 def check_name(name: str, flag: str = "--name") -> str:
@@ -222,6 +423,42 @@ def storage_root(storage: str | None) -> str:
     return str(Path(root).expanduser().resolve())
 
 
+def check_storage(root: str, flag: str = "--storage") -> str:
+    """``root`` if sweeps can be written there, else a one-line :class:`StorageError` that names it and says
+    what to do: a local folder (or ``file://``) must be a folder, or be creatable in the nearest folder above
+    it, that is writable, on a file system that is not read-only and not full. An object store (``s3://``,
+    ``gs://``) is not opened here (that may ask the network for its region): what it refuses is known when
+    writing. Checked before Ray starts, by ``--dry-run`` too."""
+    from tune_sd.errors import StorageError
+
+    if is_uri(root):
+        scheme, _, rest = str(root).partition("://")
+        if scheme.lower() != "file":
+            return root
+        local = Path("/" + rest.lstrip("/"))
+    else:
+        local = Path(root)
+    here = local
+    while not here.exists() and not here.is_symlink() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        what = "is a file" if here == local else f"lies under {here}, which is a file"
+        raise StorageError(f"{flag} {root}: {what}, not a folder; give a folder")
+    try:
+        stat = os.statvfs(here)
+    except OSError:
+        stat = None
+    if stat is not None and stat.f_flag & os.ST_RDONLY:
+        raise StorageError(f"{flag} {root}: {here} is on a read-only file system; give a writable folder")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise StorageError(f"{flag} {root}: {here} is not writable for you (permission denied); give a folder "
+                           "you may write to")
+    if stat is not None and stat.f_bavail * stat.f_frsize < 1024 * 1024:
+        raise StorageError(f"{flag} {root}: no space left on {here}'s device; free space there or give another "
+                           "folder")
+    return root
+
+
 def find_sweep(name: str | os.PathLike, storage: str | None = None) -> Path | str:
     """A sweep folder by its path or URI, or by its name under the storage root."""
     if is_uri(name):
@@ -254,6 +491,37 @@ def is_sweep(folder) -> bool:
     Tune experiment. The one answer for every command that takes a sweep or something else."""
     held = set(names(folder))
     return bool(held & {CURVES_FILE, TRIALS_FILE, META_FILE}) or any(n.startswith("experiment_state-") for n in held)
+
+
+def relative_to_sweep(folder, path) -> str:
+    """A path inside a sweep folder as its tables record it: relative to the folder, with ``/``, so that
+    a copy of the folder (or a table sent to someone) points into itself, never at the original."""
+    return Path(path).relative_to(Path(folder)).as_posix()
+
+
+def inside_sweep(folder, recorded, depth: int, what: str = "checkpoint"):
+    """A path from a sweep's table (``checkpoint``, ``path``), resolved inside ``folder``: a relative one
+    joined to it; an absolute path or URI, which older tables hold, by its last ``depth`` parts (the trial
+    folder and, for a checkpoint, its checkpoint folder) under ``folder``, never where it points. A
+    :class:`StudyError` names one that would leave the folder (``..``, or a link out of it). None for none."""
+    if not isinstance(recorded, str) or not recorded.strip():
+        return None
+    text_ = recorded.strip()
+    if is_uri(text_) or text_.startswith(("/", "\\")) or (len(text_) > 1 and text_[1] == ":"):
+        parts = [p for p in text_.partition("://")[2 if is_uri(text_) else 0].replace("\\", "/").split("/") if p]
+        parts = parts[-depth:]
+    else:
+        parts = [p for p in text_.replace("\\", "/").split("/") if p and p != "."]
+    if not parts or any(p == ".." for p in parts):
+        raise StudyError(f"{join(folder, TRIALS_FILE)}: the {what} {recorded[:200]!r} leaves the sweep folder; "
+                         "not read (a sweep's tables name paths inside it)")
+    target = join(folder, *parts)
+    if not is_uri(folder):
+        base = Path(folder).resolve()
+        real = Path(target).resolve()
+        if real != base and base not in real.parents:
+            raise StudyError(f"{target}: leads out of the sweep folder (to {real}); not read")
+    return target
 
 
 def read_meta(folder) -> dict:

@@ -42,27 +42,26 @@ class Gallery:
 
 
 def checkpoint_path(sweep: Sweep, trial: pd.Series) -> Path:
-    """The ``study.pt`` of a trial's latest checkpoint. The recorded path is tried first, then the
-    same trial folder under the sweep's folder (a sweep folder that was moved or copied)."""
+    """The ``study.pt`` of a trial's latest checkpoint, inside the sweep folder and nowhere else: the
+    recorded checkpoint (relative to the folder; an older table's absolute path by its trial and
+    checkpoint folders, store.inside_sweep), else the newest checkpoint of the trial's folder. A copied
+    sweep reads its own files, never the original's."""
     if store.is_uri(sweep.path):
         return _remote_checkpoint(sweep, trial)
     tried = []
-    recorded = trial.get("checkpoint")
     candidates = []
-    if isinstance(recorded, str) and recorded:
-        rec = Path(recorded)
-        candidates.append(rec)
-        candidates.append(sweep.path / rec.parent.name / rec.name)
-    path = trial.get("path")
-    if isinstance(path, str) and path:
-        for base in (Path(path), sweep.path / Path(path).name):
-            cks = sorted(base.glob("checkpoint_*"))
-            if cks:
-                candidates.append(cks[-1])
+    recorded = store.inside_sweep(sweep.path, trial.get("checkpoint"), depth=2)
+    if recorded is not None:
+        candidates.append(Path(recorded))
+    folder = store.inside_sweep(sweep.path, trial.get("path"), depth=1, what="trial folder")
+    if folder is not None:
+        cks = sorted(Path(folder).glob("checkpoint_*"))
+        if cks:
+            candidates.append(cks[-1])
     for c in candidates:
         f = c / STUDY_FILE if c.suffix != ".pt" else c
         tried.append(str(f))
-        if f.is_file():
+        if f.is_file() and not f.is_symlink():
             return f
     if not candidates:
         raise StudyError(f"trial {trial['trial_id']} of sweep {sweep.name} has no checkpoint recorded in "
@@ -73,18 +72,15 @@ def checkpoint_path(sweep: Sweep, trial: pd.Series) -> Path:
 
 def _remote_checkpoint(sweep: Sweep, trial: pd.Series) -> Path:
     """A trial's ``study.pt`` on remote storage, copied into the local cache (torch reads local files):
-    the recorded checkpoint, else the same checkpoint folder name under the sweep's URI."""
-    recorded = trial.get("checkpoint")
-    if not isinstance(recorded, str) or not recorded:
+    the recorded checkpoint, resolved under the sweep's URI."""
+    recorded = store.inside_sweep(sweep.path, trial.get("checkpoint"), depth=2)
+    if recorded is None:
         raise StudyError(f"trial {trial['trial_id']} of sweep {sweep.name} has no checkpoint recorded in "
                          f"{store.join(sweep.path, 'trials.parquet')}")
-    parts = recorded.rstrip("/").split("/")
-    candidates = [store.join(recorded, STUDY_FILE), store.join(sweep.path, *parts[-2:], STUDY_FILE)]
-    for c in dict.fromkeys(candidates):
-        if store.is_file(c):
-            return store.local_copy(c, kind="checkpoints")
-    raise StudyError(f"trial {trial['trial_id']} of sweep {sweep.name}: checkpoint not found (looked for "
-                     f"{', '.join(dict.fromkeys(candidates))})")
+    c = store.join(recorded, STUDY_FILE)
+    if store.is_file(c):
+        return store.local_copy(c, kind="checkpoints")
+    raise StudyError(f"trial {trial['trial_id']} of sweep {sweep.name}: checkpoint not found (looked for {c})")
 
 
 def misclassified_fakes(checkpoint: str | Path, n_wrong: int = 5, seed: int = 0, batch: int = 64,

@@ -13,6 +13,9 @@ claim is made and tested on configs and says on how many configs and seeds it re
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -122,11 +125,34 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
     sweeps = load_sweeps([str(p) for p in paths_or_names], storage)
     if out and "://" in str(out):
         raise UserError(f"--out {out}: the report is written to a local folder (sweeps may be read from URIs)")
-    out_dir = Path(out) if out else default_out(sweeps[0])
+    final = Path(out) if out else default_out(sweeps[0])
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        final.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"--out {out_dir}: cannot create the folder ({e.strerror})") from None
+        raise UserError(f"--out {final}: cannot create the folder ({e.strerror})") from None
+    # the report is made in a folder beside its own and moved in whole at the end: Ctrl-C or a failure
+    # part way leaves the last report as it was, never half of a new one
+    out_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        report = _analyze_into(sweeps, out_dir, final, k, top_k, n_wrong, horizon, seed)
+        _commit(out_dir, final)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return report
+
+
+def _commit(stage: Path, final: Path) -> None:
+    """Move every file made in ``stage`` into ``final`` (replacing the last report's), Ctrl-C held until
+    all are there; a Ctrl-C pressed before, even one a library swallowed, stops it before the first."""
+    from tune_sd.interrupts import held
+
+    with held():
+        for f in sorted(stage.iterdir()):
+            os.replace(f, final / f.name)
+
+
+def _analyze_into(sweeps, out_dir: Path, final: Path, k, top_k, n_wrong, horizon, seed) -> Path:
+    """The analysis of ``sweeps``, its files written into ``out_dir`` and named as they will be in ``final``."""
     # Step 7 sweeps (regularising a network) are read for val_mse and min_corr against sd; the SD
     # sweeps for their accuracy trends
     reg_sweeps = [s for s in sweeps if is_regularize(s)]
@@ -164,14 +190,14 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
                              for sw in sd_sweeps)
         summary.insert(1, f"smoothing horizon used: {horizons}")
         intro = (f"Smoothing horizon used: {horizons}. Trends: {trends.attrs.get('method', '')}. "
-                 f"Tables: {out_dir / TRENDS_FILE}, {out_dir / CONFIGS_FILE}, {out_dir / MARKS_FILE}. ")
+                 f"Tables: {final / TRENDS_FILE}, {final / CONFIGS_FILE}, {final / MARKS_FILE}. ")
     for i, s in enumerate(reg_sweeps, 1):
         sections.append(_regularize_section(s, i, out_dir, summary))
     title = "tune-sd analysis: " + ", ".join(s.label for s in sweeps)
-    report = write_report(out_dir / REPORT_FILE, title, sections, intro)
-    summary.append(f"report: {report}")
+    write_report(out_dir / REPORT_FILE, title, sections, intro)
+    summary.append(f"report: {final / REPORT_FILE}")
     print("\n".join(summary))
-    return report
+    return final / REPORT_FILE
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:

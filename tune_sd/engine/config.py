@@ -6,7 +6,8 @@ and top-level keys (``seed``, ``avg_hor`` ...) fill in the rest. Every leaf has 
 setting), a check, and a line of help. An unknown key or a bad value raises :class:`ConfigError`
 naming the dotted key and what is allowed.
 
-Configs are plain data: YAML is read with ``yaml.safe_load`` and nothing in it is ever executed.
+Configs are plain data: YAML is read with PyYAML's safe loader, within bounds (yaml_limits.py), and nothing
+in it is ever executed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import yaml
 
 from tune_sd.engine import limits
 from tune_sd.errors import ConfigError
+
+from . import yaml_limits
+from .yaml_limits import excerpt
 
 # --------------------------------------------------------------------------------------------
 # checks: each takes (key, value) and returns the normalised value or raises ConfigError
@@ -499,36 +503,23 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """``"disc.lr=1e-5"`` -> ("disc.lr", 1e-5). Values are YAML scalars or flow lists: ``[2,4]``."""
+    """``"disc.lr=1e-5"`` -> ("disc.lr", 1e-5). Values are YAML scalars or flow lists: ``[2,4]``, read
+    within the bounds of every YAML the tool reads (:mod:`tune_sd.engine.yaml_limits`)."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set disc.lr=1e-5")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {item!r}: cannot read the value ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"--set {excerpt(item)}: expected KEY=VALUE, e.g. --set disc.lr=1e-5")
+    if len(key) > 200:
+        raise ConfigError(f"--set {excerpt(item)}: not a config key (a key is a few dotted names)")
+    value = yaml_limits.parse(raw, f"--set {key}") if raw.strip() else None
     return key, value
 
 
 def load_yaml(path: str | Path, label: str | None = None) -> tuple[str, object]:
-    """(text, data) of a YAML file read with ``safe_load``; errors name the file (as ``label``), line
-    and column."""
-    path = Path(path)
-    label = label or str(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{label}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{label}: cannot read ({e})") from None
-    try:
-        return raw, yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{label}{where}: not valid YAML ({problem})") from None
+    """(text, data) of a YAML file read within the bounds of :mod:`tune_sd.engine.yaml_limits` (size,
+    values, nesting; checked before anything is built); errors name the file (as ``label``), line and
+    column."""
+    return yaml_limits.read(path, label)
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -189,7 +189,12 @@ def _read_index_text(f: Path, where: str) -> np.ndarray:
 
 def _read_split_mapping(sp: Path, n: int) -> dict[str, np.ndarray]:
     key = "data.split_path"
+    from .yaml_limits import DATA_MAX_BYTES
+
     try:
+        if sp.stat().st_size > DATA_MAX_BYTES:
+            raise DataError(f"{key}: '{sp}' holds {sp.stat().st_size:,} bytes, more than the {DATA_MAX_BYTES:,} a "
+                            "split file may hold (give the split as a .npz or .npy index files)")
         text = sp.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{key}: cannot read '{sp}': {exc}") from None
@@ -199,12 +204,11 @@ def _read_split_mapping(sp: Path, n: int) -> dict[str, np.ndarray]:
         except ValueError as exc:
             raise DataError(f"{key}: '{sp}' is not valid JSON: {exc}") from None
     else:
-        import yaml
+        from . import yaml_limits
 
-        try:
-            mapping = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DataError(f"{key}: '{sp}' is not valid YAML: {exc}") from None
+        # a split file holds index lists, far larger than a config: the data bounds, aliases counted alike
+        mapping = yaml_limits.parse(text, f"{key}: '{sp}'", max_bytes=yaml_limits.DATA_MAX_BYTES,
+                                    max_nodes=yaml_limits.DATA_MAX_NODES, error=DataError)
     if not isinstance(mapping, Mapping):
         raise DataError(
             f"{key}: '{sp}' must map split names (train, val, test) to lists of indices, got "

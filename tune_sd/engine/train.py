@@ -2,7 +2,7 @@
 
 The folder holds ``config.yaml``, ``checkpoint.pt`` and ``curve.parquet`` (one row per epoch), and
 ``changes.yaml`` once a resumed run changed a setting. The checkpoint, the curve and the config are
-written together from the same state (checkpoint first), and only at epoch boundaries: Ctrl-C lets
+written together from the same state (all written, then all renamed), and only at epoch boundaries: Ctrl-C lets
 the epoch in progress finish and saves it (a second Ctrl-C stops at once and keeps the last save),
 so ``--resume`` continues bit for bit and the curve ends up with every epoch once.
 
@@ -23,7 +23,7 @@ import yaml
 
 from tune_sd.errors import StudyError
 
-from .atomic import atomic_write, refuse_symlink
+from .atomic import atomic_write, atomic_write_all, refuse_symlink
 from .checkpoint import interrupts_held, load_checkpoint
 from .config import Config, format_changes, parse_override
 from .loop import Interrupted, load_changes
@@ -35,24 +35,27 @@ RUN_FILES = ("config.yaml", "checkpoint.pt", "curve.parquet", "changes.yaml")
 SAVE_EVERY_S = 30.0  # wall-clock seconds between saves of a long run (and at every checkpoint_every reports)
 
 
-def write_curve(study: Study, path: Path) -> None:
+def curve_writer(study: Study):
+    """What fills ``curve.parquet`` (one row per epoch) from the run as it is now."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.table(study.curve())
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return lambda tmp: pq.write_table(table, tmp)
 
 
-def write_config(run, out: Path) -> None:
-    """``config.yaml`` (the values the run uses now; changed ones are listed on top) and, once a
-    resumed run changed a setting, ``changes.yaml``: ``{epoch, key, from, to}`` per change."""
+def config_writers(run) -> dict:
+    """{name: what fills it}: ``config.yaml`` (the values the run uses now; changed ones are listed on
+    top) and, once a resumed run changed a setting, ``changes.yaml``: ``{epoch, key, from, to}`` per change."""
     text = run.cfg.to_yaml()
+    writers = {}
     if run.changes:
         lines = "".join(f"#   {line}\n" for line in format_changes(run.changes))
         text = f"# changed when the run was resumed (see changes.yaml):\n{lines}" + text
         dump = yaml.safe_dump(run.changes, sort_keys=False)
-        atomic_write(out / "changes.yaml", lambda tmp: Path(tmp).write_text(dump, encoding="utf-8"))
-    atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        writers["changes.yaml"] = lambda tmp: Path(tmp).write_text(dump, encoding="utf-8")
+    writers["config.yaml"] = lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+    return writers
 
 
 class TrainRun:
@@ -61,6 +64,7 @@ class TrainRun:
         self.first = study.epoch
         self.saved_epoch = saved_epoch  # the epoch checkpoint.pt holds (None: none written yet)
         self.new_changes: list[dict] = []  # the changes this resume asked for, shown when it starts
+        self.replacing: list[str] = []  # a run's files in the folder this run replaces (--force)
 
     @classmethod
     def start(cls, cfg: Config, out: Path, device="cpu", force: bool = False) -> "TrainRun":
@@ -77,9 +81,12 @@ class TrainRun:
             raise StudyError(f"{out}: already holds {', '.join(held)}; choose another --out, or give --force to "
                              "replace them")
         study = make_run(cfg, device=device)
-        text = cfg.to_yaml()
-        atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-        return cls(study, out)
+        if not held:  # a folder that held a run (--force) keeps its files until the first save replaces them all
+            text = cfg.to_yaml()
+            atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        run = cls(study, out)
+        run.replacing = held
+        return run
 
     @classmethod
     def resume(cls, out, overrides=(), device="cpu") -> "TrainRun":
@@ -92,10 +99,16 @@ class TrainRun:
         return run
 
     def save(self) -> None:
-        with interrupts_held():  # the three files always hold the same epoch
-            self.study.save(self.out / "checkpoint.pt")
-            write_curve(self.study, self.out / "curve.parquet")
-            write_config(self.study, self.out)
+        with interrupts_held():  # the files always hold the same epoch: written together, renamed together
+            state = self.study.state_dict()
+            writes = {self.out / "checkpoint.pt": lambda tmp: torch.save(state, tmp),
+                      self.out / "curve.parquet": curve_writer(self.study),
+                      **{self.out / name: write for name, write in config_writers(self.study).items()}}
+            atomic_write_all(writes)  # a full disk leaves the files of the last save as they were
+            for name in self.replacing:  # the replaced run's files this run does not write (its changes.yaml)
+                if self.out / name not in writes:
+                    (self.out / name).unlink(missing_ok=True)
+            self.replacing = []
             self.saved_epoch = self.study.epoch  # before a held Ctrl-C is raised
 
     def _save_new_epochs(self) -> None:

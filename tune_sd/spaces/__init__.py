@@ -33,7 +33,8 @@ Every trial config then holds ``variant: v1`` (``rung: L2_cubic``) at its top le
 name stands for at their places. Method grid enumerates the names (times the other grid values), random
 picks one per trial; bayes takes no named axes. The overrides are checked like everything else.
 
-Only ``yaml.safe_load`` reads the files; nothing in them is evaluated.
+Only PyYAML's safe loader reads the files, within the bounds of ``tune_sd.engine.yaml_limits``; nothing in
+them is evaluated.
 """
 
 from .axes import AXES, BASELINE, rung_name

@@ -320,10 +320,10 @@ def choice_value(key: str, value):
     """A config key's value back from :func:`choice_text`: the YAML text of a list or mapping becomes
     the value again; anything else (text that is no YAML included) stays as it is."""
     if isinstance(value, str) and value[:1] in "[{" and key in SCHEMA:
-        import yaml
+        from tune_sd.engine import yaml_limits
 
         try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError:
+            return yaml_limits.parse(value, key)
+        except ConfigError:
             return value
     return value

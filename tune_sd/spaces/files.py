@@ -1,14 +1,13 @@
-"""Space files: the studies in the spaces folder, found by name or path, read with ``yaml.safe_load``
-and listed with their one-line descriptions."""
+"""Space files: the studies in the spaces folder, found by name or path, read within the bounds of
+:mod:`tune_sd.engine.yaml_limits` and listed with their one-line descriptions."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import yaml
-
 from tune_sd.engine.config import load_yaml
+from tune_sd.engine.yaml_limits import MAX_BYTES
 from tune_sd.errors import ConfigError
 
 from .parse import _build, _one_line
@@ -39,17 +38,18 @@ def list_spaces() -> list[tuple[str, str]]:
     out = []
     for name, path in _space_files(_spaces_dir()).items():
         try:
-            raw = path.read_text(encoding="utf-8")
+            raw = path.read_text(encoding="utf-8") if path.stat().st_size <= MAX_BYTES else ""
         except (OSError, UnicodeDecodeError) as e:
             out.append((name, f"(cannot read: {e})"))
             continue
         desc = None
         try:
-            tree = yaml.safe_load(raw)
+            _, tree = load_yaml(path, name)
             if isinstance(tree, dict) and isinstance(tree.get("description"), str):
                 desc = _one_line(tree["description"])
-        except yaml.YAMLError:
-            pass
+        except ConfigError as e:  # the listing goes on; the file is refused when it is run
+            out.append((name, f"(cannot read: {str(e).removeprefix(name + ': ')})"))
+            continue
         out.append((name, desc or _first_comment(raw)))
     return out
 

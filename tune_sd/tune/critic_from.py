@@ -51,25 +51,25 @@ def resolve_critic(source: str, storage: str | None = None) -> tuple[str, str]:
 
 
 def _local(checkpoint: str, exp_dir: Path) -> Path:
-    """A checkpoint path from trials.parquet; a sweep folder that moved is found by its trial folder."""
-    p = Path(checkpoint)
-    if p.exists():
-        return p
-    moved = exp_dir / p.parent.name / p.name
-    if moved.exists():
-        return moved
-    raise ConfigError(f"--critic-from: the best trial's checkpoint {checkpoint} is gone")
+    """A checkpoint path from trials.parquet, inside the sweep folder (store.inside_sweep)."""
+    try:
+        p = store.inside_sweep(exp_dir, checkpoint, depth=2)
+    except StudyError as e:
+        raise ConfigError(f"--critic-from: {e}") from None
+    if p is not None and Path(p).exists():
+        return Path(p)
+    raise ConfigError(f"--critic-from: the best trial's checkpoint {checkpoint} is gone (not in {exp_dir})")
 
 
 def _moved_remote(checkpoint: str, exp_dir: str) -> str:
-    """The recorded checkpoint on the sweep's storage, else the same trial and checkpoint folder under it."""
-    if store.is_uri(checkpoint) and store.is_dir(checkpoint):
-        return checkpoint
-    parts = str(checkpoint).rstrip("/").split("/")
-    moved = store.join(exp_dir, *parts[-2:])
-    if store.is_dir(moved):
+    """The recorded checkpoint under the sweep's URI (store.inside_sweep)."""
+    try:
+        moved = store.inside_sweep(exp_dir, checkpoint, depth=2)
+    except StudyError as e:
+        raise ConfigError(f"--critic-from: {e}") from None
+    if moved is not None and store.is_dir(moved):
         return moved
-    raise ConfigError(f"--critic-from: the best trial's checkpoint {checkpoint} is gone")
+    raise ConfigError(f"--critic-from: the best trial's checkpoint {checkpoint} is gone (not in {exp_dir})")
 
 
 def _remote_checkpoint(uri: str) -> str:

@@ -285,13 +285,14 @@ def run_ladder(plan: LadderPlan, *, reporter: Reporter, address: str | None = No
     exp_dir = plan.exp_dir
     if "://" in plan.sweep.storage:
         raise ConfigError("tune-sd ladder writes its report beside the sweep: give a local --storage")
-    if store.has_experiment_state(exp_dir):
-        raise StudyError(f"{exp_dir} already holds a sweep; give the ladder another --name, or report on this "
-                         f"one again with `tune-sd ladder --report {plan.sweep.name}`")
-    text = json.dumps({"rungs": plan.rungs, "modes": plan.modes, "seeds": plan.seeds, "threshold": plan.threshold,
-                       "critic": plan.critic, "epochs": plan.sweep.settings["epochs"]}, indent=2)
-    atomic_write(exp_dir / LADDER_FILE, lambda tmp: Path(tmp).write_text(text))
-    run_sweep(plan.sweep, address=address, dashboard=dashboard, verbose=verbose)
+    with store.claim_sweep(exp_dir, f"tune-sd ladder {plan.sweep.name}"):  # before its plan is written
+        if store.has_experiment_state(exp_dir):
+            raise StudyError(f"{exp_dir} already holds a sweep; give the ladder another --name, or report on this "
+                             f"one again with `tune-sd ladder --report {plan.sweep.name}`")
+        text = json.dumps({"rungs": plan.rungs, "modes": plan.modes, "seeds": plan.seeds, "threshold": plan.threshold,
+                           "critic": plan.critic, "epochs": plan.sweep.settings["epochs"]}, indent=2)
+        atomic_write(exp_dir / LADDER_FILE, lambda tmp: Path(tmp).write_text(text))
+        run_sweep(plan.sweep, address=address, dashboard=dashboard, verbose=verbose, claimed=True)
     report = reporter(exp_dir, plan.threshold)
     print(report.format())
     print(f"\nwrote {report.table_path}\nwrote {report.figure_path}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tune_sd.engine.config import Config, integer, merge, parse_override, unflatten
 from tune_sd.errors import ConfigError
-from tune_sd.store import check_name, storage_root
+from tune_sd.store import check_name, check_storage, storage_root
 
 from tune_sd.tune.choices import DEFAULTS, QUICK, SEARCHES
 from tune_sd.tune.stopping.nonlearner import nonlearner_settings
@@ -148,7 +148,8 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     if critic_note:
         settings["critic_from"] = critic_note
     name = opts.name or space.name
-    plan = SweepPlan(space=space, name=name, storage=storage_root(opts.storage), settings=settings, base=base,
+    storage = check_storage(storage_root(opts.storage), "--storage" if opts.storage else "$TUNE_SD_STORAGE")
+    plan = SweepPlan(space=space, name=name, storage=storage, settings=settings, base=base,
                      fixed=fixed)
     from tune_sd.tune.packing.plan import settle_auto
 

@@ -23,7 +23,7 @@ from tune_sd.engine.limits import short
 from tune_sd.errors import StudyError
 from tune_sd.spaces.blocks import choice_value
 from tune_sd import store
-from tune_sd.store import CURVES_FILE, LABELS, META_FILE, TRIALS_FILE, is_uri, read_meta
+from tune_sd.store import CURVES_FILE, LABELS, META_FILE, TRIALS_FILE, is_uri, read_meta, relative_to_sweep
 
 CURVE_COLUMNS = ["trial_id", "experiment", "study", "iteration", "epoch", "acc", "acc_mean", "avg_acc", "loss_real",
                  "loss_fake", "loss_gp", "grad_max", "time_s", "node"]
@@ -177,9 +177,10 @@ def _read_stops(exp_dir: Path) -> dict[str, dict]:
     return out
 
 
-def _latest_checkpoint(trial_dir: Path) -> str | None:
+def _latest_checkpoint(trial_dir: Path, exp_dir: Path) -> str | None:
+    """The trial's newest checkpoint folder, relative to the sweep folder (``trial_<id>/checkpoint_<n>``)."""
     cks = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
-    return str(cks[-1]) if cks else None
+    return relative_to_sweep(exp_dir, cks[-1]) if cks else None
 
 
 def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -190,12 +191,7 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         uri = str(exp_dir).rstrip("/")
         with tempfile.TemporaryDirectory() as tmp:
             local = fetch(uri, Path(tmp))
-            curves, trials = collect(local)
-            for col in ("checkpoint", "path"):  # point at the remote folders, not the temporary copy
-                if col in trials.columns:
-                    trials[col] = [v.replace(str(local), uri, 1) if isinstance(v, str) else v
-                                   for v in trials[col]]
-        return curves, trials
+            return collect(local)  # its paths are relative to the sweep folder, wherever it lies
     exp_dir = Path(exp_dir)
     meta = read_meta(exp_dir)
     experiment, study = meta.get("name", exp_dir.name), meta.get("study", "")
@@ -231,12 +227,12 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         trial_rows.append({
             "trial_id": trial.trial_id, "status": status, "epochs": epochs,
             "final_avg_acc": avg[-1] if avg else None, "best_avg_acc": max(avg) if avg else None,
-            "stopped_early": stopped_early, "checkpoint": _latest_checkpoint(trial.path),
+            "stopped_early": stopped_early, "checkpoint": _latest_checkpoint(trial.path, exp_dir),
             "node": last.get("node"), "stop_reason": stop_reason,
             "stop_epoch": epochs if stop_reason in ENDED_EARLY else None,
             **{k: last.get(k) for k in STOP_EVIDENCE if stop_reason in STOPPED and k in last},
             "error": error, "experiment": experiment, "study": study,
-            "path": str(trial.path), **_regularize_summary(rows), **labels, **cfg_cols,
+            "path": relative_to_sweep(exp_dir, trial.path), **_regularize_summary(rows), **labels, **cfg_cols,
         })
     curves = pd.DataFrame(curve_rows)
     trials = pd.DataFrame(trial_rows)
@@ -286,9 +282,11 @@ def export(exp_dir: str | Path, force: bool = False) -> tuple[str, str]:
             if held is not None and held > len(df):
                 raise StudyError(f"{base}/{name}: holds {held} rows, its trial folders give {len(df)}; not replaced "
                                  f"(give `tune-sd export {base} --force` to rewrite the tables from the trial folders)")
+    writes = {}
     for name, (target, df) in targets.items():
         table = pa.Table.from_pandas(df, preserve_index=False)
-        store.write_to(target, lambda sink, table=table: pq.write_table(table, sink))
+        writes[target] = lambda sink, table=table: pq.write_table(table, sink)
+    store.write_all(writes)  # both tables, or (a full disk, Ctrl-C) neither: the old pair stays together
     return f"{base}/{CURVES_FILE}", f"{base}/{TRIALS_FILE}"
 
 

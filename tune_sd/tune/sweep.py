@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tune_sd.engine.config import SECTIONS, Config, flatten, merge, unflatten
 from tune_sd.errors import StudyError
-from tune_sd.store import META_FILE, find_sweep, has_experiment_state, join, read_meta, write_bytes
+from tune_sd.store import META_FILE, check_storage, claim_sweep, find_sweep, has_experiment_state, join, read_meta, write_bytes
 
 from tune_sd.tune.choices import DEFAULTS
 from tune_sd.tune.stopping.nonlearner import nonlearner_settings
@@ -141,7 +141,8 @@ def _wrapped(values: dict, width: int = 100) -> list[str]:
 # ------------------------------------------------------------------------------------ running
 
 
-def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = None, result_s: float | None = None):
+def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = None, result_s: float | None = None,
+                     planned: dict | None = None):
     """The packed trainable of a sweep's driver run: each trial reserves its share of an executor's
     cores (``sizes``: auto's members per population by shape key, :func:`.packing.fill_sizes`)."""
     from ray import tune
@@ -152,14 +153,16 @@ def packed_trainable(settings: dict, name: str, run: str, sizes: dict | None = N
     pack = settings["pack"]
     cpus, gpus = float(settings["cpus_per_trial"]), float(settings["gpus_per_trial"])
     trainable = tune.with_parameters(SDTrainable, pack=PackSettings(name, pack, cpus, gpus, run, sizes or {}),
-                                     result_s=result_s)
+                                     result_s=result_s, planned=planned)
     # the resources travel with the class into each trial's process: PackShare imports nothing there
     return tune.with_resources(trainable, PackShare(pack, cpus, gpus, sizes or {}))
 
 
-def _trainable(settings: dict, name: str | None = None, run: str = "", sizes: dict | None = None):
+def _trainable(settings: dict, name: str | None = None, run: str = "", sizes: dict | None = None,
+               planned: dict | None = None):
     """The sweep's trainable; each trial sends the driver a result about every ``result_s`` seconds,
-    sized to the trials that run at once on the cluster (cadence.result_interval, report_rows.py)."""
+    sized to the trials that run at once on the cluster (cadence.result_interval, report_rows.py). ``planned``
+    (a resumed sweep's, resume_check.py): the epochs no trial runs past."""
     import ray
     from ray import tune
 
@@ -170,10 +173,10 @@ def _trainable(settings: dict, name: str | None = None, run: str = "", sizes: di
     res = ray.cluster_resources()
     result_s = result_interval(concurrent_trials(settings, res.get("CPU", 1.0), res.get("GPU", 0.0), sizes))
     if settings.get("pack", "off") != "off" and name:
-        return packed_trainable(settings, name, run, sizes, result_s)
+        return packed_trainable(settings, name, run, sizes, result_s, planned)
 
     resources = {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]}
-    return tune.with_resources(tune.with_parameters(SDTrainable, result_s=result_s), resources)
+    return tune.with_resources(tune.with_parameters(SDTrainable, result_s=result_s, planned=planned), resources)
 
 
 def _param_space_and_searcher(plan: SweepPlan):
@@ -353,9 +356,19 @@ def write_meta(plan: SweepPlan) -> None:
     write_bytes(join(plan.exp_uri, META_FILE), text.encode())
 
 
-def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False, verbose: bool = False) -> Path:
+def run_sweep(plan: SweepPlan, address: str | None = None, dashboard: bool = False, verbose: bool = False,
+              claimed: bool = False) -> Path:
     """Run the sweep to the end and export its Parquet tables; returns the sweep folder. The terminal
-    shows our header and progress lines; ``verbose`` adds Ray's status table."""
+    shows our header and progress lines; ``verbose`` adds Ray's status table. The folder is this
+    driver's while it runs (store.claim_sweep): a second driver of the same name is refused
+    (``claimed``: the caller holds the claim already, as a ladder does while it writes its plan)."""
+    if claimed:
+        return _run_claimed(plan, address, dashboard, verbose)
+    with claim_sweep(plan.exp_uri, f"tune-sd sweep {plan.name}"):
+        return _run_claimed(plan, address, dashboard, verbose)
+
+
+def _run_claimed(plan: SweepPlan, address: str | None, dashboard: bool, verbose: bool) -> Path:
     if has_experiment_state(plan.exp_uri):
         raise StudyError(f"{plan.exp_uri} already holds a sweep; continue it with `tune-sd resume {plan.name}` "
                          f"or start a new one with --name")
@@ -472,13 +485,24 @@ def finish(exp_dir) -> str:
 def resume_sweep(name: str, storage: str | None = None, address: str | None = None, verbose: bool = False,
                  trust: bool = False) -> Path:
     """Continue an interrupted sweep: unfinished and errored trials go on from their checkpoints. Tune's
-    restore unpickles the sweep's files: only from storage the user trusts (trust.py; ``trust``: they said so)."""
+    restore unpickles the sweep's files: only from storage the user trusts (trust.py; ``trust``: they said so).
+    Its experiment state is checked first (resume_check.py): a damaged one is refused, nothing changed;
+    no trial runs past the epochs it planned; the folder is this driver's while it runs."""
+    from tune_sd.tune.resume_check import check_experiment_state
     from tune_sd.tune.trust import check_resume_trusted
 
     exp_dir = find_sweep(name, storage)
     if "://" not in str(exp_dir) and not has_experiment_state(exp_dir):
         raise StudyError(f"{exp_dir}: holds no Tune experiment state to resume")
     check_resume_trusted(exp_dir, trust)
+    planned = check_experiment_state(exp_dir)
+    if "://" not in str(exp_dir):
+        check_storage(str(exp_dir), "the sweep folder")
+    with claim_sweep(exp_dir, f"tune-sd resume {Path(str(exp_dir)).name}"):
+        return _resume_claimed(exp_dir, address, verbose, planned)
+
+
+def _resume_claimed(exp_dir, address: str | None, verbose: bool, planned: dict) -> Path:
     meta = read_meta(exp_dir)
     settings = meta.get("settings") or dict(DEFAULTS)
     _quiet_ray_output()
@@ -492,7 +516,7 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
     try:
         name = meta.get("name") or Path(str(exp_dir)).name
         run, sizes = _start_packing(name, settings)
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings, name, run, sizes),
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings, name, run, sizes, planned),
                                    resume_unfinished=True, resume_errored=True)
         run_config = _restored_output(tuner, exp_dir, settings, verbose)
         tuner.fit()

@@ -36,6 +36,7 @@ from tune_sd.store import LABELS
 
 from tune_sd.tune.cadence import CHECKPOINT_FILE, MIN_RESULT_S, Cadence
 from tune_sd.tune.report_rows import span
+from tune_sd.tune.resume_check import planned_epochs
 
 TRAINING_ITERATION = "training_iteration"  # Tune's key; a trial sets it to its own count of reports
 
@@ -45,8 +46,9 @@ class SDTrainable(tune.Trainable):
     executor of its shape key; without it they run here. ``result_s``: seconds of reports per Tune
     result (``cadence.result_interval``; report_rows.py)."""
 
-    def setup(self, config: dict, pack=None, result_s: float | None = None):
+    def setup(self, config: dict, pack=None, result_s: float | None = None, planned: dict | None = None):
         self.pack = pack
+        self.planned = planned  # a resumed sweep's planned epochs per trial (resume_check.py)
         self.result_s = MIN_RESULT_S if result_s is None else float(result_s)
         node_id = ray.get_runtime_context().get_node_id()
         self.node_id, self.node = node_id, node_id[:12]
@@ -70,6 +72,7 @@ class SDTrainable(tune.Trainable):
         return True
 
     def _build(self, config: dict) -> None:
+        config = planned_epochs(config, self.trial_id, getattr(self, "planned", None))
         self.labels = {k: config[k] for k in LABELS if k in config}
         if self.pack is not None:
             from tune_sd.tune.packing.client import InExecutor
@@ -85,8 +88,13 @@ class SDTrainable(tune.Trainable):
         ``result_s`` seconds (report_rows.py); it ends early at a report due a checkpoint or a figure, or where
         the run ends. Each report is a row of the curve with its own ``training_iteration``."""
         rows = self.epochs.advance(self.reports, self.result_s)
+        restored_at = getattr(self, "restored_at", None)
+        self.restored_at = None
         for row in rows:
-            if "error" not in row:  # the run cannot go on: the trial ends as an error with its reason
+            # restored at its last epoch (a finished trial Ray runs again): its one report repeats the last
+            # one, at the same iteration, rather than adding a row to the curve
+            again = restored_at is not None and row.get("done") and row.get("epoch") == restored_at
+            if "error" not in row and not again:  # the run cannot go on: the trial ends as an error with its reason
                 self.reports += 1
             row[TRAINING_ITERATION] = self.reports + ("error" in row)
         result = {**span(rows), **self._where()}
@@ -126,6 +134,7 @@ class SDTrainable(tune.Trainable):
         path = Path(checkpoint if isinstance(checkpoint, (str, os.PathLike)) else checkpoint.path)
         epoch = self.epochs.load(str(path / CHECKPOINT_FILE))
         self.reports = self.epochs.cadence.reports_at(epoch)
+        self.restored_at = epoch
 
     def cleanup(self):
         self.epochs.close()
