@@ -261,8 +261,14 @@ def describe(cfg) -> str:
     name = "default Step 15" if not _changed(cfg) else "Step 15 with " + ", ".join(_changed(cfg))
     return (f"{name} (lat {cfg.arch.lat_size}, critic {d.hid_num}x{d.hid_size}, iters {d.iters}, "
             f"{_points(cfg)} points), "
-            f"report every {cfg.report_every}, figure every {cfg.figure_every} reports, "
-            f"checkpoint every {cfg.checkpoint_every} reports")
+            f"report every {cfg.report_every}, {_cadence(cfg, 'figure')}, {_cadence(cfg, 'checkpoint')}")
+
+
+def _cadence(cfg, what: str) -> str:
+    every = cfg[f"{what}_every"]
+    if every is None:
+        return f"a {what} every {cfg[f'{what}_minutes']:g} min"
+    return f"no {what}s" if every == 0 else f"a {what} every {every} reports"
 
 
 def _points(cfg) -> str:
@@ -347,8 +353,10 @@ def report(cfg, epochs: int, bare: list[dict], tuned: list[dict], goal: float, r
     runs = t["runs"]
     k = len(runs)
     reports = runs[0]["reports"]
-    saves = reports // cfg.checkpoint_every + (1 if reports % cfg.checkpoint_every else 0)
-    figures = len({i for i in range(1, reports + 1) if cfg.figure_every and (i == 1 or i % cfg.figure_every == 0)})
+    every = cfg.checkpoint_every
+    saves = (reports // every + (1 if reports % every else 0)) if every else "by the clock:"
+    figures = (len({i for i in range(1, reports + 1) if i == 1 or i % cfg.figure_every == 0}) if cfg.figure_every
+               else 0 if cfg.figure_every == 0 else "by the clock:")
 
     def mean(key):
         vals = [r[key] for r in runs if key in r]

@@ -25,6 +25,7 @@ import pandas as pd
 
 from tune_sd.analysis.trends import TRENDS
 from tune_sd.engine.config import unflatten
+from tune_sd.engine.loop import Curve
 from tune_sd.tune.results import META_FILE, export
 
 SPACE = {
@@ -224,9 +225,9 @@ def _engine_sweep(Study, merge, folder: Path, n_trials, epochs, seed, name, stud
         cfg = merge(TINY, {"disc": {"loss_fun": loss, "gp": gp, "lr": lr}, "arch": {"lat_size": lat}, "epochs": epochs,
                            "seed": seed * 1000 + i})
         tid = f"tiny{seed:02d}_{i:05d}"
-        run = Study(cfg)
-        run.run()
-        hist = pd.DataFrame(run.curve())
+        run, curve = Study(cfg), Curve()
+        run.run(callback=curve.add)
+        hist = pd.DataFrame(curve.columns)
         reports = hist[hist["epoch"] % cfg["report_every"] == 0].reset_index(drop=True)
         trial_dir = write_trial(folder, tid, cfg, reports, where=LOCAL_NODE, stop_reason="completed")
         run.save(trial_dir / "checkpoint_000000" / "study.pt")

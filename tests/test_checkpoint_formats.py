@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tune_sd.engine import Population, Study, load_checkpoint
+from tune_sd.engine.loop import Curve
 
 DATA = Path(__file__).parent / "data"
 # the engine that wrote them summed in another order (autograd's backward, one critic): its curves
@@ -20,12 +21,12 @@ RTOL, ATOL = 1e-3, 1e-5
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def assert_continues(history: dict, want: dict, start: int):
+def assert_continues(curve: Curve, want: dict):
     for m in ("avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max"):
-        got = torch.tensor(history[m][start:], dtype=torch.float64)
+        got = torch.tensor(curve[m], dtype=torch.float64)
         assert torch.allclose(got, torch.tensor(want[m], dtype=torch.float64), rtol=RTOL, atol=ATOL), m
-    assert history["nonfinite"][start:] == want["nonfinite"]
-    differ = sum(a != b for a, b in zip(history["acc_mean"][start:], want["acc_mean"]))
+    assert curve["nonfinite"] == want["nonfinite"]
+    differ = sum(a != b for a, b in zip(curve["acc_mean"], want["acc_mean"]))
     assert differ <= 1, f"{differ} epochs differ in accuracy"
 
 
@@ -37,12 +38,14 @@ def test_a_version_1_checkpoint_resumes_and_goes_on_as_before(name):
     study = Study.from_checkpoint(file)
     assert study.epoch == 10 and study.cfg.disc.lr == 3e-3
     assert study.changes == want["changes"]
-    study.run(epochs=30)
-    assert_continues(study.history, want["continued"], 10)
+    curve = Curve()
+    study.run(epochs=30, callback=curve.add)
+    assert curve["epoch"] == list(range(11, 41))
+    assert_continues(curve, want["continued"])
     # a population takes it too, and what it writes keeps the record of the change
-    pop = Population()
+    pop, curve = Population(), Curve()
     pop.add("m", study.cfg, load_checkpoint(file))
     for _ in range(30):
-        pop.step()
-    assert_continues(pop.history("m"), want["continued"], 10)
+        curve.add(pop.step()["m"])
+    assert_continues(curve, want["continued"])
     assert pop.state_dict("m")["changes"] == want["changes"]

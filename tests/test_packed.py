@@ -13,6 +13,7 @@ import torch
 
 from tune_helpers import assert_complete_curves, read_tables, write_space
 from tune_sd.engine import Study
+from tune_sd.engine.loop import Curve
 from tune_sd.engine.checkpoint import load_checkpoint
 from tune_sd.engine.config import SCHEMA
 from tune_sd.spaces import load_space
@@ -101,7 +102,7 @@ def test_checkpoints_interchange_between_packed_and_solo(pair, tmp_path):
         study.run()
         twin = unpacked[(unpacked["cfg.disc.lr"] == t["cfg.disc.lr"]) & (unpacked["repeat"] == t["repeat"])].iloc[0]
         end = unpacked_curves[(unpacked_curves.trial_id == twin.trial_id)].sort_values("epoch").iloc[-1]
-        assert study.history["avg_acc"][-1] == pytest.approx(end.avg_acc, rel=1e-5)
+        assert study.last_metrics()["avg_acc"] == pytest.approx(end.avg_acc, rel=1e-5)
 
     started = connect(num_cpus=1)
     try:
@@ -404,6 +405,6 @@ def test_a_result_carries_several_reports_and_every_reader_takes_each(tmp_path, 
     (trial_id, c), = list(curves[curves.repeat == 0].groupby("trial_id"))
     cfg = Study.from_state(load_checkpoint(str(next((exp / f"trial_{trial_id}").glob("checkpoint_*/study.pt"))))).cfg
     torch.set_num_threads(1)
-    study = Study(cfg)
-    study.run()
-    assert np.allclose(c.sort_values("iteration").avg_acc, study.history["avg_acc"][9::10])
+    curve = Curve()
+    Study(cfg).run(callback=curve.add)
+    assert np.allclose(c.sort_values("iteration").avg_acc, curve["avg_acc"][9::10])

@@ -5,6 +5,7 @@ import torch
 
 from tune_sd.engine import Population, Study, pack_size, shape_key
 from tune_sd.engine.config import resolve
+from tune_sd.engine.loop import Curve
 from tune_sd.errors import ConfigError, StudyError
 
 SMALL = ["disc.hid_num=2", "disc.hid_size=16", "arch.lat_size=3", "data.split_sizes=[60,20,20]",
@@ -39,9 +40,24 @@ def assert_same_curve(got: dict, want: dict, start: int = 0, rtol=RTOL, atol=ATO
 
 
 def solo(cfg, epochs):
-    s = Study(cfg)
-    s.run(epochs=epochs)
-    return s
+    """A solo study's curve over its first ``epochs`` epochs."""
+    curve = Curve()
+    Study(cfg).run(epochs=epochs, callback=curve.add)
+    return curve
+
+
+class Curves(dict):
+    """The members' curves, from what the population's steps return (a run keeps none of its own)."""
+
+    def __init__(self, pop):
+        super().__init__()
+        self.pop = pop
+
+    def step(self, member_ids=None):
+        out = self.pop.step(member_ids)
+        for m, metrics in out.items():
+            self.setdefault(m, Curve()).add(metrics)
+        return out
 
 
 CONFIGS = {
@@ -64,63 +80,66 @@ def test_members_reproduce_their_solo_runs(name):
     extra = CONFIGS[name]
     cfgs = {f"s{seed}": small(*extra, seed=seed) for seed in (0, 1, 2)}
     pop = Population()
+    curves = Curves(pop)
     for m, cfg in cfgs.items():
         pop.add(m, cfg)
     for _ in range(epochs):
-        out = pop.step()
+        out = curves.step()
         assert set(out) == set(cfgs)
     for m, cfg in cfgs.items():
         assert pop.epoch(m) == epochs
-        assert_same_curve(pop.history(m), solo(cfg, epochs).history)
+        assert_same_curve(curves[m], solo(cfg, epochs))
 
 
 def test_members_differing_in_every_per_member_setting():
     epochs = 30
     cfgs = {m: small(*extra) for m, extra in MIX.items()}
     pop = Population()
+    curves = Curves(pop)
     for m, cfg in cfgs.items():
         pop.add(m, cfg)
-    metrics = [pop.step() for _ in range(epochs)]
+    metrics = [curves.step() for _ in range(epochs)]
     for m, cfg in cfgs.items():
-        want = solo(cfg, epochs)
-        assert_same_curve(pop.history(m), want.history)
+        assert_same_curve(curves[m], solo(cfg, epochs))
         last = metrics[-1][m]
-        assert set(last) == {"epoch", *want.metrics} and last["epoch"] == epochs
+        assert set(last) == {"epoch", *Study.metrics} and last["epoch"] == epochs
 
 
 def test_step_takes_any_subset_and_members_join_and_leave():
     cfg_a, cfg_b, cfg_c = small(seed=1), small(seed=2, **{"disc.iters": 3}), small(seed=3, **{"arch.lat_size": 4})
     pop = Population()
+    curves = Curves(pop)
     pop.add("a", cfg_a)
     for _ in range(5):
-        pop.step()
+        curves.step()
     pop.add("b", cfg_b)                       # joins at a's epoch 5, fresh
     for _ in range(4):
-        assert set(pop.step(["b"])) == {"b"}  # only b moves
+        assert set(curves.step(["b"])) == {"b"}  # only b moves
     for _ in range(6):
-        pop.step()
+        curves.step()
     assert (pop.epoch("a"), pop.epoch("b")) == (11, 10)
     state_a = pop.remove("a")                 # a leaves
     assert pop.members == ["b"] and len(pop) == 1 and state_a["epoch"] == 11
     pop.add("c", cfg_c)
     for _ in range(5):
-        pop.step()
+        curves.step()
     pop.add("a", cfg_a, state=state_a)        # a comes back where it left
     for _ in range(4):
-        pop.step()
-    assert_same_curve(pop.history("a"), solo(cfg_a, 15).history)
-    assert_same_curve(pop.history("b"), solo(cfg_b, 19).history)
-    assert_same_curve(pop.history("c"), solo(cfg_c, 9).history)
+        curves.step()
+    assert_same_curve(curves["a"], solo(cfg_a, 15))
+    assert_same_curve(curves["b"], solo(cfg_b, 19))
+    assert_same_curve(curves["c"], solo(cfg_c, 9))
 
 
 @pytest.mark.parametrize("name", ["plain", "embed_grad"])
 def test_a_solo_run_resumes_a_members_state(name, tmp_path):
     cfg = small(*CONFIGS[name], seed=5)
     pop = Population()
+    curves = Curves(pop)
     pop.add("m", cfg)
     pop.add("other", small(*CONFIGS[name], seed=6))
     for _ in range(10):
-        pop.step()
+        curves.step()
     Study(cfg).load_state_dict(pop.state_dict("m"))  # accepted as it is
     path = tmp_path / "checkpoint.pt"
     from tune_sd.engine import save_checkpoint
@@ -128,35 +147,41 @@ def test_a_solo_run_resumes_a_members_state(name, tmp_path):
     save_checkpoint(pop.state_dict("m"), path)
     resumed = Study.from_checkpoint(path)
     assert resumed.epoch == 10
-    resumed.run(epochs=15)
-    assert_same_curve(resumed.history, solo(cfg, 25).history)
-    assert resumed.history["acc"][:10] == pop.history("m")["acc"]
+    curve = Curve()
+    resumed.run(epochs=15, callback=curve.add)
+    whole = solo(cfg, 25)
+    assert_same_curve(curves["m"], {m: column[:10] for m, column in whole.columns.items()})
+    assert_same_curve(curve, {m: column[10:] for m, column in whole.columns.items()})
 
 
 @pytest.mark.parametrize("name", ["plain", "stack_bce"])
 def test_a_population_takes_a_solo_runs_state(name):
     cfg = small(*CONFIGS[name], seed=7)
-    first = solo(cfg, 10)
+    first, first_curve = Study(cfg), Curve()
+    first.run(epochs=10, callback=first_curve.add)
     pop = Population()
+    curves = Curves(pop)
     pop.add("other", small(*CONFIGS[name], seed=8, **{"arch.lat_size": 2}))
-    pop.step()
+    curves.step()
     pop.add("m", cfg, state=first.state_dict())
     assert pop.epoch("m") == 10
     for _ in range(15):
-        pop.step()
-    assert_same_curve(pop.history("m"), solo(cfg, 25).history)
-    assert pop.history("m")["acc"][:10] == first.history["acc"]
+        curves.step()
+    whole = solo(cfg, 25)
+    assert first_curve["acc"] == whole["acc"][:10]
+    assert_same_curve(curves["m"], {m: column[10:] for m, column in whole.columns.items()})
     rebuilt = pop.study("m")
     assert isinstance(rebuilt, Study) and rebuilt.epoch == 25
 
 
 def test_done_follows_the_epochs_of_each_member():
     pop = Population()
+    curves = Curves(pop)
     pop.add("short", small(epochs=3))
     pop.add("long", small(epochs=5, seed=1))
     steps = 0
     while True:
-        out = pop.step()
+        out = curves.step()
         if not out:
             break
         steps += 1
@@ -166,6 +191,7 @@ def test_done_follows_the_epochs_of_each_member():
 
 def test_another_shape_is_refused_with_the_key_that_differs():
     pop = Population()
+    Curves(pop)
     pop.add("a", small())
     with pytest.raises(ConfigError, match="disc.hid_size"):
         pop.add("b", small(**{"disc.hid_size": 32}))
@@ -182,17 +208,18 @@ def test_a_non_finite_member_reports_an_error_and_the_others_go_on(tmp_path):
     lib.write_text("np.exp(1000*N0*X10[:,0])\n")
     cfg_ok = small(seed=1)
     pop = Population()
+    curves = Curves(pop)
     pop.add("bad", small(**{"library.path": str(lib)}))
     pop.add("ok", cfg_ok)
     errors = 0
     for _ in range(20):
-        out = pop.step()
+        out = curves.step()
         if "error" in out["bad"]:
             errors += 1
             assert "non-finite" in out["bad"]["error"]
         assert "error" not in out["ok"]
     assert errors > 0
-    assert_same_curve(pop.history("ok"), solo(cfg_ok, 20).history)
+    assert_same_curve(curves["ok"], solo(cfg_ok, 20))
 
 
 def test_pack_size_follows_the_measured_critic_costs():
@@ -258,14 +285,15 @@ def _broadcast_only(pm):
 def test_members_reproduce_their_solo_runs_on_a_gpu():
     cfgs = {m: small(*extra) for m, extra in MIX.items()}
     pop = Population("cuda")
+    curves = Curves(pop)
     for m, cfg in cfgs.items():
         pop.add(m, cfg)
     for _ in range(20):
-        pop.step()
+        curves.step()
     for m, cfg in cfgs.items():
-        want = Study(cfg, device="cuda")
-        want.run(epochs=20)
-        assert_same_curve(pop.history(m), want.history)
+        want = Curve()
+        Study(cfg, device="cuda").run(epochs=20, callback=want.add)
+        assert_same_curve(curves[m], want)
     resumed = Study.from_state(pop.state_dict("a"), device="cuda")
     assert resumed.epoch == 20
     resumed.step()
@@ -275,27 +303,29 @@ def test_members_reproduce_their_solo_runs_on_a_gpu():
 def test_critics_without_hidden_layers(extra):
     cfgs = {f"s{seed}": small(*extra, seed=seed, **{"arch.lat_size": 2 + seed}) for seed in (0, 1)}
     pop = Population()
+    curves = Curves(pop)
     for m, cfg in cfgs.items():
         pop.add(m, cfg)
     for _ in range(10):
-        pop.step()
+        curves.step()
     for m, cfg in cfgs.items():
-        assert_same_curve(pop.history(m), solo(cfg, 10).history)
+        assert_same_curve(curves[m], solo(cfg, 10))
 
 
 def test_members_share_generators_and_libraries_of_equal_settings():
     cfgs = {"g1": small("generator.type=gp", seed=1), "g2": small("generator.type=gp", "disc.lr=1e-3", seed=2),
             "m": small(seed=3)}
     pop = Population()
+    curves = Curves(pop)
     for m, cfg in cfgs.items():
         pop.add(m, cfg)
     studies = {m: pop._members[m].study for m in cfgs}
     assert studies["g1"].generator is studies["g2"].generator is not studies["m"].generator
     assert studies["g1"].library is studies["m"].library
     for _ in range(10):
-        pop.step()
+        curves.step()
     for m, cfg in cfgs.items():
-        assert_same_curve(pop.history(m), solo(cfg, 10).history)
+        assert_same_curve(curves[m], solo(cfg, 10))
 
 
 @pytest.mark.parametrize("extra", [[], ["disc.hid_num=0"], ["disc.hid_num=1"], ["ext=[input,grad]", "ext_type=stack"]])
@@ -306,10 +336,12 @@ def test_the_written_out_backward_equals_autograd(extra):
     from tune_sd.engine.stacked import _step_autograd, _step_mlp
 
     pop = Population()
+
+    curves = Curves(pop)
     for m, over in MIX.items():
         pop.add(m, small(*extra, *over))
     for _ in range(3):
-        pop.step()
+        curves.step()
     batch = Batch.draw([pop._members[r].study for r in pop._rows])
     n = batch.active[0]
     args = (batch.real_at(0)[:n], batch.fake[:n], batch.eps[0, :n], batch, n, batch.mask[:n], batch.k_t[:n])
@@ -338,13 +370,14 @@ def test_a_non_finite_member_goes_back_to_the_start_of_its_epoch(tmp_path, subse
     lib = tmp_path / "overflow.lib"
     lib.write_text("np.exp(1000*N0*X10[:,0])\n")
     pop = Population()
+    curves = Curves(pop)
     pop.add("bad", small(**{"library.path": str(lib)}))
     pop.add("ok", small(seed=1))
     pop.add("idle", small(seed=2))
     ids = ["bad", "ok"] if subset else None
     for _ in range(20):
         before = pop.state_dict("bad")
-        out = pop.step(ids)
+        out = curves.step(ids)
         if "error" in out["bad"]:
             break
     else:

@@ -16,6 +16,7 @@ import torch
 from tune_sd.engine import (Config, Regularization, Study, latent_recovery, load_checkpoint, make_run,
                             run_from_checkpoint)
 from tune_sd.engine.expr import compile_expr
+from tune_sd.engine.loop import Curve
 from tune_sd.engine.target import (draw_latents, evaluate_f, fixed_expression, load_target, save_target,
                                    target_from_config)
 from tune_sd.errors import ConfigError, DataError, LibraryError, StudyError
@@ -167,9 +168,10 @@ def test_the_regularisation_gradient_reaches_the_latent_part_not_the_fixed_criti
     assert all(p.grad is None or not p.grad.any() for p in run.model.output.parameters())  # the term skips it
     assert all(p.grad is None and not p.requires_grad for p in run.critic.parameters())
     run.model.zero_grad()
-    run.run()
+    curve = Curve()
+    run.run(callback=curve.add)
     assert all(torch.equal(a, b) for a, b in zip(critic_before, run.critic.parameters()))
-    assert run.history["reg"][-1] < run.history["reg"][0]  # the network moved its latents towards "real"
+    assert curve["reg"][-1] < curve["reg"][0]  # the network moved its latents towards "real"
 
 
 def test_sd_pulls_the_critic_score_up(critic_ckpt):
@@ -177,7 +179,7 @@ def test_sd_pulls_the_critic_score_up(critic_ckpt):
     pushed = Regularization(reg_config(critic_ckpt, sd=10.0, epochs=40))
     plain.run()
     pushed.run()
-    assert pushed.history["critic_score"][-1] > plain.history["critic_score"][-1]
+    assert pushed.last_metrics()["critic_score"] > plain.last_metrics()["critic_score"]
 
 
 def test_sigmoid_bounds_the_term(critic_ckpt):
@@ -258,17 +260,17 @@ def test_sd_without_a_critic_and_other_bad_settings_are_refused(tmp_path):
 
 def test_a_regularisation_run_resumes_exactly(critic_ckpt, tmp_path):
     cfg = reg_config(critic_ckpt, sd=1.0, **{"arch.hid_type": ["dsn", "mlp"], "critic.iters": 1})
-    whole = make_run(cfg)
-    whole.run()
+    whole, want, got = make_run(cfg), Curve(), Curve()
+    whole.run(callback=want.add)
     half = make_run(cfg)
-    half.run(10)
+    half.run(10, callback=got.add)
     half.save(tmp_path / "ck.pt")
     resumed = run_from_checkpoint(tmp_path / "ck.pt")
     assert isinstance(resumed, Regularization) and resumed.epoch == 10
-    resumed.run()
-    for m, values in whole.history.items():
+    resumed.run(callback=got.add)
+    for m, values in want.columns.items():
         if m != "time_s":
-            assert np.allclose(values, resumed.history[m], equal_nan=True, rtol=0, atol=0), m
+            assert np.allclose(values, got[m], equal_nan=True, rtol=0, atol=0), m
 
 
 def test_a_checkpoint_of_the_other_kind_of_run_is_refused_naming_both(critic_ckpt, tmp_path):
@@ -277,11 +279,11 @@ def test_a_checkpoint_of_the_other_kind_of_run_is_refused_naming_both(critic_ckp
     reg_file = reg.save(tmp_path / "reg.pt")
     study = Study.from_checkpoint(critic_ckpt)
     with pytest.raises(StudyError, match=re.escape(f"{reg_file} holds a regularisation run (task regularize, "
-                                                   "format tune_sd.regularize/1), not an SD study (task sd")):
+                                                   "format tune_sd.regularize/2), not an SD study (task sd")):
         Study.from_checkpoint(reg_file)
     with pytest.raises(StudyError, match=r"^checkpoint holds a regularisation run .* not an SD study"):
         study.load_state_dict(load_checkpoint(reg_file))
-    with pytest.raises(StudyError, match=r"holds an SD study \(task sd, format tune_sd.study/2\), not a regul"):
+    with pytest.raises(StudyError, match=r"holds an SD study \(task sd, format tune_sd.study/3\), not a regul"):
         Regularization.from_checkpoint(critic_ckpt)
     with pytest.raises(StudyError, match="not a regularisation run"):
         reg.load_state_dict(load_checkpoint(critic_ckpt))

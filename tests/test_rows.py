@@ -3,7 +3,8 @@ readers take one by one, and decisions made on every report as when each report 
 
 import pytest
 
-from tune_sd.tune.cadence import MAX_RESULT_S, MIN_RESULT_S, Cadence, result_interval
+from tune_sd.engine import resolve
+from tune_sd.tune.cadence import MAX_RESULT_S, MAX_SPAN_REPORTS, MIN_RESULT_S, Cadence, result_interval
 from tune_sd.tune.packing.plan import concurrent_trials
 from tune_sd.tune.report_rows import ROWS, expand, span
 from test_stoppers import stream
@@ -20,6 +21,22 @@ def test_a_span_ends_at_the_report_due_a_checkpoint_or_a_figure():
         spans.append(at)
     assert spans == [1, 10, 20, 30, 40, 50, 60]  # every due report ends a span: none is skipped
     assert Cadence(report_every=25).span(0) > 100  # nothing due: the time bound ends the span
+
+
+
+def test_checkpoints_and_figures_are_paced_by_the_clock_unless_a_count_is_given():
+    c = Cadence.of(resolve())  # the defaults: a checkpoint every 5 minutes, a figure every 15
+    assert (c.checkpoint_every, c.checkpoint_s, c.figure_every, c.figure_s) == (0, 300.0, 0, 900.0)
+    assert not c.checkpoint_due(7, since_s=299.0) and c.checkpoint_due(8, since_s=300.0)
+    assert c.figure_due(1) and not c.figure_due(2, since_s=899.0) and c.figure_due(3, since_s=900.0)
+    assert c.figure_due(4, since_s=1.0, done=True)  # a run ends with a figure
+    assert c.span(0) == 1 and c.span(1) == MAX_SPAN_REPORTS  # the first figure; then the time bound ends a span
+    # a count of reports takes the clock's place; figure_every 0: no figure at all
+    c = Cadence.of(resolve(overrides=["checkpoint_every=4", "figure_every=0", "checkpoint_minutes=1"]))
+    assert c.checkpoint_due(8) and not c.checkpoint_due(9, since_s=1e9) and c.checkpoint_s == 0
+    assert not c.figure_due(1) and not c.figure_due(5, since_s=1e9, done=True) and c.span(0) == 4
+    # the cadence travels to a packed trial's process as a plain dict
+    assert Cadence(**c.to_dict()) == c
 
 
 def test_the_driver_gets_a_bounded_rate_of_results():

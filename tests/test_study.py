@@ -5,6 +5,7 @@ import torch
 
 from tune_sd.engine import Study, load_checkpoint
 from tune_sd.engine.config import Config, resolve
+from tune_sd.engine.loop import Curve
 from tune_sd.errors import ConfigError, StudyError
 
 SMALL = ["disc.hid_num=2", "disc.hid_size=16", "arch.lat_size=3", "data.split_sizes=[60,20,20]",
@@ -16,15 +17,17 @@ def small(*extra, **dotted):
 
 
 def test_step_returns_the_documented_metrics():
-    study = Study(small())
+    study, curve = Study(small()), Curve()
     m = study.step()
+    curve.add(m)
     assert set(m) >= {"epoch", "acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp",
                       "grad_max", "time_s", "nonfinite"}
     assert m["epoch"] == 1 and 0 <= m["acc"] <= 1 and m["nonfinite"] == 0
     for _ in range(5):
         m = study.step()
+        curve.add(m)
     # avg_acc is the moving average of acc_mean over avg_hor epochs
-    assert m["avg_acc"] == pytest.approx(sum(study.history["acc_mean"][-4:]) / 4)
+    assert m["avg_acc"] == pytest.approx(sum(curve["acc_mean"][-4:]) / 4)
     # acc_mean is a mean of per-step accuracies over 2k samples
     k2 = 2 * study.cfg.arch.lat_size
     assert round(m["acc_mean"] * k2 * study.cfg.disc.iters) == pytest.approx(m["acc_mean"] * k2 * study.cfg.disc.iters)
@@ -39,27 +42,29 @@ def test_step_returns_the_documented_metrics():
 ])
 def test_resume_is_bit_for_bit(extra, tmp_path):
     cfg = small(*extra, epochs=12)
-    straight = Study(cfg)
-    straight.run()
+    straight, want = Study(cfg), Curve()
+    straight.run(callback=want.add)
 
-    first = Study(cfg)
-    first.run(epochs=5)
+    first, got = Study(cfg), Curve()
+    first.run(epochs=5, callback=got.add)
     first.save(tmp_path / "checkpoint.pt")
     del first
     resumed = Study.from_checkpoint(tmp_path / "checkpoint.pt")
     assert resumed.epoch == 5
-    resumed.run()
-    for m in ("acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max"):
-        assert resumed.history[m] == straight.history[m], m
+    resumed.run(callback=got.add)
+    for m in ("epoch", "acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max", "nonfinite"):
+        assert got[m] == want[m], m
+    assert resumed.last_metrics() == straight.last_metrics() | {"time_s": resumed.last_metrics()["time_s"]}
     for p, q in zip(resumed.critic.parameters(), straight.critic.parameters()):
         assert torch.equal(p, q)
 
 
 def test_same_seed_same_run_other_seed_other_run():
-    a, b, c = Study(small(seed=3)), Study(small(seed=3)), Study(small(seed=4))
-    for s in (a, b, c):
-        s.run(epochs=3)
-    assert a.history["loss_real"] == b.history["loss_real"] != c.history["loss_real"]
+    curves = [Curve() for _ in range(3)]
+    for seed, curve in zip((3, 3, 4), curves):
+        Study(small(seed=seed)).run(epochs=3, callback=curve.add)
+    a, b, c = curves
+    assert a["loss_real"] == b["loss_real"] != c["loss_real"]
 
 
 def test_checkpoint_holds_only_tensors_and_plain_containers(tmp_path):
@@ -192,8 +197,9 @@ def test_from_state_applies_a_changed_optimizer_setting_and_records_it():
     assert [(c["epoch"], c["key"], c["from"], c["to"]) for c in resumed.changes] == [
         (5, "disc.lr", 1e-4, 1e-3), (5, "disc.wd", 1e-4, 0.0), (5, "disc.betas", [0.9, 0.999], [0.5, 0.9]),
         (5, "disc.gp", 1e-5, 0.0), (5, "avg_hor", 4, 2)]
+    before = study.state_dict()["recent"]["acc_mean"].tolist()
     m = resumed.step()
-    assert m["avg_acc"] == pytest.approx(sum(resumed.history["acc_mean"][-2:]) / 2)
+    assert m["avg_acc"] == pytest.approx((before[-1] + m["acc_mean"]) / 2)
     # the value is in the checkpoint's config: a plain reload keeps it, and the record
     again = Study.from_state(resumed.state_dict())
     assert again.state_dict()["optimizer"]["param_groups"][0]["lr"] == 1e-3 and again.changes == resumed.changes
@@ -214,13 +220,18 @@ def test_from_state_refuses_what_it_cannot_apply(key, value, why):
 
 
 def test_a_reports_accuracy_is_the_mean_of_acc_mean_over_the_reports_epochs():
-    study = Study(small(epochs=7))
-    study.run(epochs=3)
-    study.run(epochs=4)
-    acc = study.history["acc_mean"]
+    study, curve = Study(small(epochs=7)), Curve()
+    study.run(epochs=3, callback=curve.add)
+    study.run(epochs=4, callback=curve.add)
+    acc = curve["acc_mean"]
     assert study.report(since=3) == {"acc_report": pytest.approx(sum(acc[3:7]) / 4)}
     assert study.report(since=0) == {"acc_report": pytest.approx(sum(acc) / 7)}
     # a report in which no epoch ran (a trial restored at its end) has its last epoch's
     assert study.report(since=7) == {"acc_report": acc[-1]}
-    # it is read from the history, which a checkpoint keeps
+    # it is read from the recent epochs, which a checkpoint keeps
     assert Study.from_state(study.state_dict()).report(since=3) == study.report(since=3)
+    # a report spans at most the epochs a run keeps (report_every; here avg_hor 4 is larger)
+    longer = Study(small(epochs=7, report_every=2))
+    longer.run()
+    with pytest.raises(StudyError, match="report of 7 epochs"):
+        longer.report(since=0)

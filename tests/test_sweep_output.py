@@ -208,9 +208,11 @@ def test_an_interrupted_sweep_says_so_and_its_resume_shows_our_progress(tmp_path
     assert re.search(r"^\[\d+:\d\d\] finished: 1 done of 1", text, re.M), text
 
 
-def test_time_left_weighs_each_trial_by_its_own_rate(monkeypatch):
-    """Four small critics at 100 epochs/s beside four large ones at 10: the sweep's average rate would
-    say 17 s; the large ones alone need 99 s more, and the line says so."""
+def test_time_left_weighs_each_trial_by_what_its_epochs_cost(monkeypatch):
+    """Four small critics at 100 epochs/s beside four large ones at 10, sharing the machine: the small
+    ones end in 9 s, meanwhile the large ones reach epoch 100, then they have the machine to themselves
+    and run twice as fast (900 epochs at 20/s: 45 s). 54 s in all: the work left (each epoch weighted by
+    its trial's seconds per epoch) over the work done per second; not 99 s, the large ones' own rate."""
     from tune_sd.tune import progress as progress_mod
 
     clock = [0.0]
@@ -226,10 +228,85 @@ def test_time_left_weighs_each_trial_by_its_own_rate(monkeypatch):
     for t in trials:
         p.on_trial_result(0, trials, t, {"epoch": 100 if t.trial_id.startswith("s") else 10})
     assert p.trial_rate("s0") == 100 and p.trial_rate("b0") == 10
-    assert p.seconds_left(trials, 8, sweep_rate=440) == pytest.approx(99)
-    assert p.line(trials).endswith("| 440 epochs/s | ~1m39s left"), p.line(trials)
-    # trials still to come run at the slowest rate seen, shared among the trials that run at once
-    assert p.seconds_left(trials, 16, sweep_rate=440) == pytest.approx((4 * 9 + 4 * 99 + 8 * 100) / 8)
+    assert p.seconds_left(trials, 8) == pytest.approx(54)
+    assert p.line(trials).endswith("| 440 epochs/s | ~54s left"), p.line(trials)
+    # trials still to come cost what the trials measured so far cost on average (here 0.055 s an epoch,
+    # the work of 8 epochs per second)
+    assert p.seconds_left(trials, 16) == pytest.approx(54 + 8 * 1000 * 0.055 / 8)
+    # ... or what their config's other seeds cost (a config's seeds differ in seed, data.seed, repeat)
+    seeds = [SimpleNamespace(**{**vars(trial(f"r{i}", status="PENDING", epochs=1000)),
+                                "config": {"epochs": 1000, "disc": {"lr": 0.1}, "seed": i, "repeat": i,
+                                           "data": {"seed": i}}})
+             for i in range(2)]
+    p.on_trial_start(0, trials + seeds, seeds[0])
+    p.on_trial_result(0, trials + seeds, seeds[0], {"epoch": 0})
+    clock[0] = 2.0
+    p.on_trial_result(0, trials + seeds, seeds[0], {"epoch": 1})
+    assert p.trial_cost("r0") == 1.0 and p.cost_kind(seeds[0]) == p.cost_kind(seeds[1]) != p.cost_kind(trials[0])
+    done = 4 * 100 * 0.01 + 4 * 10 * 0.1 + 1.0
+    left = 4 * 900 * 0.01 + 4 * 990 * 0.1 + 2 * 999 * 1.0 + 1.0  # r1 not run yet: at r0's cost
+    assert p.seconds_left(trials + seeds, 10) == pytest.approx(2.0 * left / done)
+
+
+def _simulate(costs, slots, cores, epochs, report_s=5.0, step_s=1.0):
+    """A sweep on ``cores`` CPUs shared equally among the trials that run (at most ``slots``, the rest
+    wait in order): a trial of cost c (CPU-seconds per epoch) runs min(1, cores / running) / c epochs a
+    second. Returns [(epochs done / all epochs, estimated seconds left, true seconds left)] at each
+    progress line."""
+    from tune_sd.tune import progress as progress_mod
+
+    clock = [0.0]
+    real = progress_mod.time.monotonic
+    progress_mod.time.monotonic = lambda: clock[0]
+    try:
+        # each trial's config says its cost, as a critic's size says it (progress.epoch_cost)
+        p = progress_mod.SweepProgress(epochs=epochs, every_s=1e9, cost_of=lambda config: config["cost"])
+        p.setup(total_num_samples=len(costs))
+        trials = [trial(f"t{i}", status="PENDING", epochs=epochs) for i in range(len(costs))]
+        for t, c in zip(trials, costs):
+            t.config = {"epochs": epochs, "cost": c}
+        done = [0.0] * len(costs)
+        estimates, next_report = [], {}
+        while any(t.status != "TERMINATED" for t in trials):
+            for t in trials:  # a free slot takes the next pending trial
+                if t.status == "PENDING" and sum(u.status == "RUNNING" for u in trials) < slots:
+                    t.status = "RUNNING"
+                    p.on_trial_start(0, trials, t)
+                    next_report[t.trial_id] = clock[0] + report_s
+            running = [i for i, t in enumerate(trials) if t.status == "RUNNING"]
+            share = min(1.0, cores / len(running))
+            clock[0] += step_s
+            for i in running:
+                done[i] = min(epochs, done[i] + share * step_s / costs[i])
+                t = trials[i]
+                if clock[0] >= next_report[t.trial_id] or done[i] >= epochs:
+                    next_report[t.trial_id] = clock[0] + report_s
+                    p.on_trial_result(0, trials, t, {"epoch": int(done[i])})
+                    left = p.seconds_left(trials, len(trials))
+                    if left is not None:
+                        estimates.append((sum(done) / (epochs * len(costs)), left, clock[0]))
+                if done[i] >= epochs:
+                    t.status = "TERMINATED"
+                    p.on_trial_complete(0, trials, t)
+        return [(f, left, clock[0] - at) for f, left, at in estimates]
+    finally:
+        progress_mod.time.monotonic = real
+
+
+@pytest.mark.parametrize("costs, slots, cores", [
+    ([c for c in (1.0, 1.5, 2.0, 3.0, 4.0) for _ in range(3)], 15, 2),     # five critics x 3 seeds, all at once
+    ([c for c in (1.0, 1.5, 2.0, 3.0, 4.0) for _ in range(3)], 6, 2),      # ... six at a time, in order
+    ([1.0, 4.0, 2.0, 3.0, 1.5] * 4, 4, 2),                                 # four at a time, costs mixed
+    ([1.0, 4.0, 2.0, 3.0, 1.5] * 4, 20, 2),                                # twenty at once on two cores
+])
+def test_time_left_is_within_a_quarter_of_the_truth_once_a_tenth_is_done(costs, slots, cores):
+    estimates = _simulate(costs, slots, cores, epochs=1000)
+    whole = estimates[0][2]  # the sweep's length from its first estimate on
+    # judged once a tenth is done, until the last few percent (where any error is a large share)
+    judged = [(f, left, truth) for f, left, truth in estimates if 0.1 <= f and truth > 0.05 * whole]
+    assert judged
+    worst = max(abs(left - truth) / truth for _, left, truth in judged)
+    assert worst <= 0.25, worst
 
 
 def test_tunes_lines_at_ctrl_c_are_left_out_and_its_others_pass():

@@ -17,6 +17,7 @@ import yaml
 
 from tune_sd.cli import main
 from tune_sd.engine import Study, load_checkpoint, resolve
+from tune_sd.engine.loop import Curve
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +76,13 @@ def assert_same_run(a: Path, b: Path):
     for k, v in sa["optimizer"]["state"].items():
         for name, t in v.items():
             assert torch.equal(t, sb["optimizer"]["state"][k][name]), (k, name)
-    for m in sa["history"]:
+    for m in sa["recent"]:
+        torch.testing.assert_close(sa["recent"][m], sb["recent"][m], rtol=0, atol=0, equal_nan=True, msg=m)
+    assert sa["last"].keys() == sb["last"].keys()
+    for m in sa["last"]:
         if m not in TIMES:
-            torch.testing.assert_close(sa["history"][m], sb["history"][m], rtol=0, atol=0, equal_nan=True, msg=m)
+            torch.testing.assert_close(torch.tensor(float(sa["last"][m])), torch.tensor(float(sb["last"][m])),
+                                       rtol=0, atol=0, equal_nan=True, msg=m)
 
 
 def interrupted_main(argv: list[str], delay: float, twice: bool) -> int | None:
@@ -192,19 +197,19 @@ def test_resume_applies_a_new_learning_rate_from_the_next_epoch_and_keeps_it(tmp
     pd.testing.assert_frame_equal(a[cols].iloc[:30], b[cols].iloc[:30])
     assert (a.loss_real.iloc[30:].to_numpy() != b.loss_real.iloc[30:].to_numpy()).all()
     # ... and it is exactly a run whose learning rate was raised after epoch 30
-    ref = Study(resolve(overrides=TINY + ["epochs=60"]))
-    ref.run(epochs=30)
+    ref, ref_curve = Study(resolve(overrides=TINY + ["epochs=60"])), Curve()
+    ref.run(epochs=30, callback=ref_curve.add)
     ref = Study.from_state(ref.state_dict(), **{"disc.lr": 1e-3})
-    ref.run(epochs=20)
-    assert list(a.loss_real) == ref.history["loss_real"]
+    ref.run(epochs=20, callback=ref_curve.add)
+    assert list(a.loss_real) == ref_curve["loss_real"]
 
     # a second resume keeps the value and the record
     assert main(["train", "--resume", str(run), "--no-progress", "--set", "epochs=60"]) == 0
     state = load_checkpoint(run)
     assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [1e-3]
     assert lr_change in state["changes"] and {"epoch": 51, "key": "epochs", "from": 50, "to": 60} in state["changes"]
-    ref.run()
-    assert list(pd.read_parquet(run / "curve.parquet").loss_real) == ref.history["loss_real"]
+    ref.run(callback=ref_curve.add)
+    assert list(pd.read_parquet(run / "curve.parquet").loss_real) == ref_curve["loss_real"]
 
 
 def _snapshot(folder: Path) -> dict:
@@ -313,18 +318,18 @@ def test_ctrl_c_in_run_stops_at_an_epoch_boundary():
     from tune_sd.engine.loop import Interrupted
 
     cfg = resolve(overrides=TINY + ["disc.iters=8", "epochs=100000"])
-    study = Study(cfg)
-    study.run(epochs=2)
+    study, curve = Study(cfg), Curve()
+    study.run(epochs=2, callback=curve.add)
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         with pytest.raises(Interrupted):
-            study.run()
+            study.run(callback=curve.add)
     finally:
         timer.join()
-    whole = Study(cfg)
-    whole.run(epochs=study.epoch)
-    assert study.history["loss_real"] == whole.history["loss_real"]
+    whole, whole_curve = Study(cfg), Curve()
+    whole.run(epochs=study.epoch, callback=whole_curve.add)
+    assert curve["loss_real"] == whole_curve["loss_real"]
     assert torch.equal(study.rng.get_state(), whole.rng.get_state())
     for p, q in zip(study.critic.parameters(), whole.critic.parameters()):
         assert torch.equal(p, q)

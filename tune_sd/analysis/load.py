@@ -25,7 +25,8 @@ CFG = "cfg."
 # columns a sweep needs for the analysis; the rest of the schema is optional
 CURVE_NEEDS = ("trial_id", "epoch", "avg_acc")
 # swept config keys that describe bookkeeping, not the critic: never a hyperparameter of a trend
-BOOKKEEPING = ("seed", "report_every", "checkpoint_every", "figure_every", "runtime")
+BOOKKEEPING = ("seed", "report_every", "checkpoint_every", "checkpoint_minutes", "figure_every", "figure_minutes",
+               "runtime")
 
 
 @dataclass

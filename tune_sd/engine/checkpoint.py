@@ -14,7 +14,8 @@ from tune_sd.errors import StudyError
 from .atomic import atomic_write
 
 # the kind of run a checkpoint holds, by its "format": (what it is, its config's task)
-FORMATS = {"tune_sd.study/2": ("an SD study", "sd"), "tune_sd.study/1": ("an SD study", "sd"),
+FORMATS = {"tune_sd.study/3": ("an SD study", "sd"), "tune_sd.study/2": ("an SD study", "sd"),
+           "tune_sd.study/1": ("an SD study", "sd"), "tune_sd.regularize/2": ("a regularisation run", "regularize"),
            "tune_sd.regularize/1": ("a regularisation run", "regularize")}
 
 

@@ -252,8 +252,17 @@ SCHEMA: dict[str, Field] = {
     "seed": Field(0, integer(0, 2**63 - 1), "seed of every random generator of the run"),
     "avg_hor": Field(500, integer(1), "moving-average horizon of avg_acc (epochs)"),
     "report_every": Field(25, integer(1), "epochs per report (Tune iteration; flushes of tune-sd train)"),
-    "checkpoint_every": Field(10, integer(1), "reports per checkpoint"),
-    "figure_every": Field(20, integer(0), "reports per TensorBoard figure of real vs fake samples (0: none)"),
+    # checkpoints and figures are paced by the clock (a long run's number of them, and its disk, do not
+    # grow with its epochs); a count of reports, where given, takes the clock's place
+    "checkpoint_every": Field(None, integer(1, optional=True),
+                              "reports per checkpoint (null: one every checkpoint_minutes, and at the end)"),
+    "checkpoint_minutes": Field(5.0, real(0, 1e6, lo_open=True),
+                                "minutes between checkpoints where checkpoint_every is null"),
+    "figure_every": Field(None, integer(0, optional=True),
+                          "reports per TensorBoard figure of real vs fake samples (0: none; null: one at the "
+                          "first report, then one every figure_minutes, and at the end)"),
+    "figure_minutes": Field(15.0, real(0, 1e6, lo_open=True),
+                            "minutes between TensorBoard figures where figure_every is null"),
     # fake functions
     "generator.type": Field(None, choice("mlp", "dsn", "gp", optional=True), "mlp, dsn or gp (null: arch.hid_type[0])"),
     "generator.length_scale": Field(1.0, real(0, lo_open=True), "gp: RBF length scale"),
@@ -305,7 +314,8 @@ SECTIONS = sorted({k.split(".")[0] for k in SCHEMA if "." in k})
 # learns from, so from the next epoch on the run uses the new value for real. Per task, because a
 # key the task does not read (disc.* in a regularisation run, sd in an SD study) would be recorded
 # without being used.
-CADENCE = ("epochs", "runtime", "report_every", "checkpoint_every", "figure_every")
+CADENCE = ("epochs", "runtime", "report_every", "checkpoint_every", "checkpoint_minutes", "figure_every",
+           "figure_minutes")
 RESUMABLE = {
     "sd": frozenset(CADENCE + ("disc.lr", "disc.wd", "disc.betas", "disc.iters", "disc.gp", "disc.loss_fun",
                                "avg_hor")),

@@ -1,7 +1,14 @@
 """What every run of the engine shares (the SD study, a regularisation run): the epoch loop, the
-stopping rule (``epochs`` or ``runtime``), the metric history as columns, the per-report metrics,
-the state a checkpoint holds (and the check that a checkpoint is of this kind of run), saving, and
-what a resumed run may change.
+stopping rule (``epochs`` or ``runtime``), the last epoch's metrics and the few recent epochs a report
+needs, the state a checkpoint holds (and the check that a checkpoint is of this kind of run), saving,
+and what a resumed run may change.
+
+A run keeps no per-epoch history: its curve is what its callers write as it goes (``tune-sd train``'s
+``curve.parquet``, a trial's reports), so that its memory and its checkpoint's size do not grow with
+the epochs it trained. It keeps the last epoch's metrics (``last``) and, of the metrics its reports
+and moving averages read, the last ``recent_epochs()`` values (``recent``); a checkpoint holds those,
+and a resumed run goes on bit for bit. :class:`Curve` gathers a run's per-epoch metrics where a
+caller wants them (``run(callback=curve.add)``).
 
 The loop is :meth:`RunLoop.run`; ``tune-sd train`` and the Tune trainable both call it, with their
 own per-epoch callbacks and epoch budgets (the whole run, or one report).
@@ -17,6 +24,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -61,11 +69,12 @@ class EpochBoundaryInterrupt:
 
 
 class RunLoop:
-    """A subclass provides ``cfg``, ``epoch``, ``elapsed``, ``history``, ``changes``, ``rng`` and
-    ``step()``; ``format`` (its checkpoints' ``format``; ``reads``: earlier ones it resumes), ``metrics`` (the names of its per-epoch
-    metrics) and ``report_means``; and its own parts of the state: ``_own_state()`` (what
-    ``state_dict()`` adds), ``_load_own_state(state)`` (loads it) and ``_loaded()`` (after a load: what
-    follows from the loaded state and the config)."""
+    """A subclass provides ``cfg``, ``epoch``, ``elapsed``, ``changes``, ``rng`` and ``step()`` (which
+    hands each whole epoch's metrics to ``_keep``); ``format`` (its checkpoints' ``format``; ``reads``:
+    earlier ones it resumes), ``metrics`` (the names of its per-epoch metrics) and ``report_means``;
+    and its own parts of the state: ``_own_state()`` (what ``state_dict()`` adds),
+    ``_load_own_state(state)`` (loads it) and ``_loaded()`` (after a load: what follows from the loaded
+    state and the config). Its ``__init__`` calls ``_start_keeping()``."""
 
     format: str = ""
     reads: tuple[str, ...] = ()  # the formats it resumes besides its own (earlier versions)
@@ -96,21 +105,43 @@ class RunLoop:
                     raise Interrupted(f"interrupted at epoch {self.epoch}")
         return metrics
 
+    # ------------------------------------------------------------------ what a run keeps of its epochs
+    def recent_epochs(self) -> int:
+        """How many of the last epochs ``recent`` keeps: a report's (``report_every``); a subclass
+        whose moving average reads more keeps more."""
+        return int(self.cfg.report_every)
+
+    def recent_metrics(self) -> tuple[str, ...]:
+        """The per-epoch metrics whose recent values are kept: those the reports average."""
+        return tuple(dict.fromkeys(self.report_means.values()))
+
+    def _start_keeping(self, last: dict | None = None, recent: dict | None = None) -> None:
+        """``last`` (every metric, NaN before the first epoch) and ``recent`` (the newest values of
+        ``recent_metrics()``, as many as ``recent_epochs()``; older values beyond that are dropped)."""
+        self.last = {m: float("nan") for m in self.metrics} if last is None else dict(last)
+        n = self.recent_epochs()
+        self.recent = {m: deque((recent or {}).get(m, ())[-n:], maxlen=n) for m in self.recent_metrics()}
+
+    def _keep(self, metrics: dict) -> None:
+        """A whole epoch's metrics: the last ones, and the recent values of those reports read."""
+        self.last = {m: metrics[m] for m in self.metrics}
+        for m, values in self.recent.items():
+            values.append(metrics[m])
+
     def last_metrics(self) -> dict:
         """The last epoch's metrics as ``step()`` returned them (NaN for each before the first epoch)."""
-        return {"epoch": self.epoch, **{m: (h[-1] if h else float("nan")) for m, h in self.history.items()}}
+        return {"epoch": self.epoch, **self.last}
 
     def report(self, since: int) -> dict:
         """The metrics of the report made of the epochs after epoch ``since`` (``report_means``): each
         the mean of its per-epoch metric over them, unlike a moving average independent from one report
-        to the next. A report in which no epoch ran (a run restored at its end) has its last epoch's."""
-        return {name: mean_since(self.history[metric], since) for name, metric in self.report_means.items()}
-
-    def curve(self, start: int = 0) -> dict[str, list]:
-        """The per-epoch metric history from epoch ``start`` + 1 on, as columns."""
-        cols = {"epoch": list(range(start + 1, self.epoch + 1))}
-        cols.update({m: self.history[m][start:] for m in self.metrics})
-        return cols
+        to the next. A report in which no epoch ran (a run restored at its end) has its last epoch's.
+        A report spans at most ``recent_epochs()`` epochs (a trial's: ``report_every``)."""
+        count = self.epoch - since
+        if count > self.recent_epochs():
+            raise StudyError(f"a report of {count} epochs (since epoch {since}): the run keeps the last "
+                             f"{self.recent_epochs()} (report_every)")
+        return {name: mean_last(self.recent[metric], count) for name, metric in self.report_means.items()}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -121,7 +152,8 @@ class RunLoop:
             "changes": self.changes,
             "epoch": self.epoch,
             "elapsed": self.elapsed,
-            "history": {m: torch.tensor(v, dtype=torch.float64) for m, v in self.history.items()},
+            "last": dict(self.last),
+            "recent": {m: torch.tensor(list(v), dtype=torch.float64) for m, v in self.recent.items()},
             "rng": self.rng.get_state(),
             **self._own_state(),
         }
@@ -133,14 +165,24 @@ class RunLoop:
         try:
             self._load_own_state(state)
             self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
-            history = {m: [float(x) for x in state["history"][m].tolist()] for m in self.metrics}
+            last, recent = self._kept(state)
             self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
             self.changes = load_changes(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise StudyError(f"{where} does not fit this config ({type(e).__name__}: "
                              f"{str(e).splitlines()[0]})") from None
-        self.history = history
+        self._start_keeping(last, recent)
         self._loaded()
+
+    def _kept(self, state: dict) -> tuple[dict, dict]:
+        """A checkpoint's last metrics and recent values; from the whole history that checkpoints of
+        earlier formats hold, its last values."""
+        if "history" in state:
+            history = {m: [float(x) for x in state["history"][m].tolist()] for m in self.metrics}
+            last = {m: (h[-1] if h else float("nan")) for m, h in history.items()}
+            return last, {m: history[m] for m in self.recent_metrics()}
+        last = {m: state["last"][m] for m in self.metrics}
+        return last, {m: [float(x) for x in state["recent"][m].tolist()] for m in self.recent_metrics()}
 
     @classmethod
     def check_format(cls, state: dict, where: str = "checkpoint") -> None:
@@ -182,11 +224,40 @@ class RunLoop:
         return run
 
 
-def mean_since(values: list[float], since: int) -> float:
-    """The mean of ``values[since:]`` (per-epoch values, epoch ``since`` + 1 on); the last value when
-    there are none since (NaN before the first epoch)."""
-    tail = values[since:] or values[-1:]
+def mean_last(values, count: int) -> float:
+    """The mean of the last ``count`` of ``values`` (oldest first, summed in that order); the last
+    value when ``count`` is 0 (NaN where there is none)."""
+    values = list(values)
+    tail = values[len(values) - count:] if count > 0 else values[-1:]
     return sum(tail) / len(tail) if tail else float("nan")
+
+
+class Curve:
+    """A run's per-epoch metrics as columns, gathered as it goes: ``run.run(callback=curve.add)``, or
+    ``add`` with each epoch's metrics that a population's ``step()`` returns for a member. What a
+    caller keeps of a run's epochs (a run keeps only its recent ones)."""
+
+    def __init__(self):
+        self.columns: dict[str, list] = {}
+
+    def add(self, metrics: dict) -> None:
+        if "error" in metrics:  # a rolled-back epoch: not part of the curve
+            return
+        n = len(self)
+        for key, value in metrics.items():
+            self.columns.setdefault(key, [None] * n).append(value)
+        for key, column in self.columns.items():
+            if len(column) == n:
+                column.append(None)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()), ()))
+
+    def __getitem__(self, key: str) -> list:
+        return self.columns[key]
+
+    def clear(self) -> None:
+        self.columns = {}
 
 
 def _kind(fmt) -> str:

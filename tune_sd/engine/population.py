@@ -75,7 +75,7 @@ def shape_key(cfg: Config | dict, device="cpu") -> tuple:
 
 @dataclass
 class _Member:
-    """A member: its study (config, points, library, generator, random stream, history; its critic's
+    """A member: its study (config, points, library, generator, random stream, last metrics; its critic's
     weights and Adam state are a row of the population's stack)."""
 
     id: str
@@ -209,8 +209,13 @@ class Population:
     def done(self, member_id: str) -> bool:
         return self._member(member_id).study.done
 
-    def history(self, member_id: str) -> dict[str, list]:
-        return self._member(member_id).study.history
+    def last_metrics(self, member_id: str) -> dict:
+        """The member's last epoch's metrics (``RunLoop.last_metrics``)."""
+        return self._member(member_id).study.last_metrics()
+
+    def report(self, member_id: str, since: int) -> dict:
+        """The member's report of the epochs after epoch ``since`` (``RunLoop.report``)."""
+        return self._member(member_id).study.report(since)
 
     def study(self, member_id: str) -> Study:
         """A solo study rebuilt from the member's state (for figures and the like)."""

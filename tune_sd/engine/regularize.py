@@ -34,7 +34,9 @@ from .study import NonFiniteLossError, Study, _seeds
 from .target import target_from_config
 
 REG_METRICS = ("loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr", "critic_acc", "time_s")
-FORMAT = "tune_sd.regularize/1"
+# /2: the last epoch's metrics (no whole history); /1 (its whole history) is read as well
+FORMAT = "tune_sd.regularize/2"
+READS = ("tune_sd.regularize/1",)
 CRITIC_FILES = ("study.pt", "checkpoint.pt")
 
 
@@ -80,10 +82,11 @@ def critic_points(state: dict, cfg: Config) -> int:
 
 class Regularization(RunLoop):
     """One regularisation run; the same interface as :class:`~tune_sd.engine.study.Study`: ``step()``,
-    ``run()``, ``done``, ``history``, ``state_dict()`` / ``load_state_dict()`` (bit-exact resume);
+    ``run()``, ``done``, ``last_metrics()``, ``state_dict()`` / ``load_state_dict()`` (bit-exact resume);
     :func:`~tune_sd.engine.runs.run_from_checkpoint` rebuilds one from its checkpoint."""
 
     format = FORMAT
+    reads = READS
     metrics = REG_METRICS
 
     def __init__(self, config: Config | dict | None = None, device: str | torch.device = "cpu"):
@@ -118,8 +121,8 @@ class Regularization(RunLoop):
                               "or pass --critic-from SWEEP")
         self.epoch = 0
         self.elapsed = 0.0
-        self.history: dict[str, list[float]] = {m: [] for m in REG_METRICS}
         self.changes: list[dict] = []  # settings changed on resume: {epoch, key, from, to}
+        self._start_keeping()
 
     # ------------------------------------------------------------------ the critic
     def _load_critic(self, path) -> None:
@@ -211,8 +214,7 @@ class Regularization(RunLoop):
                                best.min(), best.mean()]).tolist()
         metrics = dict(zip(("loss", "mse", "val_mse", "reg", "critic_score", "min_corr", "mean_corr"), numbers))
         metrics.update(critic_acc=critic_acc, time_s=self.elapsed)
-        for m in REG_METRICS:
-            self.history[m].append(metrics[m])
+        self._keep(metrics)
         return {"epoch": self.epoch, **metrics}
 
     def _fit_critic(self, h: torch.Tensor, fake_parts: list[torch.Tensor]) -> float:

@@ -25,10 +25,11 @@ from .library import library_path, load_library
 from .loop import RunLoop
 from .stacked import _Stack, hyper_of
 
-# /2: written by the stacked engine (a member's state keeps its ``changes``); /1 (the solo critic and
-# its torch optimizer, the same layout) is read as well
-FORMAT = "tune_sd.study/2"
-READS = ("tune_sd.study/1",)
+# /3: the last epoch's metrics and the recent ones (not the whole history: a checkpoint's size does not
+# grow with the epochs); /2 (the stacked engine, whole history) and /1 (the solo critic and its torch
+# optimizer, the same layout) are read as well
+FORMAT = "tune_sd.study/3"
+READS = ("tune_sd.study/2", "tune_sd.study/1")
 METRICS = ("acc", "acc_mean", "avg_acc", "loss_real", "loss_fake", "loss_gp", "grad_max", "nonfinite", "time_s")
 
 
@@ -54,8 +55,10 @@ class Study(RunLoop):
 
     ``step()`` runs one epoch and returns its metrics; ``state_dict()`` / ``load_state_dict()``
     (:class:`~tune_sd.engine.loop.RunLoop`'s, with the critic's weights and Adam state) cover the random
-    state and the metric history too, so that a run stopped at epoch e and resumed continues bit for
-    bit like the uninterrupted run.
+    state, the last metrics and the recent accuracies (the ``avg_hor`` window, a report's epochs) too,
+    so that a run stopped at epoch e and resumed continues bit for bit like the uninterrupted run. The
+    run keeps no whole history: gather its curve with ``run(callback=...)``
+    (:class:`~tune_sd.engine.loop.Curve`).
     """
 
     format = FORMAT
@@ -94,9 +97,13 @@ class Study(RunLoop):
         self.needs_grad = "grad" in self.ext
         self.epoch = 0
         self.elapsed = 0.0
-        self.history: dict[str, list[float]] = {m: [] for m in METRICS}
         self.changes: list[dict] = []  # settings changed on resume: {epoch, key, from, to}
         self._window: deque[float] = deque(maxlen=cfg.avg_hor)
+        self._start_keeping()
+
+    def recent_epochs(self) -> int:
+        # a report's epochs, and the avg_hor window of avg_acc (rebuilt from them on resume)
+        return max(int(self.cfg.report_every), int(self.cfg.avg_hor))
 
     # ------------------------------------------------------------------ the loop
     def sample_fake(self, k: int, rng: torch.Generator | None = None):
@@ -140,7 +147,7 @@ class Study(RunLoop):
 
     def _record(self, stats: tuple, nonfinite: int, elapsed: float) -> dict:
         """The epoch's metrics from its critic steps' (accs, loss_real, loss_fake, loss_gp, grad_max),
-        kept in the history; ``{"error": message}`` where a loss is not finite (the epoch was rolled
+        kept as the last ones (and the recent accuracies); ``{"error": message}`` where a loss is not finite (the epoch was rolled
         back and does not count)."""
         accs, loss_real, loss_fake, loss_gp, grad_max = stats
         if not all(map(math.isfinite, (loss_real, loss_fake, loss_gp))):
@@ -155,8 +162,7 @@ class Study(RunLoop):
             "loss_fake": loss_fake, "loss_gp": loss_gp, "grad_max": grad_max,
             "nonfinite": nonfinite, "time_s": self.elapsed,
         }
-        for m in METRICS:
-            self.history[m].append(metrics[m])
+        self._keep(metrics)
         return metrics
 
     @property
@@ -184,5 +190,7 @@ class Study(RunLoop):
         # the config's Adam settings hold (the checkpoint's differ only where a resumed run changed
         # them, see config.resume_changes)
         self._stack.set_hyper(self._row, hyper_of(self.cfg.disc))
-        self.history["nonfinite"] = [int(x) for x in self.history["nonfinite"]]
-        self._window = deque(self.history["acc_mean"][-self.cfg.avg_hor:], maxlen=self.cfg.avg_hor)
+        if self.epoch:  # a count (a checkpoint of an earlier format held it as a float)
+            self.last["nonfinite"] = int(self.last["nonfinite"])
+        # a resumed run that raised avg_hor starts its window from the accuracies the checkpoint kept
+        self._window = deque(list(self.recent["acc_mean"])[-self.cfg.avg_hor:], maxlen=self.cfg.avg_hor)

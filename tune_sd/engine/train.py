@@ -2,9 +2,11 @@
 
 The folder holds ``config.yaml``, ``checkpoint.pt`` and ``curve.parquet`` (one row per epoch), and
 ``changes.yaml`` once a resumed run changed a setting. The checkpoint, the curve and the config are
-written together from the same state (all written, then all renamed), and only at epoch boundaries: Ctrl-C lets
-the epoch in progress finish and saves it (a second Ctrl-C stops at once and keeps the last save),
-so ``--resume`` continues bit for bit and the curve ends up with every epoch once.
+written together from the same state (all written, then all renamed), and only at epoch boundaries:
+Ctrl-C lets the epoch in progress finish and saves it (a second Ctrl-C stops at once and keeps the
+last save), so ``--resume`` continues bit for bit and the curve ends up with every epoch once. The run
+keeps only the epochs since its last save (:class:`~tune_sd.engine.loop.Curve`); a save adds them to
+``curve.parquet`` after the rows up to the epoch the checkpoint before held.
 
 ``--resume DIR --set KEY=VALUE`` applies what a run can change from its next epoch on (optimizer
 settings, epochs, runtime, cadences; :data:`~tune_sd.engine.config.RESUMABLE`) and refuses the rest
@@ -26,7 +28,7 @@ from tune_sd.errors import StudyError
 from .atomic import atomic_write, atomic_write_all, refuse_symlink
 from .checkpoint import interrupts_held, load_checkpoint
 from .config import Config, format_changes, parse_override
-from .loop import Interrupted, load_changes
+from .loop import Curve, Interrupted, load_changes
 from .runs import make_run, run_from_state
 from .study import Study
 
@@ -35,12 +37,18 @@ RUN_FILES = ("config.yaml", "checkpoint.pt", "curve.parquet", "changes.yaml")
 SAVE_EVERY_S = 30.0  # wall-clock seconds between saves of a long run (and at every checkpoint_every reports)
 
 
-def curve_writer(study: Study):
-    """What fills ``curve.parquet`` (one row per epoch) from the run as it is now."""
+def curve_writer(path: Path, rows: Curve, columns: list[str], after: int):
+    """What fills ``curve.parquet``: its rows up to epoch ``after`` (the epoch the last checkpoint
+    holds), then ``rows`` (the epochs since)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pa.table(study.curve())
+    table = pa.table({c: rows[c] if len(rows) else [] for c in columns})
+    if after > 0 and path.exists():
+        held = pq.read_table(path)
+        held = held.filter(pc.less_equal(held["epoch"], after))
+        table = pa.concat_tables([held, table.select(held.column_names).cast(held.schema)])
     return lambda tmp: pq.write_table(table, tmp)
 
 
@@ -65,6 +73,7 @@ class TrainRun:
         self.saved_epoch = saved_epoch  # the epoch checkpoint.pt holds (None: none written yet)
         self.new_changes: list[dict] = []  # the changes this resume asked for, shown when it starts
         self.replacing: list[str] = []  # a run's files in the folder this run replaces (--force)
+        self.rows = Curve()  # the epochs since the last save: the next save adds them to curve.parquet
 
     @classmethod
     def start(cls, cfg: Config, out: Path, device="cpu", force: bool = False) -> "TrainRun":
@@ -101,8 +110,10 @@ class TrainRun:
     def save(self) -> None:
         with interrupts_held():  # the files always hold the same epoch: written together, renamed together
             state = self.study.state_dict()
+            curve = curve_writer(self.out / "curve.parquet", self.rows, ["epoch", *self.study.metrics],
+                                 after=self.saved_epoch or 0)
             writes = {self.out / "checkpoint.pt": lambda tmp: torch.save(state, tmp),
-                      self.out / "curve.parquet": curve_writer(self.study),
+                      self.out / "curve.parquet": curve,
                       **{self.out / name: write for name, write in config_writers(self.study).items()}}
             atomic_write_all(writes)  # a full disk leaves the files of the last save as they were
             for name in self.replacing:  # the replaced run's files this run does not write (its changes.yaml)
@@ -110,6 +121,7 @@ class TrainRun:
                     (self.out / name).unlink(missing_ok=True)
             self.replacing = []
             self.saved_epoch = self.study.epoch  # before a held Ctrl-C is raised
+            self.rows.clear()
 
     def _save_new_epochs(self) -> None:
         # nothing new since the last save (or since the start): then a value changed on resume has
@@ -124,7 +136,7 @@ class TrainRun:
         verb = f"resuming at epoch {study.epoch}" if study.epoch else "training"
         print(f"{self.out}: {verb} to epoch {cfg.epochs} on {study.device}, {torch.get_num_threads()} "
               f"torch thread(s)", file=sys.stderr, flush=True)
-        save_epochs = cfg.report_every * cfg.checkpoint_every
+        save_epochs = cfg.report_every * cfg.checkpoint_every if cfg.checkpoint_every else 0
         bar = None
         if progress:
             from tqdm import tqdm
@@ -135,11 +147,12 @@ class TrainRun:
 
         def after_epoch(metrics: dict) -> None:
             nonlocal last_save
+            self.rows.add(metrics)
             if bar is not None:
                 bar.update(1)
                 if study.epoch % 10 == 0 or study.done:
                     bar.set_postfix(_headline(metrics), refresh=False)
-            if study.epoch % save_epochs == 0 or time.monotonic() - last_save > SAVE_EVERY_S:
+            if (save_epochs and study.epoch % save_epochs == 0) or time.monotonic() - last_save > SAVE_EVERY_S:
                 self.save()
                 last_save = time.monotonic()
 

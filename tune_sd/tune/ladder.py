@@ -40,8 +40,8 @@ __all__ = ["LadderOptions", "LadderPlan", "plan_ladder", "describe_ladder", "run
 
 LADDER_SPACE = "ladder"
 #: keys of a run that belong to the ladder, not to the critic taken from a sweep or a config file
-RUN_KEYS = ("epochs", "runtime", "seed", "avg_hor", "report_every", "checkpoint_every", "figure_every",
-            "library.path")
+RUN_KEYS = ("epochs", "runtime", "seed", "avg_hor", "report_every", "checkpoint_every", "checkpoint_minutes",
+            "figure_every", "figure_minutes", "library.path")
 #: the embedding net of the seed's ext studies (Step 15.5's NOTE: 2 hidden layers of 64), for embed modes
 #: when neither the mode nor the critic gives one
 SEED_EMBEDDING = {"disc.hid_num": 2, "disc.hid_size": 64}

@@ -90,7 +90,8 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     if settings["search"] == "grid" and opts.num_samples is None and tune_block.get("num_samples") is None:
         settings["num_samples"] = 1  # a grid runs each point once (as W&B's does); seeds per point: --repeat
     # what the sweep fixes on top of the space (tune: block, command line, --quick), as dotted keys
-    fixed = {k: tune_block[k] for k in ("report_every", "checkpoint_every", "figure_every", "epochs")
+    fixed = {k: tune_block[k] for k in ("report_every", "checkpoint_every", "checkpoint_minutes", "figure_every",
+                                        "figure_minutes", "epochs")
              if tune_block.get(k) is not None}
     if opts.epochs is not None:
         fixed["epochs"] = opts.epochs

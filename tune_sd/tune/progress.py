@@ -10,14 +10,20 @@ most every few seconds while trials report, one line::
       | 310 epochs/s | ~1m30s left
 
 (states with no trial are left out, but for running and done). "stopped" are trials that a scheduler
-or stopper ended before their last epoch. The time left is an estimate (:meth:`SweepProgress.seconds_left`):
-each running trial's epochs left at its own rate, the trials still to come at the slowest rate seen,
-shared among the trials that run at once; it assumes that no other trial stops early. The last line says "finished", or
-"interrupted" with the trials left unfinished (Ctrl-C: Tune saves the sweep and returns).
+or stopper ended before their last epoch. The time left is an estimate (:meth:`SweepProgress.seconds_left`)
+from the work the sweep has done per unit time since its first result: each trial's epochs weighted by
+what an epoch of it costs (the seconds an epoch took it, measured on its reports; a trial not measured
+yet costs what its config's other seeds cost, else what its critic's size says (:func:`epoch_cost`)
+scaled by the measured trials, else their mean), the work left divided by the pace so far.
+Trials that start together and finish at different times share the machine, so that one trial's own
+rate says little about when the sweep ends; the whole sweep's pace does. It assumes that no other
+trial stops early. The last line says "finished", or "interrupted" with the trials left unfinished
+(Ctrl-C: Tune saves the sweep and returns).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -115,13 +121,36 @@ def _better(mode: str, a, b):
     return max(ok) if mode == "max" else min(ok)
 
 
-class SweepProgress(Callback):
-    """One progress line per ``every_s`` seconds while trials report, and a last line at the end."""
+def epoch_cost(config: dict) -> float | None:
+    """What an epoch of a trial costs, relative to the other trials of its sweep, as its config tells
+    it: the critic's multiply-adds per function (``population.critic_work``) times the functions it
+    scores per epoch (``disc.iters`` steps of ``2 arch.lat_size``, fake and real). None where the
+    config does not say (a regularisation run, or a config the engine refuses)."""
+    from tune_sd.engine import Config
+    from tune_sd.engine.population import critic_work
+    from tune_sd.errors import UserError
 
-    def __init__(self, epochs: int, metrics=(("avg_acc", "max"),), every_s: float | None = None):
+    from .trial_config import split_trial_config
+
+    try:
+        cfg = Config.from_dict(split_trial_config(config)[0])
+    except (UserError, TypeError, ValueError):
+        return None
+    if cfg.task != "sd":
+        return None
+    return float(critic_work(cfg) * cfg.disc.iters * 2 * cfg.arch.lat_size)
+
+
+class SweepProgress(Callback):
+    """One progress line per ``every_s`` seconds while trials report, and a last line at the end.
+    ``cost_of``: a trial config's relative cost per epoch, for trials not measured yet (:func:`epoch_cost`)."""
+
+    def __init__(self, epochs: int, metrics=(("avg_acc", "max"),), every_s: float | None = None,
+                 cost_of=epoch_cost):
         self.epochs = int(epochs)
         self.metrics = tuple(tuple(m) for m in metrics)
         self.every_s = float(os.environ.get(PROGRESS_EVERY_ENV, DEFAULT_EVERY_S) if every_s is None else every_s)
+        self.cost_of = cost_of
         self._reset()
 
     def _reset(self):
@@ -136,7 +165,10 @@ class SweepProgress(Callback):
         self.rate_start = None             # when the first report of this run came
         self.interrupted = False           # set at the end: some trials did not finish
         self.epochs_run = 0
+        self.ran: dict[str, int] = {}      # trial id -> its epochs since the first result of this run
         self.pace: dict[str, tuple] = {}   # trial id -> (time, epoch) of its first and last report in this run
+        self.kinds: dict[str, str] = {}    # trial id -> its config without its seed (cost_kind)
+        self.priors: dict[str, float | None] = {}  # trial id -> cost_of its config
 
     # the callback is pickled with the run config (Tuner.restore); its counters start afresh in each run
     def __getstate__(self):
@@ -144,6 +176,7 @@ class SweepProgress(Callback):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.cost_of = epoch_cost
         self._reset()
 
     # ------------------------------------------------------------------ Tune's hooks
@@ -167,6 +200,7 @@ class SweepProgress(Callback):
             self.rate_start = now
         else:
             self.epochs_run += max(0, epoch - before)
+            self.ran[trial.trial_id] = self.ran.get(trial.trial_id, 0) + max(0, epoch - before)
         first = self.pace.get(trial.trial_id, (now, epoch))[:2]
         self.pace[trial.trial_id] = first + (now, epoch)
         for metric, mode in self.metrics:
@@ -250,8 +284,9 @@ class SweepProgress(Callback):
         if self.rate_start is not None and now - self.rate_start > 0 and self.epochs_run:
             rate = self.epochs_run / (now - self.rate_start)
             parts.append(f"{rate:.3g} epochs/s")
-        if rate and not final:
-            parts.append(f"~{_span(self.seconds_left(trials, total, rate))} left")
+        left = self.seconds_left(trials, total, now) if rate and not final else None
+        if left is not None:
+            parts.append(f"~{_span(left)} left")
         return " | ".join(parts)
 
     def trial_rate(self, trial_id: str) -> float | None:
@@ -259,25 +294,67 @@ class SweepProgress(Callback):
         t0, e0, t1, e1 = self.pace.get(trial_id, (0, 0, 0, 0))
         return (e1 - e0) / (t1 - t0) if t1 > t0 and e1 > e0 else None
 
-    def seconds_left(self, trials, total: int, sweep_rate: float) -> float:
-        """Seconds until the sweep ends if no trial stops early: each running trial's epochs left at its
-        own rate; a trial without one yet, and every trial still to come, at the slowest rate a trial has
-        had (the sweep's rate split among its running trials before any has one). The trials' seconds are
-        shared among the trials that run at once, and the sweep lasts at least as long as its slowest
-        running trial."""
-        running = [t for t in trials if t.status not in ("TERMINATED", "ERROR", "PENDING")]
-        rates = [r for r in map(self.trial_rate, self.pace) if r]
-        slowest = min(rates) if rates else sweep_rate / max(1, len(running))
-        work, longest = 0.0, 0.0
+    def seconds_left(self, trials, total: int, now: float | None = None) -> float | None:
+        """Seconds until the sweep ends if no trial stops early (None before a trial has two reports):
+        the work left over the work done, times the time since this run's first result. Work is epochs,
+        each weighted by its trial's cost: the seconds an epoch took it (:meth:`trial_cost`). Whatever
+        shares the machine (trials that run at once, packed or not, and start or end at other times),
+        the sweep does its work at about the pace it has had, while one trial's rate changes as others
+        end."""
+        now = time.monotonic() if now is None else now
+        costs = {tid: c for tid in self.pace if (c := self.trial_cost(tid)) is not None}
+        if not costs or self.rate_start is None or now <= self.rate_start:
+            return None
+        mean = sum(costs.values()) / len(costs)
+        by_kind: dict[str, list[float]] = {}
+        scales = []  # measured cost over the config's prior, of each measured trial
         for t in trials:
-            if t.status in ("TERMINATED", "ERROR"):
-                continue
-            seconds = max(0, self._planned(t) - self.epoch.get(t.trial_id, 0)) / (self.trial_rate(t.trial_id) or slowest)
-            work += seconds
-            if t in running:
-                longest = max(longest, seconds)
-        work += max(0, total - len(trials)) * self.epochs / slowest
-        return max(longest, work / max(1, len(running)))
+            if t.trial_id in costs:
+                by_kind.setdefault(self.cost_kind(t), []).append(costs[t.trial_id])
+                prior = self.prior(t)
+                if prior:
+                    scales.append(costs[t.trial_id] / prior)
+        scale = sorted(scales)[len(scales) // 2] if scales else None
+
+        def cost(t) -> float:
+            if t.trial_id in costs:
+                return costs[t.trial_id]
+            kin = by_kind.get(self.cost_kind(t))
+            if kin:
+                return sum(kin) / len(kin)
+            prior = self.prior(t)
+            return scale * prior if scale and prior else mean
+
+        done = sum(n * costs.get(tid, mean) for tid, n in self.ran.items())
+        if done <= 0:
+            return None
+        left = sum(max(0, self._planned(t) - self.epoch.get(t.trial_id, 0)) * cost(t)
+                   for t in trials if t.status not in ("TERMINATED", "ERROR"))
+        left += max(0, total - len(trials)) * self.epochs * mean  # trials not created yet
+        return (now - self.rate_start) * left / done
+
+    def trial_cost(self, trial_id: str) -> float | None:
+        """Seconds per epoch of one trial over its reports in this run (None before it has two)."""
+        rate = self.trial_rate(trial_id)
+        return 1.0 / rate if rate else None
+
+    def prior(self, trial) -> float | None:
+        """``cost_of`` the trial's config (once per trial)."""
+        if trial.trial_id not in self.priors:
+            self.priors[trial.trial_id] = self.cost_of(trial.config or {}) if self.cost_of else None
+        return self.priors[trial.trial_id]
+
+    def cost_kind(self, trial) -> str:
+        """A trial's config without what tells its seeds apart (``repeat``, ``seed``, ``data.seed``): the
+        seeds of one config cost the same per epoch."""
+        kind = self.kinds.get(trial.trial_id)
+        if kind is None:
+            from tune_sd.engine.config import flatten
+
+            config = {k: v for k, v in flatten(dict(trial.config or {})).items()
+                      if k not in ("repeat", "seed", "data.seed")}
+            kind = self.kinds[trial.trial_id] = json.dumps(config, sort_keys=True, default=str)
+        return kind
 
     def _remaining(self, trials, total: int) -> int:
         """Epochs still to run if no trial stops early (trials not created yet run all theirs)."""

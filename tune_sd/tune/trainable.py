@@ -24,6 +24,7 @@ This module imports neither torch nor the engine at its top: a packed trial's pr
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -39,6 +40,10 @@ from tune_sd.tune.report_rows import span
 from tune_sd.tune.resume_check import planned_epochs
 
 TRAINING_ITERATION = "training_iteration"  # Tune's key; a trial sets it to its own count of reports
+# Ray Train's storage logs "Checkpoint successfully created at: ..." at INFO in the trial's process for
+# every checkpoint (ray/train/_internal/storage.py), which goes to the trial's stderr file; its warnings
+# and errors still pass
+CHECKPOINT_LOGGER = "ray.train._internal.storage"
 
 
 class SDTrainable(tune.Trainable):
@@ -47,6 +52,7 @@ class SDTrainable(tune.Trainable):
     result (``cadence.result_interval``; report_rows.py)."""
 
     def setup(self, config: dict, pack=None, result_s: float | None = None, planned: dict | None = None):
+        logging.getLogger(CHECKPOINT_LOGGER).setLevel(logging.WARNING)
         self.pack = pack
         self.planned = planned  # a resumed sweep's planned epochs per trial (resume_check.py)
         self.result_s = MIN_RESULT_S if result_s is None else float(result_s)
@@ -81,12 +87,15 @@ class SDTrainable(tune.Trainable):
         else:
             self.epochs = InProcess(self, config)
         self.reports = 0
+        # the clock of checkpoints and figures (cadence.py): from the trial's start in this process
+        self.checkpointed_at = self.figured_at = time.monotonic()
 
     # ------------------------------------------------------------------ one result
     def step(self) -> dict:
         """One Tune result: a span of reports of ``report_every`` epochs each, gathered for about
-        ``result_s`` seconds (report_rows.py); it ends early at a report due a checkpoint or a figure, or where
-        the run ends. Each report is a row of the curve with its own ``training_iteration``."""
+        ``result_s`` seconds (report_rows.py); it ends early at a report due a checkpoint or a figure by count,
+        or where the run ends. Each report is a row of the curve with its own ``training_iteration``.
+        A checkpoint or figure paced by the clock is due at the end of a result (cadence.py)."""
         rows = self.epochs.advance(self.reports, self.result_s)
         restored_at = getattr(self, "restored_at", None)
         self.restored_at = None
@@ -100,11 +109,12 @@ class SDTrainable(tune.Trainable):
         result = {**span(rows), **self._where()}
         if "error" in result:
             return result
-        cadence = self.epochs.cadence
-        if cadence.checkpoint_due(self.reports):
+        cadence, now = self.epochs.cadence, time.monotonic()
+        if cadence.checkpoint_due(self.reports, now - self.checkpointed_at):
             result["should_checkpoint"] = True
-        if cadence.figure_due(self.reports):
+        if cadence.figure_due(self.reports, now - self.figured_at, done=bool(rows[-1].get("done"))):
             self.epochs.figure(self.logdir)
+            self.figured_at = now
         return result
 
     def _where(self) -> dict:
@@ -114,6 +124,7 @@ class SDTrainable(tune.Trainable):
     # ------------------------------------------------------------------ state
     def save_checkpoint(self, checkpoint_dir: str):
         self.epochs.save(str(Path(checkpoint_dir) / CHECKPOINT_FILE))
+        self.checkpointed_at = time.monotonic()
         return None
 
     def restore(self, checkpoint_path):

@@ -55,7 +55,7 @@ def latents_figure(run):
         ax.plot(x, z(run.latents_val[i]), color="0.3", lw=2, ls="--", label="true" if i == 0 else None)
     for j in range(h.shape[1]):
         ax.plot(x, z(h[:, j]), lw=1, label=f"latent {j}")
-    last = run.history["min_corr"][-1] if run.history["min_corr"] else float("nan")
+    last = run.last["min_corr"]  # NaN before the first epoch
     ax.set_title(f"epoch {run.epoch}: min_corr {last:.3f} (standardised)")
     ax.set_xlabel("x[:, 0]")
     ax.legend(loc="best", fontsize=7)

@@ -206,19 +206,18 @@ class PopulationExecutor:
         ``RunLoop.last_metrics`` and ``RunLoop.report`` of the member), as an unpacked trial reports them."""
         from tune_sd.tune.stopping.records import own_end
 
-        member = _Member(self.pop, member_id)
-        epoch = member.epoch
+        pop, epoch = self.pop, self.pop.epoch(member_id)
         metrics = request.last
         if metrics is not None and "error" in metrics:
-            return {**member.last_metrics(), "error": metrics["error"], "done": True, "stop_reason": "error"}
+            return {**pop.last_metrics(member_id), "error": metrics["error"], "done": True, "stop_reason": "error"}
         if metrics is None:  # restored at its last epoch
-            metrics = member.last_metrics()
+            metrics = pop.last_metrics(member_id)
         # which population trained it, and with how many members at the time (in result.json, TensorBoard)
         report = {**metrics, "done": self.pop.done(member_id), "pack_members": len(self.pop),
                   "pack_executor": ray.get_runtime_context().get_actor_id()[:12]}
         if report["done"]:  # the trial ends itself: its epochs or its runtime ran out
             report["stop_reason"] = own_end(epoch, self.pop.config(member_id).epochs)
-        report.update(member.report(since=request.first))
+        report.update(pop.report(member_id, since=request.first))
         return report
 
     # ---------------------------------------------------------------- state and figures
@@ -249,24 +248,3 @@ class PopulationExecutor:
 
     async def stats(self) -> dict:
         return {"members": len(self.pop), "passes": self.passes, "capacity": self.capacity}
-
-
-class _Member:
-    """A member as the engine's run loop sees a run (its epoch and metric history), so that its report
-    is the engine's own (``RunLoop.last_metrics``, ``RunLoop.report``), not a copy of them here."""
-
-    def __init__(self, pop, member_id: str):
-        from tune_sd.engine import Study
-
-        self.epoch, self.history = pop.epoch(member_id), pop.history(member_id)
-        self.report_means = Study.report_means
-
-    def last_metrics(self) -> dict:
-        from tune_sd.engine.loop import RunLoop
-
-        return RunLoop.last_metrics(self)
-
-    def report(self, since: int) -> dict:
-        from tune_sd.engine.loop import RunLoop
-
-        return RunLoop.report(self, since)
