@@ -17,7 +17,8 @@ from tune_sd.seeds import median_over_seeds
 
 from .trends import TREND_HELP, display_order, resample
 
-TREND_COLOURS = {"fast-plateau": "C2", "rise-then-drop": "C1", "slow-improver": "C0", "non-learner": "C7"}
+TREND_COLOURS = {"fast-plateau": "C2", "rise-then-drop": "C1", "drop-and-recover": "C4", "slow-improver": "C0",
+                 "non-learner": "C7"}
 # the marker at the end of a curve that ended before its planned epochs, by stop reason
 STOP_MARKERS = {"asha": "x", "median": "+", "nonlearner": "v", "race": "<", "runtime": "|", "error": "X",
                 "stopped": "x"}
@@ -26,7 +27,7 @@ STOP_LABELS = {"asha": "stopped by ASHA", "median": "stopped by the median rule"
                "runtime": "ended by its runtime", "error": "ended in error",
                "stopped": "ended before its planned epochs"}
 ENDED = 0.999  # observed share of the planned epochs below which a curve counts as ended early
-EXTRA_COLOURS = ["C3", "C4", "C5", "C6", "C8", "C9"]
+EXTRA_COLOURS = ["C3", "C5", "C6", "C8", "C9"]
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -47,7 +48,7 @@ def base_name(name: str) -> str:
 
 
 def trend_colours(names) -> dict[str, str]:
-    """A colour per trend: the four named trends keep theirs, numbered repeats get others."""
+    """A colour per trend: the named trends keep theirs, numbered repeats get others."""
     out, spare = {}, iter(EXTRA_COLOURS * 10)
     for n in names:
         out[n] = TREND_COLOURS[n] if n in TREND_COLOURS else next(spare)

@@ -34,7 +34,7 @@ from .repeats import spread_of, with_spread
 from .regularize import MIN_GAIN, is_regularize, repeats, sd_figure, sd_table, verdicts
 from .report import Section, write_report
 from .stops import label_stops, stops_section, with_stops
-from .trends import (DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HELP, curve_features, describe_horizon,
+from .trends import (DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, RECOVER_MIN, TREND_HELP, curve_features, describe_horizon,
                      name_trends)
 
 TRENDS_FILE = "trends.parquet"
@@ -216,8 +216,10 @@ def _trends_section(trends, smoothed, out_dir, summary, pooled, seed, configs, r
             "smoothed accuracy per trial, coloured by trend; thick: the trend's median")
     sec.items([f"{n}: {h}" for n, h in TREND_HELP.items()] + [
         f"rule: non-learner if the peak is < {LEARN_MIN:g} above chance (0.5); else rise-then-drop if it lost "
-        f">= {DROP_MIN:.0%} of its gain (and >= {DROP_ABS:g}); else slow-improver if >= {LATE_MIN:.0%} of its "
-        "gain came in the second half of its observed part; else fast-plateau"])
+        f">= {DROP_MIN:.0%} of its gain (and >= {DROP_ABS:g}); else drop-and-recover if it fell that far from a "
+        f"learned level on the way and won back >= {RECOVER_MIN:.0%} of the fall (and >= {DROP_ABS:g}) by the end; "
+        f"else slow-improver if >= {LATE_MIN:.0%} of its gain came in the second half of its observed part; "
+        "else fast-plateau"])
     counts = pd.crosstab(trends["trend"], trends["sweep"], margins=len(set(trends["sweep"])) > 1,
                          margins_name="all")
     counts.index.name = "trend"
