@@ -132,7 +132,8 @@ def test_a_study_cut_short_says_which_trends_may_still_change(record):
 
 def test_the_long_records_columns_are_read_as_they_come(record):
     as_saved = record.rename(columns={"trial_id": "trial"}).drop(columns=["cfg.avg_hor"])
-    along = trends_along(as_saved, trial="trial", config="config", horizons=(0.3, 1))
+    along = trends_along(as_saved, trial="trial", config="config", horizons=(0.3, 1), avg_hor=100)
+    assert along.equals(trends_along(record, config="config", horizons=(0.3, 1)))
     table = along_table(along)
     assert {"trial_id", "config", "horizon", "epoch", "reached", "trend", "config_trend", "holds_from",
             "config_holds_from", "rel_drop", "recovery"} <= set(table.columns)
@@ -157,7 +158,8 @@ def test_analyze_reports_the_trends_along_the_run(tmp_path, capsys):
                         ran={"t1a": 40_000}, seed=4)
     report = analyze([str(folder)], n_wrong=1)
     html = report.read_text()
-    assert "Trends along the run" in html
+    assert "Trends along the run" in html and 'src="trends_along_1.png"' in html
+    assert (report.parent / "trends_along_1.png").stat().st_size > 0
     assert "fast-plateau → rise-then-drop → drop-and-recover" in html
     assert "Trends that may still change: t1a (it ran to epoch 40000" in html
     along = pd.read_parquet(report.parent / "trends_along.parquet")

@@ -266,3 +266,39 @@ def importance_figure(imp: pd.DataFrame, title: str = "importance for the final 
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
+
+
+def along_figure(table: pd.DataFrame, title: str = "") -> Figure:
+    """Trends along the run (:func:`.horizons.along_the_run`'s table): one row per config, one cell per
+    horizon in its trend's colour (``mixed`` hatched grey, a horizon not reached left blank), so that a
+    name that changes along the run shows as a change of colour."""
+    from matplotlib.patches import Patch, Rectangle
+
+    labels = list(table.attrs.get("horizons", []))
+    rows = table.reset_index(drop=True)
+    names = display_order(n for h in labels for n in rows[h] if n not in ("-", "mixed"))
+    colours = trend_colours(names)
+    fig = new_figure(max(5.0, 1.3 * len(labels) + 2.5), 0.8 + 0.28 * max(len(rows), 1))
+    ax = fig.subplots()
+    for i, (_, r) in enumerate(rows.iterrows()):
+        for j, h in enumerate(labels):
+            name = r[h]
+            if name == "-":
+                continue
+            mixed = name not in colours
+            ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.85" if mixed else colours[name],
+                                   hatch="//" if mixed else None, edgecolor="white", lw=1.5))
+    ax.set_xlim(0, len(labels))
+    ax.set_ylim(len(rows), 0)
+    ax.set_xticks(np.arange(len(labels)) + 0.5, labels, fontsize=8)
+    ax.set_yticks(np.arange(len(rows)) + 0.5, [str(c) for c in rows["config"]], fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    handles = [Patch(facecolor=colours[n], label=n) for n in names]
+    if any(n == "mixed" for h in labels for n in rows[h]):
+        handles.append(Patch(facecolor="0.85", hatch="//", label="mixed"))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_title(title or "trend had the run ended at each horizon", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -101,7 +101,8 @@ def _epochs_at(h: float, planned: pd.Series) -> pd.Series:
 
 def trends_along(curves: pd.DataFrame, planned: pd.Series | float | None = None,
                  horizons=DEFAULT_HORIZONS, horizon: int = 500, until: float | None = None,
-                 trial: str = "trial_id", config: str | pd.Series | None = None) -> pd.DataFrame:
+                 trial: str = "trial_id", config: str | pd.Series | None = None,
+                 avg_hor: float | None = None) -> pd.DataFrame:
     """Each trial's trend at each horizon: one row per trial and horizon.
 
     ``curves``: one row per report with ``trial_id`` (or the column named by ``trial``), ``epoch`` and
@@ -110,7 +111,8 @@ def trends_along(curves: pd.DataFrame, planned: pd.Series | float | None = None,
     trial. ``horizons``: see :func:`check_horizons`. ``horizon``: the smoothing horizon asked for (capped
     as for a run of each horizon's length). ``until``: read the curves only up to this epoch (a study cut
     short there). ``config``: a column of ``curves`` naming each trial's config (its seeds share it), or a
-    Series trial id -> config; None: each trial its own config.
+    Series trial id -> config; None: each trial its own config. ``avg_hor``: the epochs ``avg_acc`` already
+    averages, for curves without a ``cfg.avg_hor`` column (so that they are not smoothed twice).
 
     Columns: ``trial_id, config, horizon`` (as given: a share or an epoch), ``epoch`` (the horizon in
     epochs for this trial), ``planned``, ``ran`` (the trial's last report epoch read), ``reached``,
@@ -120,6 +122,8 @@ def trends_along(curves: pd.DataFrame, planned: pd.Series | float | None = None,
     if until is not None and (isinstance(until, bool) or not float(until) > 0):
         raise UserError(f"--until {until!r}: give an epoch > 0")
     c = curves.rename(columns={trial: "trial_id"}) if trial != "trial_id" else curves
+    if avg_hor is not None and "cfg.avg_hor" not in c.columns:
+        c = c.assign(**{"cfg.avg_hor": float(avg_hor)})
     missing = [col for col in ("trial_id", "epoch", "avg_acc") if col not in c.columns]
     if missing:
         raise UserError(f"trends along the run: the curves lack the column(s) {', '.join(missing)} "

@@ -1,7 +1,7 @@
 """``analyze``: from the Parquet results of one or more sweeps to ``report.html`` and a terminal summary.
 
 Writes into the output folder (default: ``<first sweep>/analysis/``): ``report.html``, its figures
-(``trends.png``, ``compare.png``, ``gallery.png``, ``importance_<i>.png``), ``trends.parquet``
+(``trends.png``, ``trends_along_<i>.png``, ``compare.png``, ``gallery.png``, ``importance_<i>.png``), ``trends.parquet``
 (``trial_id, trend``, the sweep, the rule's name and the group, then the shape features),
 ``configs.parquet`` (one row per config: its keys, ``seeds``, trend shares, config trend and accuracies
 over its seeds; see :func:`.configs.config_table`), ``trends_along.parquet`` (one row per trial and
@@ -306,6 +306,10 @@ def _along_section(sweeps, configs, horizons, horizon, until, out_dir, summary) 
         cols = ["config", "seeds", *table.attrs["horizons"], "along the run", "holds from epoch"]
         if table["cut short"].any():
             cols += ["ran to epoch", "may still change"]
+        name = f"trends_along_{len(tables)}.png"
+        figures.save(figures.along_figure(shown, f"{s.label}: the trend had the run ended at each horizon"),
+                     out_dir / name)
+        sec.img(name, "each config's trend at each horizon (one row per config; blank: a horizon it did not reach)")
         one_each = "seeds" not in rows.columns or not (rows["seeds"] > 1).any()
         sec.table(shown[cols].rename(columns={"config": "trial" if one_each else "config"}))
         rest = table.drop(shown.index)
