@@ -271,7 +271,9 @@ def _signs(row, settle: float, features, final: str | None) -> list[str]:
     signs = []
     epochs = row["_reached_epochs"]
     if not epochs:
-        return [f"it ran to epoch {row['ran to epoch']:g}, short of its first horizon"]
+        ran = row["ran to epoch"]
+        return [f"it ran to epoch {ran:g}, short of its first horizon" if pd.notna(ran) and math.isfinite(ran)
+                else "no report up to its first horizon"]
     if row["changes"] and row["holds from epoch"] >= epochs[-min(LAST, len(epochs))]:
         signs.append(f"its name changed at epoch {row['holds from epoch']:g}, within its last "
                      f"{min(LAST, len(epochs))} horizons")
