@@ -142,6 +142,96 @@ def synthetic_sweep(folder: str | Path, n_per_trend: int = 10, epochs: int = 900
     return pd.Series(truth, name="trend")
 
 
+# ------------------------------------------------------------------------------ long runs, known shapes
+
+# (t, level) knots of the long-run shapes that fall after their early peak (t: share of the run)
+KNOTS = {
+    # t2a on 100 000 epochs: peak 0.75 by 3 000, 0.69 by 10 000, 0.64 by 50 000, back to 0.70 by 100 000
+    "rise-drop-recover": ([0, 0.03, 0.1, 0.3, 0.5, 1.0], [0.75, 0.75, 0.69, 0.685, 0.64, 0.70]),
+    # t2b: peak 0.76 by 4 000, down by a third of its gain by 10 000, ends 0.635
+    "rise-then-drop": ([0, 0.04, 0.1, 0.3, 1.0], [0.76, 0.76, 0.67, 0.645, 0.635]),
+}
+LONG_SHAPES = ("plateau", "rise-then-drop", "rise-drop-recover", "slow-rise", "flat", "late-learner")
+
+
+def long_shape(shape: str, t: np.ndarray) -> np.ndarray:
+    """The noiseless accuracy of a long run of a known shape at ``t`` (share of the run): a ``plateau``
+    (t1a: 0.75 within 3 % of the run, then stays), a ``rise-then-drop`` (t2b), a ``rise-drop-recover``
+    (t2a), a ``slow-rise`` (t3c: 0.62 early, climbing to 0.75 at the end), a ``flat`` one at chance, and a
+    ``late-learner`` (t4b's slow seed: 0.55 for the first 5 % of the run, then 0.70 from 9 % on)."""
+    rise = 1 - np.exp(-t / 0.006)
+    if shape == "plateau":
+        return 0.5 + 0.25 * (1 - np.exp(-t / 0.008))
+    if shape in KNOTS:
+        return 0.5 + (np.interp(t, *KNOTS[shape]) - 0.5) * rise
+    if shape == "slow-rise":
+        return 0.5 + 0.12 * rise + 0.13 * t
+    if shape == "flat":
+        return 0.5 + 0.01 * np.sin(6 * t)
+    if shape == "late-learner":
+        s = np.clip((t - 0.05) / 0.04, 0, 1)
+        return 0.5 + 0.05 * rise + 0.15 * s * s * (3 - 2 * s)
+    raise ValueError(shape)
+
+
+def _noisy_reports(p: np.ndarray, rng: np.random.Generator, noise: float, avg_hor: int, report_every: int
+                   ) -> pd.DataFrame:
+    """Per-epoch accuracies ``p`` plus noise (a binomial-like part and a slow AR(1) wobble), averaged
+    over ``avg_hor`` epochs as the engine does, reported every ``report_every`` epochs."""
+    from scipy.signal import lfilter
+
+    run = len(p)
+    wobble = lfilter([1.0], [1.0, -0.99], rng.normal(0, noise * 0.015 * np.sqrt(1 - 0.99**2), run))
+    acc_mean = np.clip(p + wobble + rng.normal(0, noise * 0.12, run), 0.0, 1.0)
+    csum = np.concatenate([[0.0], np.cumsum(acc_mean)])
+    lo = np.maximum(np.arange(run) + 1 - avg_hor, 0)
+    avg = (csum[1:] - csum[lo]) / (np.arange(1, run + 1) - lo)
+    rep = np.arange(report_every, run + 1, report_every)
+    return pd.DataFrame({"epoch": rep, "acc_mean": acc_mean[rep - 1], "avg_acc": avg[rep - 1]})
+
+
+def long_curves(configs: dict[str, list[str]], epochs: int = 100_000, report_every: int = 25, avg_hor: int = 100,
+                noise: float = 0.3, seed: int = 0, ran: dict[str, int] | None = None) -> pd.DataFrame:
+    """Curves of long runs as a plain table, the shape of the long record: ``trial_id, config, seed,
+    epoch, avg_acc, acc_mean, cfg.avg_hor``. ``configs``: {config label: the shape of each of its seeds}
+    (see :func:`long_shape`); ``ran``: {config label: epochs its seeds ran} for configs cut short."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for label, shapes in configs.items():
+        run = int((ran or {}).get(label, epochs))
+        for r, shape in enumerate(shapes):
+            p = long_shape(shape, np.arange(1, epochs + 1) / epochs)[:run]
+            rep = _noisy_reports(p, rng, noise, avg_hor, report_every)
+            parts.append(rep.assign(trial_id=f"{label}_s{r}", config=label, seed=r, **{"cfg.avg_hor": avg_hor}))
+    cols = ["trial_id", "config", "seed", "epoch", "avg_acc", "acc_mean", "cfg.avg_hor"]
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def long_sweep(folder: str | Path, configs: dict[str, list[str]], epochs: int = 100_000, report_every: int = 25,
+               avg_hor: int = 100, noise: float = 0.3, seed: int = 0, ran: dict[str, int] | None = None,
+               name: str | None = None) -> Path:
+    """A sweep folder of long runs of known shapes (:func:`long_curves`): each config a ``variant`` (its
+    label) run with one seed per shape (a ``repeat`` label each), as ``tune-sd sweep --repeat`` writes
+    them; a config in ``ran`` was cut short there (out of its --runtime)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    curves = long_curves(configs, epochs, report_every, avg_hor, noise, seed, ran)
+    trial_ids = []
+    for i, (tid, c) in enumerate(curves.groupby("trial_id", sort=False)):
+        label, r = str(c["config"].iloc[0]), int(c["seed"].iloc[0])
+        cfg = {"variant": label, "repeat": r, "epochs": epochs, "avg_hor": avg_hor, "report_every": report_every,
+               "seed": 1000 * seed + i, "disc": {"gp": 1e-5}, "arch": {"lat_size": 3}}
+        reports = c[["epoch", "acc_mean", "avg_acc"]].assign(acc=c["acc_mean"], loss_real=-c["avg_acc"],
+                                                             loss_fake=c["avg_acc"] - 1, loss_gp=0.0, grad_max=1.0,
+                                                             time_s=c["epoch"] * 0.01, nonfinite=0)
+        short = int(c["epoch"].max()) < epochs
+        write_trial(folder, str(tid), cfg, reports.reset_index(drop=True), where=SYNTHETIC_NODE,
+                    stop_reason="runtime" if short else "completed")
+        trial_ids.append(str(tid))
+    write_experiment(folder, name or folder.name, "long", epochs, trial_ids)
+    return folder
+
+
 # where the synthetic trials "ran" (the node columns)
 SYNTHETIC_NODE = {"node": "synthetic", "node_ip": "127.0.0.1", "host": "synthetic", "device": "cpu"}
 LOCAL_NODE = {"node": "local", "node_ip": "127.0.0.1", "host": "local", "device": "cpu"}

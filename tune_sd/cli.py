@@ -319,6 +319,12 @@ def _add_sweep(sub):
                    help="smoothing horizon in epochs (default %(default)s), capped at 10%% of each trial's planned epochs "
                         "and never below its run's avg_hor; the report prints the horizon used per sweep")
     a.add_argument("--seed", type=int, default=0, help="seed of k-means and the gallery's draws (default %(default)s)")
+    a.add_argument("--horizons", default="0.1,0.2,0.3,0.5,0.7,1", metavar="H,H,...",
+                   help="where each config's trend is named along the run: shares of the planned epochs in (0, 1] "
+                        "and/or epochs above 1, comma-separated (default %(default)s)")
+    a.add_argument("--until", type=int, metavar="EPOCH",
+                   help="read the curves only up to this epoch for the trends along the run: the trends of a study "
+                        "stopped there, and which of them may still change")
     a.set_defaults(func=cmd_analyze)
 
     rp = sub.add_parser("replay", help="what a stopping rule would have stopped in a finished sweep, and what it cost",
@@ -574,7 +580,8 @@ def cmd_analyze(args) -> int:
     from tune_sd.analysis import analyze
 
     analyze(args.names, storage=args.storage, out=args.out, k=args.k, top_k=args.top_k,
-            n_wrong=args.n_wrong, horizon=args.horizon, seed=args.seed)  # prints its summary and the report path
+            n_wrong=args.n_wrong, horizon=args.horizon, seed=args.seed, horizons=args.horizons,
+            until=args.until)  # prints its summary and the report path
     return 0
 
 

@@ -17,7 +17,8 @@ from tune_sd.seeds import median_over_seeds
 
 from .trends import TREND_HELP, display_order, resample
 
-TREND_COLOURS = {"fast-plateau": "C2", "rise-then-drop": "C1", "slow-improver": "C0", "non-learner": "C7"}
+TREND_COLOURS = {"fast-plateau": "C2", "rise-then-drop": "C1", "drop-and-recover": "C4", "slow-improver": "C0",
+                 "non-learner": "C7"}
 # the marker at the end of a curve that ended before its planned epochs, by stop reason
 STOP_MARKERS = {"asha": "x", "median": "+", "nonlearner": "v", "race": "<", "runtime": "|", "error": "X",
                 "stopped": "x"}
@@ -26,7 +27,7 @@ STOP_LABELS = {"asha": "stopped by ASHA", "median": "stopped by the median rule"
                "runtime": "ended by its runtime", "error": "ended in error",
                "stopped": "ended before its planned epochs"}
 ENDED = 0.999  # observed share of the planned epochs below which a curve counts as ended early
-EXTRA_COLOURS = ["C3", "C4", "C5", "C6", "C8", "C9"]
+EXTRA_COLOURS = ["C3", "C5", "C6", "C8", "C9"]
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -47,7 +48,7 @@ def base_name(name: str) -> str:
 
 
 def trend_colours(names) -> dict[str, str]:
-    """A colour per trend: the four named trends keep theirs, numbered repeats get others."""
+    """A colour per trend: the named trends keep theirs, numbered repeats get others."""
     out, spare = {}, iter(EXTRA_COLOURS * 10)
     for n in names:
         out[n] = TREND_COLOURS[n] if n in TREND_COLOURS else next(spare)
@@ -263,5 +264,41 @@ def importance_figure(imp: pd.DataFrame, title: str = "importance for the final 
     method = imp["method"].iloc[0] if len(imp) else ""
     ax.set_title(f"{title}\n{method}", fontsize=9)
     ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def along_figure(table: pd.DataFrame, title: str = "") -> Figure:
+    """Trends along the run (:func:`.horizons.along_the_run`'s table): one row per config, one cell per
+    horizon in its trend's colour (``mixed`` hatched grey, a horizon not reached left blank), so that a
+    name that changes along the run shows as a change of colour."""
+    from matplotlib.patches import Patch, Rectangle
+
+    labels = list(table.attrs.get("horizons", []))
+    rows = table.reset_index(drop=True)
+    names = display_order(n for h in labels for n in rows[h] if n not in ("-", "mixed"))
+    colours = trend_colours(names)
+    fig = new_figure(max(5.0, 1.3 * len(labels) + 2.5), 0.8 + 0.28 * max(len(rows), 1))
+    ax = fig.subplots()
+    for i, (_, r) in enumerate(rows.iterrows()):
+        for j, h in enumerate(labels):
+            name = r[h]
+            if name == "-":
+                continue
+            mixed = name not in colours
+            ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.85" if mixed else colours[name],
+                                   hatch="//" if mixed else None, edgecolor="white", lw=1.5))
+    ax.set_xlim(0, len(labels))
+    ax.set_ylim(len(rows), 0)
+    ax.set_xticks(np.arange(len(labels)) + 0.5, labels, fontsize=8)
+    ax.set_yticks(np.arange(len(rows)) + 0.5, [str(c) for c in rows["config"]], fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    handles = [Patch(facecolor=colours[n], label=n) for n in names]
+    if any(n == "mixed" for h in labels for n in rows[h]):
+        handles.append(Patch(facecolor="0.85", hatch="//", label="mixed"))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_title(title or "trend had the run ended at each horizon", fontsize=9)
     fig.tight_layout()
     return fig

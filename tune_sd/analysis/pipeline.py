@@ -1,10 +1,12 @@
 """``analyze``: from the Parquet results of one or more sweeps to ``report.html`` and a terminal summary.
 
 Writes into the output folder (default: ``<first sweep>/analysis/``): ``report.html``, its figures
-(``trends.png``, ``compare.png``, ``gallery.png``, ``importance_<i>.png``), ``trends.parquet``
+(``trends.png``, ``trends_along_<i>.png``, ``compare.png``, ``gallery.png``, ``importance_<i>.png``), ``trends.parquet``
 (``trial_id, trend``, the sweep, the rule's name and the group, then the shape features),
 ``configs.parquet`` (one row per config: its keys, ``seeds``, trend shares, config trend and accuracies
-over its seeds; see :func:`.configs.config_table`) and ``marks.parquet`` (one row per mark: ``sweep,
+over its seeds; see :func:`.configs.config_table`), ``trends_along.parquet`` (one row per trial and
+horizon: its trend and its config's had the run ended there, and from which epoch the final one held;
+see :mod:`.horizons`) and ``marks.parquet`` (one row per mark: ``sweep,
 trend, key, value, configs, seeds, p``).
 
 A config is the unit of evidence (see :mod:`.configs`): on a sweep run with seeds (``--repeat``), every
@@ -30,6 +32,7 @@ from .characterise import marks_table, separation, tree_verdict, trend_marks, tr
 from .compare import best_config_trial, best_trial, tie_verdict, top_configs, top_trials
 from .configs import MIXED, config_table, config_units, has_repeats, rests_on, seed_sensitive, stops_per_config
 from .gallery import checkpoint_path, misclassified_fakes
+from .horizons import DEFAULT_HORIZONS, along_table, along_the_run, check_horizons, sweep_settle, trends_along
 from .importance import importance
 from .load import Sweep, default_out, hyperparameters, load_sweep
 from .evidence import ALPHA, N_PERM, plural
@@ -37,11 +40,13 @@ from .repeats import spread_of, with_spread
 from .regularize import MIN_GAIN, is_regularize, repeats, sd_figure, sd_table, verdicts
 from .report import Section, write_report
 from .stops import label_stops, stops_section, with_stops
-from .trends import (DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, TREND_HELP, curve_features, describe_horizon,
+from .trends import (DROP_ABS, DROP_MIN, FEATURES, LATE_MIN, LEARN_MIN, RECOVER_MIN, TREND_HELP, curve_features, describe_horizon,
                      name_trends)
 
 TRENDS_FILE = "trends.parquet"
 CONFIGS_FILE = "configs.parquet"
+ALONG_FILE = "trends_along.parquet"
+ALONG_ROWS = 40  # configs shown in the trends-along table before those that kept one name are only counted
 MARKS_FILE = "marks.parquet"
 REPORT_FILE = "report.html"
 CONFIG_TABLE_COLUMNS = ("sweep", "study", "rank", "config", "seeds", "median", "min", "max", "trend", "shares",
@@ -104,24 +109,30 @@ def _stopped_trials(sweeps: list[Sweep]) -> pd.DataFrame:
                      sort=False)
 
 
-def _check(top_k, n_wrong, horizon):
-    for name, v in (("--top-k", top_k), ("--n-wrong", n_wrong), ("--horizon", horizon)):
+def _check(top_k, n_wrong, horizon, until=None):
+    for name, v in (("--top-k", top_k), ("--n-wrong", n_wrong), ("--horizon", horizon)) + (
+            (("--until", until),) if until is not None else ()):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UserError(f"{name} {v!r}: give a whole number >= 1")
 
 
 def analyze(paths_or_names: list[str], storage: str | None = None, out: str | None = None,
-            k: int | str = "rules", top_k: int = 5, n_wrong: int = 5, horizon: int = 500, seed: int = 0) -> Path:
+            k: int | str = "rules", top_k: int = 5, n_wrong: int = 5, horizon: int = 500, seed: int = 0,
+            horizons=DEFAULT_HORIZONS, until: int | None = None) -> Path:
     """Analyse one or more sweeps and write the report; returns the path of ``report.html``.
 
     Each entry of ``paths_or_names`` is a sweep's folder or its name under ``storage``. ``k``: ``"rules"``
     or 4 (the notebook's four trends, by rule), another number of k-means groups, or ``"auto"``. ``top_k``:
     trials per sweep in the comparison; ``n_wrong``: misclassified fakes in the gallery; ``horizon``:
-    smoothing horizon in epochs; ``seed``: k-means, fANOVA and the gallery's fresh fakes.
+    smoothing horizon in epochs; ``seed``: k-means, fANOVA and the gallery's fresh fakes. ``horizons``:
+    where each config's trend is named along the run (shares of the planned epochs in (0, 1], epochs
+    above 1; see :mod:`.horizons`); ``until``: read the curves only up to this epoch for the trends along
+    the run (a study cut short there: which trends may still change).
     """
     if isinstance(paths_or_names, (str, Path)):
         paths_or_names = [str(paths_or_names)]
-    _check(top_k, n_wrong, horizon)
+    _check(top_k, n_wrong, horizon, until)
+    horizons = check_horizons(horizons)
     sweeps = load_sweeps([str(p) for p in paths_or_names], storage)
     if out and "://" in str(out):
         raise UserError(f"--out {out}: the report is written to a local folder (sweeps may be read from URIs)")
@@ -134,7 +145,7 @@ def analyze(paths_or_names: list[str], storage: str | None = None, out: str | No
     # part way leaves the last report as it was, never half of a new one
     out_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
-        report = _analyze_into(sweeps, out_dir, final, k, top_k, n_wrong, horizon, seed)
+        report = _analyze_into(sweeps, out_dir, final, k, top_k, n_wrong, horizon, seed, horizons, until)
         _commit(out_dir, final)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -151,7 +162,7 @@ def _commit(stage: Path, final: Path) -> None:
             os.replace(f, final / f.name)
 
 
-def _analyze_into(sweeps, out_dir: Path, final: Path, k, top_k, n_wrong, horizon, seed) -> Path:
+def _analyze_into(sweeps, out_dir: Path, final: Path, k, top_k, n_wrong, horizon, seed, horizons, until) -> Path:
     """The analysis of ``sweeps``, its files written into ``out_dir`` and named as they will be in ``final``."""
     # Step 7 sweeps (regularising a network) are read for val_mse and min_corr against sd; the SD
     # sweeps for their accuracy trends
@@ -172,6 +183,7 @@ def _analyze_into(sweeps, out_dir: Path, final: Path, k, top_k, n_wrong, horizon
         configs = config_table(trends, pooled)
         _write_parquet(configs, out_dir / CONFIGS_FILE)
         sections.append(_trends_section(trends, smoothed, out_dir, summary, pooled, seed, configs, repeated))
+        sections.append(_along_section(sd_sweeps, configs, horizons, horizon, until, out_dir, summary))
         sections.append(stops_section(trends, stopped, stops_per_config(stopped)))
         found: list[pd.DataFrame] = []
         sections.append(_characterise_section(sd_sweeps, trends, pooled, out_dir, seed, found))
@@ -190,7 +202,8 @@ def _analyze_into(sweeps, out_dir: Path, final: Path, k, top_k, n_wrong, horizon
                              for sw in sd_sweeps)
         summary.insert(1, f"smoothing horizon used: {horizons}")
         intro = (f"Smoothing horizon used: {horizons}. Trends: {trends.attrs.get('method', '')}. "
-                 f"Tables: {final / TRENDS_FILE}, {final / CONFIGS_FILE}, {final / MARKS_FILE}. ")
+                 f"Tables: {final / TRENDS_FILE}, {final / CONFIGS_FILE}, {final / ALONG_FILE}, "
+                 f"{final / MARKS_FILE}. ")
     for i, s in enumerate(reg_sweeps, 1):
         sections.append(_regularize_section(s, i, out_dir, summary))
     title = "tune-sd analysis: " + ", ".join(s.label for s in sweeps)
@@ -242,8 +255,10 @@ def _trends_section(trends, smoothed, out_dir, summary, pooled, seed, configs, r
             "smoothed accuracy per trial, coloured by trend; thick: the trend's median")
     sec.items([f"{n}: {h}" for n, h in TREND_HELP.items()] + [
         f"rule: non-learner if the peak is < {LEARN_MIN:g} above chance (0.5); else rise-then-drop if it lost "
-        f">= {DROP_MIN:.0%} of its gain (and >= {DROP_ABS:g}); else slow-improver if >= {LATE_MIN:.0%} of its "
-        "gain came in the second half of its observed part; else fast-plateau"])
+        f">= {DROP_MIN:.0%} of its gain (and >= {DROP_ABS:g}); else drop-and-recover if it fell that far from a "
+        f"learned level on the way and won back >= {RECOVER_MIN:.0%} of the fall (and >= {DROP_ABS:g}) by the end; "
+        f"else slow-improver if >= {LATE_MIN:.0%} of its gain came in the second half of its observed part; "
+        "else fast-plateau"])
     counts = pd.crosstab(trends["trend"], trends["sweep"], margins=len(set(trends["sweep"])) > 1,
                          margins_name="all")
     counts.index.name = "trend"
@@ -284,6 +299,67 @@ def _configs_block(sec: Section, configs: pd.DataFrame, summary: list[str]) -> N
     sec.p(f"Seed-sensitive configs: {len(mixed)} of {n} (their seeds split between trends):").table(mixed)
     summary.append(f"  seed-sensitive (mixed): {len(mixed)} of {n}: " + "; ".join(
         f"{r.get('variant') or r['config']}: {r['shares']}" for _, r in mixed.iterrows()))
+
+
+def _along_section(sweeps, configs, horizons, horizon, until, out_dir, summary) -> Section:
+    """Trends along the run: each config named as a run that ended at each horizon would be, from which
+    epoch its final trend held, and (a sweep cut short) which trends may still change."""
+    sec = Section("Trends along the run")
+    sec.p("A trend is a statement about a horizon. Here each curve is cut at each horizon and named by the rule "
+          "as a run that ended there would be (smoothed as a run of that length, its time axis ending at the cut); "
+          "a config's name at a horizon is the trend of two thirds of its seeds that reached it, else mixed. "
+          "'holds from epoch' is the first horizon from which every later one gives the final name: a study that "
+          "stops before it names the config otherwise.")
+    if until is not None:
+        sec.note(f"The curves are read up to epoch {until} only (--until {until}): the trends below are those of a "
+                 "study stopped there.")
+    tables = []
+    for s in sweeps:
+        rows = configs[configs["sweep"] == s.name] if "sweep" in configs.columns else configs
+        config_of = pd.Series({t: c for c, ids in zip(rows["config"], rows["trial_ids"]) for t in str(ids).split(",")},
+                              dtype=object)
+        along = trends_along(s.curves, s.planned_epochs(), horizons, horizon, until, config=config_of)
+        tables.append(along_table(along))
+        tables[-1].insert(0, "sweep", s.name)
+        table = along_the_run(along)
+        if len(sweeps) > 1:
+            sec.h3(f"Sweep {s.label}")
+        settle = sweep_settle(table)
+        sec.p(settle)
+        summary.append(f"trends along the run, {s.name}: {settle}")
+        changed = table[(table["changes"] > 0) | table["cut short"]]
+        shown = table if len(table) <= ALONG_ROWS else changed.head(ALONG_ROWS)
+        cols = ["config", "seeds", *table.attrs["horizons"], "along the run", "holds from epoch"]
+        if table["cut short"].any():
+            cols += ["ran to epoch", "may still change"]
+        name = f"trends_along_{len(tables)}.png"
+        figures.save(figures.along_figure(shown, f"{s.label}: the trend had the run ended at each horizon"),
+                     out_dir / name)
+        sec.img(name, "each config's trend at each horizon (one row per config; blank: a horizon it did not reach)")
+        one_each = "seeds" not in rows.columns or not (rows["seeds"] > 1).any()
+        sec.table(shown[cols].rename(columns={"config": "trial" if one_each else "config"}))
+        rest = table.drop(shown.index)
+        if len(rest):
+            kept = rest.loc[rest["changes"] == 0, "along the run"].value_counts()
+            moved = int((rest["changes"] > 0).sum())
+            sec.p(f"Not shown: {len(rest)} more config(s)" + (f", {moved} of which changed name along the run" if moved
+                                                              else "")
+                  + ("; kept one name along the whole run: " + ", ".join(f"{n} {k}" for n, k in kept.items())
+                     if len(kept) else "") + f". All are in {ALONG_FILE}.")
+        short = table[table["cut short"]]
+        if len(short):
+            signs = short[short["may still change"] != ""]
+            why = "--until" if until is not None else "still running, stopped early or out of their runtime"
+            line = (f"{len(short)} of {len(table)} configs did not reach their last horizon ({why}). Trends that may "
+                    f"still change: " + ("; ".join(f"{r['config']} ({r['may still change']})" for _, r in signs.iterrows())
+                                         if len(signs) else "none shows a sign")
+                    + (f". No sign of change in the other {len(short) - len(signs)}, though a run cut short can still "
+                       "change (a late learner sits at chance until it learns)." if len(short) > len(signs) else "."))
+            sec.note(line)
+            summary.append(f"  cut short: {len(short)} of {len(table)} configs; may still change: "
+                           + (", ".join(map(str, signs["config"])) if len(signs) else "none shows a sign"))
+    _write_parquet(pd.concat(tables, ignore_index=True), out_dir / ALONG_FILE)
+    return sec
 
 
 def _characterise_section(sweeps, trends, pooled, out_dir, seed, found=None) -> Section:

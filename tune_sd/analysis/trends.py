@@ -1,4 +1,4 @@
-"""Trends of accuracy curves: smoothing, shape features, and the notebook's four named trends.
+"""Trends of accuracy curves: smoothing, shape features, the notebook's four named trends and a fifth.
 
 Step 15.3 of the notebook read the smoothed accuracy curves of a sweep by eye and saw four trends:
 models that learn quickly and stay (``fast-plateau``), learn quickly and then drop
@@ -24,17 +24,24 @@ models that learn quickly and stay (``fast-plateau``), learn quickly and then dr
    least 0.05), ``late_gain`` (end minus the level half-way through the observed part, over the same
    gain: the share of the gain still being made in the second half), ``rise_at`` (first t at 90 %
    of the way from start to peak), ``end_slope`` (least-squares slope over the last 30 % of the
-   observed part, accuracy per planned run).
+   observed part, accuracy per planned run); and of the largest fall from a learned level (the
+   running maximum at least :data:`LEARN_MIN` above chance): ``fall`` (its depth), ``rel_fall`` (over
+   the gain, as ``rel_drop``), ``trough`` and ``trough_at`` (its bottom), ``recovery`` (the share of
+   the fall won back by the end; 0 where the bottom lies in the last 5 %: still falling).
 4. **Naming rule** (:func:`name_of`), applied in this order to a trial's features (or to a
    cluster's centroid):
 
    - ``non-learner``: ``gain`` < 0.1 (the smoothed accuracy never gets 0.1 above chance);
    - ``rise-then-drop``: ``rel_drop`` >= 0.3 and ``drop`` >= 0.02 (it lost 30 % of its gain);
+   - ``drop-and-recover``: ``rel_fall`` >= 0.3 and ``fall`` >= 0.02 (it fell as a rise-then-drop does),
+     ``recovery`` >= 1/3 and it won back >= 0.02 (a fifth name beside the notebook's four: a curve of
+     100 000 epochs may fall from its early peak and climb again, and is then none of them; one that
+     ends still 30 % down stays a rise-then-drop);
    - ``slow-improver``: ``late_gain`` >= 0.15 (15 % of the gain came in the second half);
    - ``fast-plateau``: everything else (learned, kept it, and stopped improving early).
 
-5. **Groups.** ``k="rules"`` (the default; ``4``, the number of named trends, means the same) names
-   every trial by the rule: the notebook's four trends. ``k=N`` (another number) groups the trials
+5. **Groups.** ``k="rules"`` (the default; ``4``, the notebook's number of named trends, means the
+   same) names every trial by the rule: the notebook's four trends and drop-and-recover. ``k=N`` (another number) groups the trials
    by k-means (scikit-learn, seeded, k-means++ start) on the standardised features in
    :data:`CLUSTER_FEATURES`; ``k="auto"`` picks N in 2..8 by the best mean silhouette. Each group
    is then named by the rule applied to its centroid (a repeated name gets a number:
@@ -50,16 +57,18 @@ import numpy as np
 import pandas as pd
 
 from tune_sd.errors import UserError
-from tune_sd.outcomes import CHANCE, LEARN_MARGIN, TREND_HELP, TRENDS  # noqa: F401 (the analysis reads them here)
+from tune_sd.outcomes import (CHANCE, DROP_AND_RECOVER, LEARN_MARGIN, TREND_HELP, TREND_NAMES,  # noqa: F401
+                              TRENDS)  # (the analysis reads them here)
 
 LEARN_MIN = LEARN_MARGIN  # non-learner: peak < chance + LEARN_MIN (tune_sd.outcomes: the line the stopper uses too)
 DROP_MIN = 0.3       # rise-then-drop: lost >= 30 % of its gain ...
 DROP_ABS = 0.02      # ... and >= 0.02 in accuracy
+RECOVER_MIN = 1 / 3  # drop-and-recover: won back >= a third of its fall (and >= DROP_ABS)
 LATE_MIN = 0.15      # slow-improver: >= 15 % of its gain in the second half of its observed part
 HORIZON_SHARE = 0.1  # the smoothing horizon is at most this share of the planned epochs
 
 FEATURES = ("observed", "reports", "start", "early", "peak", "peak_at", "end", "mean", "gain", "drop",
-            "rel_drop", "late_gain", "rise_at", "end_slope")
+            "rel_drop", "late_gain", "rise_at", "end_slope", "fall", "rel_fall", "trough", "trough_at", "recovery")
 CLUSTER_FEATURES = ("early", "peak", "end", "peak_at", "rel_drop", "late_gain", "rise_at")
 AUTO_K = range(2, 9)
 
@@ -82,9 +91,10 @@ def by_size(trends: pd.Series) -> list[str]:
 
 
 def display_order(names) -> list[str]:
-    """The four named trends in their usual order, then any other names sorted: the figures' order."""
+    """The named trends in their usual order (:data:`TREND_NAMES`), then any other names sorted: the
+    figures' order."""
     names = list(dict.fromkeys(names))
-    known = [n for n in TRENDS if n in names]
+    known = [n for n in TREND_NAMES if n in names]
     return known + sorted(n for n in names if n not in known)
 
 
@@ -211,13 +221,31 @@ def shape_features(t: np.ndarray, y: np.ndarray, chance: float = CHANCE) -> dict
     else:
         end_slope = 0.0
     drop = peak - end
+    fall, trough, trough_at, recovery = _largest_fall(t, y, end, T - 0.05 * span, chance)
     mean = float(((y[1:] + y[:-1]) / 2 * np.diff(t)).sum() / span) if len(t) > 1 else start
     return {
         "observed": min(T, 1.0), "reports": int(len(t)), "start": start,
         "early": float(np.interp(min(0.1, T), t, y)), "peak": peak, "peak_at": float(t[ip]), "end": end,
         "mean": mean, "gain": gain, "drop": drop,
         "rel_drop": drop / scale, "late_gain": (end - half) / scale, "rise_at": rise_at, "end_slope": end_slope,
+        "fall": fall, "rel_fall": fall / scale, "trough": trough, "trough_at": trough_at, "recovery": recovery,
     }
+
+
+def _largest_fall(t: np.ndarray, y: np.ndarray, end: float, end_from: float, chance: float
+                  ) -> tuple[float, float, float, float]:
+    """(fall, trough, trough_at, recovery) of the largest fall from a learned level: the running maximum
+    at least LEARN_MIN above chance, minus the curve. A wobble before the curve learned (a late learner
+    sitting near chance) is no fall. ``recovery``: the share of the fall won back by ``end``; 0 when the
+    bottom lies in the end window (from ``end_from`` on), where the curve is still falling."""
+    top = np.maximum.accumulate(y)
+    below = np.where(top >= chance + LEARN_MIN, top - y, 0.0)
+    j = int(np.argmax(below))
+    fall = float(below[j])
+    if fall <= 0:
+        return 0.0, float(y[-1]), float(t[-1]), 0.0
+    recovery = (end - float(y[j])) / fall if t[j] < end_from else 0.0
+    return fall, float(y[j]), float(t[j]), max(recovery, 0.0)
 
 
 def curve_features(curves: pd.DataFrame, planned: pd.Series | float, horizon: int = 500
@@ -242,9 +270,21 @@ def name_of(f) -> str:
         return "non-learner"
     if f["rel_drop"] >= DROP_MIN and f["drop"] >= DROP_ABS:
         return "rise-then-drop"
+    # features of tables written before the fifth name lack the fall: NaN, never a drop-and-recover
+    fall, rel_fall, recovery = (_get(f, k) for k in ("fall", "rel_fall", "recovery"))
+    if rel_fall >= DROP_MIN and fall >= DROP_ABS and recovery >= RECOVER_MIN and recovery * fall >= DROP_ABS:
+        return DROP_AND_RECOVER
     if f["late_gain"] >= LATE_MIN:
         return "slow-improver"
     return "fast-plateau"
+
+
+def _get(f, key: str) -> float:
+    try:
+        v = f[key]
+    except (KeyError, IndexError):
+        return math.nan
+    return float(v) if v is not None else math.nan
 
 
 def name_trends(features: pd.DataFrame, k: int | str = "rules", seed: int = 0) -> pd.DataFrame:
@@ -257,9 +297,11 @@ def name_trends(features: pd.DataFrame, k: int | str = "rules", seed: int = 0) -
     k = _parse_k(k)
     if k == 4 or k == "rules":
         out["trend"] = out["rule_trend"]
-        order = {name: i for i, name in enumerate(TRENDS)}
+        # the four keep the group numbers they had before the fifth name came
+        order = {name: i for i, name in enumerate(TRENDS + (DROP_AND_RECOVER,))}
         out["group"] = out["trend"].map(order).astype(int) if len(out) else []
-        out.attrs["method"] = "the notebook's four trends, each trial named by the rule"
+        out.attrs["method"] = ("the notebook's four trends (and drop-and-recover, for a curve that falls and climbs "
+                               "again), each trial named by the rule")
         return out
     X = _standardise(out[list(CLUSTER_FEATURES)].to_numpy(dtype=float))
     n = len(out)
