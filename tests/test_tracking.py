@@ -17,6 +17,7 @@ from tune_helpers import assert_complete_curves, read_tables, write_space
 from tune_sd.engine.config import SCHEMA
 from tune_sd.errors import ConfigError
 from tune_sd.tracking import Target, group_name, parse_log, short_value, space_project
+from tune_sd.tracking.figures import read_figures
 from tune_sd.tracking.targets import mlflow_store
 
 pytest.importorskip("wandb")
@@ -109,8 +110,10 @@ def curves_history(curves: pd.DataFrame, trial_id: str) -> dict:
 
 
 def numbers_only(history: dict) -> dict:
-    return {s: {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            for s, row in history.items()}
+    """The metrics of a logged history (not the figures' fields: ``samples/real_vs_fake.count``, ...)."""
+    from tune_sd.tracking.tracker import METRICS
+
+    return {s: {k: v for k, v in row.items() if k in METRICS} for s, row in history.items()}
 
 
 def assert_same_history(logged: dict, expected: dict):
@@ -212,8 +215,11 @@ def test_a_packed_sweep_logs_every_report_of_every_trial_grouped_by_config(logge
         assert run["config"]["seed"] == t["cfg.seed"] and run["config"]["repeat"] == t["repeat"]
         assert_same_history(run["history"], curves_history(curves, tid))
         assert run["summary"]["stop_reason"] == "completed" and run["summary"]["epochs"] == 60
-        images = [v for row in run["history"].values() for k, v in row.items() if k == "samples/real_vs_fake"]
-        assert images and images[0]["count"] == 3  # the figures of epochs 20, 40, 60, at the last report
+        images = [(step, row["samples/real_vs_fake.captions"]) for step, row in run["history"].items()
+                  if "samples/real_vs_fake.captions" in row]
+        # the figures the trial drew (a packed trial's executor draws them as it gets to them), at the last report
+        drawn = [f"epoch {f.step}" for f in read_figures(exp / f"trial_{tid}")]
+        assert drawn and images == [(60, drawn)]
     assert {r["group"] for r in runs.values()} == names
     assert sorted(pd.Series([r["group"] for r in runs.values()]).value_counts()) == [2, 2]
 
@@ -230,7 +236,8 @@ def test_a_packed_sweep_logs_every_report_of_every_trial_grouped_by_config(logge
         from mlflow import MlflowClient
 
         figures = MlflowClient(logged["mlflow"]).list_artifacts(run["run"].info.run_id, "figures/samples_real_vs_fake")
-        assert [Path(f.path).name for f in figures] == ["epoch_0000020.png", "epoch_0000040.png", "epoch_0000060.png"]
+        assert [Path(f.path).name for f in figures] == \
+            [f"epoch_{f.step:07d}.png" for f in read_figures(exp / f"trial_{tid}")]
 
     # TensorBoard's HParams session groups take the same names
     from test_sweep_output import hparams_session_groups
@@ -255,8 +262,9 @@ def test_export_to_logs_a_finished_sweep_as_the_live_logging_did(logged, tmp_pat
         for key in ("group", "name", "config"):
             assert run[key] == live[tid][key], key
         assert numbers_only(run["history"]) == numbers_only(live[tid]["history"])
-        assert {k: v for k, v in run["summary"].items() if not k.startswith("_") and k != "samples/real_vs_fake"} == \
-            {k: v for k, v in live[tid]["summary"].items() if not k.startswith("_") and k != "samples/real_vs_fake"}
+        assert {k: v for k, v in run["summary"].items() if not k.startswith(("_", "samples/"))} == \
+            {k: v for k, v in live[tid]["summary"].items() if not k.startswith(("_", "samples/"))}
+        assert run["summary"]["samples/real_vs_fake.captions"] == live[tid]["summary"]["samples/real_vs_fake.captions"]
     ml_live, parents_live = mlflow_runs(logged["mlflow"], "logged")
     ml_later, parents_later = mlflow_runs(f"sqlite:///{store / 'mlflow.db'}", "logged")
     assert set(ml_later) == set(ml_live)
@@ -283,13 +291,13 @@ def test_analyze_log_adds_the_tables_trends_and_figures(logged, tmp_path, capsys
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"tables", "figures", "trends.json"} <= artifacts
     tables = {Path(a.path).name for a in client.list_artifacts(runs[0].info.run_id, "tables")}
-    assert {"configs.parquet", "marks.parquet", "configs.json"} <= tables
+    assert {"configs.parquet", "marks.parquet", "configs.json", "trends.json"} <= tables
     configs = pd.read_parquet(out / "configs.parquet")
-    trends = {k[len("trend/"):]: v for k, v in runs[0].data.tags.items() if k.startswith("trend/")}
+    trends = json.loads(Path(client.download_artifacts(runs[0].info.run_id, "trends.json", str(tmp_path))).read_text())
     assert set(trends) == {f"lr={short_value(lr)}" for lr in LRS} and len(configs) == 2
-    analysis = [r for r in wandb_runs(out).values() if r["job_type"] == "analysis"]
+    analysis = [r for r in wandb_runs(logged["exp"]).values() if r["job_type"] == "analysis"]
     assert len(analysis) == 1
-    logged_keys = {k for row in analysis[0]["history"].values() for k in row}
+    logged_keys = {k.split(".")[0] for row in analysis[0]["history"].values() for k in row}
     assert {"tables/configs", "tables/marks", "figures/trends"} <= logged_keys
     assert set(k[len("trend/"):] for k in analysis[0]["summary"] if k.startswith("trend/")) == set(trends)
 

@@ -105,6 +105,8 @@ class MlflowWriter(Writer):
         self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
     def log_analysis(self, name: str, tables: dict, trends: dict, figures: list[Path]) -> None:
+        """A run ``analysis`` in the sweep's experiment: tables/ (Parquet and MLflow's JSON tables, the
+        trend of each config among them), trends.json and figures/."""
         tags = {KIND_TAG: "analysis", "tune_sd.sweep": self.sweep}
         run_id = self._find(tags) or self.client.create_run(self.experiment, run_name=f"analysis {name}",
                                                             tags=tags).info.run_id
@@ -118,7 +120,11 @@ class MlflowWriter(Writer):
             self.client.log_artifact(run_id, str(Path(tmp) / "trends.json"))
         for p in figures:
             self.client.log_artifact(run_id, str(p), artifact_path="figures")
-        self.client.log_batch(run_id, tags=[self.RunTag(f"trend/{c}"[:250], str(t)) for c, t in trends.items()])
+        if trends:  # a config's name is no tag key (MLflow refuses "="): a table of its own
+            import pandas as pd
+
+            self.client.log_table(run_id, pd.DataFrame({"config": list(trends), "trend": list(trends.values())}),
+                                  artifact_file="tables/trends.json")
         self.client.set_terminated(run_id)
 
     def close(self) -> None:

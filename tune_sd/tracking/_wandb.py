@@ -39,8 +39,11 @@ class WandbWriter(Writer):
 
     def _settings(self):
         timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", 90))
+        # the environment as it is now (W&B keeps the settings of its first run in a process otherwise)
+        now = {key: os.environ[var] for key, var in (("mode", "WANDB_MODE"), ("base_url", "WANDB_BASE_URL"))
+               if os.environ.get(var)}
         return self.wandb.Settings(silent=True, console="off", disable_git=True, save_code=False,
-                                   x_disable_stats=True, x_save_requirements=False, init_timeout=timeout)
+                                   x_disable_stats=True, x_save_requirements=False, init_timeout=timeout, **now)
 
     def _init(self, **kwargs):
         return self.wandb.init(project=self.where, dir=self.dir, reinit="create_new", settings=self._settings(),

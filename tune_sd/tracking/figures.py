@@ -18,8 +18,11 @@ def read_figures(folder: Path) -> list[Figure]:
     from tensorboard.backend.event_processing import event_accumulator
 
     logging.getLogger("tensorboard").setLevel(logging.ERROR)
+    # every writer's file as it is: a figure drawn by another process than the one before it is no
+    # "orphan" of a restart (TensorBoard would drop the later steps of the file read first)
     acc = event_accumulator.EventAccumulator(str(folder), size_guidance={event_accumulator.IMAGES: 0,
-                                             event_accumulator.SCALARS: 1, event_accumulator.TENSORS: 1})
+                                             event_accumulator.SCALARS: 1, event_accumulator.TENSORS: 1},
+                                             purge_orphaned_data=False)
     acc.Reload()
     out: dict[tuple[str, int], Figure] = {}
     for tag in acc.Tags().get(event_accumulator.IMAGES, []):

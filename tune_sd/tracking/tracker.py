@@ -121,14 +121,24 @@ class _Worker:
                 f"records are complete{'; ' + self.later if self.later else ''})")
 
 
-def _figures(folders) -> list:
+#: how long a writer waits for a trial's last figure to be drawn (once it waited in vain, not again)
+FIGURE_WAIT_S = 10.0
+_waited_in_vain = threading.Event()
+
+
+def _figures(where) -> list:
     from .figures import read_figures
 
-    for folder in folders:
-        found = read_figures(folder)
-        if found:
+    folders, at = where
+    deadline = time.monotonic() + (0 if at is None or _waited_in_vain.is_set() else FIGURE_WAIT_S)
+    while True:
+        found = next((f for f in (read_figures(folder) for folder in folders) if f), [])
+        if at is None or any(f.step >= at for f in found):
             return found
-    return []
+        if time.monotonic() >= deadline:
+            _waited_in_vain.set()
+            return found
+        time.sleep(0.5)
 
 
 def _first_line(e: BaseException) -> str:
@@ -192,15 +202,17 @@ class Tracker:
         if out:
             self._put("log", trial_id, out)
 
-    def end(self, trial_id: str, summary: dict, figures_from=(), failed: bool = False) -> None:
+    def end(self, trial_id: str, summary: dict, figures_from=(), failed: bool = False,
+            figure_at: int | None = None) -> None:
         """Close a trial's run: ``summary`` (stop_reason, stop_epoch, the evidence, status, epochs),
         the best values logged, and the figures TensorBoard holds in the first of ``figures_from``
-        (folders) that has any."""
+        (folders) that has any. ``figure_at``: the epoch of the trial's last figure, where it may still
+        be being drawn (a live trial's: a packed trial's executor draws it after the report)."""
         trial_id = str(trial_id)
         values = {k: plain(v) for k, v in summary.items()}
         values = {k: v for k, v in values.items() if v is not None}
         values.update({f"best_{m}": v for m, v in self._best.pop(trial_id, {}).items()})
-        self._put("_end", trial_id, values, tuple(Path(p) for p in figures_from if p), failed)
+        self._put("_end", trial_id, values, (tuple(Path(p) for p in figures_from if p), figure_at), failed)
 
     # ------------------------------------------------------------------ analysis, the end
     def analysis(self, name: str, tables: dict, trends: dict, figures: list[Path]) -> None:

@@ -20,6 +20,25 @@ from .tracking_export import summary
 from .trial_config import split_trial_config
 
 
+def tree_of(trial) -> dict:
+    return split_trial_config(trial.config or {})[0]
+
+
+def last_figure(tree: dict, epoch: int) -> int | None:
+    """The epoch of the last figure a trial that reported up to ``epoch`` drew (cadence.py), or None."""
+    from tune_sd.engine.config import Config
+
+    from .cadence import Cadence
+
+    try:
+        cadence = Cadence.of(Config.from_dict(tree))
+    except Exception:  # noqa: BLE001 - a config the engine refused drew nothing
+        return None
+    reports = -(-epoch // cadence.report_every) if epoch > 0 else 0
+    due = [n for n in range(reports, 0, -1) if cadence.figure_due(n)][:1]
+    return min(due[0] * cadence.report_every, epoch) if due else None
+
+
 class SweepTracking(Callback):
     """Logs every trial of a sweep to ``targets``. Comes after the stop recorder (it reads the stop
     reason the recorder writes into a trial's last result). ``continued``: the targets a resumed sweep
@@ -83,7 +102,8 @@ class SweepTracking(Callback):
         target = (trial.config or {}).get("epochs", self.epochs)
         ended = summary(status, int(last.get("epoch", 0) or 0), ending(last, status, error, target, self.scheduler))
         folders = [getattr(trial, "local_path", None), getattr(trial, "path", None)]
-        tracker.end(tid, ended, figures_from=[f for f in folders if f and not is_uri(f)], failed=bool(error))
+        tracker.end(tid, ended, figures_from=[f for f in folders if f and not is_uri(f)], failed=bool(error),
+                    figure_at=last_figure(tree_of(trial), int(last.get("epoch", 0) or 0)))
 
     def close(self) -> None:
         """After the sweep's own tables are written: wait for the services to take what they were handed."""
