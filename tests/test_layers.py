@@ -96,6 +96,9 @@ def foreign(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
     ("tune_sd.tune.stopping.race", ("ray", "torch", "tune_sd.analysis")),
     ("tune_sd.tune.stopping.seed_pool", ("ray", "torch", "tune_sd.analysis")),
     ("tune_sd.tune.packing.plan", ("ray", "tune_sd.analysis")),
+    # logging to W&B and MLflow: a finished sweep (export --to) and the analysis log without Ray
+    ("tune_sd.tracking", ("ray", "tune_sd.tune", "tune_sd.analysis", "tune_sd.cli")),
+    ("tune_sd.tune.tracking_export", ("ray", "tune_sd.analysis")),
 ])
 def test_layers_import_down_only(layer, forbidden):
     assert foreign(layer, forbidden) == []

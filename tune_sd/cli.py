@@ -37,6 +37,11 @@ SHARED = {
                        "-1: no limit)")),
     "search_seed": (("--seed",), dict(type=int, default=0, help="seed of the search (default %(default)s)")),
     "dashboard": (("--dashboard",), dict(action="store_true", help="start Ray's dashboard (on 127.0.0.1)")),
+    "log": (("--log",), dict(
+        action="append", metavar="wandb[=PROJECT]|mlflow[=URI]",
+        help="also log every trial to Weights & Biases (default project: the one the space's header names, "
+             "else the study's) or MLflow (default: an SQLite store in mlruns/ beside the results); "
+             "repeatable; WANDB_MODE=offline writes W&B's runs into the sweep folder for `wandb sync`")),
     "verbose": (("--verbose",), dict(
         action="store_true", help="also print Ray's status table (default: one progress line every few seconds)")),
 }
@@ -241,7 +246,7 @@ def _stopping_flags() -> argparse.ArgumentParser:
 
 
 def _add_sweep(sub):
-    shared = _shared(*RUN_OPTIONS, overrides=dict(
+    shared = _shared(*RUN_OPTIONS, "log", overrides=dict(
         help="fix an engine key for every trial, e.g. --set disc.wd=1e-7 (repeatable)"))
     p = sub.add_parser("sweep", help="run a study (a search space) as a Ray Tune sweep", epilog=EPILOG_SWEEP,
                        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[shared, _stopping_flags()],
@@ -270,7 +275,8 @@ def _add_sweep(sub):
     p.add_argument("--dry-run", action="store_true", help="print the resolved space and sampled configs; run nothing")
     p.set_defaults(func=cmd_sweep)
 
-    r = sub.add_parser("resume", help="continue an interrupted sweep", parents=[_shared("storage", "address", "verbose")],
+    r = sub.add_parser("resume", help="continue an interrupted sweep", parents=[_shared("storage", "address", "verbose", "log", log=dict(
+                           help="log to W&B or MLflow from here on (default: where the sweep logged); repeatable"))],
                        description="Continue a sweep whose driver stopped: unfinished and errored trials go on "
                                    "from their last checkpoints (Tuner.restore). Tuner.restore unpickles the "
                                    "sweep's tuner.pkl, which runs code from it: a local sweep is resumed only where "
@@ -293,6 +299,9 @@ def _add_sweep(sub):
     ex.add_argument("--force", action="store_true",
                     help="rewrite a table even where the trial folders give fewer rows than it holds (they were "
                          "removed, or not copied along with the tables)")
+    ex.add_argument("--to", action="append", metavar="wandb[=PROJECT]|mlflow[=URI]",
+                    help="instead, log the finished sweep from its result files to Weights & Biases or MLflow, "
+                         "as `sweep --log` does live (default project and store: the sweep's); repeatable")
     ex.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("spaces", help="list the studies in search_spaces/")
@@ -325,6 +334,9 @@ def _add_sweep(sub):
     a.add_argument("--until", type=int, metavar="EPOCH",
                    help="read the curves only up to this epoch for the trends along the run: the trends of a study "
                         "stopped there, and which of them may still change")
+    a.add_argument("--log", action="append", metavar="wandb[=PROJECT]|mlflow[=URI]",
+                   help="also log the analysis (configs.parquet and marks.parquet as tables, each config's trend, "
+                        "the report's figures) as a run of the first sweep's W&B project or MLflow experiment")
     a.set_defaults(func=cmd_analyze)
 
     rp = sub.add_parser("replay", help="what a stopping rule would have stopped in a finished sweep, and what it cost",
@@ -497,7 +509,8 @@ def cmd_sweep(args) -> int:
                         nonlearner_window=args.nonlearner_window, nonlearner_margin=args.nonlearner_margin,
                         nonlearner_confidence=args.nonlearner_confidence, quick=args.quick, seed=args.seed,
                         overrides=args.overrides, critic_from=args.critic_from, pack=args.pack,
-                        repeat=args.repeat, repeat_data=args.repeat_data, race_alpha=args.race_alpha)
+                        repeat=args.repeat, repeat_data=args.repeat_data, race_alpha=args.race_alpha,
+                        log=args.log or [])
     plan = plan_sweep(space, opts)
     if args.dry_run:
         print(describe(plan))
@@ -522,7 +535,8 @@ def cmd_resume(args) -> int:
     from tune_sd.tune.sweep import SweepInterrupted, resume_sweep
 
     try:
-        exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose, trust=args.trust_storage)
+        exp_dir = resume_sweep(args.name, args.storage, args.address, verbose=args.verbose, trust=args.trust_storage,
+                               log=args.log)
     except SweepInterrupted as stop:
         print(status_table(stop.exp_dir))
         return 130
@@ -542,6 +556,13 @@ def cmd_export(args) -> int:
     from tune_sd.tune.results import export
     from tune_sd.store import find_sweep
 
+    if args.to:
+        from tune_sd.tune.tracking_export import export_to
+
+        exp_dir = find_sweep(args.name, args.storage)
+        targets = export_to(exp_dir, args.to)
+        print("logged " + ", ".join(map(str, targets)) + f" from {exp_dir}")
+        return 0
     curves, trials = export(find_sweep(args.name, args.storage), force=args.force)
     print(f"wrote {curves}\nwrote {trials}")
     return 0
@@ -579,9 +600,17 @@ def cmd_replay(args) -> int:
 def cmd_analyze(args) -> int:
     from tune_sd.analysis import analyze
 
-    analyze(args.names, storage=args.storage, out=args.out, k=args.k, top_k=args.top_k,
-            n_wrong=args.n_wrong, horizon=args.horizon, seed=args.seed, horizons=args.horizons,
-            until=args.until)  # prints its summary and the report path
+    if args.log:  # refused before the analysis runs
+        from tune_sd.tracking import parse_log
+
+        parse_log(args.log)
+    report = analyze(args.names, storage=args.storage, out=args.out, k=args.k, top_k=args.top_k,
+                     n_wrong=args.n_wrong, horizon=args.horizon, seed=args.seed, horizons=args.horizons,
+                     until=args.until)  # prints its summary and the report path
+    if args.log:
+        from tune_sd.tune.tracking_export import log_analysis
+
+        log_analysis(args.names[0], args.storage, args.log, Path(report).parent)
     return 0
 
 

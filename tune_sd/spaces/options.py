@@ -22,6 +22,18 @@ def _quick_set(key: str, value) -> dict:
     return flat
 
 
+def _log(key: str, value) -> list:
+    """``tune.log``: where the sweep also logs, ``wandb[=PROJECT]`` and ``mlflow[=URI]`` (one or a list)."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{key}: expected wandb[=PROJECT], mlflow[=URI] or a list of them")
+    for v in values:
+        service = v.partition("=")[0].strip().lower() if isinstance(v, str) else None
+        if service not in ("wandb", "mlflow"):
+            raise ConfigError(f"{key}: {v!r}: expected wandb[=PROJECT] or mlflow[=URI]")
+    return list(values)
+
+
 TUNE_OPTIONS: dict[str, Any] = {
     "metric": text(),
     "mode": choice("max", "min"),
@@ -46,6 +58,7 @@ TUNE_OPTIONS: dict[str, Any] = {
     "nonlearner_confidence": real(0.5, 1, hi_open=True),
     "race_alpha": real(0, 1, lo_open=True, hi_open=True),
     "quick_set": _quick_set,
+    "log": _log,
 }
 _LOWERCASE_OPTIONS = ("scheduler", "search")
 

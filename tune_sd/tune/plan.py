@@ -45,6 +45,7 @@ class SweepOptions:
     pack: str | int | None = None   # auto | off | P: trials of one shape key train as one population
     repeat: int = 1                 # seeds per sampled config (a `repeat` label)
     repeat_data: bool = False       # each repeat also draws its own input points (data.seed)
+    log: list[str] = field(default_factory=list)  # wandb[=PROJECT], mlflow[=URI]: where the sweep also logs
 
 
 @dataclass
@@ -57,6 +58,7 @@ class SweepPlan:
     settings: dict  # metric, mode, scheduler, search, num_samples, resources, ... (resolved)
     base: dict      # the space's base with what the sweep fixes (nested)
     fixed: dict     # what the sweep fixes on top of the space: dotted keys (tune: block, CLI, --quick)
+    tracking: dict = field(default_factory=dict)  # where it logs by default: wandb_project, mlflow_uri
 
     @property
     def exp_dir(self) -> Path:
@@ -150,8 +152,14 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
         settings["critic_from"] = critic_note
     name = opts.name or space.name
     storage = check_storage(storage_root(opts.storage), "--storage" if opts.storage else "$TUNE_SD_STORAGE")
+    from tune_sd.tracking import parse_log, resolve
+    from tune_sd.tune.tracking_export import defaults
+
+    tracking = defaults(space.path, space.name, storage)
+    log = parse_log(opts.log or tune_block.get("log"), "--log" if opts.log else f"{space.name}: tune.log")
+    settings["log"] = [str(t) for t in resolve(log, tracking["wandb_project"], tracking["mlflow_uri"])]
     plan = SweepPlan(space=space, name=name, storage=storage, settings=settings, base=base,
-                     fixed=fixed)
+                     fixed=fixed, tracking=tracking)
     from tune_sd.tune.packing.plan import settle_auto
 
     settle_auto(plan)

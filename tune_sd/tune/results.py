@@ -222,15 +222,12 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         avg = [r["avg_acc"] for r in rows if isinstance(r.get("avg_acc"), (int, float)) and math.isfinite(r["avg_acc"])]
         epochs = int(last.get("epoch", 0) or 0)
         target = trial.config.get("epochs", planned)
-        stopped_early = bool(status == "TERMINATED" and not error and target is not None and epochs < int(target))
-        stop_reason = _stop_reason(last, error, status, stopped_early, trial.trial_id in stops, scheduler)
+        ended = ending(last, status, error, target, scheduler, trial.trial_id in stops)
         trial_rows.append({
             "trial_id": trial.trial_id, "status": status, "epochs": epochs,
             "final_avg_acc": avg[-1] if avg else None, "best_avg_acc": max(avg) if avg else None,
-            "stopped_early": stopped_early, "checkpoint": _latest_checkpoint(trial.path, exp_dir),
-            "node": last.get("node"), "stop_reason": stop_reason,
-            "stop_epoch": epochs if stop_reason in ENDED_EARLY else None,
-            **{k: last.get(k) for k in STOP_EVIDENCE if stop_reason in STOPPED and k in last},
+            "stopped_early": ended.pop("stopped_early"), "checkpoint": _latest_checkpoint(trial.path, exp_dir),
+            "node": last.get("node"), **ended,
             "error": error, "experiment": experiment, "study": study,
             "path": relative_to_sweep(exp_dir, trial.path), **_regularize_summary(rows), **labels, **cfg_cols,
         })
@@ -241,6 +238,18 @@ def collect(exp_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if trials.empty:
         trials = pd.DataFrame(columns=TRIAL_COLUMNS)
     return curves, trials
+
+
+def ending(last: dict, status: str, error, target, scheduler: str, in_stops_file: bool = False) -> dict:
+    """How a trial ended, from its last result: ``stopped_early``, ``stop_reason``, ``stop_epoch`` and the
+    evidence of a stop decided on a config's seeds (the columns of trials.parquet; the end of a
+    trial's run in W&B and MLflow)."""
+    epochs = int(last.get("epoch", 0) or 0)
+    stopped_early = bool(status == "TERMINATED" and not error and target is not None and epochs < int(target))
+    stop_reason = _stop_reason(last, error, status, stopped_early, in_stops_file, scheduler)
+    return {"stopped_early": stopped_early, "stop_reason": stop_reason,
+            "stop_epoch": epochs if stop_reason in ENDED_EARLY else None,
+            **{k: last.get(k) for k in STOP_EVIDENCE if stop_reason in STOPPED and k in last}}
 
 
 def _stop_reason(last: dict, error, status: str, stopped_early: bool, in_stops_file: bool, scheduler: str) -> str:

@@ -277,12 +277,13 @@ _UNSET = object()
 
 
 def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None,
-                callbacks: list | None = None, verbose: bool = False, searched: list | None = None):
+                callbacks: list | None = None, verbose: bool = False, searched: list | None = None,
+                tracking=None):
     """Tune's run config. Ray's own status table only with ``verbose``; otherwise our progress line
     (progress.py). Our TensorBoard logger stands in for Tune's; the JSON and CSV loggers (Tune's, kept
     whole across a trial's restarts: trial_logs.py), which the Parquet export reads, are named so that
     they stay whatever the environment says. ``callbacks`` (the stop recorder) come first: they edit a
-    trial's last result before the loggers write it."""
+    trial's last result before the loggers write it. ``tracking`` (W&B, MLflow: tracking.py) comes last."""
     from ray import tune
 
     from tune_sd.tune.progress import SweepProgress, SweepReporter, describe_scheduler, progress_metrics
@@ -292,6 +293,8 @@ def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | No
     metrics = progress_metrics(settings)
     callbacks = list(callbacks or []) + [TrialJsonLogger(), TrialCsvLogger(), SweepTensorBoard(metrics, searched),
                  SweepProgress(epochs=int(settings["epochs"]), metrics=metrics)]
+    if tracking is not None:
+        callbacks.append(tracking)
     reporter = None
     if verbose:
         uri = f"{storage.rstrip('/')}/{plan_name}" if "://" in storage else str(Path(storage) / plan_name)
@@ -351,7 +354,10 @@ class SweepInterrupted(KeyboardInterrupt):
 
 def write_meta(plan: SweepPlan) -> None:
     meta = {"name": plan.name, "study": plan.space.name, "space_path": str(plan.space.path or ""),
-            "epochs": plan.settings["epochs"], "settings": plan.settings, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "epochs": plan.settings["epochs"], "settings": plan.settings, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            # where the sweep logs by default and what it searched: a resumed sweep, export --to and
+            # analyze --log log as the sweep does (tracking_export.py)
+            "tracking": plan.tracking, "searched": searched_keys(plan.space)}
     text = json.dumps(meta, indent=2, default=str)
     write_bytes(join(plan.exp_uri, META_FILE), text.encode())
 
@@ -380,6 +386,7 @@ def _run_claimed(plan: SweepPlan, address: str | None, dashboard: bool, verbose:
 
     started = connect(address, dashboard=dashboard)
     run = ""  # this driver run's registry (a packed sweep)
+    run_config = None
     try:
         write_meta(plan)
         param_space, searcher = _param_space_and_searcher(plan)
@@ -399,12 +406,13 @@ def _run_claimed(plan: SweepPlan, address: str | None, dashboard: bool, verbose:
 
             num_samples = len(repeat_points(plan))  # the sampled configs (or grid points) times the repeats
         _print_header(plan.name, plan.exp_uri, s, total=_total_trials(plan))
+        tracking = _tracking(s.get("log"), plan.name, plan.space.name, searched_keys(plan.space), plan.exp_uri, s)
         run, sizes = _start_packing(plan.name, s, plan)
         run_config = _run_config(plan.name, plan.storage, s,
                                  _swept_columns(plan.space, "." if s["search"] == "bayes" else "/",
                                                 s.get("repeat", 1) > 1),
                                  stop=_stopper(plan, recorder), callbacks=[recorder], verbose=verbose,
-                                 searched=searched_keys(plan.space))
+                                 searched=searched_keys(plan.space), tracking=tracking)
         tuner = tune.Tuner(
             _trainable(s, plan.name, run, sizes), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
@@ -417,10 +425,44 @@ def _run_claimed(plan: SweepPlan, address: str | None, dashboard: bool, verbose:
         _stop_packing(plan.name, run, plan.settings)
         if started:
             ray.shutdown()
-    exp_dir = finish(plan.exp_uri)
+    try:
+        exp_dir = finish(plan.exp_uri)
+    finally:  # the sweep's own tables first; then what the services were handed is written
+        _close_tracking(run_config)
     if interrupted:
         raise SweepInterrupted(exp_dir)
     return exp_dir
+
+
+def _tracking(log, name: str, study: str, searched, exp_dir, settings: dict, continued=None):
+    """The sweep's W&B and MLflow logging (tracking.py), or None where it logs nowhere; says where
+    it logs. ``continued``: the targets a resumed sweep logged to before."""
+    if not log:
+        return None
+    from tune_sd.tracking import parse_log
+
+    from tune_sd.tune.tracking import SweepTracking
+
+    targets = parse_log(log)
+    said = []
+    for t in targets:
+        if t.service == "wandb":
+            offline = os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun")
+            folder = os.environ.get("WANDB_DIR") or (f"{exp_dir}/wandb" if "://" not in str(exp_dir) else "./wandb")
+            said.append(f"W&B project {t.where}" + (f" (offline: {folder}; `wandb sync` it)" if offline else ""))
+        else:
+            said.append(f"MLflow {t.where}")
+    print("logging to " + ", ".join(said), file=sys.stderr, flush=True)
+    return SweepTracking(targets, name, study, searched, exp_dir, int(settings["epochs"]),
+                         str(settings.get("scheduler", "asha")), continued=set(continued or []) >= {str(t) for t in targets})
+
+
+def _close_tracking(run_config) -> None:
+    from tune_sd.tune.tracking import SweepTracking
+
+    for c in (getattr(run_config, "callbacks", None) or []):
+        if isinstance(c, SweepTracking):
+            c.close()
 
 
 def _say_if_interrupted(run_config, resume: str) -> bool:
@@ -483,11 +525,12 @@ def finish(exp_dir) -> str:
 
 
 def resume_sweep(name: str, storage: str | None = None, address: str | None = None, verbose: bool = False,
-                 trust: bool = False) -> Path:
+                 trust: bool = False, log: list[str] | None = None) -> Path:
     """Continue an interrupted sweep: unfinished and errored trials go on from their checkpoints. Tune's
     restore unpickles the sweep's files: only from storage the user trusts (trust.py; ``trust``: they said so).
     Its experiment state is checked first (resume_check.py): a damaged one is refused, nothing changed;
-    no trial runs past the epochs it planned; the folder is this driver's while it runs."""
+    no trial runs past the epochs it planned; the folder is this driver's while it runs. ``log``: where to
+    log (``--log``; default: where the sweep logged)."""
     from tune_sd.tune.resume_check import check_experiment_state
     from tune_sd.tune.trust import check_resume_trusted
 
@@ -499,12 +542,18 @@ def resume_sweep(name: str, storage: str | None = None, address: str | None = No
     if "://" not in str(exp_dir):
         check_storage(str(exp_dir), "the sweep folder")
     with claim_sweep(exp_dir, f"tune-sd resume {Path(str(exp_dir)).name}"):
-        return _resume_claimed(exp_dir, address, verbose, planned)
+        return _resume_claimed(exp_dir, address, verbose, planned, log)
 
 
-def _resume_claimed(exp_dir, address: str | None, verbose: bool, planned: dict) -> Path:
+def _resume_claimed(exp_dir, address: str | None, verbose: bool, planned: dict, log: list[str] | None) -> Path:
     meta = read_meta(exp_dir)
     settings = meta.get("settings") or dict(DEFAULTS)
+    logged = list(settings.get("log") or [])
+    if log:
+        from tune_sd.tune.tracking_export import sweep_targets
+
+        storage_of = str(exp_dir).rstrip("/").rpartition("/")[0]
+        settings = {**settings, "log": [str(t) for t in sweep_targets(log, meta, storage_of)]}
     _quiet_ray_output()
     import ray
     from ray import tune
@@ -513,12 +562,13 @@ def _resume_claimed(exp_dir, address: str | None, verbose: bool, planned: dict) 
 
     started = connect(address)
     run = ""
+    run_config = None
     try:
         name = meta.get("name") or Path(str(exp_dir)).name
         run, sizes = _start_packing(name, settings)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings, name, run, sizes, planned),
                                    resume_unfinished=True, resume_errored=True)
-        run_config = _restored_output(tuner, exp_dir, settings, verbose)
+        run_config = _restored_output(tuner, exp_dir, settings, verbose, meta, logged)
         tuner.fit()
         interrupted = False
         if run_config is not None:
@@ -528,13 +578,17 @@ def _resume_claimed(exp_dir, address: str | None, verbose: bool, planned: dict) 
         _stop_packing(meta.get("name") or Path(str(exp_dir)).name, run, settings)
         if started:
             ray.shutdown()
-    finish(exp_dir)
+    try:
+        finish(exp_dir)
+    finally:
+        _close_tracking(run_config)
     if interrupted:
         raise SweepInterrupted(exp_dir)
     return exp_dir
 
 
-def _restored_output(tuner, exp_dir, settings: dict, verbose: bool) -> None:
+def _restored_output(tuner, exp_dir, settings: dict, verbose: bool, meta: dict | None = None,
+                     logged: list | None = None):
     """The terminal and TensorBoard of a resumed sweep are this run's: Tune restores the run config
     saved with the sweep (its reporter, verbosity and callbacks, older sweeps' included), so they
     are set again, as run_sweep sets them. Tuner keeps that config in its local tuner (not in Ray
@@ -552,7 +606,11 @@ def _restored_output(tuner, exp_dir, settings: dict, verbose: bool) -> None:
     # the restored TensorBoard logger knows which keys the sweep searched (the space is not at hand here)
     searched = next((getattr(c, "searched", None) for c in (config.callbacks or [])
                      if type(c).__name__ == "SweepTensorBoard"), None)
-    fresh = _run_config(name, storage, settings, callbacks=recorders, verbose=verbose, searched=searched)
+    meta = meta or {}
+    tracking = _tracking(settings.get("log"), name, meta.get("study", ""), meta.get("searched", searched), exp_dir,
+                         settings, continued=logged)
+    fresh = _run_config(name, storage, settings, callbacks=recorders, verbose=verbose, searched=searched,
+                        tracking=tracking)
     config.callbacks = fresh.callbacks
     config.progress_reporter = fresh.progress_reporter
     config.verbose = fresh.verbose

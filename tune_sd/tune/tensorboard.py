@@ -22,7 +22,6 @@ Tune's JSON and CSV loggers, which the Parquet export reads, are left as they ar
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -33,6 +32,7 @@ from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, DONE, SHOULD_CHECKP
 
 from tune_sd.seeds import without_seeds
 from tune_sd.store import LABELS
+from tune_sd.tracking.names import group_name
 
 from tune_sd.tune.report_rows import expand
 
@@ -89,13 +89,14 @@ def _lookup(config: dict, dotted: str):
     return node
 
 
-def session_group(trial, hparams: dict) -> str:
-    """The HParams session group of a trial: for a repeated config (a ``repeat`` label), a name made
-    from its values, shared by its seeds; otherwise "" (the plugin then makes each trial its own group)."""
+def session_group(trial, hparams: dict, searched=None) -> str:
+    """The HParams session group of a trial: for a repeated config (a ``repeat`` label), its name as a
+    person knows it (its variant, else its searched values in short: ``lr=1e-4 gp=1e-5``; the W&B group
+    and MLflow parent run of its seeds alike), shared by its seeds; otherwise "" (the plugin then makes
+    each trial its own group)."""
     if "repeat" not in (trial.config or {}):
         return ""
-    text = json.dumps(sorted(hparams.items(), key=lambda kv: kv[0]), default=str)
-    return "config-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    return group_name(trial.config, searched if searched is not None else [k for k in hparams if k not in LABELS])
 
 
 class SweepTensorBoard(TBXLoggerCallback):
@@ -182,7 +183,8 @@ class SweepTensorBoard(TBXLoggerCallback):
                                            display_name=f"{kind} {metric}")
                         for metric, _ in self.metrics for kind in ("final", "best")]
         experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos)
-        start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time(), group_name=session_group(trial, values))
+        start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time(),
+                                                    group_name=session_group(trial, values, self.searched))
         for key, value in values.items():
             field = ("bool_value" if isinstance(value, bool) else "number_value" if isinstance(value, Number)
                      else "string_value")
