@@ -471,7 +471,7 @@ def _fits(args) -> bool:
     (--quick) scale grace and window to 40 % of the epochs instead."""
     from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
 
-    return NonLearnerSettings().grace <= args.epochs / 2
+    return NonLearnerSettings().at(None).grace <= args.epochs / 2
 
 
 def grace_of(args) -> int:
@@ -479,7 +479,7 @@ def grace_of(args) -> int:
 
     if args.grace is not None:
         return args.grace
-    return NonLearnerSettings().grace if _fits(args) else int(args.epochs * 0.4)
+    return NonLearnerSettings().at(None).grace if _fits(args) else int(args.epochs * 0.4)
 
 
 def window_of(args) -> int:
@@ -487,7 +487,7 @@ def window_of(args) -> int:
 
     if args.window is not None:
         return args.window
-    return NonLearnerSettings().window if _fits(args) else int(args.epochs * 0.4)
+    return NonLearnerSettings().at(None).window if _fits(args) else int(args.epochs * 0.4)
 
 
 def main():

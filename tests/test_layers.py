@@ -95,6 +95,7 @@ def foreign(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
     ("tune_sd.tune.stopping.nonlearner", ("ray", "torch", "tune_sd.analysis")),
     ("tune_sd.tune.stopping.race", ("ray", "torch", "tune_sd.analysis")),
     ("tune_sd.tune.stopping.seed_pool", ("ray", "torch", "tune_sd.analysis")),
+    ("tune_sd.tune.stopping.describe", ("ray", "torch", "tune_sd.analysis")),
     ("tune_sd.tune.packing.plan", ("ray", "tune_sd.analysis")),
     # logging to W&B and MLflow: a finished sweep (export --to) and the analysis log without Ray
     ("tune_sd.tracking", ("ray", "tune_sd.tune", "tune_sd.analysis", "tune_sd.cli")),

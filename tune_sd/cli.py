@@ -15,7 +15,8 @@ from pathlib import Path
 from tune_sd import __version__
 from tune_sd.errors import UserError
 from tune_sd.tune.choices import DEFAULTS, LADDER_QUICK, QUICK, SCHEDULERS, SEARCHES
-from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
+from tune_sd.tune.stopping.nonlearner import (GRACE, GRACE_MAX, GRACE_SHARE, WINDOW, WINDOW_MAX, WINDOW_SHARE,
+                                              NonLearnerSettings)
 from tune_sd.tune.stopping.race import RaceSettings
 
 # options that several commands share, each declared once; a command takes them through
@@ -233,8 +234,12 @@ def _stopping_flags() -> argparse.ArgumentParser:
     p.add_argument("--reduction-factor", type=float,
                    help=f"asha: reduction factor (default {DEFAULTS['reduction_factor']:g})")
     nl = NonLearnerSettings()
-    p.add_argument("--nonlearner-grace", type=int, metavar="E", help=f"nonlearner: epochs before a stop (default {nl.grace})")
-    p.add_argument("--nonlearner-window", type=int, metavar="E", help=f"nonlearner: epochs looked at (default {nl.window})")
+    p.add_argument("--nonlearner-grace", type=int, metavar="E",
+                   help=f"nonlearner: epochs before a stop (default {GRACE_SHARE:.0%} of the planned epochs, within "
+                        f"{GRACE}..{GRACE_MAX})")
+    p.add_argument("--nonlearner-window", type=int, metavar="E",
+                   help=f"nonlearner: epochs looked at (default {WINDOW_SHARE:.0%} of the planned epochs, within "
+                        f"{WINDOW}..{WINDOW_MAX})")
     p.add_argument("--nonlearner-margin", type=float, metavar="M",
                    help=f"nonlearner: avg_acc within 0.5 +- M counts as chance (default {nl.margin:g})")
     p.add_argument("--nonlearner-confidence", type=float, metavar="C",

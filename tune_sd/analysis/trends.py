@@ -272,7 +272,10 @@ def name_of(f) -> str:
         return "rise-then-drop"
     # features of tables written before the fifth name lack the fall: NaN, never a drop-and-recover
     fall, rel_fall, recovery = (_get(f, k) for k in ("fall", "rel_fall", "recovery"))
-    if rel_fall >= DROP_MIN and fall >= DROP_ABS and recovery >= RECOVER_MIN and recovery * fall >= DROP_ABS:
+    # a curve that won back more than its fall ends above the level it fell from: it improved past an
+    # early bump (t3c of the long record: 0.62 in its first 300 epochs, 0.54 by 3 000, 0.73 at the end)
+    if (rel_fall >= DROP_MIN and fall >= DROP_ABS and RECOVER_MIN <= recovery < 1
+            and recovery * fall >= DROP_ABS):
         return DROP_AND_RECOVER
     if f["late_gain"] >= LATE_MIN:
         return "slow-improver"

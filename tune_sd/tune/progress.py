@@ -31,6 +31,8 @@ import time
 
 from ray.tune import Callback, CLIReporter
 
+from tune_sd.tune.stopping.describe import describe_scheduler  # noqa: F401 (header() and callers)
+
 #: seconds between two progress lines (at most one line per interval; events in between are summed up)
 PROGRESS_EVERY_ENV = "TUNE_SD_PROGRESS_EVERY"
 DEFAULT_EVERY_S = 10.0
@@ -44,44 +46,6 @@ def progress_metrics(settings: dict) -> tuple[tuple[str, str], ...]:
     own = (settings.get("metric", "avg_acc"), settings.get("mode", "max"))
     task = TASK_METRICS.get(settings.get("task", "sd"), ())
     return (own, *(m for m in task if m[0] != own[0]))
-
-
-def describe_scheduler(settings: dict) -> str:
-    """The scheduler and stopper a sweep runs, in words (what Ray's table gets wrong for the stopper)."""
-    from tune_sd.tune.stopping.schedulers import default_grace_period, uses_nonlearner
-    from tune_sd.tune.stopping.nonlearner import nonlearner_settings
-
-    name = str(settings.get("scheduler", "asha"))
-    base = name.replace("+nonlearner", "").replace("nonlearner", "fifo")
-    epochs = int(settings["epochs"])
-    grace = settings.get("grace_period") or default_grace_period(epochs, int(settings["report_every"]))
-    grace = min(grace, epochs)
-    if base == "asha":
-        what = f"ASHA (grace {grace} epochs, reduction factor {float(settings.get('reduction_factor') or 3):g})"
-    elif base == "median":
-        what = f"the median stopping rule (grace {grace} epochs)"
-    elif base == "race":
-        from tune_sd.tune.stopping.race import race_plan
-
-        rungs, alpha = race_plan(epochs=epochs, report_every=int(settings["report_every"]),
-                                 grace_period=settings.get("grace_period"),
-                                 reduction_factor=settings.get("reduction_factor"),
-                                 repeat=int(settings.get("repeat") or 1), race_alpha=settings.get("race_alpha"))
-        what = (f"a race of the configs' {settings.get('repeat')} seeds at epochs {', '.join(map(str, rungs))} "
-                f"(rank test against the best config, alpha {alpha:g} over the rungs)")
-    else:
-        what = "FIFO (no rank-based early stopping)"
-    if base in ("asha", "median") and int(settings.get("repeat") or 1) > 1:
-        what += f" over configs (the median of each config's {settings.get('repeat')} seeds; its seeds stop together)"
-    if uses_nonlearner(name):
-        nl = nonlearner_settings(settings)
-        what += (f" + the non-learner stopper (grace {nl.grace}, window {nl.window} epochs, margin {nl.margin:g}, "
-                 f"confidence {nl.confidence:g}")
-        if int(settings.get("repeat") or 1) > 1:
-            what += "; each config's seeds judged together"
-        # the stopper first looks at a trial after its grace period
-        what += f"; it stops none: trials end at epoch {epochs})" if nl.grace >= epochs else ")"
-    return what
 
 
 def header(name: str, exp_uri, settings: dict, total: int | None = None, resumed: bool = False) -> str:

@@ -40,6 +40,10 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
              f"{samples}, epochs {s['epochs']}, report every {s['report_every']}, "
              f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial",
              f"trials: {_total_trials(plan)}"]
+    from tune_sd.tune.stopping.describe import describe_scheduler  # no Ray: the words of the plan
+
+    # the effective settings for this run's planned epochs: the grace, window and rungs a trial is judged by
+    lines.append(f"stopping: {describe_scheduler(s)}")
     if s.get("critic_from"):
         path = plan.fixed["critic.path"]
         lines.append(f"critic: {s['critic_from']}" + ("" if path in s["critic_from"] else f" ({path})"))
@@ -247,7 +251,7 @@ def _swept_columns(space, sep: str = "/", repeat: bool = False) -> dict:
 
 
 def _stopper(plan: "SweepPlan", recorder=None):
-    from tune_sd.tune.stopping.schedulers import uses_nonlearner
+    from tune_sd.tune.stopping.describe import uses_nonlearner
     from tune_sd.tune.stopping.nonlearner_stopper import NonLearnerStopper
 
     if not uses_nonlearner(plan.settings["scheduler"]):

@@ -15,24 +15,66 @@ from tune_sd.tune.stopping.config_seeds import ConfigSeeds
 
 @dataclass
 class NonLearnerSettings:
+    """The rule's settings as a sweep gives them. ``grace`` and ``window`` left as None scale with each
+    trial's planned epochs (:meth:`at`): the defaults were chosen on 3 000-epoch runs and hold up to
+    25 000 epochs; on the notebook's 100 000-epoch runs a seed may sit at chance for its first 5 000
+    epochs and then learn (t4b, t3c of the trend examples), so the grace and the window grow with the
+    run, up to a bound (:func:`scaled_window`; docs/early-stopping.md)."""
+
     # chosen with benchmarks/early_stopping.py --sweep-params (docs/early-stopping.md): no learner of
     # 12 sd-study trials x 3000 epochs stopped, every non-learner stopped, 9 of 10 synthetic learners
     # slower than those kept; margin 0.1 is the analysis' own non-learner line (peak < chance + 0.1)
-    grace: int = 1500        # epochs before a trial can be stopped
-    window: int = 2000       # epochs looked at
+    grace: int | None = None    # epochs before a trial can be stopped (None: GRACE, or GRACE_SHARE of the run)
+    window: int | None = None   # epochs looked at (None: WINDOW, or WINDOW_SHARE of the run)
     margin: float = LEARN_MARGIN  # "at chance": avg_acc within 0.5 +- margin over the whole window
     confidence: float = 0.8  # an upward trend must be this significant to keep a trial at chance
 
     def check(self) -> "NonLearnerSettings":
         from tune_sd.errors import ConfigError
 
-        if self.grace < 0 or self.window <= 0:
-            raise ConfigError(f"nonlearner: grace must be >= 0 and window > 0 (got {self.grace}, {self.window})")
+        grace, window = self.at(None).grace, self.at(None).window
+        if grace < 0 or window <= 0:
+            raise ConfigError(f"nonlearner: grace must be >= 0 and window > 0 (got {grace}, {window})")
         if not 0 < self.margin < 0.5:
             raise ConfigError(f"nonlearner: margin must be in (0, 0.5) (got {self.margin})")
         if not 0.5 <= self.confidence < 1:
             raise ConfigError(f"nonlearner: confidence must be in [0.5, 1) (got {self.confidence})")
         return self
+
+    def at(self, planned: float | None) -> "NonLearnerSettings":
+        """The settings a trial of ``planned`` epochs is judged by (None: not known, the fixed defaults):
+        what the sweep gave, else the defaults scaled to the run."""
+        grace, window = scaled_window(planned)
+        return NonLearnerSettings(self.grace if self.grace is not None else grace,
+                                  self.window if self.window is not None else window, self.margin, self.confidence)
+
+    def describe(self, planned: float | None) -> str:
+        """The effective grace and window for a run of ``planned`` epochs, as --dry-run and replay say them."""
+        s = self.at(planned)
+        scaled = [k for k in ("grace", "window") if getattr(self, k) is None]
+        how = f" for {int(planned)} planned epochs" if scaled and planned and self.at(None) != s else ""
+        return f"grace {s.grace}, window {s.window}{how}, margin {s.margin:g}, confidence {s.confidence:g}"
+
+
+# The defaults, by the planned epochs P of a trial's run: grace = GRACE_SHARE * P and window =
+# WINDOW_SHARE * P, each kept within [GRACE, GRACE_MAX] and [WINDOW, WINDOW_MAX]. Runs of up to 3 333
+# epochs keep the defaults chosen on 3 000-epoch runs; from 13 333 epochs on the rule waits 6 000 epochs
+# and looks at 3 000. On the long record (tests/data/long_record.parquet: the trend examples t1a, t2b,
+# t3c, t4b, t4c, t4d x 3 seeds x 100 000 epochs) the slowest starters sit at chance until epoch 5 300
+# (t4b) and rise from 0.54 at 3 000 to 0.60 at 10 000 (t3c): judged one seed per config, cut at 5 000,
+# 10 000, 20 000 and 100 000 planned epochs, these settings cut none of them and stop the one seed that
+# never learns (t4d, peak 0.58) at epoch 6 700 of 100 000; a fixed 1 500 / 2 000 cut three of them.
+GRACE, WINDOW = 1500, 2000
+GRACE_MAX, WINDOW_MAX = 6000, 3000
+GRACE_SHARE, WINDOW_SHARE = 0.45, 0.3
+
+
+def scaled_window(planned: float | None) -> tuple[int, int]:
+    """(grace, window) of the rule's defaults for a run of ``planned`` epochs (None: not known)."""
+    if planned is None or not math.isfinite(planned) or planned <= 0:
+        return GRACE, WINDOW
+    return (min(GRACE_MAX, max(GRACE, int(round(GRACE_SHARE * planned)))),
+            min(WINDOW_MAX, max(WINDOW, int(round(WINDOW_SHARE * planned)))))
 
 
 def slope_fit(groups: list[tuple[list[float], list[float]]]):
@@ -110,7 +152,10 @@ def report_point(result: dict) -> tuple[float, float, float] | None:
 
 
 def is_non_learner(history: list[tuple[float, float, float]], s: NonLearnerSettings) -> bool:
-    """history: (epoch, avg_acc, acc_report) per report, in order."""
+    """history: (epoch, avg_acc, acc_report) per report, in order; ``s``: the settings of this trial's
+    run (:meth:`NonLearnerSettings.at`). A trial that left the margin once has learned (a rise then a
+    drop back to chance is a learner's curve): :class:`SeedRule` keeps it before asking this."""
+    s = s.at(None) if s.grace is None or s.window is None else s
     if not history or history[-1][0] < s.grace:
         return False
     last = history[-1][0]
@@ -215,11 +260,20 @@ class SeedRule(ConfigSeeds):
         self.stopped: dict[str, Evidence] = {}  # config -> the evidence its seeds stopped on
         self.planned: dict[str, float] = {}  # trial -> its planned epochs (the config's ``epochs``)
         self.before: set[str] = set()  # trials that ended before a resume: their last result is all there is
+        # trials whose avg_acc left the margin at some report: they learned, and are never non-learners
+        # (t2b of the trend examples learns to 0.70-0.77 by epoch 3 500, then drops back to 0.59-0.66)
+        self.learned: set[str] = set()
 
     def __setstate__(self, state: dict) -> None:
         # a rule pickled with a sweep by an older version (resume restores it) lacks the newer state
         self.__dict__.update(state)
         self.__dict__.setdefault("before", set())
+        if "learned" not in self.__dict__:
+            self.learned = {t for t, h in self.history.items() if not _at_chance(h, self.settings.margin)}
+
+    def settings_of(self, trial_id: str) -> NonLearnerSettings:
+        """The settings a trial is judged by: the sweep's, with the defaults scaled to its planned epochs."""
+        return self.settings.at(self.planned.get(str(trial_id)))
 
     def report(self, trial_id: str, point: tuple[float, float, float], config: str | None = None,
                planned: float | None = None) -> Evidence | None:
@@ -235,6 +289,8 @@ class SeedRule(ConfigSeeds):
             while history and history[-1][0] >= point[0]:
                 history.pop()
         history.append(point)
+        if not CHANCE - self.settings.margin < point[1] < CHANCE + self.settings.margin:
+            self.learned.add(trial_id)
         self.reporting(trial_id)
         self.before.discard(trial_id)
         if key in self.stopped:
@@ -244,13 +300,14 @@ class SeedRule(ConfigSeeds):
             if joint is not None:
                 self.stopped[key] = joint
                 return joint
-        if not is_non_learner(history, self.settings):
+        s = self.settings_of(trial_id)
+        if trial_id in self.learned or not is_non_learner(history, s):
             return None
         common = self._common_epoch(trial_id, key)
         if common is None or (common < point[0]
-                              and not is_non_learner([h for h in history if h[0] <= common], self.settings)):
+                              and not is_non_learner([h for h in history if h[0] <= common], s)):
             return None
-        own = _window(history, self.settings.window)
+        own = _window(history, s.window)
         return Evidence("slope", [trial_id], [point[0]], slope_p(_groups([own])))
 
     def ended_before(self, trial_id: str, point: tuple[float, float, float] | None, config: str | None = None) -> None:
@@ -261,15 +318,19 @@ class SeedRule(ConfigSeeds):
         if not self.join(trial_id, config if self.repeat > 1 and config is not None else trial_id):
             return
         self.history[trial_id] = [point] if point is not None else []
+        if point is not None and not _at_chance([point], self.settings.margin):
+            self.learned.add(trial_id)
         self.before.add(trial_id)
         self.ended.add(trial_id)
 
     def learning(self, trial_id: str) -> bool:
-        """A seed learns: its avg_acc left the margin in its last window, or its reports rise there."""
+        """A seed learns: its avg_acc left the margin at some report, or its reports rise in its last window."""
         history = self.history.get(trial_id)
+        if trial_id in self.learned:
+            return True
         if not history:
             return False
-        s = self.settings
+        s = self.settings_of(trial_id)
         window = _window(history, s.window)
         if not _at_chance(window, s.margin):
             return True
@@ -296,8 +357,11 @@ class SeedRule(ConfigSeeds):
         return common
 
     def _joint(self, key: str) -> Evidence | None:
-        s = self.settings
         members = self.members[key]
+        if any(m in self.learned for m in members):
+            return None  # a seed learned: the config is a learner
+        planned = [self.planned[m] for m in members if m in self.planned]
+        s = self.settings.at(min(planned) if planned else None)
         if not self.complete(key):
             return None  # a seed has not reported yet: nothing is known of it
         # seeds that ended before a resume are known by their last result only: one that learned keeps the

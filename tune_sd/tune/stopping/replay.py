@@ -329,8 +329,10 @@ def summary(rec: Record, ends: dict) -> dict:
             "best kept": bool(best["stopped"] == 0), "best": best["config"]}
 
 
-def race_bootstrap(rec: Record, rungs: list[int], alpha: float, n: int, seed: int = 0, near: float = 0.01) -> dict:
-    """Over ``n`` resamples of each config's seeds (with replacement, R of R), the share in which the best
+def race_bootstrap(rec: Record, rungs: list[int], alpha: float, n: int, seed: int = 0, near: float = 0.01,
+                   seeds: int | None = None) -> dict:
+    """Over ``n`` resamples of each config's seeds (with replacement, ``seeds`` of R: R where not given; more
+    than R asks how a sweep of more seeds would race), the share in which the best
     config by final median survives the race (``kept``), the share in which it or one within ``near`` of
     its final median survives (``near_kept``), and the mean share of epochs saved (``saved``)."""
     import numpy as np
@@ -342,9 +344,9 @@ def race_bootstrap(rec: Record, rungs: list[int], alpha: float, n: int, seed: in
     for _ in range(n):
         reps, keys = {}, {}
         for key, tids in configs.items():
-            for j, tid in enumerate(rng.choice(tids, size=len(tids), replace=True)):
+            for j, tid in enumerate(rng.choice(tids, size=seeds or len(tids), replace=True)):
                 reps[f"{tid}#{j}"], keys[f"{tid}#{j}"] = rec.reports[tid], key
-        boot = Record(rec.name, reps, keys, rec.labels, rec.repeat, rec.settings, rec.report_every, rec.exact)
+        boot = Record(rec.name, reps, keys, rec.labels, seeds or rec.repeat, rec.settings, rec.report_every, rec.exact)
         ends = replay_race(boot, rungs, alpha)
         finals = final_medians(boot)
         top = max(finals.values())
@@ -388,7 +390,7 @@ def replay(rec: Record, rule: str, *, grace_period: int | None = None, reduction
     repeat = rec.repeat if repeat is None else repeat
     if rule == NONLEARNER:
         s = nonlearner_of(rec, **(nonlearner or {}))
-        how = (f"nonlearner grace {s.grace}, window {s.window}, margin {s.margin}, confidence {s.confidence}"
+        how = (f"nonlearner {s.describe(rec.epochs)}"
                + (f", {repeat} seeds per config judged together" if repeat > 1 else ", each trial alone"))
         return replay_nonlearner(rec, s, repeat), how
     if rule == RACE:

@@ -245,5 +245,3 @@ def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: i
     return scheduler
 
 
-def uses_nonlearner(name: str) -> bool:
-    return "nonlearner" in name

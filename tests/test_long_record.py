@@ -1,0 +1,140 @@
+"""The long-horizon record (tests/data/long_record.parquet, made by benchmarks/long_record.py): the
+notebook's trend examples t1a, t2b, t3c, t4b, t4c, t4d, 3 seeds each, trained 100 000 epochs (FIFO,
+packed). The stopping rules, the race and the trend rule are replayed on these real long curves; no
+training. A config (6) is the unit: its 3 seeds are repeats of one experiment."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tune_sd.outcomes import LEARN_LINE
+from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
+from tune_sd.tune.stopping.replay import outcome, race_bootstrap, race_settings, replay, replay_nonlearner, summary
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import long_record  # noqa: E402
+
+from synthetic_sweeps import SYNTHETIC_NODE, write_experiment, write_trial  # noqa: E402
+
+EPOCHS = 100_000
+
+
+@pytest.fixture(scope="module")
+def record() -> pd.DataFrame:
+    return long_record.load()
+
+
+def learned_by(record: pd.DataFrame, epochs: int) -> pd.Series:
+    """Per trial: whether its avg_acc reached the learning line by ``epochs``."""
+    cut = record[record.epoch <= epochs]
+    return cut.groupby("trial_id")["avg_acc"].max() >= LEARN_LINE
+
+
+def test_the_record_holds_the_long_sweep(record):
+    assert set(long_record.COLUMNS) <= set(record.columns)
+    per = record.groupby("trial_id").agg(variant=("variant", "first"), reports=("epoch", "size"),
+                                         first=("epoch", "min"), last=("epoch", "max"), planned=("planned", "first"))
+    assert sorted(per.variant.unique()) == sorted(long_record.VARIANTS)
+    assert per.groupby("variant").size().eq(3).all()  # 3 seeds per config
+    assert (per["last"] == EPOCHS).all() and (per.planned == EPOCHS).all() and (per.reports == EPOCHS // 25).all()
+    assert record.groupby("variant")["seed"].nunique().eq(3).all()
+    assert record[["avg_acc", "acc_mean", "acc_report"]].notna().all().all()
+    # every config learns by the end (one of t4d's seeds never does: the record's only non-learner)
+    learned = learned_by(record, EPOCHS)
+    assert learned.groupby(per.variant).sum().to_dict() == {"t1a": 3, "t2b": 3, "t3c": 3, "t4b": 3, "t4c": 3, "t4d": 2}
+
+
+@pytest.mark.parametrize("epochs", [10_000, 20_000, 100_000])
+@pytest.mark.parametrize("per_seed", [True, False], ids=["one seed per config", "seeds together"])
+def test_the_nonlearner_rule_cuts_no_learner_at_any_horizon(record, epochs, per_seed):
+    # a study of `epochs` planned epochs, with the sweep's default settings (scaled to its length)
+    rec = long_record.as_replay(long_record.cut_at(record, epochs), per_seed=per_seed)
+    ends = replay_nonlearner(rec, NonLearnerSettings(), rec.repeat)
+    learned = learned_by(record, epochs)
+    cut = sorted(t for t in ends if learned[t.split("#")[0]])
+    assert cut == [], f"stopped seeds that learn by epoch {epochs}: {cut}"
+    if per_seed:
+        # the seed that never learns is stopped, before a tenth of a 100 000-epoch run
+        never = [t for t, ok in learned.items() if not ok]
+        assert sorted(ends) == never
+        if epochs == EPOCHS:
+            assert all(ends[t][0] < EPOCHS / 10 for t in never)
+    else:
+        assert ends == {}  # every config has a learning seed: none is a non-learner config
+
+
+def test_a_fixed_grace_cut_the_slow_starters(record):
+    # what the defaults of 3 000-epoch runs (grace 1 500, window 2 000) do to one seed per config at
+    # 100 000 epochs: t4b's and t3c's slow seeds and a late t2b seed are cut
+    rec = long_record.as_replay(record, per_seed=True)
+    ends = replay_nonlearner(rec, NonLearnerSettings(grace=1500, window=2000), 1)
+    learned = learned_by(record, EPOCHS)
+    variants = record.groupby("trial_id")["variant"].first()
+    assert sorted(variants[t] for t in ends if learned[t]) == ["t2b", "t3c", "t4b"]
+
+
+@pytest.mark.parametrize("rule", ["asha", "median"])
+def test_asha_and_the_median_rule_keep_the_best_config(record, rule):
+    rec = long_record.as_replay(record)
+    ends, how = replay(rec, rule)
+    s = summary(rec, ends)
+    assert s["best kept"] and s["best"] == "t1a", (how, s)
+    # ASHA ranks: it keeps the top third at each rung, so it cuts configs that learn (all of these do)
+    per = outcome(rec, ends)
+    cut = per[per.stopped > 0]
+    assert (cut["final median"] < per[per.best]["final median"].iloc[0]).all()
+
+
+def test_the_race_keeps_the_best_config_or_one_as_good(record):
+    # the race needs 4 seeds per config: each config's 4 are drawn from its 3 recorded ones
+    rec = long_record.as_replay(record)
+    rungs, alpha = race_settings(rec, repeat=4)
+    assert rungs[0] >= EPOCHS // 27 and rungs[-1] < EPOCHS
+    boot = race_bootstrap(rec, rungs, alpha, n=20, seed=0, seeds=4)
+    assert boot["near_kept"] >= 0.9, boot  # the best, or a config within 0.01 of its final median
+    assert boot["saved"] > 0.3, boot
+
+
+def test_the_trend_rule_names_the_long_record(record):
+    along, table = long_record.trends_on(record)
+    final = along[along.horizon == 1.0].set_index("trial_id")
+    names = final.groupby("config")["trend"].agg(lambda s: s.value_counts().to_dict())
+    assert names["t1a"] == {"fast-plateau": 3}            # trend 1: learns quickly and stays
+    assert names["t2b"] == {"rise-then-drop": 3}          # trend 2: learns quickly, then drops
+    assert names["t4d"]["non-learner"] == 1               # the one seed that never learned
+    held = table.set_index("config")
+    assert held.loc["t1a", "holds from epoch"] == 10_000  # named from the first horizon on
+    assert held.loc["t2b", "holds from epoch"] == 20_000  # a fast-plateau at 10 000, dropped by 20 000
+    assert held.loc["t2b", "along the run"] == "fast-plateau → rise-then-drop"
+    assert not held["cut short"].any()
+    # the non-learner seed is one at every horizon: a curve that never reached the line
+    lone = along[along.trend == "non-learner"]
+    assert lone.trial_id.nunique() == 1 and len(lone) == along.horizon.nunique()
+
+
+@pytest.mark.slow
+def test_analyze_reports_the_trends_along_the_long_record(record, tmp_path):
+    from tune_sd.analysis.pipeline import analyze
+
+    folder = tmp_path / "trend-long"
+    folder.mkdir()
+    tids = []
+    for tid, c in record.groupby("trial_id", sort=True):
+        cfg = {"variant": str(c.variant.iloc[0]), "repeat": int(c.repeat.iloc[0]), "epochs": EPOCHS,
+               "avg_hor": int(c.avg_hor.iloc[0]), "report_every": 25, "seed": int(c.seed.iloc[0])}
+        reports = c[["epoch", "avg_acc", "acc_mean", "acc_report"]].assign(acc=c.acc_mean)
+        write_trial(folder, str(tid), cfg, reports.astype(np.float64).reset_index(drop=True), SYNTHETIC_NODE,
+                    "completed")
+        tids.append(str(tid))
+    write_experiment(folder, "trend-long", "trend-examples", EPOCHS, tids)
+    report = analyze([str(folder)], out=str(tmp_path / "analysis"))
+    html = Path(report).read_text()
+    assert "Trends along the run" in html
+    along = pd.read_parquet(tmp_path / "analysis" / "trends_along.parquet")
+    assert along.trial_id.nunique() == 18
+    t2b = along[(along.config_trend.notna()) & (along.trial_id.isin(record[record.variant == "t2b"].trial_id))] \
+        if "config_trend" in along else along[along.trial_id.isin(record[record.variant == "t2b"].trial_id)]
+    assert (t2b[t2b.horizon == 1.0].trend == "rise-then-drop").all()
