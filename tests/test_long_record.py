@@ -3,28 +3,47 @@ notebook's trend examples t1a, t2b, t3c, t4b, t4c, t4d, 3 seeds each, trained 10
 packed). The stopping rules, the race and the trend rule are replayed on these real long curves; no
 training. A config (6) is the unit: its 3 seeds are repeats of one experiment."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tune_sd.analysis.horizons import along_the_run, trends_along
 from tune_sd.outcomes import LEARN_LINE
 from tune_sd.tune.stopping.nonlearner import NonLearnerSettings
-from tune_sd.tune.stopping.replay import outcome, race_bootstrap, race_settings, replay, replay_nonlearner, summary
+from tune_sd.tune.stopping.replay import (outcome, race_bootstrap, race_settings, record_from_curves, replay,
+                                          replay_nonlearner, summary)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import long_record  # noqa: E402
+from synthetic_sweeps import SYNTHETIC_NODE, write_experiment, write_trial
 
-from synthetic_sweeps import SYNTHETIC_NODE, write_experiment, write_trial  # noqa: E402
-
+RECORD = Path(__file__).resolve().parent / "data" / "long_record.parquet"
+COLUMNS = ("trial_id", "variant", "seed", "repeat", "planned", "avg_hor", "epoch", "avg_acc", "acc_mean", "acc_report")
+VARIANTS = ("t1a", "t2b", "t3c", "t4b", "t4c", "t4d")
 EPOCHS = 100_000
 
 
 @pytest.fixture(scope="module")
 def record() -> pd.DataFrame:
-    return long_record.load()
+    return pd.read_parquet(RECORD)
+
+
+def cut_at(record: pd.DataFrame, epochs: int) -> pd.DataFrame:
+    """The record as a study of ``epochs`` planned epochs would have recorded it."""
+    return record[record["epoch"] <= epochs].assign(planned=epochs)
+
+
+def as_replay(record: pd.DataFrame, per_seed: bool = False):
+    """The record as the stopping rules hear it: a config's seeds judged together, or each alone."""
+    return record_from_curves(record, name="long record", settings={"repeat": 1 if per_seed else 3},
+                              per_seed=per_seed)
+
+
+def trends_on(record: pd.DataFrame):
+    """(each trial's trend at each horizon, each config's trend along the run)."""
+    planned = record.groupby("trial_id")["planned"].first()
+    along = trends_along(record, planned, config="variant", avg_hor=float(record["avg_hor"].iloc[0]))
+    return along, along_the_run(along)
 
 
 def learned_by(record: pd.DataFrame, epochs: int) -> pd.Series:
@@ -34,10 +53,10 @@ def learned_by(record: pd.DataFrame, epochs: int) -> pd.Series:
 
 
 def test_the_record_holds_the_long_sweep(record):
-    assert set(long_record.COLUMNS) <= set(record.columns)
+    assert set(COLUMNS) <= set(record.columns)
     per = record.groupby("trial_id").agg(variant=("variant", "first"), reports=("epoch", "size"),
                                          first=("epoch", "min"), last=("epoch", "max"), planned=("planned", "first"))
-    assert sorted(per.variant.unique()) == sorted(long_record.VARIANTS)
+    assert sorted(per.variant.unique()) == sorted(VARIANTS)
     assert per.groupby("variant").size().eq(3).all()  # 3 seeds per config
     assert (per["last"] == EPOCHS).all() and (per.planned == EPOCHS).all() and (per.reports == EPOCHS // 25).all()
     assert record.groupby("variant")["seed"].nunique().eq(3).all()
@@ -51,7 +70,7 @@ def test_the_record_holds_the_long_sweep(record):
 @pytest.mark.parametrize("per_seed", [True, False], ids=["one seed per config", "seeds together"])
 def test_the_nonlearner_rule_cuts_no_learner_at_any_horizon(record, epochs, per_seed):
     # a study of `epochs` planned epochs, with the sweep's default settings (scaled to its length)
-    rec = long_record.as_replay(long_record.cut_at(record, epochs), per_seed=per_seed)
+    rec = as_replay(cut_at(record, epochs), per_seed=per_seed)
     ends = replay_nonlearner(rec, NonLearnerSettings(), rec.repeat)
     learned = learned_by(record, epochs)
     cut = sorted(t for t in ends if learned[t.split("#")[0]])
@@ -69,7 +88,7 @@ def test_the_nonlearner_rule_cuts_no_learner_at_any_horizon(record, epochs, per_
 def test_a_fixed_grace_cut_the_slow_starters(record):
     # what the defaults of 3 000-epoch runs (grace 1 500, window 2 000) do to one seed per config at
     # 100 000 epochs: t4b's and t3c's slow seeds and a late t2b seed are cut
-    rec = long_record.as_replay(record, per_seed=True)
+    rec = as_replay(record, per_seed=True)
     ends = replay_nonlearner(rec, NonLearnerSettings(grace=1500, window=2000), 1)
     learned = learned_by(record, EPOCHS)
     variants = record.groupby("trial_id")["variant"].first()
@@ -78,7 +97,7 @@ def test_a_fixed_grace_cut_the_slow_starters(record):
 
 @pytest.mark.parametrize("rule", ["asha", "median"])
 def test_asha_and_the_median_rule_keep_the_best_config(record, rule):
-    rec = long_record.as_replay(record)
+    rec = as_replay(record)
     ends, how = replay(rec, rule)
     s = summary(rec, ends)
     assert s["best kept"] and s["best"] == "t1a", (how, s)
@@ -90,7 +109,7 @@ def test_asha_and_the_median_rule_keep_the_best_config(record, rule):
 
 def test_the_race_keeps_the_best_config_or_one_as_good(record):
     # the race needs 4 seeds per config: each config's 4 are drawn from its 3 recorded ones
-    rec = long_record.as_replay(record)
+    rec = as_replay(record)
     rungs, alpha = race_settings(rec, repeat=4)
     assert rungs[0] >= EPOCHS // 27 and rungs[-1] < EPOCHS
     boot = race_bootstrap(rec, rungs, alpha, n=20, seed=0, seeds=4)
@@ -99,7 +118,7 @@ def test_the_race_keeps_the_best_config_or_one_as_good(record):
 
 
 def test_the_trend_rule_names_the_long_record(record):
-    along, table = long_record.trends_on(record)
+    along, table = trends_on(record)
     final = along[along.horizon == 1.0].set_index("trial_id")
     names = final.groupby("config")["trend"].agg(lambda s: s.value_counts().to_dict())
     assert names["t1a"] == {"fast-plateau": 3}            # trend 1: learns quickly and stays
