@@ -274,6 +274,10 @@ def test_export_to_logs_a_finished_sweep_as_the_live_logging_did(logged, tmp_pat
         assert run["run"].data.params == ml_live[tid]["run"].data.params
         keep = ("stop_reason", "status", "epochs", "stopped_early", "tune_sd.group", "mlflow.runName")
         assert {k: run["run"].data.tags.get(k) for k in keep} == {k: ml_live[tid]["run"].data.tags.get(k) for k in keep}
+    # exported again into the same store: the runs go on, every report once
+    assert main(["export", str(copy), "--to", f"mlflow={store}"]) == 0
+    ml_again, _ = mlflow_runs(f"sqlite:///{store / 'mlflow.db'}", "logged")
+    assert {tid: run["history"] for tid, run in ml_again.items()} == {tid: run["history"] for tid, run in ml_later.items()}
 
 
 @pytest.mark.slow

@@ -46,6 +46,9 @@ class MlflowWriter(Writer):
         self.experiment = self._experiment()
         self.runs: dict[str, str] = {}      # trial id -> run id
         self.parents: dict[str, str] = {}   # group -> run id
+        # trial id -> the last step its run holds already (a sweep resumed or exported again): the rows up to
+        # it are not logged twice (a resumed trial reports again from its checkpoint; export --to sends all)
+        self.logged: dict[str, int] = {}
 
     def _experiment(self) -> str:
         found = self.client.get_experiment_by_name(self.sweep)
@@ -73,6 +76,7 @@ class MlflowWriter(Writer):
         found = self._find({KIND_TAG: "trial", TRIAL_TAG: run.trial_id})
         if found is not None:  # a resumed sweep's trial, or a sweep logged again: its run goes on
             self.runs[run.trial_id] = found
+            self.logged[run.trial_id] = self._last_step(found)
             self.client.update_run(found, status="RUNNING")
             return
         tags = {KIND_TAG: "trial", TRIAL_TAG: run.trial_id, GROUP_TAG: run.group, PARENT: parent,
@@ -83,7 +87,15 @@ class MlflowWriter(Writer):
         for i in range(0, len(params), MAX_PARAMS):
             self.client.log_batch(run_id, params=params[i:i + MAX_PARAMS])
 
+    def _last_step(self, run_id: str) -> int:
+        names = list(self.client.get_run(run_id).data.metrics)
+        if not names:
+            return -1
+        return max((m.step for m in self.client.get_metric_history(run_id, names[0])), default=-1)
+
     def log(self, trial_id: str, rows: list[tuple[int, dict]]) -> None:
+        held = self.logged.get(trial_id, -1)
+        rows = [(step, values) for step, values in rows if step > held]
         now = int(time.time() * 1000)
         metrics = [self.Metric(k, v, now, step) for step, values in rows for k, v in values.items()]
         for i in range(0, len(metrics), MAX_METRICS):
