@@ -34,7 +34,7 @@ models that learn quickly and stay (``fast-plateau``), learn quickly and then dr
    - ``non-learner``: ``gain`` < 0.1 (the smoothed accuracy never gets 0.1 above chance);
    - ``rise-then-drop``: ``rel_drop`` >= 0.3 and ``drop`` >= 0.02 (it lost 30 % of its gain);
    - ``drop-and-recover``: ``rel_fall`` >= 0.3 and ``fall`` >= 0.02 (it fell as a rise-then-drop does),
-     ``recovery`` >= 1/3 and it won back >= 0.02 (a fifth name beside the notebook's four: a curve of
+     1/3 <= ``recovery`` < 1 and it won back >= 0.02 (a fifth name beside the notebook's four: a curve of
      100 000 epochs may fall from its early peak and climb again, and is then none of them; one that
      ends still 30 % down stays a rise-then-drop);
    - ``slow-improver``: ``late_gain`` >= 0.15 (15 % of the gain came in the second half);
