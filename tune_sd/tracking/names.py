@@ -15,7 +15,7 @@ from tune_sd.spaces.blocks import choice_value
 REPEAT_KEYS = seed_keys(repeat_data=True)
 #: the labels that name a config (a rung of a ladder, a named variant), in this order
 NAME_LABELS = ("variant", "rung")
-_MISSING = object()
+MISSING = object()  # what lookup() gives for a key the config does not hold
 
 
 def lookup(config: dict, dotted: str):
@@ -25,7 +25,7 @@ def lookup(config: dict, dotted: str):
     node = config
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
-            return _MISSING
+            return MISSING
         node = node[part]
     return node
 
@@ -66,7 +66,7 @@ def group_name(config: dict, searched: list[str] | None) -> str:
     labels = [str(config[label]) for label in NAME_LABELS if config.get(label) is not None]
     if labels:
         return "/".join(labels)
-    keys = [k for k in (searched or []) if k not in REPEAT_KEYS and lookup(config, k) is not _MISSING]
+    keys = [k for k in (searched or []) if k not in REPEAT_KEYS and lookup(config, k) is not MISSING]
     if not keys:
         return "config"  # every trial of the sweep runs one config: its seeds are the sweep
     names = short_keys(keys)

@@ -32,7 +32,7 @@ from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, DONE, SHOULD_CHECKP
 
 from tune_sd.seeds import without_seeds
 from tune_sd.store import LABELS
-from tune_sd.tracking.names import group_name
+from tune_sd.tracking.names import MISSING, group_name, lookup
 
 from tune_sd.tune.report_rows import expand
 
@@ -53,9 +53,6 @@ def hparam_value(value):
     return json.dumps(value, default=str)
 
 
-_MISSING = object()
-
-
 def trial_hparams(trial, searched=None) -> dict:
     """{dotted key: value} of what the search chose for a trial, plus its labels. With ``searched``
     (dotted keys), only those keys, in that order, and the seed, then the labels; a repeated config's
@@ -63,11 +60,11 @@ def trial_hparams(trial, searched=None) -> dict:
     config = trial.config or {}
     drawn = [k.replace("/", ".") for k in (trial.evaluated_params or {})]
     if searched is not None:  # read from the config: a repeated config's points are not all "evaluated"
-        drawn = [k for k in searched if _lookup(config, k) is not _MISSING] + [k for k in drawn if k == "seed"]
+        drawn = [k for k in searched if lookup(config, k) is not MISSING] + [k for k in drawn if k == "seed"]
     out = {}
     for dotted in drawn:
-        node = _lookup(config, dotted)
-        out[dotted] = hparam_value(None if node is _MISSING else node)
+        node = lookup(config, dotted)
+        out[dotted] = hparam_value(None if node is MISSING else node)
     for label in LABELS:
         if label in config:
             out[label] = hparam_value(config[label])
@@ -75,18 +72,6 @@ def trial_hparams(trial, searched=None) -> dict:
         # data.seed too: where it was searched (not --repeat-data) it is the same for the config's seeds
         out = without_seeds(out, repeat_data=True)
     return out
-
-
-def _lookup(config: dict, dotted: str):
-    """The value at a dotted key: a searcher's flat dotted key (Optuna), else the nested one."""
-    if dotted in config:
-        return config[dotted]
-    node = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
 
 
 def session_group(trial, hparams: dict, searched=None) -> str:
