@@ -186,14 +186,14 @@ def test_a_killed_executor_retries_its_trials_from_their_checkpoints(tmp_path):
 
 
 def test_repeat_data_draws_its_own_points_per_repeat_and_dry_run_says_what_packs(tmp_path):
-    from tune_sd.tune.packing.plan import repeat_points
     from tune_sd.tune.sweep import describe
 
     # planned only: trials long enough for the plain critic to pack (engine.population.SHORT_TRIAL)
     space = write_space(tmp_path, "rd", {"disc": {"parameters": {"lr": {"values": [1e-3, 3e-4]}}}},
                         base={**SMALL, "epochs": 3000}, tune={"num_samples": 1})
     plan = plan_sweep(load_space(str(space)), SweepOptions(storage=str(tmp_path), repeat=3, repeat_data=True))
-    points = repeat_points(plan)
+    points = plan.points  # resolved once by the plan
+    assert plan.trials == len(points) == 6
     assert [(p["disc"]["lr"], p["repeat"], p["data"]["seed"]) for p in points] == \
         [(lr, r, r) for lr in (1e-3, 3e-4) for r in range(3)]
     assert len({p["seed"] for p in points}) == 6

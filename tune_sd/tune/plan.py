@@ -59,6 +59,12 @@ class SweepPlan:
     base: dict      # the space's base with what the sweep fixes (nested)
     fixed: dict     # what the sweep fixes on top of the space: dotted keys (tune: block, CLI, --quick)
     tracking: dict = field(default_factory=dict)  # where it logs by default: wandb_project, mlflow_uri
+    # what the sweep runs, resolved once by plan_sweep (packing/plan.py) and read after: every trial config
+    # of a repeated sweep in order (its sampled configs, each R times), the trials it creates, and per shape
+    # key of the first sampled configs (shape key, P, trials)
+    points: list = field(default_factory=list)
+    trials: int = 0
+    groups: list = field(default_factory=list)
 
     @property
     def exp_dir(self) -> Path:
@@ -160,9 +166,9 @@ def plan_sweep(space, opts: SweepOptions) -> SweepPlan:
     settings["log"] = [str(t) for t in resolve(log, tracking["wandb_project"], tracking["mlflow_uri"])]
     plan = SweepPlan(space=space, name=name, storage=storage, settings=settings, base=base,
                      fixed=fixed, tracking=tracking)
-    from tune_sd.tune.packing.plan import settle_auto
+    from tune_sd.tune.packing.plan import resolve_trials
 
-    settle_auto(plan)
+    resolve_trials(plan)
     return plan
 
 

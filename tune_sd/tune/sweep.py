@@ -39,7 +39,7 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
              f"search {s['search']}, scheduler {s['scheduler']}, metric {s['metric']} ({s['mode']}), "
              f"{samples}, epochs {s['epochs']}, report every {s['report_every']}, "
              f"{s['cpus_per_trial']:g} CPU / {s['gpus_per_trial']:g} GPU per trial",
-             f"trials: {_total_trials(plan)}"]
+             f"trials: {plan.trials}"]
     from tune_sd.tune.stopping.describe import describe_scheduler  # no Ray: the words of the plan
 
     # the effective settings for this run's planned epochs: the grace, window and rungs a trial is judged by
@@ -73,14 +73,14 @@ def describe(plan: SweepPlan, n: int = 3) -> str:
               + (", --critic-from" if s.get("critic_from") else "") + "; it wins over the space):"]
     lines += _wrapped(by_sweep) or ["  nothing"]
     lines.append("every other key: its default (the Step 15 run; tune_sd/engine/config.py lists them)")
-    from tune_sd.tune.packing.plan import describe_packing, repeat_points
+    from tune_sd.tune.packing.plan import describe_packing
 
     lines.extend(describe_packing(plan))
     labels = list(space.axes())
     axis_keys = list(dict.fromkeys(k for table in space.axes().values() for over in table.values() for k in over))
     shown = axis_keys + swept
     if s.get("repeat", 1) > 1:  # the trials as they run: each config's repeats side by side, with their seeds
-        samples = repeat_points(plan)[:n]
+        samples = plan.points[:n]
         labels.append("repeat")
         shown = shown + ["seed"] + (["data.seed"] if s.get("repeat_data") else [])
     else:
@@ -206,15 +206,13 @@ def _param_space_and_searcher(plan: SweepPlan):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if s.get("repeat", 1) > 1:
-        from tune_sd.tune.packing.plan import repeat_points
-
         from tune_sd.spaces.blocks import choice_text
 
         # R copies of each sampled config, each with its own seed: evaluated as given. Tune walks into
         # a preset's lists as into its mappings, so a list or mapping travels as its YAML text, as
         # Optuna's list choices do (the trainable and the exporter read it back)
         points = [unflatten({k: choice_text([v])[0] for k, v in flatten(point).items()})
-                  for point in repeat_points(plan)]
+                  for point in plan.points]
         # Tune sets a point's values into the space: every key must be there (None: Tune checks nothing)
         keys = {key: None for point in points for key in flatten(point)}
         return unflatten(keys), BasicVariantGenerator(points_to_evaluate=points, max_concurrent=s["max_concurrent"] or 0)
@@ -406,10 +404,8 @@ def _run_claimed(plan: SweepPlan, address: str | None, dashboard: bool, verbose:
                                    repeat_data=bool(s.get("repeat_data")), race_alpha=s.get("race_alpha"))
         num_samples = int(s["num_samples"])
         if s.get("repeat", 1) > 1:
-            from tune_sd.tune.packing.plan import repeat_points
-
-            num_samples = len(repeat_points(plan))  # the sampled configs (or grid points) times the repeats
-        _print_header(plan.name, plan.exp_uri, s, total=_total_trials(plan))
+            num_samples = len(plan.points)  # the sampled configs (or grid points) times the repeats
+        _print_header(plan.name, plan.exp_uri, s, total=plan.trials)
         tracking = _tracking(s.get("log"), plan.name, plan.space.name, searched_keys(plan.space), plan.exp_uri, s)
         run, sizes = _start_packing(plan.name, s, plan)
         run_config = _run_config(plan.name, plan.storage, s,
@@ -479,12 +475,6 @@ def _say_if_interrupted(run_config, resume: str) -> bool:
         print(f"continue it with: {resume}", file=sys.stderr, flush=True)
         return True
     return False
-
-
-def _total_trials(plan: SweepPlan) -> int:
-    from tune_sd.tune.packing.plan import total_trials
-
-    return total_trials(plan)
 
 
 def _print_header(name: str, exp_uri, settings: dict, total: int | None = None, resumed: bool = False) -> None:

@@ -91,11 +91,11 @@ def pack_plan(config: dict, pack, gpus_per_trial: float = 0.0, sizes: dict | Non
 def sampled_configs(plan, n: int = PLAN_SAMPLES) -> list[dict]:
     """The first ``n`` trial configs the sweep runs (labels included): repeats, or the space's draws."""
     if plan.settings.get("repeat", 1) > 1:
-        return repeat_points(plan)[:n]
+        return plan.points[:n]
     return [merge(c, unflatten(plan.fixed)) for c in plan.space.sample(n, seed=plan.settings["seed"], labels=True)]
 
 
-def pack_groups(plan, n: int = PLAN_SAMPLES) -> list[tuple[tuple, int, int]]:
+def _pack_groups(plan, n: int = PLAN_SAMPLES) -> list[tuple[tuple, int, int]]:
     """(shape key, P, trials among the first ``n`` sampled configs) per shape key, most trials first."""
     groups: dict[tuple, list] = {}
     gpus = float(plan.settings.get("gpus_per_trial") or 0.0)
@@ -105,10 +105,10 @@ def pack_groups(plan, n: int = PLAN_SAMPLES) -> list[tuple[tuple, int, int]]:
     return sorted(((k, p, n) for k, (p, n) in groups.items()), key=lambda g: -g[2])
 
 
-def total_trials(plan) -> int:
+def _total_trials(plan) -> int:
     """Trials the sweep creates: its repeats, grid points times samples, or samples (random, bayes)."""
     if plan.settings.get("repeat", 1) > 1:
-        return len(repeat_points(plan))
+        return len(plan.points)
     n = int(plan.settings["num_samples"])
     return n * plan.space.grid_size(grid=True) if plan.settings["search"] == "grid" else n
 
@@ -144,8 +144,8 @@ def fill_sizes(plan, slots: int) -> dict:
     scaled to the sweep's trials). Empty unless ``pack`` is auto."""
     if plan.settings.get("pack") != "auto":
         return {}
-    total = total_trials(plan)
-    groups = pack_groups(plan, min(total, FILL_SAMPLES))
+    total = plan.trials
+    groups = _pack_groups(plan, min(total, FILL_SAMPLES))
     seen = sum(g[2] for g in groups) or 1
     sizes = {}
     for key, cap, count in groups:
@@ -168,10 +168,15 @@ def local_slots(settings: dict) -> tuple[int, str]:
     return trial_slots(settings, cpus, gpus), f"{cpus} CPU(s)"
 
 
-def settle_auto(plan) -> None:
-    """``auto`` where no shape key of the sweep pays to pack is ``off``: every trial runs on its own."""
-    if plan.settings.get("pack") == "auto" and all(p == 1 for _, p, _ in pack_groups(plan)):
+def resolve_trials(plan) -> None:
+    """What a sweep runs, once (its plan then holds it): the trial configs of a repeated sweep, the trials
+    it creates, its shape keys and their P; ``auto`` where no shape key pays to pack is ``off``."""
+    plan.points = _repeat_points(plan) if plan.settings.get("repeat", 1) > 1 else []
+    plan.trials = _total_trials(plan)
+    plan.groups = _pack_groups(plan, PLAN_SAMPLES)
+    if plan.settings.get("pack") == "auto" and all(p == 1 for _, p, _ in plan.groups):
         plan.settings["pack"] = "off"
+        plan.groups = _pack_groups(plan, PLAN_SAMPLES)
 
 
 def describe_packing(plan) -> list[str]:
@@ -183,7 +188,7 @@ def describe_packing(plan) -> list[str]:
     if s.get("pack", "off") == "off":
         lines.append("packing: off (each trial trains in its own process)")
         return lines
-    groups = pack_groups(plan)
+    groups = plan.groups
     n = sum(g[2] for g in groups)
     lines.append(f"packing: {s['pack']} (shape keys of the first {n} trials; P trials of a key train as one "
                  f"population, each reserving {s['cpus_per_trial']:g}/P CPU)")
@@ -194,7 +199,7 @@ def describe_packing(plan) -> list[str]:
         lines.append(f"  auto fills the machine: {slots} place(s) for populations on the {what} here (on a "
                      "cluster, its own are counted when the sweep starts); a key's N trials make at least "
                      f"min({slots}, N) populations")
-    total = total_trials(plan)
+    total = plan.trials
     for key, size, count in groups:
         what = "packs" if size > 1 else "does not pack (1 per population)"
         if key in sizes and size > 1:
@@ -215,7 +220,7 @@ def _short_key(key: tuple) -> str:
 # ------------------------------------------------------------------------------------ repeats
 
 
-def repeat_points(plan) -> list[dict]:
+def _repeat_points(plan) -> list[dict]:
     """Every trial config of a repeated sweep, in order: each sampled config (grid point) R times.
 
     Repeat r of a config runs seed s + r, s being the config's seed or one drawn for it from the
