@@ -3,7 +3,6 @@ dashboard's mean and spread over them), and only the searched keys are listed, i
 The logger writes real event files for stand-in trials; TensorBoard's own plugin backend reads them back."""
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -11,23 +10,25 @@ pytest.importorskip("tensorboard")
 
 from test_sweep_output import hparams_session_groups  # noqa: E402
 
+from tune_sd.tune.stopping.replay import ReplayTrial  # noqa: E402
 
-class _Trial(SimpleNamespace):
-    """What the logger reads of a Tune trial: its id, config, what the search drew, and its folder."""
+
+class _Trial(ReplayTrial):
+    """What the logger reads of a Tune trial beside the schedulers' fake: its folder and metric analysis."""
+
+    def __init__(self, trial_id, config, evaluated_params, local_path):
+        super().__init__(trial_id, config, evaluated_params)
+        self.local_path, self.metric_analysis = local_path, {}
 
     def init_local_path(self):
         Path(self.local_path).mkdir(parents=True, exist_ok=True)
-
-    def __hash__(self):
-        return hash(self.trial_id)
 
 
 def _trial(root, tid, lr, seed, repeat=None, in_size=1):
     config = {"arch": {"in_size": in_size, "lat_size": 3}, "disc": {"lr": lr}, "seed": seed}
     if repeat is not None:
         config["repeat"] = repeat
-    return _Trial(trial_id=tid, config=config, local_path=str(root / f"trial_{tid}"), metric_analysis={},
-                  evaluated_params={"arch/in_size": in_size, "disc/lr": lr, "seed": seed})
+    return _Trial(tid, config, {"arch/in_size": in_size, "disc/lr": lr, "seed": seed}, str(root / f"trial_{tid}"))
 
 
 def _run(root, trials, searched):
