@@ -92,6 +92,12 @@ def record_from_curves(curves: pd.DataFrame, trials: pd.DataFrame | None = None,
         named.setdefault(keys[tid], (key, next((str(row[c]) for c in LABEL_COLUMNS if c in row and _given(row[c])), None)))
     labels = {k: name or _short(identities.get(config, {}), identities.values()) or f"trial {k}"
               for k, (config, name) in named.items()}
+    if per_seed:  # each seed its own row: its config's name and the seed's repeat (else its trial id)
+        seeds_of = pd.Series([config for config, _ in named.values()]).value_counts()
+        for tid, (config, _) in named.items():
+            if seeds_of[config] > 1:
+                r = per_trial.get(tid, {}).get("repeat")
+                labels[tid] += f" #{int(r)}" if _given(r) else f" ({tid})"
     repeat = 1 if per_seed else int(settings.get("repeat") or max(pd.Series(list(keys.values())).value_counts()))
     reports = {}
     planned_col = next((c for c in ("planned", "cfg.epochs") if c in curves.columns), None)
