@@ -341,3 +341,22 @@ def test_tunes_lines_at_ctrl_c_are_left_out_and_its_others_pass():
         for name in INTERRUPT_LOGGERS:
             logging.getLogger(name).removeHandler(keep)
     assert keep.lines == ["a trial raised"]
+
+
+def test_the_driver_forgets_the_keys_rays_encoder_leaves_per_saved_result():
+    # Tune saves each trial's metadata with deques of its last results in it; its encoder keeps a
+    # log-once key per text of each deque: one more key per trial, metric and save, for hours
+    import json
+    from collections import deque
+
+    from ray.tune.utils.serialization import TuneFunctionEncoder
+    from ray.util import debug
+
+    from tune_sd.tune.progress import ENCODER_KEY, forget_encoder_keys
+
+    for value in (0.51, 0.52, 0.53):
+        json.dumps({"metric_n_steps": {"avg_acc": {"5": deque([value], maxlen=5)}}}, cls=TuneFunctionEncoder)
+    assert sum(k.startswith(ENCODER_KEY) for k in debug._logged) >= 3
+    debug._logged.add("another key")  # what others keep once stays
+    assert forget_encoder_keys() >= 3
+    assert not any(k.startswith(ENCODER_KEY) for k in debug._logged) and "another key" in debug._logged

@@ -105,6 +105,30 @@ def epoch_cost(config: dict) -> float | None:
     return float(critic_work(cfg) * cfg.disc.iters * 2 * cfg.arch.lat_size)
 
 
+PRUNE_S = 60.0  # seconds between prunings of Ray's log-once keys (forget_encoder_keys)
+ENCODER_KEY = "tune_func_encode:"
+
+
+def forget_encoder_keys() -> int:
+    """Drop the keys Ray's TuneFunctionEncoder leaves in ``ray.util.debug``'s log-once set; returns how many.
+
+    Each time Tune saves its experiment state it encodes every trial's metadata, whose ``metric_n_steps``
+    deques JSON cannot hold; the encoder then calls ``log_once("tune_func_encode:" + str(deque))`` for a
+    debug line, and the deque's text changes with every result, so the set gains a key per trial, metric
+    and save: the driver of a 100 000-epoch sweep grew by tens of MB an hour. The keys only silence a
+    debug line; forgetting them changes nothing else."""
+    try:
+        from ray.util import debug
+    except ImportError:
+        return 0
+    logged = getattr(debug, "_logged", None)
+    if not isinstance(logged, set):
+        return 0
+    stale = [k for k in logged if isinstance(k, str) and k.startswith(ENCODER_KEY)]
+    logged.difference_update(stale)
+    return len(stale)
+
+
 class SweepProgress(Callback):
     """One progress line per ``every_s`` seconds while trials report, and a last line at the end.
     ``cost_of``: a trial config's relative cost per epoch, for trials not measured yet (:func:`epoch_cost`)."""
@@ -133,6 +157,7 @@ class SweepProgress(Callback):
         self.pace: dict[str, tuple] = {}   # trial id -> (time, epoch) of its first and last report in this run
         self.kinds: dict[str, str] = {}    # trial id -> its config without its seed (cost_kind)
         self.priors: dict[str, float | None] = {}  # trial id -> cost_of its config
+        self._pruned_at = time.monotonic()
 
     # the callback is pickled with the run config (Tuner.restore); its counters start afresh in each run
     def __getstate__(self):
@@ -185,6 +210,10 @@ class SweepProgress(Callback):
         # at the end Tune stops whatever still runs, and those trials then read TERMINATED too: what they
         # were before tells an interrupted sweep from a finished one
         self.seen = {t.trial_id: t.status for t in trials}
+        now = time.monotonic()
+        if now - self._pruned_at > PRUNE_S:
+            forget_encoder_keys()
+            self._pruned_at = now
 
     def on_experiment_end(self, trials, **info):
         print(self.line(trials, final=True), file=sys.stderr, flush=True)
