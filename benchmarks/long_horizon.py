@@ -230,6 +230,8 @@ def run_sweep(args) -> None:
                   + f" | disk {disk:.1f} MB", flush=True)
             time.sleep(min(args.every, max(0.0, end - time.monotonic())))
         sampler.sample(time.monotonic() - start)
+    except KeyboardInterrupt:  # Ctrl-C: the soak ends early and reports what it sampled
+        print("interrupted: stopping the sweep and reporting the samples so far", flush=True)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune stops the trials and saves the sweep
