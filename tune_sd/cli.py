@@ -235,10 +235,10 @@ def _stopping_flags() -> argparse.ArgumentParser:
                    help=f"asha: reduction factor (default {DEFAULTS['reduction_factor']:g})")
     nl = NonLearnerSettings()
     p.add_argument("--nonlearner-grace", type=int, metavar="E",
-                   help=f"nonlearner: epochs before a stop (default {GRACE_SHARE:.0%} of the planned epochs, within "
+                   help=f"nonlearner: epochs before a stop (default {GRACE_SHARE * 100:.0f}%% of the planned epochs, within "
                         f"{GRACE}..{GRACE_MAX})")
     p.add_argument("--nonlearner-window", type=int, metavar="E",
-                   help=f"nonlearner: epochs looked at (default {WINDOW_SHARE:.0%} of the planned epochs, within "
+                   help=f"nonlearner: epochs looked at (default {WINDOW_SHARE * 100:.0f}%% of the planned epochs, within "
                         f"{WINDOW}..{WINDOW_MAX})")
     p.add_argument("--nonlearner-margin", type=float, metavar="M",
                    help=f"nonlearner: avg_acc within 0.5 +- M counts as chance (default {nl.margin:g})")
