@@ -152,12 +152,14 @@ def test_scheduler_and_search_choices_are_those_the_sweep_knows():
 
 
 def test_help_defaults_are_the_codes():
-    from tune_sd.tune.stopping.nonlearner_stopper import NonLearnerSettings
+    from tune_sd.tune.stopping.nonlearner import (GRACE, GRACE_MAX, GRACE_SHARE, WINDOW, WINDOW_MAX,
+                                                  WINDOW_SHARE, NonLearnerSettings)
     from tune_sd.tune.choices import DEFAULTS
 
     text = " ".join(command_parsers()["sweep"].format_help().split())
     nl = NonLearnerSettings()
-    for fragment in (f"epochs before a stop (default {nl.grace})", f"epochs looked at (default {nl.window})",
+    for fragment in (f"epochs before a stop (default {GRACE_SHARE:.0%} of the planned epochs, within {GRACE}..{GRACE_MAX})",
+                     f"epochs looked at (default {WINDOW_SHARE:.0%} of the planned epochs, within {WINDOW}..{WINDOW_MAX})",
                      f"counts as chance (default {nl.margin:g})", f"keep a trial (default {nl.confidence:g})",
                      f"reduction factor (default {DEFAULTS['reduction_factor']:g})",
                      f"from its checkpoint (default {DEFAULTS['max_failures']};",
