@@ -269,7 +269,14 @@ class SeedRule(ConfigSeeds):
         self.__dict__.update(state)
         self.__dict__.setdefault("before", set())
         if "learned" not in self.__dict__:
-            self.learned = {t for t, h in self.history.items() if not _at_chance(h, self.settings.margin)}
+            self.learned = {t for t, h in self.history.items() if any(self._left_margin(t, p) for p in h)}
+
+    def _left_margin(self, trial_id: str, point) -> bool:
+        """A report that shows the trial learned: avg_acc outside the margin once the average has settled
+        (from the shorter of the grace and the window on: the first reports average a few epochs, and a
+        critic at chance can stray past the margin there)."""
+        s = self.settings_of(trial_id)
+        return point[0] >= min(s.grace, s.window) and not CHANCE - s.margin < point[1] < CHANCE + s.margin
 
     def settings_of(self, trial_id: str) -> NonLearnerSettings:
         """The settings a trial is judged by: the sweep's, with the defaults scaled to its planned epochs."""
@@ -289,7 +296,7 @@ class SeedRule(ConfigSeeds):
             while history and history[-1][0] >= point[0]:
                 history.pop()
         history.append(point)
-        if not CHANCE - self.settings.margin < point[1] < CHANCE + self.settings.margin:
+        if self._left_margin(trial_id, point):
             self.learned.add(trial_id)
         self.reporting(trial_id)
         self.before.discard(trial_id)
@@ -318,7 +325,7 @@ class SeedRule(ConfigSeeds):
         if not self.join(trial_id, config if self.repeat > 1 and config is not None else trial_id):
             return
         self.history[trial_id] = [point] if point is not None else []
-        if point is not None and not _at_chance([point], self.settings.margin):
+        if point is not None and self._left_margin(trial_id, point):
             self.learned.add(trial_id)
         self.before.add(trial_id)
         self.ended.add(trial_id)
