@@ -11,18 +11,15 @@ most every few seconds while trials report, one line::
 
 (states with no trial are left out, but for running and done). "stopped" are trials that a scheduler
 or stopper ended before their last epoch. The time left is an estimate (:meth:`SweepProgress.seconds_left`)
-from the work the sweep has done per unit time since its first result: each trial's epochs weighted by
-what an epoch of it costs (the seconds an epoch took it, measured on its reports; a trial not measured
-yet costs what its config's other seeds cost, else what its critic's size says (:func:`epoch_cost`)
-scaled by the measured trials, else their mean), the work left divided by the pace so far.
-Trials that start together and finish at different times share the machine, so that one trial's own
-rate says little about when the sweep ends; the whole sweep's pace does. It assumes that no other
-trial stops early. The last line says "finished", or "interrupted" with the trials left unfinished
+from the seconds an epoch of each trial took on its reports: mostly when the sweep ends if each trial
+keeps its own pace in the place it holds, partly when it ends if the sweep keeps the pace it had. It
+assumes that no other trial stops early. The last line says "finished", or "interrupted" with the trials left unfinished
 (Ctrl-C: Tune saves the sweep and returns).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import os
@@ -85,26 +82,10 @@ def _better(mode: str, a, b):
     return max(ok) if mode == "max" else min(ok)
 
 
-def epoch_cost(config: dict) -> float | None:
-    """What an epoch of a trial costs, relative to the other trials of its sweep, as its config tells
-    it: the critic's multiply-adds per function (``population.critic_work``) times the functions it
-    scores per epoch (``disc.iters`` steps of ``2 arch.lat_size``, fake and real). None where the
-    config does not say (a regularisation run, or a config the engine refuses)."""
-    from tune_sd.engine import Config
-    from tune_sd.engine.population import critic_work
-    from tune_sd.errors import UserError
-
-    from .trial_config import split_trial_config
-
-    try:
-        cfg = Config.from_dict(split_trial_config(config)[0])
-    except (UserError, TypeError, ValueError):
-        return None
-    if cfg.task != "sd":
-        return None
-    return float(critic_work(cfg) * cfg.disc.iters * 2 * cfg.arch.lat_size)
-
-
+#: how much the time left leans on each trial's own pace rather than the sweep's (SweepProgress.seconds_left):
+#: chosen on replays of four real sweeps on a 2-core machine (benchmarks/time_left.py) and on simulated ones
+#: (tests/test_sweep_output.py)
+OWN_PACE_WEIGHT = 0.7
 PRUNE_S = 60.0  # seconds between prunings of Ray's log-once keys (forget_encoder_keys)
 ENCODER_KEY = "tune_func_encode:"
 
@@ -130,15 +111,12 @@ def forget_encoder_keys() -> int:
 
 
 class SweepProgress(Callback):
-    """One progress line per ``every_s`` seconds while trials report, and a last line at the end.
-    ``cost_of``: a trial config's relative cost per epoch, for trials not measured yet (:func:`epoch_cost`)."""
+    """One progress line per ``every_s`` seconds while trials report, and a last line at the end."""
 
-    def __init__(self, epochs: int, metrics=(("avg_acc", "max"),), every_s: float | None = None,
-                 cost_of=epoch_cost):
+    def __init__(self, epochs: int, metrics=(("avg_acc", "max"),), every_s: float | None = None):
         self.epochs = int(epochs)
         self.metrics = tuple(tuple(m) for m in metrics)
         self.every_s = float(os.environ.get(PROGRESS_EVERY_ENV, DEFAULT_EVERY_S) if every_s is None else every_s)
-        self.cost_of = cost_of
         self._reset()
 
     def _reset(self):
@@ -156,7 +134,7 @@ class SweepProgress(Callback):
         self.ran: dict[str, int] = {}      # trial id -> its epochs since the first result of this run
         self.pace: dict[str, tuple] = {}   # trial id -> (time, epoch) of its first and last report in this run
         self.kinds: dict[str, str] = {}    # trial id -> its config without its seed (cost_kind)
-        self.priors: dict[str, float | None] = {}  # trial id -> cost_of its config
+        self.most_running = 0              # the most trials that ran at once in this run (their places)
         self._pruned_at = time.monotonic()
 
     # the callback is pickled with the run config (Tuner.restore); its counters start afresh in each run
@@ -165,7 +143,6 @@ class SweepProgress(Callback):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.cost_of = epoch_cost
         self._reset()
 
     # ------------------------------------------------------------------ Tune's hooks
@@ -288,54 +265,69 @@ class SweepProgress(Callback):
         return (e1 - e0) / (t1 - t0) if t1 > t0 and e1 > e0 else None
 
     def seconds_left(self, trials, total: int, now: float | None = None) -> float | None:
-        """Seconds until the sweep ends if no trial stops early (None before a trial has two reports):
-        the work left over the work done, times the time since this run's first result. Work is epochs,
-        each weighted by its trial's cost: the seconds an epoch took it (:meth:`trial_cost`). Whatever
-        shares the machine (trials that run at once, packed or not, and start or end at other times),
-        the sweep does its work at about the pace it has had, while one trial's rate changes as others
-        end."""
+        """Seconds until the sweep ends if no trial stops early (None before a trial has two reports).
+
+        Two ways the sweep can go on, weighed 0.7 to 0.3 (:data:`OWN_PACE_WEIGHT`). A trial (or the
+        population it is packed in) holds the cores it reserved and runs on them at its own pace: one
+        that ends frees its place for the next trial, not for those beside it (:meth:`_own_pace`). On a
+        machine with other work, though, the trials that run get the cores others free, and the sweep
+        goes on at the pace it had (:meth:`_sweep_pace`). The first is right on a quiet machine, the
+        second where the sweep shares it; each alone was off by up to half on replays of real sweeps
+        (benchmarks/time_left.py).
+        What an epoch of a trial costs is the seconds it took on its reports (:meth:`trial_cost`); a
+        trial not measured yet costs what its config's other seeds cost, else the measured trials'
+        mean (a critic's size says little: the small critics of these studies cost what their steps
+        do, and their steps what the machine's load does)."""
         now = time.monotonic() if now is None else now
         costs = {tid: c for tid in self.pace if (c := self.trial_cost(tid)) is not None}
         if not costs or self.rate_start is None or now <= self.rate_start:
             return None
         mean = sum(costs.values()) / len(costs)
         by_kind: dict[str, list[float]] = {}
-        scales = []  # measured cost over the config's prior, of each measured trial
         for t in trials:
             if t.trial_id in costs:
                 by_kind.setdefault(self.cost_kind(t), []).append(costs[t.trial_id])
-                prior = self.prior(t)
-                if prior:
-                    scales.append(costs[t.trial_id] / prior)
-        scale = sorted(scales)[len(scales) // 2] if scales else None
 
-        def cost(t) -> float:
+        def left(t) -> float:  # seconds of its own work a trial has left
             if t.trial_id in costs:
-                return costs[t.trial_id]
-            kin = by_kind.get(self.cost_kind(t))
-            if kin:
-                return sum(kin) / len(kin)
-            prior = self.prior(t)
-            return scale * prior if scale and prior else mean
+                cost = costs[t.trial_id]
+            else:
+                kin = by_kind.get(self.cost_kind(t))
+                cost = sum(kin) / len(kin) if kin else mean
+            return max(0, self._planned(t) - self.epoch.get(t.trial_id, 0)) * cost
 
+        running = [t for t in trials if t.status == "RUNNING"]
+        self.most_running = max(self.most_running, len(running))
+        waiting = [left(t) for t in trials if t.status not in ("RUNNING", "TERMINATED", "ERROR")]
+        waiting += [self.epochs * mean] * max(0, total - len(trials))  # trials not created yet
+        own = self._own_pace(running, left, waiting, now)
         done = sum(n * costs.get(tid, mean) for tid, n in self.ran.items())
         if done <= 0:
-            return None
-        left = sum(max(0, self._planned(t) - self.epoch.get(t.trial_id, 0)) * cost(t)
-                   for t in trials if t.status not in ("TERMINATED", "ERROR"))
-        left += max(0, total - len(trials)) * self.epochs * mean  # trials not created yet
-        return (now - self.rate_start) * left / done
+            return own
+        sweep = self._sweep_pace(sum(map(left, running)) + sum(waiting), done, now)
+        return OWN_PACE_WEIGHT * own + (1 - OWN_PACE_WEIGHT) * sweep
+
+    def _own_pace(self, running, left, waiting: list[float], now: float) -> float:
+        """When the last trial ends if each runs at its own pace in its own place: the running ones
+        end after their work left (less what they ran since their last report), the waiting ones take
+        the places that free first, in order. The places are the most trials that ran at once."""
+        places = [max(0.0, left(t) - (now - self.pace[t.trial_id][2] if t.trial_id in self.pace else 0.0))
+                  for t in running]
+        places += [0.0] * max(0, self.most_running - len(running))  # freed and not taken again yet
+        heapq.heapify(places)
+        for seconds in waiting:
+            heapq.heappush(places, heapq.heappop(places) + seconds)
+        return max(places, default=0.0)
+
+    def _sweep_pace(self, work_left: float, done: float, now: float) -> float:
+        """When the sweep ends if it does the work left at the pace it had since this run's first result
+        (work is each trial's epochs times what an epoch of it costs)."""
+        return (now - self.rate_start) * work_left / done
 
     def trial_cost(self, trial_id: str) -> float | None:
         """Seconds per epoch of one trial over its reports in this run (None before it has two)."""
         rate = self.trial_rate(trial_id)
         return 1.0 / rate if rate else None
-
-    def prior(self, trial) -> float | None:
-        """``cost_of`` the trial's config (once per trial)."""
-        if trial.trial_id not in self.priors:
-            self.priors[trial.trial_id] = self.cost_of(trial.config or {}) if self.cost_of else None
-        return self.priors[trial.trial_id]
 
     def cost_kind(self, trial) -> str:
         """A trial's config without what tells its seeds apart (``repeat``, ``seed``, ``data.seed``): the
