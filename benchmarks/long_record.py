@@ -10,12 +10,15 @@ replays, no training).
 
     python benchmarks/long_record.py run       [--variants t1a,t2b,t3c,t4b,t4c,t4d] [--repeat 3]
                                                [--epochs 100000] [--storage DIR] [--name trend-long]
+                                               [--after-record]
     python benchmarks/long_record.py compact   SWEEP [--storage DIR] [--out tests/data/long_record.parquet]
     python benchmarks/long_record.py summary   [RECORD]
 
 ``run`` starts the sweep (about 1 h 30 min for the default six critics x 3 seeds on 2 cores), or resumes
 it where a sweep of that name was interrupted, then writes the compact copy. ``compact`` only writes the
-copy from a finished sweep. ``summary`` prints what the record shows: each config's trend shares on
+copy from a finished sweep. With ``--after-record`` the sweep runs ``--repeat`` more seeds of each
+config in the record (each config's seeds go on from the last one recorded), and its curves are added
+to the record, the repeats numbered by seed. ``summary`` prints what the record shows: each config's trend shares on
 the full curves and the epoch from which its final trend held, and what each stopping rule, with a
 sweep's defaults for the record's planned epochs, would have cut.
 """
@@ -44,14 +47,17 @@ def tune_sd(*args: str) -> int:
     return subprocess.call([sys.executable, "-m", "tune_sd.cli", *args])
 
 
-def write_space(variants: list[str], out: Path) -> Path:
-    """The trend examples' space with only ``variants`` (the others take 1-2 h per seed at 100 000 epochs)."""
+def write_space(variants: list[str], out: Path, first_seeds: dict[str, int] | None = None) -> Path:
+    """The trend examples' space with only ``variants`` (the others take 1-2 h per seed at 100 000 epochs);
+    ``first_seeds`` pins a variant's first seed (its repeats take the next ones)."""
     space = yaml.safe_load(SPACE.read_text())
     unknown = sorted(set(variants) - set(space["variants"]))
     if unknown:
         sys.exit(f"long_record.py: --variants {','.join(unknown)}: not in {SPACE.name} "
                  f"({', '.join(space['variants'])})")
     space["variants"] = {v: space["variants"][v] for v in variants}
+    for v, seed in (first_seeds or {}).items():
+        space["variants"][v] = {**space["variants"][v], "seed": int(seed)}
     space["description"] = f"Long-horizon record: trend examples {', '.join(variants)}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(space, sort_keys=False))
@@ -65,16 +71,26 @@ def run(args) -> None:
         print(f"{folder}: a sweep of that name exists; resuming it", file=sys.stderr)
         rc = tune_sd("resume", args.name, "--storage", str(storage))
     else:
-        space = write_space(args.variants.split(","), storage / f"{args.name}.yaml")
+        variants, first_seeds = args.variants.split(","), None
+        if args.after_record:  # the next seeds of each config the record holds
+            if not Path(args.out).is_file():
+                sys.exit(f"long_record.py: --after-record: no record at {args.out}")
+            recorded = load(Path(args.out)).groupby("variant")["seed"].max()
+            missing = sorted(set(variants) - set(recorded.index))
+            if missing:
+                sys.exit(f"long_record.py: --after-record: {args.out} has no seeds of {','.join(missing)}")
+            first_seeds = {v: int(recorded[v]) + 1 for v in variants}
+        space = write_space(variants, storage / f"{args.name}.yaml", first_seeds)
         rc = tune_sd("sweep", str(space), "--repeat", str(args.repeat), "--epochs", str(args.epochs),
                      "--scheduler", "fifo", "--pack", "auto", "--storage", str(storage), "--name", args.name)
     if rc:
         sys.exit(f"long_record.py: the sweep ended with exit code {rc}; run the same command again to resume it")
-    compact_sweep(folder, Path(args.out))
+    compact_sweep(folder, Path(args.out), append=args.after_record)
 
 
-def compact_sweep(folder: Path, out: Path) -> Path:
-    """The compact copy of a finished sweep's curves (its curves.parquet and trials.parquet)."""
+def compact_sweep(folder: Path, out: Path, append: bool = False) -> Path:
+    """The compact copy of a finished sweep's curves (its curves.parquet and trials.parquet); with
+    ``append``, added to the record already at ``out`` (a config's repeats numbered by seed)."""
     from tune_sd.tune.results import read_table
 
     curves, _ = read_table(folder, "curves.parquet")
@@ -91,7 +107,16 @@ def compact_sweep(folder: Path, out: Path) -> Path:
         "epoch": curves["epoch"].astype("int32"),
         # float32 keeps 7 digits: the rules compare accuracies of 1/700 steps
         **{c: curves[c].astype("float32") for c in ("avg_acc", "acc_mean", "acc_report")},
-    }).sort_values(["trial_id", "epoch"], kind="stable")
+    })
+    if append:
+        old = load(out)
+        new_trials = sorted(set(table.trial_id) & set(old.trial_id))
+        if new_trials:
+            sys.exit(f"long_record.py: {out} already holds trials {', '.join(new_trials[:3])}: not added twice")
+        table = pd.concat([old, table.astype(old.dtypes.to_dict())], ignore_index=True)
+        rank = table.groupby("variant")["seed"].rank(method="dense").astype("int16") - 1
+        table["repeat"] = rank
+    table = table.sort_values(["variant", "repeat", "epoch"], kind="stable").reset_index(drop=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), out, compression="zstd",
                    compression_level=19)
@@ -178,6 +203,8 @@ def main(argv=None) -> None:
     r.add_argument("--storage", default="results", help="results root (default %(default)s)")
     r.add_argument("--name", default="trend-long", help="sweep name (default %(default)s)")
     r.add_argument("--out", default=str(RECORD), help="the compact record (default %(default)s)")
+    r.add_argument("--after-record", action="store_true",
+                   help="run --repeat more seeds of each config, after the record's, and add them to it")
     c = sub.add_parser("compact", help="write the compact record from a finished sweep")
     c.add_argument("sweep", help="the sweep's folder, or its name under --storage")
     c.add_argument("--storage", default="results")
