@@ -73,6 +73,20 @@ def test_local_ray_listens_on_loopback_only(ray_local):
     assert not outside, f"Ray listens beyond loopback: {outside}"
 
 
+def test_local_ray_without_dashboard_records_no_task_events(ray_local):
+    """Ray's own processes (its GCS keeps every task's events) start with task events off; the driver's
+    environment is as it was."""
+    import ray
+
+    from tune_sd.tune.cluster import TASK_EVENTS_ENV
+
+    node = ray._private.worker._global_node
+    gcs = node.all_processes[ray._private.ray_constants.PROCESS_TYPE_GCS_SERVER][0].process
+    env = dict(kv.split(b"=", 1) for kv in Path(f"/proc/{gcs.pid}/environ").read_bytes().split(b"\0") if b"=" in kv)
+    assert env.get(TASK_EVENTS_ENV.encode()) == b"0", sorted(k for k in env if k.startswith(b"RAY_"))
+    assert TASK_EVENTS_ENV not in os.environ
+
+
 def test_asha_sweep_stops_a_non_learner_and_writes_complete_tables(ray_local, tmp_path):
     space = write_space(tmp_path, "asha", {"disc": {"parameters": {"lr": {"values": [1e-3, 1e-7]}}}},
                         tune={"scheduler": "asha", "num_samples": 2, "grace_period": 80, "reduction_factor": 2,
