@@ -93,7 +93,8 @@ class _Worker:
         try:
             writer = make_writer(self.target, self.sweep, self.folder)
         except ImportError as e:
-            self._fail(f"{e.name or e} is not installed (pip install 'tune-sd[{self.target.service}]')")
+            self._fail(f"{e.name or e} is not installed (pip install 'tune-sd[{self.target.service}]'; "
+                       f"from a clone: pip install -c constraints.txt -e '.[{self.target.service}]')")
         except Exception as e:  # noqa: BLE001 - a logger never fails the sweep
             self._fail(_first_line(e))
         while True:
