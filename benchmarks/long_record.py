@@ -4,7 +4,7 @@ The notebook's studies run 100 000 epochs and its four trends show only there. T
 trend examples that fit a small machine (t1a, t2b, t3c, t4b, t4c, t4d: about 36 CPU-minutes per seed)
 at that horizon, with seeds, FIFO and packed, and keeps a compact copy of their curves in
 ``tests/data/long_record.parquet`` (one row per report: trial_id, variant, seed, repeat, planned,
-avg_hor, epoch, avg_acc, acc_mean, acc_report; about 1 MB), so that the stopping rules, the race,
+avg_hor, epoch, avg_acc, acc_mean, acc_report; 0.4 MB for 6 configs x 5 seeds), so that the stopping rules, the race,
 ASHA's rungs and the trend rule are tested in CI against real long curves (tests/test_long_record.py:
 replays, no training).
 
@@ -14,7 +14,8 @@ replays, no training).
     python benchmarks/long_record.py compact   SWEEP [--storage DIR] [--out tests/data/long_record.parquet]
     python benchmarks/long_record.py summary   [RECORD]
 
-``run`` starts the sweep (about 1 h 30 min for the default six critics x 3 seeds on 2 cores), or resumes
+``run`` starts the sweep (about 1 h 30 min for the default six critics x 3 seeds on 2 cores; the record
+holds 5: ``run --repeat 2 --after-record`` added two, in about an hour), or resumes
 it where a sweep of that name was interrupted, then writes the compact copy. ``compact`` only writes the
 copy from a finished sweep. With ``--after-record`` the sweep runs ``--repeat`` more seeds of each
 config in the record (each config's seeds go on from the last one recorded), and its curves are added
@@ -159,8 +160,8 @@ def stops_on(record: pd.DataFrame, per_seed: bool = False) -> list[tuple[str, st
     rec = as_replay(record, per_seed)
     out = []
     for rule in RULES:
-        if rule == "race":
-            continue  # a race needs 4 seeds per config or more: race_on() resamples them
+        if rule == "race" and (per_seed or rec.repeat < 4):
+            continue  # a race needs 4 seeds per config or more (race_on() resamples them)
         ends, how = replay(rec, rule)
         out.append((rule, how, summary(rec, ends)))
     return out

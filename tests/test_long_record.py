@@ -1,7 +1,8 @@
 """The long-horizon record (tests/data/long_record.parquet, made by benchmarks/long_record.py): the
-notebook's trend examples t1a, t2b, t3c, t4b, t4c, t4d, 3 seeds each, trained 100 000 epochs (FIFO,
-packed). The stopping rules, the race and the trend rule are replayed on these real long curves; no
-training. A config (6) is the unit: its 3 seeds are repeats of one experiment."""
+notebook's trend examples t1a, t2b, t3c, t4b, t4c, t4d, 5 seeds each (3 from a first sweep, 2 more
+from a second one), trained 100 000 epochs (FIFO, packed). The stopping rules, the race and the trend
+rule are replayed on these real long curves; no training. A config (6) is the unit: its 5 seeds are
+repeats of one experiment."""
 
 from pathlib import Path
 
@@ -21,6 +22,7 @@ RECORD = Path(__file__).resolve().parent / "data" / "long_record.parquet"
 COLUMNS = ("trial_id", "variant", "seed", "repeat", "planned", "avg_hor", "epoch", "avg_acc", "acc_mean", "acc_report")
 VARIANTS = ("t1a", "t2b", "t3c", "t4b", "t4c", "t4d")
 EPOCHS = 100_000
+SEEDS = 5
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def cut_at(record: pd.DataFrame, epochs: int) -> pd.DataFrame:
 
 def as_replay(record: pd.DataFrame, per_seed: bool = False):
     """The record as the stopping rules hear it: a config's seeds judged together, or each alone."""
-    return record_from_curves(record, name="long record", settings={"repeat": 1 if per_seed else 3},
+    return record_from_curves(record, name="long record", settings={"repeat": 1 if per_seed else SEEDS},
                               per_seed=per_seed)
 
 
@@ -57,13 +59,14 @@ def test_the_record_holds_the_long_sweep(record):
     per = record.groupby("trial_id").agg(variant=("variant", "first"), reports=("epoch", "size"),
                                          first=("epoch", "min"), last=("epoch", "max"), planned=("planned", "first"))
     assert sorted(per.variant.unique()) == sorted(VARIANTS)
-    assert per.groupby("variant").size().eq(3).all()  # 3 seeds per config
+    assert per.groupby("variant").size().eq(SEEDS).all()
     assert (per["last"] == EPOCHS).all() and (per.planned == EPOCHS).all() and (per.reports == EPOCHS // 25).all()
-    assert record.groupby("variant")["seed"].nunique().eq(3).all()
+    assert record.groupby("variant")["seed"].nunique().eq(SEEDS).all()
+    assert record.groupby("variant")["repeat"].nunique().eq(SEEDS).all()
     assert record[["avg_acc", "acc_mean", "acc_report"]].notna().all().all()
-    # every config learns by the end (one of t4d's seeds never does: the record's only non-learner)
+    # every config learns by the end (two of t4d's seeds never do: the record's only non-learners)
     learned = learned_by(record, EPOCHS)
-    assert learned.groupby(per.variant).sum().to_dict() == {"t1a": 3, "t2b": 3, "t3c": 3, "t4b": 3, "t4c": 3, "t4d": 2}
+    assert learned.groupby(per.variant).sum().to_dict() == {"t1a": 5, "t2b": 5, "t3c": 5, "t4b": 5, "t4c": 5, "t4d": 3}
 
 
 @pytest.mark.parametrize("epochs", [10_000, 20_000, 100_000])
@@ -76,7 +79,7 @@ def test_the_nonlearner_rule_cuts_no_learner_at_any_horizon(record, epochs, per_
     cut = sorted(t for t in ends if learned[t.split("#")[0]])
     assert cut == [], f"stopped seeds that learn by epoch {epochs}: {cut}"
     if per_seed:
-        # the seed that never learns is stopped, before a tenth of a 100 000-epoch run
+        # the seeds that never learn are stopped, before a tenth of a 100 000-epoch run
         never = [t for t, ok in learned.items() if not ok]
         assert sorted(ends) == never
         if epochs == EPOCHS:
@@ -107,31 +110,39 @@ def test_asha_and_the_median_rule_keep_the_best_config(record, rule):
     assert (cut["final median"] < per[per.best]["final median"].iloc[0]).all()
 
 
-def test_the_race_keeps_the_best_config_or_one_as_good(record):
-    # the race needs 4 seeds per config: each config's 4 are drawn from its 3 recorded ones
+def test_the_race_keeps_the_best_config(record):
+    # a race of 4 seeds per config, each config's 4 drawn from its 5 recorded ones
     rec = as_replay(record)
     rungs, alpha = race_settings(rec, repeat=4)
     assert rungs[0] >= EPOCHS // 27 and rungs[-1] < EPOCHS
     boot = race_bootstrap(rec, rungs, alpha, n=20, seed=0, seeds=4)
-    assert boot["near_kept"] >= 0.9, boot  # the best, or a config within 0.01 of its final median
+    # the config best over all the recorded seeds (t1a) survives; a resample's own best is often
+    # another of the four configs that end within 0.02 of it (t4b, t4d, t3c), some slow at the rungs
+    assert boot["kept_overall"] >= 0.95, boot
+    assert boot["near_kept"] >= 0.8, boot  # the resample's best, or a config within 0.01 of it
     assert boot["saved"] > 0.3, boot
+    # the record's own 5 seeds: the best is kept
+    ends, _ = replay(rec, "race")
+    s = summary(rec, ends)
+    assert s["best kept"] and s["best"] == "t1a", s
 
 
 def test_the_trend_rule_names_the_long_record(record):
     along, table = trends_on(record)
     final = along[along.horizon == 1.0].set_index("trial_id")
     names = final.groupby("config")["trend"].agg(lambda s: s.value_counts().to_dict())
-    assert names["t1a"] == {"fast-plateau": 3}            # trend 1: learns quickly and stays
-    assert names["t2b"] == {"rise-then-drop": 3}          # trend 2: learns quickly, then drops
-    assert names["t4d"]["non-learner"] == 1               # the one seed that never learned
+    assert names["t1a"] == {"fast-plateau": SEEDS}        # trend 1: learns quickly and stays
+    assert names["t2b"] == {"rise-then-drop": SEEDS}      # trend 2: learns quickly, then drops
+    assert names["t3c"].get("slow-improver", 0) >= 2      # trend 3 on some seeds: still climbing at the end
+    assert names["t4d"]["non-learner"] == 2               # the two seeds that never learned
     held = table.set_index("config")
     assert held.loc["t1a", "holds from epoch"] == 10_000  # named from the first horizon on
-    assert held.loc["t2b", "holds from epoch"] == 20_000  # a fast-plateau at 10 000, dropped by 20 000
-    assert held.loc["t2b", "along the run"] == "fast-plateau → rise-then-drop"
+    assert held.loc["t2b", "holds from epoch"] == 30_000  # a fast-plateau at 10 000, dropped on all seeds by 30 000
+    assert held.loc["t2b", "along the run"] == "fast-plateau → mixed → rise-then-drop"
     assert not held["cut short"].any()
-    # the non-learner seed is one at every horizon: a curve that never reached the line
+    # the non-learner seeds are ones at every horizon: curves that never reached the line
     lone = along[along.trend == "non-learner"]
-    assert lone.trial_id.nunique() == 1 and len(lone) == along.horizon.nunique()
+    assert lone.trial_id.nunique() == 2 and len(lone) == 2 * along.horizon.nunique()
 
 
 @pytest.mark.slow
@@ -153,7 +164,7 @@ def test_analyze_reports_the_trends_along_the_long_record(record, tmp_path):
     html = Path(report).read_text()
     assert "Trends along the run" in html
     along = pd.read_parquet(tmp_path / "analysis" / "trends_along.parquet")
-    assert along.trial_id.nunique() == 18
+    assert along.trial_id.nunique() == 6 * SEEDS
     t2b = along[(along.config_trend.notna()) & (along.trial_id.isin(record[record.variant == "t2b"].trial_id))] \
         if "config_trend" in along else along[along.trial_id.isin(record[record.variant == "t2b"].trial_id)]
     assert (t2b[t2b.horizon == 1.0].trend == "rise-then-drop").all()
