@@ -360,3 +360,21 @@ def test_a_bad_tracking_uri_a_bad_project_or_a_missing_package_is_said_once(tmp_
     tracker.close()
     err = capfd.readouterr().err
     assert "is not installed" in err and "tune-sd[wandb]" in err and err.count("tune-sd: wandb") == 1
+
+
+def test_lines_said_by_two_writers_at_once_stay_whole(capfd):
+    import threading
+
+    from tune_sd.tracking.tracker import say
+
+    def many(name):
+        for i in range(300):
+            say(f"{name} {i}: " + "x" * 200)
+
+    threads = [threading.Thread(target=many, args=(n,)) for n in ("wandb", "mlflow")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) == 600 and all(line.startswith(("tune-sd: wandb ", "tune-sd: mlflow ")) for line in lines)

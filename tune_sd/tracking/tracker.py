@@ -70,8 +70,15 @@ def make_writer(target: Target, sweep: str, folder: Path | None) -> Writer:
     return MlflowWriter(target.where, sweep, folder)
 
 
+_SAY_LOCK = threading.Lock()
+
+
 def say(line: str) -> None:
-    print(f"tune-sd: {line}", file=sys.stderr, flush=True)
+    """One line on stderr, whole: the writers' threads may say theirs at the same moment (print writes a
+    line and its newline apart, and two threads' lines ran together)."""
+    with _SAY_LOCK:
+        sys.stderr.write(f"tune-sd: {line}\n")
+        sys.stderr.flush()
 
 
 class _Worker:
