@@ -4,9 +4,9 @@ The notebook's studies run 100 000 epochs and its four trends show only there. T
 trend examples that fit a small machine (t1a, t2b, t3c, t4b, t4c, t4d: about 36 CPU-minutes per seed)
 at that horizon, with seeds, FIFO and packed, and keeps a compact copy of their curves in
 ``tests/data/long_record.parquet`` (one row per report: trial_id, variant, seed, repeat, planned,
-avg_hor, epoch, avg_acc, acc_mean, acc_report; 0.4 MB for 6 configs x 5 seeds), so that the stopping rules, the race,
-ASHA's rungs and the trend rule are tested in CI against real long curves (tests/test_long_record.py:
-replays, no training).
+avg_hor, epoch, avg_acc, acc_mean, acc_report; 0.4 MB for 6 configs x 5 seeds), so that the stopping
+rules, the race, ASHA's rungs and the trend rule are tested in CI against real long curves
+(tests/test_long_record.py: replays, no training).
 
     python benchmarks/long_record.py run       [--variants t1a,t2b,t3c,t4b,t4c,t4d] [--repeat 3]
                                                [--epochs 100000] [--storage DIR] [--name trend-long]
@@ -19,9 +19,9 @@ holds 5: ``run --repeat 2 --after-record`` added two, in about an hour), or resu
 it where a sweep of that name was interrupted, then writes the compact copy. ``compact`` only writes the
 copy from a finished sweep. With ``--after-record`` the sweep runs ``--repeat`` more seeds of each
 config in the record (each config's seeds go on from the last one recorded), and its curves are added
-to the record, the repeats numbered by seed. ``summary`` prints what the record shows: each config's trend shares on
-the full curves and the epoch from which its final trend held, and what each stopping rule, with a
-sweep's defaults for the record's planned epochs, would have cut.
+to the record, the repeats numbered by seed. ``summary`` prints what the record shows: each config's
+trend shares on the full curves and the epoch from which its final trend held, and what each stopping
+rule, with a sweep's defaults for the record's planned epochs, would have cut.
 """
 
 from __future__ import annotations
@@ -115,8 +115,7 @@ def compact_sweep(folder: Path, out: Path, append: bool = False) -> Path:
         if new_trials:
             sys.exit(f"long_record.py: {out} already holds trials {', '.join(new_trials[:3])}: not added twice")
         table = pd.concat([old, table.astype(old.dtypes.to_dict())], ignore_index=True)
-        rank = table.groupby("variant")["seed"].rank(method="dense").astype("int16") - 1
-        table["repeat"] = rank
+        table["repeat"] = table.groupby("variant")["seed"].rank(method="dense").astype("int16") - 1
     table = table.sort_values(["variant", "repeat", "epoch"], kind="stable").reset_index(drop=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), out, compression="zstd",

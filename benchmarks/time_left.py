@@ -66,7 +66,8 @@ def replay(folder: Path, every: float = 60.0) -> list[tuple[float, float, float,
     start, end = reports[0][0], reports[-1][0]
     clock = {"now": start}
     rows, seen, done, next_at = [], {}, 0, start + every
-    with mock.patch.object(progress_mod.time, "monotonic", lambda: clock["now"]):
+    # the progress line's own output is not wanted here
+    with mock.patch.object(progress_mod.time, "monotonic", lambda: clock["now"]), mock.patch("sys.stderr"):
         p = progress_mod.SweepProgress(epochs=max(int(t.config.get("epochs") or 0) for t in trials), every_s=1e12)
         p.setup(total_num_samples=len(trials))
         for ts, tid, epoch in reports:
@@ -79,8 +80,7 @@ def replay(folder: Path, every: float = 60.0) -> list[tuple[float, float, float,
             clock["now"] = ts
             trial = by_id[tid]
             trial.status = "RUNNING"
-            with mock.patch("sys.stderr"):
-                p.on_trial_result(0, trials, trial, {"epoch": epoch})
+            p.on_trial_result(0, trials, trial, {"epoch": epoch})
             done += max(0, epoch - seen.get(tid, 0))
             seen[tid] = epoch
             last[tid] -= 1

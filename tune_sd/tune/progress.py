@@ -13,8 +13,8 @@ most every few seconds while trials report, one line::
 or stopper ended before their last epoch. The time left is an estimate (:meth:`SweepProgress.seconds_left`)
 from the seconds an epoch of each trial took on its reports: mostly when the sweep ends if each trial
 keeps its own pace in the place it holds, partly when it ends if the sweep keeps the pace it had. It
-assumes that no other trial stops early. The last line says "finished", or "interrupted" with the trials left unfinished
-(Ctrl-C: Tune saves the sweep and returns).
+assumes that no other trial stops early. The last line says "finished", or "interrupted" with the
+trials left unfinished (Ctrl-C: Tune saves the sweep and returns).
 """
 
 from __future__ import annotations
@@ -296,23 +296,24 @@ class SweepProgress(Callback):
                 cost = sum(kin) / len(kin) if kin else mean
             return max(0, self._planned(t) - self.epoch.get(t.trial_id, 0)) * cost
 
-        running = [t for t in trials if t.status == "RUNNING"]
+        running = {t.trial_id: left(t) for t in trials if t.status == "RUNNING"}
         self.most_running = max(self.most_running, len(running))
         waiting = [left(t) for t in trials if t.status not in ("RUNNING", "TERMINATED", "ERROR")]
         waiting += [self.epochs * mean] * max(0, total - len(trials))  # trials not created yet
-        own = self._own_pace(running, left, waiting, now)
+        own = self._own_pace(running, waiting, now)
         done = sum(n * costs.get(tid, mean) for tid, n in self.ran.items())
         if done <= 0:
             return own
-        sweep = self._sweep_pace(sum(map(left, running)) + sum(waiting), done, now)
+        sweep = self._sweep_pace(sum(running.values()) + sum(waiting), done, now)
         return OWN_PACE_WEIGHT * own + (1 - OWN_PACE_WEIGHT) * sweep
 
-    def _own_pace(self, running, left, waiting: list[float], now: float) -> float:
+    def _own_pace(self, running: dict[str, float], waiting: list[float], now: float) -> float:
         """When the last trial ends if each runs at its own pace in its own place: the running ones
-        end after their work left (less what they ran since their last report), the waiting ones take
-        the places that free first, in order. The places are the most trials that ran at once."""
-        places = [max(0.0, left(t) - (now - self.pace[t.trial_id][2] if t.trial_id in self.pace else 0.0))
-                  for t in running]
+        (trial id -> seconds of work left) end after that work, less what they ran since their last
+        report; the waiting ones take the places that free first, in order. The places are the most
+        trials that ran at once."""
+        places = [max(0.0, seconds - (now - self.pace[tid][2] if tid in self.pace else 0.0))
+                  for tid, seconds in running.items()]
         places += [0.0] * max(0, self.most_running - len(running))  # freed and not taken again yet
         heapq.heapify(places)
         for seconds in waiting:
