@@ -1,25 +1,27 @@
 """The long-horizon record: the notebook's trend examples at its own horizon, kept as a compact table.
 
 The notebook's studies run 100 000 epochs and its four trends show only there. This script runs the
-trend examples that fit a small machine (t1a, t2b, t3c, t4b, t4c, t4d: about 36 CPU-minutes per seed)
-at that horizon, with seeds, FIFO and packed, and keeps a compact copy of their curves in
-``tests/data/long_record.parquet`` (one row per report: trial_id, variant, seed, repeat, planned,
-avg_hor, epoch, avg_acc, acc_mean, acc_report; 0.4 MB for 6 configs x 5 seeds), so that the stopping
+trend examples that fit a small machine (t1a, t2b, t3c, t4b, t4c, t4d: about 36 CPU-minutes per seed;
+t2a and t3a add 34) at that horizon, with seeds, FIFO and packed, and keeps a compact copy of their
+curves in ``tests/data/long_record.parquet`` (one row per report: trial_id, variant, seed, repeat,
+planned, avg_hor, epoch, avg_acc, acc_mean, acc_report; 0.5 MB for 8 configs x 5 seeds), so that the stopping
 rules, the race, ASHA's rungs and the trend rule are tested in CI against real long curves
 (tests/test_long_record.py: replays, no training).
 
     python benchmarks/long_record.py run       [--variants t1a,t2b,t3c,t4b,t4c,t4d] [--repeat 3]
                                                [--epochs 100000] [--storage DIR] [--name trend-long]
                                                [--after-record]
-    python benchmarks/long_record.py compact   SWEEP [--storage DIR] [--out tests/data/long_record.parquet]
+    python benchmarks/long_record.py compact   SWEEP [--storage DIR] [--out tests/data/long_record.parquet] [--append]
     python benchmarks/long_record.py summary   [RECORD]
 
 ``run`` starts the sweep (about 1 h 30 min for the default six critics x 3 seeds on 2 cores; the record
-holds 5: ``run --repeat 2 --after-record`` added two, in about an hour), or resumes
+holds 5: ``run --repeat 2 --after-record`` added two, in about an hour; t2a and t3a joined it by
+``run --variants t2a,t3a --repeat 3 --after-record`` and ``--repeat 2`` again), or resumes
 it where a sweep of that name was interrupted, then writes the compact copy. ``compact`` only writes the
-copy from a finished sweep. With ``--after-record`` the sweep runs ``--repeat`` more seeds of each
-config in the record (each config's seeds go on from the last one recorded), and its curves are added
-to the record, the repeats numbered by seed. ``summary`` prints what the record shows: each config's
+copy from a finished sweep (``--append``: adds it to the record). With ``--after-record`` the sweep runs
+``--repeat`` more seeds of each config (each config's seeds go on from the last one recorded; a config
+the record lacks starts at its own seed), and its curves are added to the record, the repeats numbered
+by seed. ``summary`` prints what the record shows: each config's
 trend shares on the full curves and the epoch from which its final trend held, and what each stopping
 rule, with a sweep's defaults for the record's planned epochs, would have cut.
 """
@@ -77,10 +79,8 @@ def run(args) -> None:
             if not Path(args.out).is_file():
                 sys.exit(f"long_record.py: --after-record: no record at {args.out}")
             recorded = load(Path(args.out)).groupby("variant")["seed"].max()
-            missing = sorted(set(variants) - set(recorded.index))
-            if missing:
-                sys.exit(f"long_record.py: --after-record: {args.out} has no seeds of {','.join(missing)}")
-            first_seeds = {v: int(recorded[v]) + 1 for v in variants}
+            # a config the record lacks starts at the space's own seed and joins the record
+            first_seeds = {v: int(recorded[v]) + 1 for v in variants if v in recorded.index}
         space = write_space(variants, storage / f"{args.name}.yaml", first_seeds)
         rc = tune_sd("sweep", str(space), "--repeat", str(args.repeat), "--epochs", str(args.epochs),
                      "--scheduler", "fifo", "--pack", "auto", "--storage", str(storage), "--name", args.name)
@@ -204,11 +204,14 @@ def main(argv=None) -> None:
     r.add_argument("--name", default="trend-long", help="sweep name (default %(default)s)")
     r.add_argument("--out", default=str(RECORD), help="the compact record (default %(default)s)")
     r.add_argument("--after-record", action="store_true",
-                   help="run --repeat more seeds of each config, after the record's, and add them to it")
+                   help="run --repeat more seeds of each config, after the record's (a config the record "
+                        "lacks: from its own seed), and add them to it")
     c = sub.add_parser("compact", help="write the compact record from a finished sweep")
     c.add_argument("sweep", help="the sweep's folder, or its name under --storage")
     c.add_argument("--storage", default="results")
     c.add_argument("--out", default=str(RECORD))
+    c.add_argument("--append", action="store_true",
+                   help="add the sweep's curves to the record at --out instead of replacing it")
     s = sub.add_parser("summary", help="print what the record shows: trends along the run, what each rule cuts")
     s.add_argument("record", nargs="?", default=str(RECORD))
     args = p.parse_args(argv)
@@ -216,7 +219,7 @@ def main(argv=None) -> None:
         run(args)
     elif args.cmd == "compact":
         folder = Path(args.sweep) if Path(args.sweep).is_dir() else Path(args.storage) / args.sweep
-        compact_sweep(folder, Path(args.out))
+        compact_sweep(folder, Path(args.out), append=args.append)
     else:
         summarise(Path(args.record))
 
