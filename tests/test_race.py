@@ -13,9 +13,10 @@ from tune_sd.tune.stopping.records import StopRecorder
 RUNGS = [100, 300, 900]
 
 
-def run_race(configs: dict[str, list[float]], noise=0.01, seed=0, rungs=RUNGS, alpha=0.05):
-    """Each config's seeds report ``level + noise`` at every 25 epochs up to 3000, side by side. Returns
-    {config: (epoch, evidence)} of the configs stopped."""
+def run_race(configs: dict[str, list[float]], noise=0.01, seed=0, rungs=RUNGS, alpha=0.05, rise=None):
+    """Each config's seeds report ``level + noise`` at every 25 epochs up to 3000, side by side (plus
+    ``rise[config](epoch)`` where given). Returns {config: (epoch, evidence)} of the configs stopped."""
+    rise = rise or {}
     rng = np.random.default_rng(seed)
     repeat = len(next(iter(configs.values())))
     race = Race(rungs, repeat, alpha)
@@ -28,7 +29,8 @@ def run_race(configs: dict[str, list[float]], noise=0.01, seed=0, rungs=RUNGS, a
             for r, level in enumerate(levels):
                 if name in stops:
                     continue
-                ev = race.report(f"{name}-{r}", epoch, level + rng.normal(0, noise))
+                value = level + rng.normal(0, noise) + (rise[name](epoch) if name in rise else 0.0)
+                ev = race.report(f"{name}-{r}", epoch, value)
                 if ev is not None:
                     stops[name] = (epoch, ev)
     return stops
@@ -36,12 +38,37 @@ def run_race(configs: dict[str, list[float]], noise=0.01, seed=0, rungs=RUNGS, a
 
 def test_a_clearly_worse_config_is_raced_out_at_the_first_rung_and_the_best_runs_on():
     stops = run_race({"best": [0.75, 0.74, 0.76, 0.75], "worse": [0.55, 0.56, 0.54, 0.55],
-                      "tied": [0.75, 0.76, 0.74, 0.75]})
+                      "tied": [0.75, 0.76, 0.74, 0.75]}, noise=0.0)
     assert set(stops) == {"worse"}
     epoch, ev = stops["worse"]
     assert epoch == RUNGS[0]
     assert ev.test == "rank vs best" and len(ev.trials) == 4 and ev.epochs == [RUNGS[0]] * 4
     assert ev.p == pytest.approx(1 / 70) and ev.against in ("best", "tied")
+
+
+def test_a_worse_config_flat_in_noise_is_raced_out_at_a_rung_where_it_did_not_rise():
+    # noise makes a flat config rise since the last look at some rungs (in about half of them): it is
+    # judged again at the next rung and stopped at the first where its seeds' median change is no gain
+    stopped_at = []
+    for seed in range(40):
+        stops = run_race({"best": [0.75, 0.74, 0.76, 0.75], "worse": [0.55, 0.56, 0.54, 0.55]}, seed=seed)
+        assert set(stops) <= {"worse"}
+        stopped_at.append(stops["worse"][0] if stops else None)
+    assert set(stopped_at) <= {100, 300, 900, None}
+    assert stopped_at.count(100) >= 10 and stopped_at.count(None) <= 10  # 1/2 and 1/8 expected
+
+
+def test_a_worse_config_still_rising_is_not_raced_out_until_it_stalls():
+    # a slow improver: far below the best at the first rungs, climbing by 0.1 per look; it stalls after 300
+    def climbing(epoch):
+        return min(0.1 * np.log(epoch / 33) / np.log(3), 0.2)
+
+    stops = run_race({"best": [0.75, 0.74, 0.76, 0.75], "slow": [0.45, 0.46, 0.44, 0.45]}, noise=0.0,
+                     rise={"slow": climbing})
+    assert set(stops) == {"slow"} and stops["slow"][0] == 900  # spared at 100 and 300, stalled by 900
+    rising = run_race({"best": [0.75, 0.74, 0.76, 0.75], "slow": [0.45, 0.46, 0.44, 0.45]}, noise=0.0,
+                      rise={"slow": lambda e: 0.1 * np.log(e / 33) / np.log(3) / 10})
+    assert rising == {}  # still rising at the last rung: it runs to the end
 
 
 def test_a_tied_config_is_rarely_raced_out():

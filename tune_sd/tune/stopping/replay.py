@@ -336,9 +336,10 @@ def summary(rec: Record, ends: dict) -> dict:
 
 
 def race_bootstrap(rec: Record, rungs: list[int], alpha: float, n: int, seed: int = 0, near: float = 0.01,
-                   seeds: int | None = None) -> dict:
+                   seeds: int | None = None, replace: bool = True) -> dict:
     """Over ``n`` resamples of each config's seeds (with replacement, ``seeds`` of R: R where not given; more
-    than R asks how a sweep of more seeds would race), the share in which the best
+    than R asks how a sweep of more seeds would race; ``replace`` False draws ``seeds`` < R distinct
+    seeds, as a sweep of fewer seeds would have run), the share in which the best
     config by final median survives the race (``kept``), the share in which it or one within ``near`` of
     its final median survives (``near_kept``), the share in which the best config over all the record's
     seeds survives (``kept_overall``: the resample's best can be another config, its seeds drawn
@@ -354,7 +355,7 @@ def race_bootstrap(rec: Record, rungs: list[int], alpha: float, n: int, seed: in
     for _ in range(n):
         reps, keys = {}, {}
         for key, tids in configs.items():
-            for j, tid in enumerate(rng.choice(tids, size=seeds or len(tids), replace=True)):
+            for j, tid in enumerate(rng.choice(tids, size=seeds or len(tids), replace=replace)):
                 reps[f"{tid}#{j}"], keys[f"{tid}#{j}"] = rec.reports[tid], key
         boot = Record(rec.name, reps, keys, rec.labels, seeds or rec.repeat, rec.settings, rec.report_every, rec.exact)
         ends = replay_race(boot, rungs, alpha)
