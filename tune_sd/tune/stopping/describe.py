@@ -32,7 +32,8 @@ def describe_scheduler(settings: dict) -> str:
                                  reduction_factor=settings.get("reduction_factor"),
                                  repeat=int(settings.get("repeat") or 1), race_alpha=settings.get("race_alpha"))
         what = (f"a race of the configs' {settings.get('repeat')} seeds at epochs {', '.join(map(str, rungs))} "
-                f"(rank test against the best config, alpha {alpha:g} over the rungs)")
+                f"(rank test against the best config, alpha {alpha:g} over the rungs; a config still rising "
+                f"since the last look is judged at the next)")
     else:
         what = "FIFO (no rank-based early stopping)"
     if base in ("asha", "median") and int(settings.get("repeat") or 1) > 1:
