@@ -334,3 +334,15 @@ def test_ctrl_c_in_run_stops_at_an_epoch_boundary():
     for p, q in zip(study.critic.parameters(), whole.critic.parameters()):
         assert torch.equal(p, q)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("keys", [TINY, TINY_REG], ids=["sd", "regularize"])
+def test_a_run_trains_where_a_ctrl_c_left_autograd_off(tmp_path, keys):
+    # a Ctrl-C that lands between torch.no_grad()'s switch and its `with` taking hold leaves autograd off
+    # in that thread: the next run in the same process (a notebook, this suite) must still train
+    previous = torch.is_grad_enabled()
+    torch.set_grad_enabled(False)
+    try:
+        assert main(["train", "--no-progress", "--out", str(tmp_path / "run"), *sets(keys + ["epochs=3"])]) == 0
+    finally:
+        torch.set_grad_enabled(previous)

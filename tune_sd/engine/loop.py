@@ -96,7 +96,9 @@ class RunLoop:
         Ctrl-C lets the epoch in progress and its callback finish, then raises :class:`Interrupted`
         (a ``KeyboardInterrupt``) with the run at that epoch; a second Ctrl-C raises at once."""
         metrics, stop = None, (self.epoch + epochs if epochs is not None else None)
-        with EpochBoundaryInterrupt() as interrupt:
+        # autograd on, whatever the thread was left in: a Ctrl-C that lands inside torch.no_grad()'s
+        # __enter__ leaves it off for the rest of the thread (the next run in a notebook would not train)
+        with EpochBoundaryInterrupt() as interrupt, torch.enable_grad():
             while not self.done and (stop is None or self.epoch < stop):
                 metrics = self.step()
                 if callback is not None:

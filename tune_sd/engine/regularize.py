@@ -176,6 +176,7 @@ class Regularization(RunLoop):
         return self.critic(critic_input(h.t(), self._critic_parts(h, X, create_graph), self.ext_type))
 
     # ------------------------------------------------------------------ the loop
+    @torch.enable_grad()  # stepped by hand too: autograd on whatever the thread was left in
     def step(self) -> dict:
         """One epoch: a full-batch step of the network on MSE + sd x critic term; then, adversarial
         only, ``critic.iters`` critic steps on library functions vs the latent features."""
