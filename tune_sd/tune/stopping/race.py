@@ -139,7 +139,7 @@ class Race(ConfigSeeds):
             # the first report at or past the look is the seed's value there; a restored trial keeps what it had
             if before < look <= epoch and look not in self.at[trial_id]:
                 self.at[trial_id][look] = value
-                if look in self.last_look:
+                if look in self.last_look:  # a rung (a last look that is no rung only records)
                     self._judge(look)
         return self.stopped.get(key)
 
