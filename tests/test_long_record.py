@@ -110,6 +110,32 @@ def test_asha_and_the_median_rule_keep_the_best_config(record, rule):
     assert (cut["final median"] < per[per.best]["final median"].iloc[0]).all()
 
 
+@pytest.mark.parametrize("rule", ["asha", "median"])
+def test_ranking_rules_cut_no_slow_starter_at_chance(record, rule, monkeypatch):
+    # one seed per config (the default sd-study sweep), the rules' defaults for 100 000 epochs: ASHA's first
+    # rung (3 703) finds t3c's and t4b's slow seeds at chance (0.55-0.60); they end at 0.67-0.73, beside the
+    # best. The chance guard leaves them to the non-learner rule, which keeps them (they rise). (Ray's median
+    # rule takes time quadratic in the reports: it hears the slow starters' configs, the best and t4d here)
+    rec = as_replay(record if rule == "asha" else record[record.variant.isin(["t1a", "t3c", "t4b", "t4d"])],
+                    per_seed=True)
+    learned = learned_by(record, EPOCHS)
+
+    def slow_starters_cut(ends):
+        return sorted(t for t, (epoch, _) in ends.items() if learned[t.split("#")[0]] and
+                      next(r["avg_acc"] for r in rec.reports[t] if r["epoch"] >= epoch) < LEARN_LINE)
+
+    ends, _ = replay(rec, rule)
+    assert slow_starters_cut(ends) == [], ends
+    assert summary(rec, ends)["best kept"]
+    # without the guard (a metric with no chance level), the same rule cuts three of them at its first rung
+    from tune_sd.tune.stopping import chance_guard
+
+    monkeypatch.setattr(chance_guard, "GUARDED_METRIC", "no such metric")
+    blind, _ = replay(rec, rule)
+    cut = slow_starters_cut(blind)
+    assert len(cut) == 3 and all(blind[t][0] < 4000 for t in cut), cut
+
+
 def test_the_race_spares_the_slow_improvers_and_keeps_the_best_config(record):
     # the record's own 5 seeds per config: the configs still rising at a rung where they are behind
     # (t3c and t4b, which end within 0.02 of the best) run on; those that dropped or stalled are cut
@@ -130,15 +156,15 @@ def test_the_race_keeps_the_best_config_over_resamples_of_seeds(record, monkeypa
     rungs, alpha = race_settings(rec, repeat=4)
     assert rungs[0] >= EPOCHS // 27 and rungs[-1] < EPOCHS
     boot = race_bootstrap(rec, rungs, alpha, n=40, seed=0, seeds=4)
-    # the config best over all the recorded seeds (t1a) survives
+    # the config best over all the recorded seeds (t1a) survives, and so does the resample's own best (one of
+    # the configs that end within 0.02 of t1a, slow at the first rungs) in 95 % of the resamples
     assert boot["kept_overall"] >= 0.95, boot
-    assert boot["near_kept"] >= 0.9, boot  # the resample's best, or a config within 0.01 of it
+    assert boot["kept"] >= 0.95 and boot["near_kept"] >= 0.95, boot
     assert boot["saved"] > 0.15, boot
-    # a resample's own best is often another of the configs that end within 0.02 of t1a, slow at the
-    # first rungs: judging them only once they stop rising keeps it more often, on the same resamples
+    # judging them only once they stop rising is what keeps them, on the same resamples
     monkeypatch.setattr(Race, "rising", lambda self, key, rung: False)
     blind = race_bootstrap(rec, rungs, alpha, n=40, seed=0, seeds=4)
-    assert boot["kept"] >= blind["kept"] + 0.05, (boot, blind)
+    assert boot["kept"] >= blind["kept"] + 0.1, (boot, blind)
     assert blind["saved"] > boot["saved"]
 
 

@@ -84,8 +84,11 @@ def test_nonlearner_stops_the_flat_config_with_its_seeds_evidence(tmp_path, ray_
 
 
 def test_race_stops_the_worse_config_with_its_seeds_evidence(tmp_path, ray_local):
+    # the flat config is at chance: the race's stop waits for the non-learner rule (chance_guard.py), which
+    # these settings let rule within the run
     exp, curves, trials = _sweep(tmp_path, "race", {"scheduler": "race", "grace_period": 40,
-                                                     "reduction_factor": 2})
+                                                     "reduction_factor": 2, "nonlearner_grace": 100,
+                                                     "nonlearner_window": 80})
     worse = trials[trials["cfg.disc.lr"] == 1e-9]
     best = trials[trials["cfg.disc.lr"] == 3e-4]
     assert (best.stop_reason == "completed").all() and (best.epochs == 200).all()
@@ -160,11 +163,18 @@ def test_replay_of_a_fifo_sweep_makes_the_live_decisions(tmp_path, ray_local, ca
     s = rp.summary(rec, ends)
     assert s["non-learner configs stopped"] == "1/1" and s["learner configs cut"] == 0 and s["best kept"]
     assert s["saved"] == pytest.approx(1 - (4 * 200 + 80 + 3 * 100) / 1600)
-    raced = rp.replay_race(rec, [40, 80], 0.05)
+    fast = NonLearnerSettings(grace=100, window=80, margin=0.1)
+    raced = rp.replay_race(rec, [40, 80], 0.05, nonlearner=fast)
     assert set(raced) == flat and {ev.test for _, ev in raced.values()} == {"rank vs best"}
+    # at chance, the flat config's stop waited for the non-learner rule: decided at a rung, made at its verdict
+    assert {tuple(ev.epochs) for _, ev in raced.values()} <= {(40,) * 4, (80,) * 4}
+    assert sorted(e for e, _ in raced.values()) == [80, 100, 100, 100]
+    # with the record's own non-learner settings (a grace of 1 500 for 200 epochs) that rule never rules: the
+    # race leaves the flat config to run
+    assert rp.replay_race(rec, [40, 80], 0.05) == {}
     # ASHA by config, through its Tune callbacks: the configs reach each rung in trial order, the learner first,
     # so the flat config is cut at the first rung (the default grace: four reports, 80), all its seeds
-    cut = rp.replay_scheduler(rec, "asha")
+    cut = rp.replay_scheduler(rec, "asha", nonlearner=fast)
     assert set(cut) == flat and {ev.test for _, ev in cut.values()} == {"rung cutoff"}
     assert (rp.outcome(rec, cut)["stopped"].isin([0, 4])).all()  # no config cut apart
     # the command: the same decisions, said per config
@@ -173,7 +183,8 @@ def test_replay_of_a_fifo_sweep_makes_the_live_decisions(tmp_path, ray_local, ca
     out = capsys.readouterr().out
     assert "epochs saved: 26%" in out and "non-learner configs (no seed learned) stopped: 1/1" in out
     assert "configs cut whose seeds went on to learn: 0" in out and "(lr=0.0003): kept" in out
-    assert main(["replay", str(exp), "--scheduler", "race", "--grace-period", "40", "--bootstrap", "20"]) == 0
+    assert main(["replay", str(exp), "--scheduler", "race", "--grace-period", "40", "--bootstrap", "20",
+                 "--nonlearner-grace", "100", "--nonlearner-window", "80"]) == 0
     out = capsys.readouterr().out
     assert "race at epochs" in out and "bootstrap resamples" in out
     assert main(["replay", str(exp), "--scheduler", "median"]) == 0

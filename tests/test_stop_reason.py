@@ -82,7 +82,7 @@ def test_rank_based_schedulers_note_each_trial_they_stop(name, reason):
         for i, t in reversed(list(enumerate(trials))):  # the worst reports last, against the others
             if t.trial_id in decisions:
                 continue
-            d = sched.on_trial_result(controller, t, {"epoch": epoch, "avg_acc": 0.5 + 0.08 * i})
+            d = sched.on_trial_result(controller, t, {"epoch": epoch, "avg_acc": 0.62 + 0.04 * i})
             if d == "STOP":
                 decisions[t.trial_id] = epoch
     assert "t0" in decisions and decisions["t0"] < 400  # the worst is cut early

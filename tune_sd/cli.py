@@ -597,7 +597,8 @@ def cmd_replay(args) -> int:
     boot = None
     if args.bootstrap and args.scheduler == "race":
         rungs, alpha = rp.race_settings(rec, args.grace_period, args.reduction_factor, args.race_alpha)
-        boot = {**rp.race_bootstrap(rec, rungs, alpha, args.bootstrap), "n": args.bootstrap}
+        boot = {**rp.race_bootstrap(rec, rungs, alpha, args.bootstrap, nonlearner=rp.nonlearner_of(rec, **nonlearner)),
+                "n": args.bootstrap}
     print(rp.report_text(rec, args.scheduler, ends, how, boot))
     return 0
 

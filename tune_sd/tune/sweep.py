@@ -401,7 +401,8 @@ def _run_claimed(plan: SweepPlan, address: str | None, dashboard: bool, verbose:
         scheduler = make_scheduler(s["scheduler"], epochs=s["epochs"], report_every=s["report_every"],
                                    grace_period=s["grace_period"], reduction_factor=s["reduction_factor"],
                                    recorder=recorder, repeat=int(s.get("repeat", 1) or 1),
-                                   repeat_data=bool(s.get("repeat_data")), race_alpha=s.get("race_alpha"))
+                                   repeat_data=bool(s.get("repeat_data")), race_alpha=s.get("race_alpha"),
+                                   nonlearner=nonlearner_settings(s))
         num_samples = int(s["num_samples"])
         if s.get("repeat", 1) > 1:
             num_samples = len(plan.points)  # the sampled configs (or grid points) times the repeats

@@ -284,12 +284,17 @@ class SeedRule(ConfigSeeds):
 
     def report(self, trial_id: str, point: tuple[float, float, float], config: str | None = None,
                planned: float | None = None) -> Evidence | None:
+        self.record(trial_id, point, config, planned)
+        return self.decide(trial_id)
+
+    def record(self, trial_id: str, point: tuple[float, float, float], config: str | None = None,
+               planned: float | None = None) -> None:
+        """Hear a report without judging it (the ranking rules' chance guard asks :meth:`decide` only of
+        the trials whose stop waits)."""
         trial_id = str(trial_id)
         if planned is not None:
             self.planned[trial_id] = float(planned)
-        key = config if self.repeat > 1 and config is not None else trial_id
-        self.join(trial_id, key)
-        key = self.config_of[trial_id]
+        self.join(trial_id, config if self.repeat > 1 and config is not None else trial_id)
         history = self.history.setdefault(trial_id, [])
         if history and point[0] <= history[-1][0]:
             # a restored trial reports again from its checkpoint: forget what it will redo
@@ -300,8 +305,17 @@ class SeedRule(ConfigSeeds):
             self.learned.add(trial_id)
         self.reporting(trial_id)
         self.before.discard(trial_id)
+
+    def decide(self, trial_id: str) -> Evidence | None:
+        """The evidence of the trial's stop at its last report heard, or None."""
+        trial_id = str(trial_id)
+        key = self.config_of[trial_id]
+        history = self.history.get(trial_id) or []
         if key in self.stopped:
             return self.stopped[key]
+        if not history:
+            return None
+        point = history[-1]
         if self.repeat > 1:
             joint = self._joint(key)
             if joint is not None:

@@ -211,19 +211,26 @@ def replay_nonlearner(rec: Record, settings=None, repeat: int | None = None) -> 
     return _run(rec.reports, judge, lambda tid, r: rule.end(tid))
 
 
-def replay_race(rec: Record, rungs: list[int], alpha: float, mode: str = "max") -> dict:
-    """The race at ``rungs`` with ``alpha`` over all rungs."""
+def replay_race(rec: Record, rungs: list[int], alpha: float, mode: str = "max", nonlearner=None) -> dict:
+    """The race at ``rungs`` with ``alpha`` over all rungs; its chance guard judges by ``nonlearner``
+    (NonLearnerSettings; None: the record's own)."""
+    from tune_sd.tune.stopping.chance_guard import ChanceGuard
     from tune_sd.tune.stopping.race import Race
 
-    race = Race(rungs, rec.repeat, alpha, mode)  # every report heard from the first: no report gap needed
+    guard = ChanceGuard(nonlearner or nonlearner_of(rec), rec.repeat)
+    race = Race(rungs, rec.repeat, alpha, mode, guard=guard)  # every report heard from the first: no report gap needed
     for tid in rec.reports:
         race.add(tid, rec.keys[tid], label=rec.labels.get(rec.keys[tid], tid))
 
     def judge(tid, r):
-        ev = race.report(tid, float(r["epoch"]), float(r["avg_acc"]))
+        ev = race.report(tid, float(r["epoch"]), float(r["avg_acc"]), r, _planned(rec.reports[tid]))
         return ev is not None, ev
 
-    return _run(rec.reports, judge, lambda tid, r: race.end(tid))
+    def end(tid, r):
+        race.end(tid)
+        guard.end(tid)
+
+    return _run(rec.reports, judge, end)
 
 
 class ReplayTrial:
@@ -253,15 +260,17 @@ class ReplayController:
 
 
 def replay_scheduler(rec: Record, name: str, *, grace_period: int | None = None, reduction_factor: float = 3,
-                     repeat: int | None = None) -> dict:
-    """ASHA or the median rule as a sweep makes it (by config with repeats, per seed without)."""
+                     repeat: int | None = None, nonlearner=None) -> dict:
+    """ASHA or the median rule as a sweep makes it (by config with repeats, per seed without); its chance
+    guard judges by ``nonlearner`` (NonLearnerSettings; None: the record's own)."""
     from ray.tune.schedulers import TrialScheduler
 
     from tune_sd.tune.stopping.schedulers import make_scheduler
 
     repeat = rec.repeat if repeat is None else repeat
     scheduler = make_scheduler(name, epochs=rec.epochs, report_every=rec.report_every, grace_period=grace_period,
-                               reduction_factor=reduction_factor, repeat=repeat)
+                               reduction_factor=reduction_factor, repeat=repeat,
+                               nonlearner=nonlearner or nonlearner_of(rec))
     scheduler.set_search_properties("avg_acc", "max")
     ctl = ReplayController()
     # the scheduler keys a trial's config by its config: give each trial its record key, seeds apart
@@ -336,7 +345,7 @@ def summary(rec: Record, ends: dict) -> dict:
 
 
 def race_bootstrap(rec: Record, rungs: list[int], alpha: float, n: int, seed: int = 0, near: float = 0.01,
-                   seeds: int | None = None, replace: bool = True) -> dict:
+                   seeds: int | None = None, replace: bool = True, nonlearner=None) -> dict:
     """Over ``n`` resamples of each config's seeds (with replacement, ``seeds`` of R: R where not given; more
     than R asks how a sweep of more seeds would race; ``replace`` False draws ``seeds`` < R distinct
     seeds, as a sweep of fewer seeds would have run), the share in which the best
@@ -358,7 +367,7 @@ def race_bootstrap(rec: Record, rungs: list[int], alpha: float, n: int, seed: in
             for j, tid in enumerate(rng.choice(tids, size=seeds or len(tids), replace=replace)):
                 reps[f"{tid}#{j}"], keys[f"{tid}#{j}"] = rec.reports[tid], key
         boot = Record(rec.name, reps, keys, rec.labels, seeds or rec.repeat, rec.settings, rec.report_every, rec.exact)
-        ends = replay_race(boot, rungs, alpha)
+        ends = replay_race(boot, rungs, alpha, nonlearner=nonlearner)
         finals = final_medians(boot)
         top = max(finals.values())
         raced = {keys[t] for t in ends}
@@ -408,7 +417,8 @@ def replay(rec: Record, rule: str, *, grace_period: int | None = None, reduction
         return replay_nonlearner(rec, s, repeat), how
     if rule == RACE:
         rungs, alpha = race_settings(rec, grace_period, reduction_factor, race_alpha, repeat)
-        return replay_race(rec, rungs, alpha), f"race at epochs {rungs}, alpha {alpha:g}"
+        return (replay_race(rec, rungs, alpha, nonlearner=nonlearner_of(rec, **(nonlearner or {}))),
+                f"race at epochs {rungs}, alpha {alpha:g}")
     if rule in (ASHA, MEDIAN):
         from tune_sd.tune.choices import default_grace_period
 
@@ -416,7 +426,7 @@ def replay(rec: Record, rule: str, *, grace_period: int | None = None, reduction
         how = (f"{rule} grace {min(g, rec.epochs)}" + (f", reduction factor {reduction_factor:g}" if rule == ASHA else "")
                + (f", configs of {repeat} seeds ranked by their median" if repeat > 1 else ", each trial alone"))
         return replay_scheduler(rec, rule, grace_period=grace_period, reduction_factor=reduction_factor,
-                                repeat=repeat), how
+                                repeat=repeat, nonlearner=nonlearner_of(rec, **(nonlearner or {}))), how
     raise StudyError(f"--scheduler {rule!r}: a replay takes one of {', '.join(RULES)}")
 
 

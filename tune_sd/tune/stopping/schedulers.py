@@ -18,21 +18,83 @@ from tune_sd.tune.stopping.records import ended_before
 
 
 class _Noted:
-    """Mix-in: report each STOP of ``on_trial_result`` to the recorder under ``reason``."""
+    """Mix-in: report each STOP of ``on_trial_result`` to the recorder under ``reason``. A trial at chance
+    is stopped only once the non-learner rule calls it a non-learner (chance_guard.py): until then, or
+    until it leaves chance, its stop waits."""
 
     reason = ""
     recorder = None
+    guard = None      # a ChanceGuard, set by make_scheduler (set_search_properties drops it off avg_acc)
+    deferred = None   # trials whose stop waits for the non-learner rule
 
     def on_trial_result(self, tune_controller, trial, result):
         # each report of the result in turn (report_rows.py), so that rungs and medians see every report
         decision = TrialScheduler.CONTINUE
         for row in expand(result):
+            if self.guard is not None:
+                self.guard.hear(trial.trial_id, row, planned=_planned(trial))
             decision = super().on_trial_result(tune_controller, trial, row)
+            if decision == TrialScheduler.STOP and self.cuts(row) and not self._guard_allows(trial, row):
+                decision = TrialScheduler.CONTINUE  # at chance: the non-learner rule's to call
+            elif decision != TrialScheduler.STOP and self._deferred_due(trial, row):
+                decision = TrialScheduler.STOP
             if decision == TrialScheduler.STOP:
                 if self.recorder is not None and self.cuts(row):
                     self.recorder.note(trial.trial_id, self.reason)
                 return decision
         return decision
+
+    def _value(self, row):
+        try:
+            return float(row[self._metric])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _guard_allows(self, trial, row) -> bool:
+        value = self._value(row)
+        if self.guard is None or value is None or self.guard.allows(trial.trial_id, value):
+            return True
+        if self.deferred is None:
+            self.deferred = set()
+        self.deferred.add(trial.trial_id)
+        _not_stopped(self, trial)
+        return False
+
+    def _deferred_due(self, trial, row) -> bool:
+        """A trial whose stop waited: due once the non-learner rule calls it a non-learner; no longer
+        waiting once it left chance (the next rung ranks it again)."""
+        if not self.deferred or trial.trial_id not in self.deferred:
+            return False
+        value = self._value(row)
+        if self.guard.non_learner(trial.trial_id):
+            self.deferred.discard(trial.trial_id)
+            return True
+        if value is not None and not self.guard.at_chance(value):
+            self.deferred.discard(trial.trial_id)
+        return False
+
+    def _guard_end(self, trial) -> None:
+        if self.guard is not None:
+            self.guard.end(trial.trial_id)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self._guard_end(trial)
+        return super().on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_error(self, tune_controller, trial):
+        self._guard_end(trial)
+        return super().on_trial_error(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller, trial):
+        self._guard_end(trial)
+        return super().on_trial_remove(tune_controller, trial)
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        from tune_sd.tune.stopping.chance_guard import chance_guard
+
+        if metric and self.guard is not None:
+            self.guard = chance_guard(metric, self.guard.rule.settings, self.guard.rule.repeat)
+        return super().set_search_properties(metric, mode, **spec)
 
     def cuts(self, result) -> bool:
         return True
@@ -48,6 +110,20 @@ class RecordedASHA(_Noted, AsyncHyperBandScheduler):
 
 class RecordedMedianStoppingRule(_Noted, MedianStoppingRule):
     reason = "median"
+
+
+def _planned(trial) -> float | None:
+    """A trial's planned epochs, from its config (None where it has none)."""
+    epochs = (getattr(trial, "config", None) or {}).get("epochs")
+    return float(epochs) if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None
+
+
+def _not_stopped(scheduler, trial) -> None:
+    """The median rule keeps the trials it said STOP to and asks no more of them: one whose stop waits is
+    judged again at its next report."""
+    stopped = getattr(scheduler, "_stopped_trials", None)
+    if isinstance(stopped, set):
+        stopped.discard(trial)
 
 
 class _Unit:
@@ -70,8 +146,9 @@ class _ByConfig:
     reason = ""
     test = ""
 
-    def __init__(self, *args, repeat: int = 2, repeat_data: bool = False, recorder=None, **kwargs):
+    def __init__(self, *args, repeat: int = 2, repeat_data: bool = False, recorder=None, nonlearner=None, **kwargs):
         super().__init__(*args, **kwargs)
+        from tune_sd.tune.stopping.chance_guard import ChanceGuard
         from tune_sd.tune.stopping.seed_pool import SeedPool
 
         self.pool = SeedPool(repeat)
@@ -79,6 +156,15 @@ class _ByConfig:
         self.recorder = recorder
         self.units: dict[str, _Unit] = {}
         self.stopped: dict = {}  # config -> the Evidence its seeds stop on
+        self.guard = ChanceGuard(nonlearner, repeat)  # a config at chance waits for the non-learner rule
+        self.deferred: dict = {}  # config at chance -> the Evidence it will stop on
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        from tune_sd.tune.stopping.chance_guard import chance_guard
+
+        if metric and self.guard is not None:
+            self.guard = chance_guard(metric, self.guard.rule.settings, self.pool.repeat)
+        return super().set_search_properties(metric, mode, **spec)
 
     def on_trial_add(self, tune_controller, trial):
         from tune_sd.seeds import config_key
@@ -96,6 +182,8 @@ class _ByConfig:
             self.on_trial_add(tune_controller, trial)
         key = self.pool.config_of[str(trial.trial_id)]
         for row in expand(result):  # each report of the result in turn (report_rows.py)
+            if self.guard is not None:
+                self.guard.hear(trial.trial_id, row, key, _planned(trial))
             try:
                 epoch, value = float(row[self._time_attr]), float(row[self._metric])
             except (KeyError, TypeError, ValueError):
@@ -115,9 +203,22 @@ class _ByConfig:
                 continue  # at its last epoch a config has nothing left to save
             unit_row = {self._time_attr: epoch, self._metric: median}
             if super().on_trial_result(tune_controller, self.units[key], unit_row) == TrialScheduler.STOP:
-                self.stopped[key] = Evidence(self.test, trials, [epoch] * len(trials), None)
+                evidence = Evidence(self.test, trials, [epoch] * len(trials), None)
+                if self.guard is None or self.guard.allows(key, median):
+                    self.stopped[key] = evidence
+                else:
+                    self.deferred[key] = evidence  # at chance: the non-learner rule's to call
+                    _not_stopped(self, self.units[key])
+            elif key in self.deferred:
+                # a stop that waited: due once the non-learner rule agrees; dropped once the config left chance
+                if self.guard.non_learner(key):
+                    self.stopped[key] = self.deferred.pop(key)
+                elif not self.guard.at_chance(median):
+                    del self.deferred[key]
 
     def _ended(self, tune_controller, trial) -> None:
+        if self.guard is not None:
+            self.guard.end(trial.trial_id)
         self._judge(tune_controller, self.pool.end(trial.trial_id))
 
     def on_trial_complete(self, tune_controller, trial, result):
@@ -155,18 +256,24 @@ class RaceScheduler(FIFOScheduler):
     reason = "race"
 
     def __init__(self, rungs: list[int], repeat: int, alpha: float = 0.05, repeat_data: bool = False,
-                 recorder=None, report_every: int = 0):
+                 recorder=None, report_every: int = 0, nonlearner=None):
         super().__init__()
+        from tune_sd.tune.stopping.chance_guard import ChanceGuard
         from tune_sd.tune.stopping.race import Race
 
-        self.race = Race(rungs, repeat, alpha, report_every=report_every)
+        self.nonlearner = nonlearner
+        self.race = Race(rungs, repeat, alpha, report_every=report_every, guard=ChanceGuard(nonlearner, repeat))
         self.repeat_data = repeat_data
         self.recorder = recorder
         self._metric = None
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
+        from tune_sd.tune.stopping.chance_guard import chance_guard
+
         if mode:
             self.race.mode = mode
+        if metric:
+            self.race.guard = chance_guard(metric, self.nonlearner, self.race.repeat)
         return super().set_search_properties(metric, mode, **spec)
 
     def on_trial_add(self, tune_controller, trial):
@@ -192,21 +299,26 @@ class RaceScheduler(FIFOScheduler):
             epoch, value = float(result["epoch"]), float(result[self._metric])
         except (KeyError, TypeError, ValueError):
             return TrialScheduler.CONTINUE
-        evidence = self.race.report(trial.trial_id, epoch, value)
+        evidence = self.race.report(trial.trial_id, epoch, value, result, _planned(trial))
         if evidence is None:
             return TrialScheduler.CONTINUE
         if self.recorder is not None:
             self.recorder.note(trial.trial_id, self.reason, evidence.as_result())
         return TrialScheduler.STOP
 
-    def on_trial_complete(self, tune_controller, trial, result):
+    def _end(self, trial) -> None:
         self.race.end(trial.trial_id)
+        if self.race.guard is not None:
+            self.race.guard.end(trial.trial_id)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self._end(trial)
 
     def on_trial_error(self, tune_controller, trial):
-        self.race.end(trial.trial_id)
+        self._end(trial)
 
     def on_trial_remove(self, tune_controller, trial):
-        self.race.end(trial.trial_id)
+        self._end(trial)
 
     def debug_string(self) -> str:
         return f"Racing configs at epochs {self.race.rungs} (rank test of seeds at {self.race.level:.3g} per rung)."
@@ -214,10 +326,12 @@ class RaceScheduler(FIFOScheduler):
 
 def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: int | None = None,
                    reduction_factor: float = 3, recorder=None, repeat: int = 1, repeat_data: bool = False,
-                   race_alpha: float | None = None):
+                   race_alpha: float | None = None, nonlearner=None):
     """A scheduler whose time attribute is ``epoch``; metric and mode come from the TuneConfig.
     ``recorder`` (a StopRecorder) hears of every trial the scheduler stops. ``race`` needs the sweep's
-    ``repeat`` (seeds per config) and takes ``race_alpha``."""
+    ``repeat`` (seeds per config) and takes ``race_alpha``. ``nonlearner``: the sweep's non-learner settings
+    (NonLearnerSettings; None: the defaults), which the ranking rules' chance guard judges by
+    (chance_guard.py)."""
     grace = grace_period or default_grace_period(epochs, report_every)
     if name == "race":
         from tune_sd.tune.stopping.race import race_plan
@@ -225,10 +339,11 @@ def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: i
         rungs, alpha = race_plan(epochs=epochs, report_every=report_every, grace_period=grace_period,
                                  reduction_factor=reduction_factor, repeat=repeat, race_alpha=race_alpha)
         return RaceScheduler(rungs, int(repeat), alpha, repeat_data=repeat_data, recorder=recorder,
-                             report_every=report_every)
+                             report_every=report_every, nonlearner=nonlearner)
     name = name.replace("+nonlearner", "").replace("nonlearner", "fifo")  # the stopper comes separately
     # with repeats the seeds of a config are one unit: ASHA and the median rule rank configs (seed_pool.py)
-    by_config = {"repeat": int(repeat), "repeat_data": repeat_data, "recorder": recorder} if int(repeat or 1) > 1 else None
+    by_config = ({"repeat": int(repeat), "repeat_data": repeat_data, "recorder": recorder, "nonlearner": nonlearner}
+                 if int(repeat or 1) > 1 else None)
     if name == "asha":
         kind = ConfigASHA if by_config else RecordedASHA
         scheduler = kind(time_attr="epoch", max_t=epochs, grace_period=min(grace, epochs),
@@ -242,6 +357,10 @@ def make_scheduler(name: str, *, epochs: int, report_every: int, grace_period: i
     else:
         raise ConfigError(f"scheduler: {name!r} is not allowed (allowed: {', '.join(SCHEDULERS)})")
     scheduler.recorder = recorder
+    if not by_config:
+        from tune_sd.tune.stopping.chance_guard import ChanceGuard
+
+        scheduler.guard = ChanceGuard(nonlearner, 1)
     return scheduler
 
 
