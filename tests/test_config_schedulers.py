@@ -140,6 +140,10 @@ def test_the_sweep_header_says_the_schedulers_rank_configs():
 
     settings = {"scheduler": "asha", "epochs": 3000, "report_every": 25, "repeat": 4}
     assert describe_scheduler(settings) == ("ASHA (grace 111 epochs, reduction factor 3) over configs (the median of "
-                                            "each config's 4 seeds; its seeds stop together)")
+                                            "each config's 4 seeds; its seeds stop together); a config at chance "
+                                            "stops only once the non-learner rule calls it a non-learner (grace "
+                                            "1500, window 2000)")
+    # the guard reads avg_acc: a sweep ranked on another metric has none
+    assert "at chance" not in describe_scheduler({**settings, "metric": "val_mse"})
     assert "over configs" not in describe_scheduler({**settings, "repeat": 1})
     assert "over configs" in describe_scheduler({**settings, "scheduler": "median+nonlearner"})

@@ -263,7 +263,9 @@ def _add_sweep(sub):
     p.add_argument("--scheduler", choices=SCHEDULERS,
                    help=f"trial scheduler (default: the space's, else {DEFAULTS['scheduler']}); race (with --repeat) "
                         "stops the configs whose seeds are shown worse than the best config's and no longer rise; "
-                        "nonlearner stops trials that stay at chance with no upward trend, alone or beside asha/median")
+                        "nonlearner stops trials that stay at chance with no upward trend, alone or beside asha/median; "
+                        "asha, median and race stop a trial at chance only once the non-learner rule calls it a "
+                        "non-learner (its --nonlearner-* settings)")
     p.add_argument("--search", choices=SEARCHES, help="search (default: the space's method)")
     p.add_argument("--name", help="sweep name (default: the study's name)")
     p.add_argument("--critic-from", metavar="SWEEP|PATH|URI",

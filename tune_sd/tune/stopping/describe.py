@@ -33,11 +33,16 @@ def describe_scheduler(settings: dict) -> str:
                                  repeat=int(settings.get("repeat") or 1), race_alpha=settings.get("race_alpha"))
         what = (f"a race of the configs' {settings.get('repeat')} seeds at epochs {', '.join(map(str, rungs))} "
                 f"(rank test against the best config, alpha {alpha:g} over the rungs; a config still rising "
-                f"since the last look is judged at the next)")
+                f"since the last look, half its seeds or more, is judged at the next)")
     else:
         what = "FIFO (no rank-based early stopping)"
     if base in ("asha", "median") and int(settings.get("repeat") or 1) > 1:
         what += f" over configs (the median of each config's {settings.get('repeat')} seeds; its seeds stop together)"
+    if base in ("asha", "median", "race") and settings.get("metric", "avg_acc") == "avg_acc":
+        # the chance guard (chance_guard.py): the non-learner rule's settings decide about curves at chance
+        nl = nonlearner_settings(settings).at(epochs)
+        what += (f"; a {'config' if int(settings.get('repeat') or 1) > 1 else 'trial'} at chance stops only once "
+                 f"the non-learner rule calls it a non-learner (grace {nl.grace}, window {nl.window})")
     if uses_nonlearner(name):
         nl = nonlearner_settings(settings)
         what += f" + the non-learner stopper ({nl.describe(epochs)}"
