@@ -127,7 +127,9 @@ def test_checkpoints_interchange_between_packed_and_solo(pair, tmp_path):
 def test_a_trial_stopped_by_asha_leaves_and_another_joins(tmp_path):
     space = write_space(tmp_path, "asha", {"disc": {"parameters": {"lr": {"values": [1e-3, 1e-7]}}}},
                         base={**SMALL, "epochs": 160, "avg_hor": 20},
-                        tune={"scheduler": "asha", "num_samples": 1, "grace_period": 40, "reduction_factor": 2})
+                        tune={"scheduler": "asha", "num_samples": 1, "grace_period": 40, "reduction_factor": 2,
+                              "nonlearner_grace": 40, "nonlearner_window": 60})
+    # (the lr 1e-7 config sits at chance: ASHA's stop waits for the non-learner rule, here within the run)
     # 6 trials, 2 places in one population (P=2, 1 CPU per population: the 2 cores hold 2 populations)
     exp, _ = sweep(space, tmp_path / "store", "asha", pack="2", repeat=3, max_concurrent=2)
     curves, trials = read_tables(exp)

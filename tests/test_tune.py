@@ -90,7 +90,8 @@ def test_local_ray_without_dashboard_records_no_task_events(ray_local):
 def test_asha_sweep_stops_a_non_learner_and_writes_complete_tables(ray_local, tmp_path):
     space = write_space(tmp_path, "asha", {"disc": {"parameters": {"lr": {"values": [1e-3, 1e-7]}}}},
                         tune={"scheduler": "asha", "num_samples": 2, "grace_period": 80, "reduction_factor": 2,
-                              "max_concurrent": 2})
+                              "max_concurrent": 2, "nonlearner_grace": 80, "nonlearner_window": 80})
+    # (the non-learner sits at chance: ASHA's stop waits for the non-learner rule, here within the run)
     exp = sweep(space, tmp_path / "store", "asha")
     curves, trials = read_tables(exp)
     assert list(curves.columns[:len(CURVE_COLUMNS)]) == CURVE_COLUMNS
