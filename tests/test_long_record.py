@@ -114,10 +114,8 @@ def test_asha_and_the_median_rule_keep_the_best_config(record, rule):
 def test_ranking_rules_cut_no_slow_starter_at_chance(record, rule, monkeypatch):
     # one seed per config (the default sd-study sweep), the rules' defaults for 100 000 epochs: ASHA's first
     # rung (3 703) finds t3c's and t4b's slow seeds at chance (0.55-0.60); they end at 0.67-0.73, beside the
-    # best. The chance guard leaves them to the non-learner rule, which keeps them (they rise). (Ray's median
-    # rule takes time quadratic in the reports: it hears the slow starters' configs, the best and t4d here)
-    rec = as_replay(record if rule == "asha" else record[record.variant.isin(["t1a", "t3c", "t4b", "t4d"])],
-                    per_seed=True)
+    # best. The chance guard leaves them to the non-learner rule, which keeps them (they rise)
+    rec = as_replay(record, per_seed=True)
     learned = learned_by(record, EPOCHS)
 
     def slow_starters_cut(ends):

@@ -108,7 +108,36 @@ class RecordedASHA(_Noted, AsyncHyperBandScheduler):
         return result.get(self._time_attr, 0) < self._max_t
 
 
-class RecordedMedianStoppingRule(_Noted, MedianStoppingRule):
+class _LeanMedian:
+    """Mix-in for Ray's median rule: each trial's reports kept as a :class:`~.median_curves.Curve` (times,
+    running sums, best) instead of every result dict, which Ray's rule rescans at every report."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        import collections
+
+        self._results = collections.defaultdict(self._new_curve)
+
+    def _new_curve(self):
+        from tune_sd.tune.stopping.median_curves import Curve
+
+        return Curve(self._time_attr, self._metric, self._grace_period, self._mode or "max")
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        ok = super().set_search_properties(metric, mode, **spec)
+        for curve in self._results.values():  # none yet in a sweep: Tune sets these before the first trial
+            curve.metric, curve.better = self._metric, (max if self._mode == "max" else min)
+        return ok
+
+    def _running_mean(self, trial, time: float) -> float:
+        return self._results[trial].running_mean(time)
+
+    def _best_result(self, trial):
+        best = self._results[trial].best
+        return float("nan") if best is None else best
+
+
+class RecordedMedianStoppingRule(_Noted, _LeanMedian, MedianStoppingRule):
     reason = "median"
 
 
@@ -239,7 +268,7 @@ class ConfigASHA(_ByConfig, AsyncHyperBandScheduler):
     test = "rung cutoff"
 
 
-class ConfigMedianStoppingRule(_ByConfig, MedianStoppingRule):
+class ConfigMedianStoppingRule(_ByConfig, _LeanMedian, MedianStoppingRule):
     """The median rule over configs (``--scheduler median`` with ``--repeat``): a config whose best seeds'
     median so far is below the median of the other configs' running means stops, all seeds."""
 
