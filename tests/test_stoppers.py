@@ -347,3 +347,17 @@ def test_the_recorder_tells_the_stopper_of_trials_that_ended_before_a_resume():
     rec.on_step_begin(1, trials + [Restored("d", "TERMINATED", {})])  # looked once, at the first step
     assert stopper.rule.ended == {"a", "b"} and stopper.rule.history["a"] == [(3000.0, 0.81, 0.8)]
     assert stopper.rule.history["b"] == [] and stopper.rule.learning("a")
+
+
+def test_a_learning_trial_leaves_only_its_last_report_in_the_rule():
+    # a 100 000-epoch run reports 4 000 times: the rule keeps what it may judge, a flat trial's window, and
+    # of a trial that learned (never judged again) only its last report
+    learner = stream(lambda e: np.minimum(0.5 + e / 4000, 0.8), epochs=20_000)
+    flat = stream(lambda e: 0.5 + 0 * e, epochs=1_200)
+    stopper = NonLearnerStopper()
+    for r in learner:
+        stopper("learns", r)
+    for r in flat:
+        stopper("flat", r)
+    assert stopper._history["learns"] == [(learner[-1]["epoch"], learner[-1]["avg_acc"], learner[-1]["acc_report"])]
+    assert stopper.rule.learning("learns") and len(stopper._history["flat"]) == len(flat)
