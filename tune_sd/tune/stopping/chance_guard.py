@@ -3,8 +3,8 @@
 A ranking rule stops what ranks low at a rung. Early in a long run a slow starter ranks lowest of all:
 on the notebook's 100 000-epoch curves (tests/data/long_record.parquet) seeds of t3c and t4b sit at
 chance (avg_acc 0.55-0.60) at ASHA's first rung (3 703) and end at 0.67-0.73, beside the best config;
-ASHA and the median rule cut them there, and on the 12 example critics at 3 000 epochs the race cut
-t1a and t2b at its first rung, at chance, which end within 0.01 of the best. Whether a curve at chance
+without this guard ASHA and the median rule, seed by seed, cut them there, and on the 12 example critics
+at 3 000 epochs the race cut t1a and t2b at its first rung, at chance, which end within 0.01 of the best. Whether a curve at chance
 will learn is the question the non-learner rule answers (its grace, its window, its trend test), and
 a rank cannot: so a ranking rule does not stop a trial (or, with repeats, a config) whose metric is at
 chance (within the non-learner margin of 0.5) unless the non-learner rule, run beside it on the same
