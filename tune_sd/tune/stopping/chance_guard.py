@@ -64,6 +64,15 @@ class ChanceGuard:
             return True
         return bool(members) and all(m in self.flagged for m in members)
 
+    def settle(self, unit: str, value: float | None) -> bool | None:
+        """Of a unit whose stop waits: True, stop it now (the non-learner rule calls it a non-learner);
+        False, its wait ends (its metric ``value`` left chance: the next rung ranks it again); None, it waits on."""
+        if self.non_learner(unit):
+            return True
+        if value is not None and not self.at_chance(value):
+            return False
+        return None
+
     def allows(self, unit: str, value: float) -> bool:
         """A ranking rule may stop the unit: it has left chance, or it is a non-learner."""
         return not self.at_chance(value) or self.non_learner(unit)

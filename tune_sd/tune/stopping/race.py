@@ -187,10 +187,11 @@ class Race(ConfigSeeds):
         """A config whose stop waits at chance: it stops once the non-learner rule calls it a non-learner;
         its wait ends once its seeds' median leaves chance (the next rung ranks it again)."""
         values = [self.now[m] for m in self.members[key] if m in self.now]
-        if self.guard.non_learner(key):
-            self.stopped[key] = self.deferred.pop(key)
-        elif values and not self.guard.at_chance(median_over_seeds(values)):
-            del self.deferred[key]
+        verdict = self.guard.settle(key, median_over_seeds(values) if values else None)
+        if verdict is not None:
+            evidence = self.deferred.pop(key)
+            if verdict:
+                self.stopped[key] = evidence
 
     def _judge(self, rung: int) -> None:
         ready = {k: v for k in self.members if k not in self.stopped and (v := self.values(k, rung)) is not None}

@@ -65,13 +65,10 @@ class _Noted:
         waiting once it left chance (the next rung ranks it again)."""
         if not self.deferred or trial.trial_id not in self.deferred:
             return False
-        value = self._value(row)
-        if self.guard.non_learner(trial.trial_id):
+        verdict = self.guard.settle(trial.trial_id, self._value(row))
+        if verdict is not None:
             self.deferred.discard(trial.trial_id)
-            return True
-        if value is not None and not self.guard.at_chance(value):
-            self.deferred.discard(trial.trial_id)
-        return False
+        return bool(verdict)
 
     def _guard_end(self, trial) -> None:
         if self.guard is not None:
@@ -238,12 +235,11 @@ class _ByConfig:
                 else:
                     self.deferred[key] = evidence  # at chance: the non-learner rule's to call
                     _not_stopped(self, self.units[key])
-            elif key in self.deferred:
-                # a stop that waited: due once the non-learner rule agrees; dropped once the config left chance
-                if self.guard.non_learner(key):
-                    self.stopped[key] = self.deferred.pop(key)
-                elif not self.guard.at_chance(median):
-                    del self.deferred[key]
+            elif key in self.deferred and (verdict := self.guard.settle(key, median)) is not None:
+                # a stop that waited: made once the non-learner rule agrees; dropped once the config left chance
+                evidence = self.deferred.pop(key)
+                if verdict:
+                    self.stopped[key] = evidence
 
     def _ended(self, tune_controller, trial) -> None:
         if self.guard is not None:
