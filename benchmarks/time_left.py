@@ -10,7 +10,10 @@ asks it for the time left once a minute, and compares that with when the sweep r
 It prints, per sweep, the estimate against the truth at each tenth of the run, and the largest error
 once ``--from`` (a share of the sweep's epochs) was done. A trial counts as running from its first
 report to its last, as pending before its first. A resumed sweep is replayed as one run from its first
-report (its pause counts as time).
+report (its pause counts as time). A live sweep knows from its plan how many members the population of
+a trial still to run will hold; the replay takes it from that trial's own results. ``--no-guess`` leaves
+out the engine's estimate of what an epoch of a critic not run yet costs (``epoch_cost``), as the progress
+line did before it had one.
 """
 
 from __future__ import annotations
@@ -30,8 +33,24 @@ class Trial:
         self.status, self.last_result, self.metric_analysis = "PENDING", None, None
 
 
-def timeline(folder: Path) -> tuple[list[Trial], list[tuple[float, str, int]]]:
-    """The sweep's trials and its reports as (time, trial id, epoch), in time order."""
+class ReplayedPlan:
+    """The packing plan as a replay knows it (see :class:`tune_sd.tune.packing.plan.PopulationCosts`): each
+    trial's population by its results, the engine's estimate of an epoch (none with ``guess=False``)."""
+
+    def __init__(self, members: dict[str, int], guess: bool = True):
+        from tune_sd.tune.packing.plan import PopulationCosts
+
+        self.by_config, self.guess, self.plan = members, guess, PopulationCosts("auto")
+
+    def members(self, config: dict) -> int:
+        return self.by_config.get(json.dumps(config, sort_keys=True), 1)
+
+    def epoch_ms(self, config: dict, members: int):
+        return self.plan.epoch_ms(config, members) if self.guess else None
+
+
+def timeline(folder: Path) -> tuple[list[Trial], list[tuple]]:
+    """The sweep's trials and its reports as (time, trial id, epoch, result), in time order."""
     trials, reports = [], []
     for d in sorted(folder.glob("trial_*")):
         params, results = d / "params.json", d / "result.json"
@@ -46,12 +65,13 @@ def timeline(folder: Path) -> tuple[list[Trial], list[tuple[float, str, int]]]:
                 except json.JSONDecodeError:
                     continue  # a line cut short by a kill
                 if "timestamp" in r and "epoch" in r:
-                    reports.append((float(r["timestamp"]), trial.trial_id, int(r["epoch"])))
+                    pack = {k: r[k] for k in ("pack_executor", "pack_members") if k in r}
+                    reports.append((float(r["timestamp"]), trial.trial_id, int(r["epoch"]), pack))
     reports.sort()
     return trials, reports
 
 
-def replay(folder: Path, every: float = 60.0) -> list[tuple[float, float, float, float]]:
+def replay(folder: Path, every: float = 60.0, guess: bool = True) -> list[tuple[float, float, float, float]]:
     """(share of the epochs done, seconds since the first report, estimated left, true left) once per ``every``."""
     from tune_sd.tune import progress as progress_mod
 
@@ -59,18 +79,21 @@ def replay(folder: Path, every: float = 60.0) -> list[tuple[float, float, float,
     if not reports:
         sys.exit(f"time_left.py: {folder}: no trial results with timestamps")
     by_id = {t.trial_id: t for t in trials}
-    last = {}
-    for _, tid, _ in reports:
+    last, members = {}, {}
+    for _, tid, _, pack in reports:
         last[tid] = last.get(tid, 0) + 1
+        members[tid] = max(members.get(tid, 1), int(pack.get("pack_members", 1)))
+    plan = ReplayedPlan({json.dumps(by_id[tid].config, sort_keys=True): m for tid, m in members.items()}, guess)
     planned = sum(int(t.config.get("epochs") or 0) for t in trials)
     start, end = reports[0][0], reports[-1][0]
     clock = {"now": start}
     rows, seen, done, next_at = [], {}, 0, start + every
     # the progress line's own output is not wanted here
     with mock.patch.object(progress_mod.time, "monotonic", lambda: clock["now"]), mock.patch("sys.stderr"):
-        p = progress_mod.SweepProgress(epochs=max(int(t.config.get("epochs") or 0) for t in trials), every_s=1e12)
+        p = progress_mod.SweepProgress(epochs=max(int(t.config.get("epochs") or 0) for t in trials), every_s=1e12,
+                                       costs=plan)
         p.setup(total_num_samples=len(trials))
-        for ts, tid, epoch in reports:
+        for ts, tid, epoch, pack in reports:
             while ts >= next_at and next_at < end:
                 clock["now"] = next_at
                 left = p.seconds_left(trials, len(trials), now=next_at)
@@ -80,7 +103,7 @@ def replay(folder: Path, every: float = 60.0) -> list[tuple[float, float, float,
             clock["now"] = ts
             trial = by_id[tid]
             trial.status = "RUNNING"
-            p.on_trial_result(0, trials, trial, {"epoch": epoch})
+            p.on_trial_result(0, trials, trial, {"epoch": epoch, **pack})
             done += max(0, epoch - seen.get(tid, 0))
             seen[tid] = epoch
             last[tid] -= 1
@@ -93,8 +116,8 @@ def _m(seconds: float) -> str:
     return f"{seconds / 60:6.1f}"
 
 
-def report(folder: Path, every: float, share_from: float) -> float | None:
-    rows = replay(folder, every)
+def report(folder: Path, every: float, share_from: float, guess: bool = True) -> float | None:
+    rows = replay(folder, every, guess)
     print(f"\n{folder} ({len(rows)} estimates, one per {every:g} s; minutes)")
     print(f"{'done':>6} {'at':>6} {'left':>6} {'truth':>6} {'error':>7}")
     shown = set()
@@ -118,11 +141,13 @@ def main(argv=None) -> None:
     ap.add_argument("--every", type=float, default=60.0, help="seconds between two estimates (default %(default)s)")
     ap.add_argument("--from", dest="share_from", type=float, default=0.1,
                     help="judge the estimates once this share of the epochs was done (default %(default)s)")
+    ap.add_argument("--no-guess", dest="guess", action="store_false",
+                    help="cost a config not run yet at the measured trials' mean, not by the engine's estimate")
     args = ap.parse_args(argv)
     for folder in args.sweeps:
         if not folder.is_dir():
             sys.exit(f"time_left.py: {folder}: no such sweep folder")
-        report(folder, args.every, args.share_from)
+        report(folder, args.every, args.share_from, args.guess)
 
 
 if __name__ == "__main__":

@@ -233,6 +233,27 @@ def test_pack_size_follows_the_measured_critic_costs():
     assert pack_size(embed, "cuda") > 1 and pack_size(resolve(), "cuda") > 1
 
 
+def test_epoch_cost_orders_the_trend_critics_as_they_ran():
+    """The estimate the progress line's time left costs a critic by before it has run (ms of one CPU
+    thread; benchmarks/epoch_cost.py measures it): the 8 x 512 critics and t3b (8 x 256, 10 steps) cost
+    10-25 times the small ones; t3c (6 x 128, k = 10, one step) is among the cheapest; a population of
+    four costs more than one member and less than four alone for a small critic, about four for a large one."""
+    from tune_sd.engine.population import epoch_cost
+
+    def critic(lat, gp, num, size, iters):
+        return resolve(overrides=[f"arch.lat_size={lat}", f"disc.gp={gp}", f"disc.hid_num={num}",
+                                  f"disc.hid_size={size}", f"disc.iters={iters}"])
+
+    small = {"t1a": critic(3, 1e-4, 2, 64, 5), "t4b": critic(1, 0, 2, 64, 5), "t3c": critic(10, 1e-6, 6, 128, 1),
+             "t4c": critic(3, 0, 4, 128, 3), "t2b": critic(1, 1e-4, 4, 256, 1)}
+    large = {"t3b": critic(3, 1e-6, 8, 256, 10), "t3d": critic(5, 1e-5, 8, 512, 5), "t4a": critic(3, 0, 8, 512, 5),
+             "t4e": critic(1, 1e-6, 8, 512, 3)}
+    assert min(map(epoch_cost, large.values())) > 8 * max(map(epoch_cost, small.values()))
+    assert epoch_cost(small["t3c"]) < 1.5 * min(map(epoch_cost, small.values()))
+    assert epoch_cost(small["t1a"]) < epoch_cost(small["t1a"], 4) < 2.5 * epoch_cost(small["t1a"])
+    assert 3.5 < epoch_cost(large["t3d"], 4) / epoch_cost(large["t3d"]) < 4
+
+
 @pytest.mark.parametrize("fused", [True, "gpu", False])
 def test_stacked_adam_matches_torch_fused_adam_per_member(fused, monkeypatch):
     """Per-member lr, wd, betas and step counts (one member joins late, one skips steps), on each of the

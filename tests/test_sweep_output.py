@@ -257,26 +257,48 @@ def test_time_left_is_the_mean_of_each_trials_own_pace_and_the_sweeps(monkeypatc
     assert p.seconds_left(trials + seeds, 10) == pytest.approx(weighed(own, 2.0 * left / done))
 
 
-def _simulate(costs, pack, places, cores, epochs, report_s=5.0, step_s=1.0):
+def _simulate(costs, pack, places, cores, epochs, report_s=5.0, step_s=1.0, configs=None, plan=None, slower=1.0,
+              told=True):
     """A sweep as Ray runs it: the trials, in order, packed ``pack`` at a time into populations; at most
     ``places`` populations run at once (each holds a core) and a waiting one takes the first place to
     free. A population's members train together, an epoch costing the sum of theirs (CPU-seconds);
     with more places than ``cores`` (other work on the machine) the running populations share the
-    cores equally. Returns [(epochs done / all epochs, estimated seconds left, true seconds left)] at
-    each progress line."""
+    cores equally. With ``configs`` and a ``plan`` (packing.plan.PopulationCosts) the trials are those
+    configs, a config's trials pack by the plan's members, and a population's epoch costs ``slower`` times
+    what the plan estimates for it (to the power the progress line takes it to, GUESS_POWER).
+    Results carry the population as the executors report it; the progress line is told the plan unless
+    ``told`` is false. Returns [(epochs done / all epochs,
+    estimated seconds left, true seconds left)] at each progress line."""
     from tune_sd.tune import progress as progress_mod
 
     clock = [0.0]
     real = progress_mod.time.monotonic
     progress_mod.time.monotonic = lambda: clock[0]
     try:
-        p = progress_mod.SweepProgress(epochs=epochs, every_s=1e9)
-        p.setup(total_num_samples=len(costs))
-        trials = [trial(f"t{i}", status="PENDING", epochs=epochs) for i in range(len(costs))]
-        for t, c in zip(trials, costs):
-            t.config = {"epochs": epochs, "cost": c}  # a config per cost: its seeds cost alike
-        pops = [list(range(i, min(i + pack, len(costs)))) for i in range(0, len(costs), pack)]
-        done = [0.0] * len(costs)
+        p = progress_mod.SweepProgress(epochs=epochs, every_s=1e9, costs=plan if told else None)
+        n = len(configs) if configs is not None else len(costs)
+        p.setup(total_num_samples=n)
+        trials = [trial(f"t{i}", status="PENDING", epochs=epochs) for i in range(n)]
+        if configs is None:
+            for t, c in zip(trials, costs):
+                t.config = {"epochs": epochs, "cost": c}  # a config per cost: its seeds cost alike
+            pops = [list(range(i, min(i + pack, n))) for i in range(0, n, pack)]
+
+            def pop_cost(pop):
+                return sum(costs[i] for i in pop)
+        else:
+            for t, c in zip(trials, configs):
+                t.config = c
+            pops, i = [], 0
+            while i < n:  # a config's trials in a row, by the plan's members
+                kind = [j for j in range(i, n) if configs[j]["disc"] == configs[i]["disc"]]
+                size = plan.members(configs[i])
+                pops += [kind[k:k + size] for k in range(0, len(kind), size)]
+                i = kind[-1] + 1
+
+            def pop_cost(pop):  # wall time follows the estimate as the progress line takes it to
+                return slower * plan.epoch_ms(configs[pop[0]], len(pop)) ** progress_mod.GUESS_POWER / 1000
+        done = [0.0] * n
         estimates, next_report, running = [], {}, []
         while any(t.status != "TERMINATED" for t in trials):
             while len(running) < places and any(trials[pop[0]].status == "PENDING" for pop in pops):
@@ -289,15 +311,16 @@ def _simulate(costs, pack, places, cores, epochs, report_s=5.0, step_s=1.0):
             share = min(1.0, cores / len(running))
             clock[0] += step_s
             for pop in list(running):
-                step = share * step_s / sum(costs[i] for i in pop)
+                step = share * step_s / pop_cost(pop)
                 for i in pop:
                     done[i] = min(epochs, done[i] + step)
                     if clock[0] >= next_report[i] or done[i] >= epochs:
                         next_report[i] = clock[0] + report_s
-                        p.on_trial_result(0, trials, trials[i], {"epoch": int(done[i])})
+                        p.on_trial_result(0, trials, trials[i], {"epoch": int(done[i]), "pack_members": len(pop),
+                                                                 "pack_executor": f"executor-{pops.index(pop)}"})
                         left = p.seconds_left(trials, len(trials))
                         if left is not None:
-                            estimates.append((sum(done) / (epochs * len(costs)), left, clock[0]))
+                            estimates.append((sum(done) / (epochs * n), left, clock[0]))
                 if all(done[i] >= epochs for i in pop):
                     running.remove(pop)
                     for i in pop:
@@ -306,6 +329,15 @@ def _simulate(costs, pack, places, cores, epochs, report_s=5.0, step_s=1.0):
         return [(f, left, clock[0] - at) for f, left, at in estimates]
     finally:
         progress_mod.time.monotonic = real
+
+
+def _worst(estimates):
+    """The largest error of the estimates once a tenth is done, until the last few percent (where any
+    error is a large share)."""
+    whole = estimates[0][2]  # the sweep's length from its first estimate on
+    judged = [(f, left, truth) for f, left, truth in estimates if 0.1 <= f and truth > 0.05 * whole]
+    assert judged
+    return max(abs(left - truth) / truth for _, left, truth in judged)
 
 
 @pytest.mark.parametrize("costs, pack, places, cores", [
@@ -319,13 +351,28 @@ def test_time_left_is_within_a_quarter_of_the_truth_once_a_tenth_is_done(costs, 
     """Wherever what an epoch costs can be known (the configs run, or their seeds ran), on a quiet machine
     and on a shared one. (A config that has not run yet costs what the measured ones did: no estimate
     can know better.)"""
-    estimates = _simulate(costs, pack, places, cores, epochs=1000)
-    whole = estimates[0][2]  # the sweep's length from its first estimate on
-    # judged once a tenth is done, until the last few percent (where any error is a large share)
-    judged = [(f, left, truth) for f, left, truth in estimates if 0.1 <= f and truth > 0.05 * whole]
-    assert judged
-    worst = max(abs(left - truth) / truth for _, left, truth in judged)
+    worst = _worst(_simulate(costs, pack, places, cores, epochs=1000))
     assert worst <= 0.25, worst
+
+
+def test_time_left_packs_the_trials_to_come_as_the_plan_does_and_costs_critics_not_run_yet():
+    """The trend examples' order: small critics packed by 4 run first, large ones alone last, each epoch
+    of a large one 10-20 times a small one's. The places are populations (two here, on two cores), not
+    trials, and a config not run yet costs the engine's estimate for its critic and population, scaled
+    by what the measured ones cost against theirs (here 3 times: a slower machine). Without
+    the plan, the estimate costs the large critics at the small ones' mean and seats them eight at a time."""
+    from tune_sd.tune.packing.plan import PopulationCosts
+
+    critics = {"t1a": {"gp": 1e-4, "hid_num": 2, "hid_size": 64, "iters": 5, "lr": 1e-5},
+               "t4b": {"gp": 0.0, "hid_num": 2, "hid_size": 64, "iters": 5, "lr": 1e-3},
+               "t3d": {"gp": 1e-5, "hid_num": 8, "hid_size": 512, "iters": 5, "lr": 1e-4},
+               "t4a": {"gp": 0.0, "hid_num": 8, "hid_size": 512, "iters": 5, "lr": 1e-5}}
+    configs = [{"epochs": 2000, "arch": {"lat_size": 3}, "disc": disc, "variant": name, "repeat": r, "seed": r}
+               for name, disc in critics.items() for r in range(4 if name in ("t1a", "t4b") else 2)]
+    plan = PopulationCosts("auto")
+    assert [plan.members(c) for c in configs] == [16] * 8 + [1] * 4  # one population per small critic
+    assert _worst(_simulate(None, None, 2, 2, 2000, configs=configs, plan=plan, slower=3.0)) <= 0.25
+    assert _worst(_simulate(None, None, 2, 2, 2000, configs=configs, plan=plan, slower=3.0, told=False)) > 0.5
 
 
 def test_tunes_lines_at_ctrl_c_are_left_out_and_its_others_pass():
@@ -379,3 +426,20 @@ def test_the_driver_forgets_the_keys_rays_encoder_leaves_per_saved_result():
     debug._logged.add("another key")  # what others keep once stays
     assert forget_encoder_keys() >= 3
     assert not any(k.startswith(ENCODER_KEY) for k in debug._logged) and "another key" in debug._logged
+
+
+def test_the_progress_line_keeps_the_packing_plan_across_a_resume():
+    """Tune pickles the callbacks with the run config (a resume restores them): the plan goes with the
+    line; it has no estimate for trials on GPUs or outside the SD study."""
+    import pickle
+
+    from tune_sd.tune.packing.plan import PopulationCosts
+    from tune_sd.tune.progress import SweepProgress
+
+    plan = PopulationCosts("auto", 0.0, {})
+    line = pickle.loads(pickle.dumps(SweepProgress(epochs=3000, costs=plan)))
+    assert line.costs == plan and line.epoch == {}
+    config = {"epochs": 3000, "arch": {"lat_size": 3}, "disc": {"hid_num": 2, "hid_size": 64}, "seed": 1}
+    assert plan.members(config) == 16 and plan.epoch_ms(config, 16) > plan.epoch_ms(config, 1) > 0
+    assert PopulationCosts("auto", 1.0, {}).epoch_ms(config, 1) is None
+    assert plan.epoch_ms({**config, "task": "regularize"}, 1) is None

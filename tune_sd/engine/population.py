@@ -281,6 +281,32 @@ def critic_work(cfg: Config) -> int:
     return _mlp_work(n * (1 + e), cfg.disc.hid_num, cfg.disc.hid_size)
 
 
+#: a population epoch's milliseconds on one CPU thread (:func:`epoch_cost`): fixed, per member, per critic
+#: step and layer, per multiply-add of a critic step (fitted by benchmarks/epoch_cost.py)
+EPOCH_COST_MS = (0.674, 0.206, 0.0271, 1.8e-6)
+
+
+def epoch_cost(cfg: Config, members: int = 1) -> float:
+    """Milliseconds one epoch of a population of ``members`` critics of ``cfg`` takes on one CPU thread:
+    what a trial that has not run yet will cost, relative to those that have (the progress line's time
+    left scales it by what they cost: tune/progress.py).
+
+    A small critic's epoch is mostly fixed costs: sampling (per member) and one batched pass per layer
+    per critic step, whatever its width; a large one's is its multiply-adds, per member and step. The
+    gradient penalty doubles a step's passes and adds half to its multiply-adds; each of the k fake and
+    real samples adds a tenth. Fitted on the 12 critics of the trend examples at 700 points, populations
+    of 1, 3 and 4 (benchmarks/epoch_cost.py): within 21 % of each measured time, which span 2 to 190 ms
+    (t3c, the most samples of them, k = 10, is among the cheapest: one step an epoch)."""
+    fixed, per_member, per_layer, per_mac = EPOCH_COST_MS
+    d = cfg.disc
+    embedded = cfg.derived_ext_size and cfg.ext_type == "embed"
+    layers = sum(pair(d.hid_num)) + 2 if embedded else pair(d.hid_num)[1] + 1
+    gp = 1.0 if d.gp > 0 else 0.0
+    step = per_layer * layers * (1 + gp) + per_mac * members * critic_work(cfg) * (1 + 0.5 * gp) * (
+        1 + 0.1 * cfg.arch.lat_size)
+    return fixed + per_member * members + d.iters * step
+
+
 def _mlp_work(inputs: int, num: int, size: int) -> int:
     sizes = [inputs] + [size] * num + [1]
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))

@@ -86,6 +86,12 @@ def _better(mode: str, a, b):
 #: chosen on replays of four real sweeps on a 2-core machine (benchmarks/time_left.py) and on simulated ones
 #: (tests/test_sweep_output.py)
 OWN_PACE_WEIGHT = 0.7
+#: what an epoch of a critic not run yet costs, from the engine's estimate g (ms of one CPU thread):
+#: scale * g ** GUESS_POWER. On a sweep, wall time spreads less between small and large critics than CPU
+#: time does (the small ones bear the reporting, figures, checkpoints and the other processes more): on
+#: two real sweeps of this 2-core machine, the trend examples' 12 critics (benchmarks/time_left.py),
+#: 0.7 held the time left within a quarter in 20 of 25 and 42 of 44 estimates, 1.0 in 18 and 37
+GUESS_POWER = 0.7
 PRUNE_S = 60.0  # seconds between prunings of Ray's log-once keys (forget_encoder_keys)
 ENCODER_KEY = "tune_func_encode:"
 
@@ -113,10 +119,13 @@ def forget_encoder_keys() -> int:
 class SweepProgress(Callback):
     """One progress line per ``every_s`` seconds while trials report, and a last line at the end."""
 
-    def __init__(self, epochs: int, metrics=(("avg_acc", "max"),), every_s: float | None = None):
+    def __init__(self, epochs: int, metrics=(("avg_acc", "max"),), every_s: float | None = None, costs=None):
         self.epochs = int(epochs)
         self.metrics = tuple(tuple(m) for m in metrics)
         self.every_s = float(os.environ.get(PROGRESS_EVERY_ENV, DEFAULT_EVERY_S) if every_s is None else every_s)
+        # the packing plan (packing.plan.PopulationCosts): how trials still to run pack, and what an epoch
+        # of a critic that has not run yet costs next to those that have; None: each trial alone, no guess
+        self.costs = costs
         self._reset()
 
     def _reset(self):
@@ -134,14 +143,21 @@ class SweepProgress(Callback):
         self.ran: dict[str, int] = {}      # trial id -> its epochs since the first result of this run
         self.pace: dict[str, tuple] = {}   # trial id -> (time, epoch) of its first and last report in this run
         self.kinds: dict[str, str] = {}    # trial id -> its config without its seed (cost_kind)
-        self.most_running = 0              # the most trials that ran at once in this run (their places)
+        self.group: dict[str, str] = {}    # trial id -> the population it trains in (its executor), else itself
+        self.members: dict[str, float] = {}  # trial id -> the members of its population, on average over its epochs
+        self.member_epochs: dict[str, float] = {}  # trial id -> its epochs in this run times the members beside it
+        self.now_members: dict[str, int] = {}  # trial id -> the members of its population at its last report
+        self.priors: dict[tuple, object] = {}  # (cost kind, members) -> epoch ms by the plan (None: no guess)
+        self.packs: dict[str, object] = {}     # cost kind -> members of its populations by the plan (None: none)
+        self.most_places = 0               # the most populations (or lone trials) that ran at once: the places
         self._pruned_at = time.monotonic()
 
     # the callback is pickled with the run config (Tuner.restore); its counters start afresh in each run
     def __getstate__(self):
-        return {"epochs": self.epochs, "metrics": self.metrics, "every_s": self.every_s}
+        return {"epochs": self.epochs, "metrics": self.metrics, "every_s": self.every_s, "costs": self.costs}
 
     def __setstate__(self, state):
+        self.costs = None  # a sweep saved before the plan travelled with the line
         self.__dict__.update(state)
         self._reset()
 
@@ -162,6 +178,7 @@ class SweepProgress(Callback):
         before = self.epoch.get(trial.trial_id, 0)
         self.epoch[trial.trial_id] = epoch
         now = time.monotonic()
+        ran_before = self.ran.get(trial.trial_id, 0)
         if self.rate_start is None:
             self.rate_start = now
         else:
@@ -169,6 +186,14 @@ class SweepProgress(Callback):
             self.ran[trial.trial_id] = self.ran.get(trial.trial_id, 0) + max(0, epoch - before)
         first = self.pace.get(trial.trial_id, (now, epoch))[:2]
         self.pace[trial.trial_id] = first + (now, epoch)
+        # a population shrinks as its members end: what an epoch cost is over the members it had meanwhile
+        # (to a tenth: the estimates are cached by members)
+        tid, members = trial.trial_id, max(1, int(result.get("pack_members") or 1))
+        self.group[tid] = str(result.get("pack_executor") or tid)
+        self.now_members[tid] = members
+        ran = self.ran.get(tid, 0)
+        self.member_epochs[tid] = self.member_epochs.get(tid, 0.0) + members * (ran - ran_before)
+        self.members[tid] = round(self.member_epochs[tid] / ran, 1) if ran else members
         for metric, mode in self.metrics:
             self._offer(metric, mode, result.get(metric), trial.trial_id)
         if result.get("error"):  # a run that cannot go on (NaN loss) ends as an error (results.py)
@@ -267,54 +292,106 @@ class SweepProgress(Callback):
     def seconds_left(self, trials, total: int, now: float | None = None) -> float | None:
         """Seconds until the sweep ends if no trial stops early (None before a trial has two reports).
 
-        Two ways the sweep can go on, weighed 0.7 to 0.3 (:data:`OWN_PACE_WEIGHT`). A trial (or the
-        population it is packed in) holds the cores it reserved and runs on them at its own pace: one
-        that ends frees its place for the next trial, not for those beside it (:meth:`_own_pace`). On a
-        machine with other work, though, the trials that run get the cores others free, and the sweep
-        goes on at the pace it had (:meth:`_sweep_pace`). The first is right on a quiet machine, the
+        Two ways the sweep can go on, weighed 0.7 to 0.3 (:data:`OWN_PACE_WEIGHT`). A population (or a
+        trial alone) holds the cores its trials reserved and runs on them at its own pace: one that ends
+        frees its place for the next population, not for those beside it (:meth:`_own_pace`). On a
+        machine with other work, though, the populations that run get the cores others free, and the
+        sweep goes on at the pace it had (:meth:`_sweep_pace`). The first is right on a quiet machine, the
         second where the sweep shares it; each alone was off by up to half on replays of real sweeps
         (benchmarks/time_left.py).
-        What an epoch of a trial costs is the seconds it took on its reports (:meth:`trial_cost`); a
-        trial not measured yet costs what its config's other seeds cost, else the measured trials'
-        mean (a critic's size says little: the small critics of these studies cost what their steps
-        do, and their steps what the machine's load does)."""
+        The trials still to run pack as the plan packs them (members per population by config). What
+        an epoch costs is what it took on a trial's reports (:meth:`trial_cost`); a trial not measured
+        yet costs what its config's other seeds cost; a config not measured yet, what the plan's
+        estimate for its critic and population says (the engine's ``epoch_cost``) scaled by what the
+        measured trials cost against theirs (:meth:`_scale`), else the measured trials' mean."""
         now = time.monotonic() if now is None else now
         costs = {tid: c for tid in self.pace if (c := self.trial_cost(tid)) is not None}
         if not costs or self.rate_start is None or now <= self.rate_start:
             return None
         mean = sum(costs.values()) / len(costs)
-        by_kind: dict[str, list[float]] = {}
+        measured: dict[str, list] = {}  # cost kind -> (seconds an epoch, members, trial) of its measured trials
         for t in trials:
             if t.trial_id in costs:
-                by_kind.setdefault(self.cost_kind(t), []).append(costs[t.trial_id])
+                measured.setdefault(self.cost_kind(t), []).append((costs[t.trial_id], self.members.get(t.trial_id, 1), t))
+        scale = self._scale(measured)
 
-        def left(t) -> float:  # seconds of its own work a trial has left
-            if t.trial_id in costs:
-                cost = costs[t.trial_id]
-            else:
-                kin = by_kind.get(self.cost_kind(t))
-                cost = sum(kin) / len(kin) if kin else mean
-            return max(0, self._planned(t) - self.epoch.get(t.trial_id, 0)) * cost
+        def epoch_s(t, members: int) -> float:  # seconds an epoch of t takes in a population of ``members``
+            tid = t.trial_id
+            if tid in costs and self.members.get(tid, 1) == members:
+                return costs[tid]
+            seen = [(costs[tid], self.members.get(tid, 1), t)] if tid in costs else measured.get(self.cost_kind(t))
+            if seen:
+                return sum(c * self._relative(t, members, m) for c, m, _ in seen) / len(seen)
+            guess = self.prior(t, members)
+            return scale * guess ** GUESS_POWER if guess is not None and scale is not None else mean
 
-        running = {t.trial_id: left(t) for t in trials if t.status == "RUNNING"}
-        self.most_running = max(self.most_running, len(running))
-        waiting = [left(t) for t in trials if t.status not in ("RUNNING", "TERMINATED", "ERROR")]
+        def left(t, members: int | None = None) -> float:  # seconds of its own work a trial has left
+            members = self.members.get(t.trial_id, 1) if members is None else members
+            return max(0, self._planned(t) - self.epoch.get(t.trial_id, 0)) * epoch_s(t, members)
+
+        def size(t) -> int:  # members of the population a trial still to run will train in
+            seen = measured.get(self.cost_kind(t))
+            return self.planned_members(t, sum(m for _, m, _ in seen) / len(seen) if seen else 1)
+
+        running: dict[str, float] = {}  # population -> seconds of work left (its slowest member's)
+        since: dict[str, float] = {}    # population -> seconds since its latest report
+        said: dict[str, int] = {}       # population -> the members its reports say it has
+        heard: dict[str, int] = {}      # population -> its running members that reported
+        kinds: dict[str, set] = {}      # population -> the cost kinds of those
+        for t in trials:
+            if t.status == "RUNNING" and t.trial_id in self.pace:
+                g = self.group.get(t.trial_id, t.trial_id)
+                running[g] = max(running.get(g, 0.0), left(t))
+                since[g] = min(since.get(g, math.inf), now - self.pace[t.trial_id][2])
+                said[g] = max(said.get(g, 1), self.now_members.get(t.trial_id, 1))
+                heard[g] = heard.get(g, 0) + 1
+                kinds.setdefault(g, set()).add(self.cost_kind(t))
+        unheard = {g: said[g] - heard[g] for g in running}
+        self.most_places = max(self.most_places, len(running))
+        # a trial that started but has not reported yet: a member its config's population said it has, or
+        # else not known to hold a place of its own (packed, it shares one): it waits first in line
+        starting = []
+        for t in trials:
+            if t.status == "RUNNING" and t.trial_id not in self.pace:
+                g = next((g for g, n in unheard.items() if n > 0 and self.cost_kind(t) in kinds[g]), None)
+                if g is None:
+                    starting.append(t)
+                else:
+                    unheard[g] -= 1
+                    running[g] = max(running[g], left(t, said[g]))
+        waiting = self._populations(starting + [t for t in trials if t.status not in ("RUNNING", "TERMINATED",
+                                                                                        "ERROR")], left, size)
         waiting += [self.epochs * mean] * max(0, total - len(trials))  # trials not created yet
-        own = self._own_pace(running, waiting, now)
-        done = sum(n * costs.get(tid, mean) for tid, n in self.ran.items())
+        own = self._own_pace(running, since, waiting)
+        done = sum(n * costs.get(tid, mean) / self.members.get(tid, 1) for tid, n in self.ran.items())
         if done <= 0:
             return own
         sweep = self._sweep_pace(sum(running.values()) + sum(waiting), done, now)
         return OWN_PACE_WEIGHT * own + (1 - OWN_PACE_WEIGHT) * sweep
 
-    def _own_pace(self, running: dict[str, float], waiting: list[float], now: float) -> float:
-        """When the last trial ends if each runs at its own pace in its own place: the running ones
-        (trial id -> seconds of work left) end after that work, less what they ran since their last
+    def _populations(self, waiting: list, left, size) -> list[float]:
+        """The seconds each population of the waiting trials will take, in the order they start: a config's
+        trials, in order, pack by the members the plan gives them (the last population of a config may
+        hold fewer); a population takes as long as its slowest member."""
+        by_kind: dict[str, list] = {}
+        for t in waiting:
+            by_kind.setdefault(self.cost_kind(t), []).append(t)
+        pops = []  # (position of its first trial, seconds)
+        position = {t.trial_id: i for i, t in enumerate(waiting)}
+        for kind, ts in by_kind.items():
+            members = size(ts[0])
+            for i in range(0, len(ts), members):
+                pop = ts[i:i + members]
+                pops.append((position[pop[0].trial_id], max(left(t, len(pop)) for t in pop)))
+        return [seconds for _, seconds in sorted(pops)]
+
+    def _own_pace(self, running: dict[str, float], since: dict[str, float], waiting: list[float]) -> float:
+        """When the last population ends if each runs at its own pace in its own place: the running ones
+        (population -> seconds of work left) end after that work, less what they ran since their last
         report; the waiting ones take the places that free first, in order. The places are the most
-        trials that ran at once."""
-        places = [max(0.0, seconds - (now - self.pace[tid][2] if tid in self.pace else 0.0))
-                  for tid, seconds in running.items()]
-        places += [0.0] * max(0, self.most_running - len(running))  # freed and not taken again yet
+        populations (and lone trials) that ran at once."""
+        places = [max(0.0, seconds - since.get(g, 0.0)) for g, seconds in running.items()]
+        places += [0.0] * max(0, self.most_places - len(running))  # freed and not taken again yet
         heapq.heapify(places)
         for seconds in waiting:
             heapq.heappush(places, heapq.heappop(places) + seconds)
@@ -322,8 +399,53 @@ class SweepProgress(Callback):
 
     def _sweep_pace(self, work_left: float, done: float, now: float) -> float:
         """When the sweep ends if it does the work left at the pace it had since this run's first result
-        (work is each trial's epochs times what an epoch of it costs)."""
+        (work: the seconds a population holds its place, shared by its members)."""
         return (now - self.rate_start) * work_left / done
+
+    def planned_members(self, trial, seen: float = 1) -> int:
+        """The members of the population a trial will train in: the plan's, else ``seen`` (those its config's
+        measured trials had)."""
+        kind = self.cost_kind(trial)
+        if kind not in self.packs:
+            self.packs[kind] = None
+            if self.costs is not None:
+                try:
+                    self.packs[kind] = max(1, int(self.costs.members(dict(trial.config or {}))))
+                except Exception:  # noqa: BLE001 - a config the plan cannot read only loses its guess
+                    pass
+        return self.packs[kind] or max(1, round(seen))
+
+    def prior(self, trial, members: int) -> float | None:
+        """The plan's estimate of an epoch of ``trial``'s population of ``members`` (ms), None without one."""
+        key = (self.cost_kind(trial), members)
+        if key not in self.priors:
+            guess = None
+            if self.costs is not None:
+                try:
+                    guess = self.costs.epoch_ms(dict(trial.config or {}), members)
+                except Exception:  # noqa: BLE001 - a config the plan cannot read only loses its guess
+                    guess = None
+            self.priors[key] = guess if guess and guess > 0 else None
+        return self.priors[key]
+
+    def _relative(self, trial, members: int, seen: int) -> float:
+        """What an epoch of ``trial`` in a population of ``members`` costs against one of ``seen`` (1 without
+        an estimate)."""
+        if members == seen:
+            return 1.0
+        a, b = self.prior(trial, members), self.prior(trial, seen)
+        return (a / b) ** GUESS_POWER if a and b else 1.0
+
+    def _scale(self, measured: dict) -> float | None:
+        """Seconds an epoch took the measured trials per ms the plan guessed for it: their sum over the sum
+        of the guesses (so the trials that cost most count most), None where none has a guess."""
+        spent = guessed = 0.0
+        for seen in measured.values():
+            for cost, members, t in seen:
+                guess = self.prior(t, members)
+                if guess is not None:
+                    spent, guessed = spent + cost, guessed + guess ** GUESS_POWER
+        return spent / guessed if guessed > 0 else None
 
     def trial_cost(self, trial_id: str) -> float | None:
         """Seconds per epoch of one trial over its reports in this run (None before it has two)."""

@@ -280,21 +280,25 @@ _UNSET = object()
 
 def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None,
                 callbacks: list | None = None, verbose: bool = False, searched: list | None = None,
-                tracking=None):
+                tracking=None, sizes: dict | None = None):
     """Tune's run config. Ray's own status table only with ``verbose``; otherwise our progress line
     (progress.py). Our TensorBoard logger stands in for Tune's; the JSON and CSV loggers (Tune's, kept
     whole across a trial's restarts: trial_logs.py), which the Parquet export reads, are named so that
     they stay whatever the environment says. ``callbacks`` (the stop recorder) come first: they edit a
-    trial's last result before the loggers write it. ``tracking`` (W&B, MLflow: tracking.py) comes last."""
+    trial's last result before the loggers write it. ``tracking`` (W&B, MLflow: tracking.py) comes last.
+    ``sizes`` (auto's members per population) tell the progress line how the trials still to run pack."""
     from ray import tune
 
+    from tune_sd.tune.packing.plan import PopulationCosts
     from tune_sd.tune.progress import SweepProgress, SweepReporter, describe_scheduler, progress_metrics
     from tune_sd.tune.tensorboard import SweepTensorBoard
     from tune_sd.tune.trial_logs import TrialCsvLogger, TrialJsonLogger
 
     metrics = progress_metrics(settings)
     callbacks = list(callbacks or []) + [TrialJsonLogger(), TrialCsvLogger(), SweepTensorBoard(metrics, searched),
-                 SweepProgress(epochs=int(settings["epochs"]), metrics=metrics)]
+                 SweepProgress(epochs=int(settings["epochs"]), metrics=metrics,
+                               costs=PopulationCosts(settings.get("pack", "off"),
+                                                     float(settings.get("gpus_per_trial") or 0.0), sizes))]
     if tracking is not None:
         callbacks.append(tracking)
     reporter = None
@@ -413,7 +417,7 @@ def _run_claimed(plan: SweepPlan, address: str | None, dashboard: bool, verbose:
                                  _swept_columns(plan.space, "." if s["search"] == "bayes" else "/",
                                                 s.get("repeat", 1) > 1),
                                  stop=_stopper(plan, recorder), callbacks=[recorder], verbose=verbose,
-                                 searched=searched_keys(plan.space), tracking=tracking)
+                                 searched=searched_keys(plan.space), tracking=tracking, sizes=sizes)
         tuner = tune.Tuner(
             _trainable(s, plan.name, run, sizes), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,
@@ -563,7 +567,7 @@ def _resume_claimed(exp_dir, address: str | None, verbose: bool, planned: dict, 
         run, sizes = _start_packing(name, settings)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(settings, name, run, sizes, planned),
                                    resume_unfinished=True, resume_errored=True)
-        run_config = _restored_output(tuner, exp_dir, settings, verbose, meta, logged)
+        run_config = _restored_output(tuner, exp_dir, settings, verbose, meta, logged, sizes)
         tuner.fit()
         interrupted = False
         if run_config is not None:
@@ -583,7 +587,7 @@ def _resume_claimed(exp_dir, address: str | None, verbose: bool, planned: dict, 
 
 
 def _restored_output(tuner, exp_dir, settings: dict, verbose: bool, meta: dict | None = None,
-                     logged: list | None = None):
+                     logged: list | None = None, sizes: dict | None = None):
     """The terminal and TensorBoard of a resumed sweep are this run's: Tune restores the run config
     saved with the sweep (its reporter, verbosity and callbacks, older sweeps' included), so they
     are set again, as run_sweep sets them. Tuner keeps that config in its local tuner (not in Ray
@@ -605,7 +609,7 @@ def _restored_output(tuner, exp_dir, settings: dict, verbose: bool, meta: dict |
     tracking = _tracking(settings.get("log"), name, meta.get("study", ""), meta.get("searched", searched), exp_dir,
                          settings, continued=logged)
     fresh = _run_config(name, storage, settings, callbacks=recorders, verbose=verbose, searched=searched,
-                        tracking=tracking)
+                        tracking=tracking, sizes=sizes)
     config.callbacks = fresh.callbacks
     config.progress_reporter = fresh.progress_reporter
     config.verbose = fresh.verbose

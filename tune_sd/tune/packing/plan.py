@@ -14,6 +14,7 @@ they share their populations.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,6 +87,33 @@ def pack_plan(config: dict, pack, gpus_per_trial: float = 0.0, sizes: dict | Non
     if pack == "auto":
         return key, (sizes or {}).get(key) or pack_size(cfg, device)
     return key, max(1, int(pack))
+
+
+@dataclass(frozen=True)
+class PopulationCosts:
+    """What the progress line's time left (tune/progress.py) reads of the packing plan, per trial config:
+    the members of the population the trial trains in (:func:`pack_plan`), and what an epoch of that
+    population costs, in ms of one CPU thread (the engine's ``epoch_cost``; None for trials on GPUs,
+    where it was not measured, and outside the SD study). The progress callback holds it, so it pickles
+    with the run config and imports the engine only when called (in the driver)."""
+
+    pack: object = "off"
+    gpus_per_trial: float = 0.0
+    sizes: dict | None = None
+
+    def members(self, config: dict) -> int:
+        return pack_plan(config, self.pack, self.gpus_per_trial, self.sizes)[1]
+
+    def epoch_ms(self, config: dict, members: int) -> float | None:
+        from tune_sd.engine import Config
+        from tune_sd.engine.population import epoch_cost
+
+        from tune_sd.tune.trial_config import split_trial_config
+
+        if self.gpus_per_trial > 0:
+            return None
+        cfg = Config.from_dict(split_trial_config(config)[0])
+        return epoch_cost(cfg, members) if cfg.task == "sd" else None
 
 
 def sampled_configs(plan, n: int = PLAN_SAMPLES) -> list[dict]:
