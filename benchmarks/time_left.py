@@ -13,7 +13,9 @@ report to its last, as pending before its first. A resumed sweep is replayed as 
 report (its pause counts as time). A live sweep knows from its plan how many members the population of
 a trial still to run will hold; the replay takes it from that trial's own results. ``--no-guess`` leaves
 out the engine's estimate of what an epoch of a critic not run yet costs (``epoch_cost``), as the progress
-line did before it had one.
+line did before it had one. ``--lazy`` replays a sweep whose trials Tune created as places freed (a random
+search): a trial joins the line's list at its first report, and the others are the plan's configs to
+come (``packing.plan.upcoming_configs``).
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ class ReplayedPlan:
     """The packing plan as a replay knows it (see :class:`tune_sd.tune.packing.plan.PopulationCosts`): each
     trial's population by its results, the engine's estimate of an epoch (none with ``guess=False``)."""
 
-    def __init__(self, members: dict[str, int], guess: bool = True):
+    def __init__(self, members: dict[str, int], guess: bool = True, upcoming: tuple = ()):
         from tune_sd.tune.packing.plan import PopulationCosts
 
-        self.by_config, self.guess, self.plan = members, guess, PopulationCosts("auto")
+        self.by_config, self.guess, self.plan, self.upcoming = members, guess, PopulationCosts("auto"), upcoming
 
     def members(self, config: dict) -> int:
         return self.by_config.get(json.dumps(config, sort_keys=True), 1)
@@ -71,7 +73,8 @@ def timeline(folder: Path) -> tuple[list[Trial], list[tuple]]:
     return trials, reports
 
 
-def replay(folder: Path, every: float = 60.0, guess: bool = True) -> list[tuple[float, float, float, float]]:
+def replay(folder: Path, every: float = 60.0, guess: bool = True,
+           lazy: bool = False) -> list[tuple[float, float, float, float]]:
     """(share of the epochs done, seconds since the first report, estimated left, true left) once per ``every``."""
     from tune_sd.tune import progress as progress_mod
 
@@ -83,7 +86,9 @@ def replay(folder: Path, every: float = 60.0, guess: bool = True) -> list[tuple[
     for _, tid, _, pack in reports:
         last[tid] = last.get(tid, 0) + 1
         members[tid] = max(members.get(tid, 1), int(pack.get("pack_members", 1)))
-    plan = ReplayedPlan({json.dumps(by_id[tid].config, sort_keys=True): m for tid, m in members.items()}, guess)
+    plan = ReplayedPlan({json.dumps(by_id[tid].config, sort_keys=True): m for tid, m in members.items()}, guess,
+                        tuple(t.config for t in trials) if lazy else ())
+    known = [] if lazy else trials  # the trials Tune has created (lazy: each at its first report)
     planned = sum(int(t.config.get("epochs") or 0) for t in trials)
     start, end = reports[0][0], reports[-1][0]
     clock = {"now": start}
@@ -96,14 +101,16 @@ def replay(folder: Path, every: float = 60.0, guess: bool = True) -> list[tuple[
         for ts, tid, epoch, pack in reports:
             while ts >= next_at and next_at < end:
                 clock["now"] = next_at
-                left = p.seconds_left(trials, len(trials), now=next_at)
+                left = p.seconds_left(known, len(trials), now=next_at)
                 if left is not None:
                     rows.append((done / planned, next_at - start, left, end - next_at))
                 next_at += every
             clock["now"] = ts
             trial = by_id[tid]
+            if trial.status == "PENDING" and lazy:
+                known.append(trial)
             trial.status = "RUNNING"
-            p.on_trial_result(0, trials, trial, {"epoch": epoch, **pack})
+            p.on_trial_result(0, known, trial, {"epoch": epoch, **pack})
             done += max(0, epoch - seen.get(tid, 0))
             seen[tid] = epoch
             last[tid] -= 1
@@ -116,8 +123,8 @@ def _m(seconds: float) -> str:
     return f"{seconds / 60:6.1f}"
 
 
-def report(folder: Path, every: float, share_from: float, guess: bool = True) -> float | None:
-    rows = replay(folder, every, guess)
+def report(folder: Path, every: float, share_from: float, guess: bool = True, lazy: bool = False) -> float | None:
+    rows = replay(folder, every, guess, lazy)
     print(f"\n{folder} ({len(rows)} estimates, one per {every:g} s; minutes)")
     print(f"{'done':>6} {'at':>6} {'left':>6} {'truth':>6} {'error':>7}")
     shown = set()
@@ -143,11 +150,13 @@ def main(argv=None) -> None:
                     help="judge the estimates once this share of the epochs was done (default %(default)s)")
     ap.add_argument("--no-guess", dest="guess", action="store_false",
                     help="cost a config not run yet at the measured trials' mean, not by the engine's estimate")
+    ap.add_argument("--lazy", action="store_true",
+                    help="trials created as places free (a random search): each known from its first report")
     args = ap.parse_args(argv)
     for folder in args.sweeps:
         if not folder.is_dir():
             sys.exit(f"time_left.py: {folder}: no such sweep folder")
-        report(folder, args.every, args.share_from, args.guess)
+        report(folder, args.every, args.share_from, args.guess, args.lazy)
 
 
 if __name__ == "__main__":

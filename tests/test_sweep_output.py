@@ -443,3 +443,52 @@ def test_the_progress_line_keeps_the_packing_plan_across_a_resume():
     assert plan.members(config) == 16 and plan.epoch_ms(config, 16) > plan.epoch_ms(config, 1) > 0
     assert PopulationCosts("auto", 1.0, {}).epoch_ms(config, 1) is None
     assert plan.epoch_ms({**config, "task": "regularize"}, 1) is None
+
+
+def test_time_left_knows_the_trials_a_random_search_has_not_created_yet(monkeypatch):
+    """Tune creates a random search's trials as places free; the plan's draws (in Tune's order) tell the
+    progress line what those will be. One place; a small critic measured at 10 ms an epoch; to come: a
+    second small one and a large one, which costs the small one's 10 ms times the ratio of their
+    estimates to the power GUESS_POWER."""
+    from tune_sd.tune import progress as progress_mod
+    from tune_sd.tune.packing.plan import PopulationCosts
+
+    small = {"epochs": 1000, "arch": {"lat_size": 3}, "disc": {"hid_num": 2, "hid_size": 64, "iters": 5}}
+    large = {"epochs": 1000, "arch": {"lat_size": 3}, "disc": {"hid_num": 8, "hid_size": 512, "iters": 5}}
+    plan = PopulationCosts("off", 0.0, {}, upcoming=(small, {**small, "seed": 2}, large))
+    clock = [0.0]
+    monkeypatch.setattr(progress_mod.time, "monotonic", lambda: clock[0])
+    p = progress_mod.SweepProgress(epochs=1000, every_s=3600, costs=plan)
+    p.setup(total_num_samples=3)
+    first = trial("t0", epochs=1000)
+    first.config = small
+    p.on_trial_start(0, [first], first)
+    p.on_trial_result(0, [first], first, {"epoch": 0})
+    clock[0] = 1.0
+    p.on_trial_result(0, [first], first, {"epoch": 100})
+    assert p.trial_cost("t0") == pytest.approx(0.01)
+    ratio = (plan.epoch_ms(large, 1) / plan.epoch_ms(small, 1)) ** progress_mod.GUESS_POWER
+    assert ratio > 4
+    own = 900 * 0.01 + 1000 * 0.01 + 1000 * 0.01 * ratio  # one place: one after the other
+    sweep = 1.0 * (900 * 0.01 + 1000 * 0.01 + 1000 * 0.01 * ratio) / (100 * 0.01)
+    assert p.seconds_left([first], 3) == pytest.approx(0.7 * own + 0.3 * sweep)
+    # without the plan's draws, the two to come cost the measured mean
+    p.costs = PopulationCosts("off", 0.0, {})
+    assert p.seconds_left([first], 3) == pytest.approx(0.7 * (900 + 2000) * 0.01 + 0.3 * 2900 * 0.01)
+
+
+def test_the_plan_tells_the_line_a_random_searchs_draws_in_tunes_order(tmp_path):
+    """What --dry-run shows is what the progress line is told (not for bayes: Optuna picks from the results)."""
+    import json
+
+    from tune_sd.spaces import load_space
+    from tune_sd.tune.packing.plan import sampled_configs, upcoming_configs
+    from tune_sd.tune.plan import SweepOptions, plan_sweep
+
+    plan = plan_sweep(load_space("sd-study"), SweepOptions(storage=str(tmp_path), num_samples=12, epochs=500,
+                                                           search="random"))
+    told = upcoming_configs(plan)
+    assert len(told) == 12 and list(told) == sampled_configs(plan, 12)
+    assert len({json.dumps(c, sort_keys=True) for c in told}) == 12 and all(c["epochs"] == 500 for c in told)
+    bayes = plan_sweep(load_space("sd-study"), SweepOptions(storage=str(tmp_path), num_samples=12, search="bayes"))
+    assert upcoming_configs(bayes) == ()

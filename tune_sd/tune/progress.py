@@ -25,6 +25,7 @@ import math
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 from ray.tune import Callback, CLIReporter
 
@@ -359,9 +360,14 @@ class SweepProgress(Callback):
                 else:
                     unheard[g] -= 1
                     running[g] = max(running[g], left(t, said[g]))
+        # trials Tune has not created yet (a random search creates them as places free): the plan's configs
+        future = [SimpleNamespace(trial_id=f"~{i}", config=c, status="PENDING")
+                  for i, c in enumerate(tuple(getattr(self.costs, "upcoming", ()) or ())[len(trials):total],
+                                        start=len(trials))]
         waiting = self._populations(starting + [t for t in trials if t.status not in ("RUNNING", "TERMINATED",
-                                                                                        "ERROR")], left, size)
-        waiting += [self.epochs * mean] * max(0, total - len(trials))  # trials not created yet
+                                                                                        "ERROR")] + future,
+                                    left, size)
+        waiting += [self.epochs * mean] * max(0, total - len(trials) - len(future))  # not known either
         own = self._own_pace(running, since, waiting)
         done = sum(n * costs.get(tid, mean) / self.members.get(tid, 1) for tid, n in self.ran.items())
         if done <= 0:

@@ -280,13 +280,14 @@ _UNSET = object()
 
 def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | None = None, stop=None,
                 callbacks: list | None = None, verbose: bool = False, searched: list | None = None,
-                tracking=None, sizes: dict | None = None):
+                tracking=None, sizes: dict | None = None, upcoming: tuple = ()):
     """Tune's run config. Ray's own status table only with ``verbose``; otherwise our progress line
     (progress.py). Our TensorBoard logger stands in for Tune's; the JSON and CSV loggers (Tune's, kept
     whole across a trial's restarts: trial_logs.py), which the Parquet export reads, are named so that
     they stay whatever the environment says. ``callbacks`` (the stop recorder) come first: they edit a
     trial's last result before the loggers write it. ``tracking`` (W&B, MLflow: tracking.py) comes last.
-    ``sizes`` (auto's members per population) tell the progress line how the trials still to run pack."""
+    ``sizes`` (auto's members per population) tell the progress line how the trials still to run pack, and
+    ``upcoming`` (packing.plan.upcoming_configs) what the trials Tune has not created yet will be."""
     from ray import tune
 
     from tune_sd.tune.packing.plan import PopulationCosts
@@ -298,7 +299,7 @@ def _run_config(plan_name: str, storage: str, settings: dict, columns: dict | No
     callbacks = list(callbacks or []) + [TrialJsonLogger(), TrialCsvLogger(), SweepTensorBoard(metrics, searched),
                  SweepProgress(epochs=int(settings["epochs"]), metrics=metrics,
                                costs=PopulationCosts(settings.get("pack", "off"),
-                                                     float(settings.get("gpus_per_trial") or 0.0), sizes))]
+                                                     float(settings.get("gpus_per_trial") or 0.0), sizes, upcoming))]
     if tracking is not None:
         callbacks.append(tracking)
     reporter = None
@@ -397,6 +398,7 @@ def _run_claimed(plan: SweepPlan, address: str | None, dashboard: bool, verbose:
         write_meta(plan)
         param_space, searcher = _param_space_and_searcher(plan)
         s = plan.settings
+        from tune_sd.tune.packing.plan import upcoming_configs
         from tune_sd.tune.stopping.schedulers import make_scheduler
         from tune_sd.tune.stopping.records import StopRecorder
 
@@ -417,7 +419,8 @@ def _run_claimed(plan: SweepPlan, address: str | None, dashboard: bool, verbose:
                                  _swept_columns(plan.space, "." if s["search"] == "bayes" else "/",
                                                 s.get("repeat", 1) > 1),
                                  stop=_stopper(plan, recorder), callbacks=[recorder], verbose=verbose,
-                                 searched=searched_keys(plan.space), tracking=tracking, sizes=sizes)
+                                 searched=searched_keys(plan.space), tracking=tracking, sizes=sizes,
+                                 upcoming=upcoming_configs(plan))
         tuner = tune.Tuner(
             _trainable(s, plan.name, run, sizes), param_space=param_space,
             tune_config=tune.TuneConfig(metric=s["metric"], mode=s["mode"], scheduler=scheduler,

@@ -100,6 +100,7 @@ class PopulationCosts:
     pack: object = "off"
     gpus_per_trial: float = 0.0
     sizes: dict | None = None
+    upcoming: tuple = ()  # the sweep's trial configs in the order Tune creates them (upcoming_configs)
 
     def members(self, config: dict) -> int:
         return pack_plan(config, self.pack, self.gpus_per_trial, self.sizes)[1]
@@ -114,6 +115,19 @@ class PopulationCosts:
             return None
         cfg = Config.from_dict(split_trial_config(config)[0])
         return epoch_cost(cfg, members) if cfg.task == "sd" else None
+
+
+#: the most trial configs a sweep's progress line is told in advance (upcoming_configs)
+UPCOMING_MAX = 1024
+
+
+def upcoming_configs(plan) -> tuple:
+    """The configs of the sweep's trials, in the order Tune creates them, for the progress line's time left:
+    Tune creates a random search's trials as places free, so the line would not know what the trials to
+    come cost. A bayes search's are Optuna's picks, not known before; only the first UPCOMING_MAX."""
+    if plan.settings.get("search") == "bayes":
+        return ()
+    return tuple(sampled_configs(plan, min(int(plan.trials or 0), UPCOMING_MAX)))
 
 
 def sampled_configs(plan, n: int = PLAN_SAMPLES) -> list[dict]:
