@@ -11,9 +11,11 @@ most every few seconds while trials report, one line::
 
 (states with no trial are left out, but for running and done). "stopped" are trials that a scheduler
 or stopper ended before their last epoch. The time left is an estimate (:meth:`SweepProgress.seconds_left`)
-from the seconds an epoch of each trial took on its reports: mostly when the sweep ends if each trial
-keeps its own pace in the place it holds, partly when it ends if the sweep keeps the pace it had. It
-assumes that no other trial stops early. The last line says "finished", or "interrupted" with the
+from the seconds an epoch of each trial took on its reports: mostly when the sweep ends if each
+population (or trial alone) keeps its own pace in the place it holds and the trials to come pack as the
+plan packs them, partly when it ends if the sweep keeps the pace it had; a critic not run yet costs the
+engine's estimate for it (``epoch_cost``) against those that ran. It assumes that no other trial stops
+early. The last line says "finished", or "interrupted" with the
 trials left unfinished (Ctrl-C: Tune saves the sweep and returns).
 """
 
