@@ -89,12 +89,6 @@ def _better(mode: str, a, b):
 #: chosen on replays of four real sweeps on a 2-core machine (benchmarks/time_left.py) and on simulated ones
 #: (tests/test_sweep_output.py)
 OWN_PACE_WEIGHT = 0.7
-#: what an epoch of a critic not run yet costs, from the engine's estimate g (ms of one CPU thread):
-#: scale * g ** GUESS_POWER. On a sweep, wall time spreads less between small and large critics than CPU
-#: time does (the small ones bear the reporting, figures, checkpoints and the other processes more): on
-#: two real sweeps of this 2-core machine, the trend examples' 12 critics (benchmarks/time_left.py),
-#: 0.7 held the time left within a quarter in 20 of 25 and 42 of 44 estimates, 1.0 in 18 and 37
-GUESS_POWER = 0.7
 PRUNE_S = 60.0  # seconds between prunings of Ray's log-once keys (forget_encoder_keys)
 ENCODER_KEY = "tune_func_encode:"
 
@@ -305,8 +299,8 @@ class SweepProgress(Callback):
         The trials still to run pack as the plan packs them (members per population by config). What
         an epoch costs is what it took on a trial's reports (:meth:`trial_cost`); a trial not measured
         yet costs what its config's other seeds cost; a config not measured yet, what the plan's
-        estimate for its critic and population says (the engine's ``epoch_cost``) scaled by what the
-        measured trials cost against theirs (:meth:`_scale`), else the measured trials' mean."""
+        estimate for its critic and population says (the engine's ``epoch_cost``), fitted to what the
+        measured trials cost against theirs (:meth:`_fit`), else the measured trials' mean."""
         now = time.monotonic() if now is None else now
         costs = {tid: c for tid in self.pace if (c := self.trial_cost(tid)) is not None}
         if not costs or self.rate_start is None or now <= self.rate_start:
@@ -316,7 +310,7 @@ class SweepProgress(Callback):
         for t in trials:
             if t.trial_id in costs:
                 measured.setdefault(self.cost_kind(t), []).append((costs[t.trial_id], self.members.get(t.trial_id, 1), t))
-        scale = self._scale(measured)
+        fit = self._fit(measured)
 
         def epoch_s(t, members: int) -> float:  # seconds an epoch of t takes in a population of ``members``
             tid = t.trial_id
@@ -324,9 +318,9 @@ class SweepProgress(Callback):
                 return costs[tid]
             seen = [(costs[tid], self.members.get(tid, 1), t)] if tid in costs else measured.get(self.cost_kind(t))
             if seen:
-                return sum(c * self._relative(t, members, m) for c, m, _ in seen) / len(seen)
-            guess = self.prior(t, members)
-            return scale * guess ** GUESS_POWER if guess is not None and scale is not None else mean
+                return sum(c * self._relative(t, members, m, fit) for c, m, _ in seen) / len(seen)
+            guess = self._guess(t, members, fit)
+            return guess if guess is not None else mean
 
         def left(t, members: int | None = None) -> float:  # seconds of its own work a trial has left
             members = self.members.get(t.trial_id, 1) if members is None else members
@@ -436,24 +430,50 @@ class SweepProgress(Callback):
             self.priors[key] = guess if guess and guess > 0 else None
         return self.priors[key]
 
-    def _relative(self, trial, members: int, seen: int) -> float:
+    def _guess(self, trial, members: float, fit) -> float | None:
+        """Seconds an epoch of ``trial`` in a population of ``members`` takes by the fit (:meth:`_fit`) of the
+        plan's estimate to what the measured trials cost; None without an estimate or a fit."""
+        estimate = self.prior(trial, members)
+        if estimate is None or fit is None:
+            return None
+        per_ms, per_member = fit
+        return per_ms * estimate + per_member * members
+
+    def _relative(self, trial, members: float, seen: float, fit) -> float:
         """What an epoch of ``trial`` in a population of ``members`` costs against one of ``seen`` (1 without
         an estimate)."""
         if members == seen:
             return 1.0
-        a, b = self.prior(trial, members), self.prior(trial, seen)
-        return (a / b) ** GUESS_POWER if a and b else 1.0
+        a, b = self._guess(trial, members, fit), self._guess(trial, seen, fit)
+        return a / b if a and b else 1.0
 
-    def _scale(self, measured: dict) -> float | None:
-        """Seconds an epoch took the measured trials per ms the plan guessed for it: their sum over the sum
-        of the guesses (so the trials that cost most count most), None where none has a guess."""
-        spent = guessed = 0.0
+    def _fit(self, measured: dict) -> tuple[float, float] | None:
+        """What an epoch costs by the plan's estimate (ms of one CPU thread), fitted to the measured trials:
+        seconds per estimated ms, and seconds per member of the population (what a packed member adds
+        beyond the engine: its trial process, its reports; on a busy machine it weighs on small critics
+        more than their estimate does). Least squares on the relative error over the measured trials; where
+        they cannot tell the two apart, or the second comes out negative, only the first (their cost over
+        their estimates); None where none has an estimate."""
+        rows = []
         for seen in measured.values():
             for cost, members, t in seen:
-                guess = self.prior(t, members)
-                if guess is not None:
-                    spent, guessed = spent + cost, guessed + guess ** GUESS_POWER
-        return spent / guessed if guessed > 0 else None
+                estimate = self.prior(t, members)
+                if estimate is not None and cost > 0:
+                    rows.append((cost, estimate, members))
+        if not rows:
+            return None
+        # weights 1/cost^2: each trial's relative error counts alike
+        see = sum(e * e / (c * c) for c, e, m in rows)
+        smm = sum(m * m / (c * c) for c, e, m in rows)
+        sem = sum(e * m / (c * c) for c, e, m in rows)
+        sec = sum(e / c for c, e, m in rows)
+        smc = sum(m / c for c, e, m in rows)
+        det = see * smm - sem * sem
+        if det > 1e-9 * see * smm:
+            per_ms, per_member = (sec * smm - smc * sem) / det, (see * smc - sem * sec) / det
+            if per_ms > 0 and per_member >= 0:
+                return per_ms, per_member
+        return sum(c for c, e, m in rows) / sum(e for c, e, m in rows), 0.0
 
     def trial_cost(self, trial_id: str) -> float | None:
         """Seconds per epoch of one trial over its reports in this run (None before it has two)."""
