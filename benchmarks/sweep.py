@@ -128,7 +128,8 @@ def run_tune(cfg_dict: dict, round_no: int) -> dict:
     from tune_sd.tune.stopping.schedulers import make_scheduler
     from tune_sd.tune.sweep import DEFAULTS, _run_config, _trainable, trial_dirname
 
-    settings = dict(DEFAULTS, cpus_per_trial=1.0, gpus_per_trial=0.0)
+    settings = dict(DEFAULTS, cpus_per_trial=1.0, gpus_per_trial=0.0, epochs=cfg_dict["epochs"],
+                    report_every=cfg_dict["report_every"])
     param_space = dict(cfg_dict, seed=tune.grid_search(list(SEEDS)))
     timing = _timing_callback()
     with tempfile.TemporaryDirectory(prefix="tune_sd_bench_") as storage:
