@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tune_sd.engine import Population, Study, resolve  # noqa: E402
 from tune_sd.engine.allocator import keep_freed_memory  # noqa: E402
 from tune_sd.engine.config import flatten  # noqa: E402
-from tune_sd.engine.population import EPOCH_COST_MS, critic_work, epoch_cost  # noqa: E402
+from tune_sd.engine.population import EPOCH_COST_MS, epoch_cost, epoch_cost_terms  # noqa: E402
 from tune_sd.spaces import load_space  # noqa: E402
 
 
@@ -55,18 +55,6 @@ def variants(space_name: str) -> dict[str, list[str]]:
     return out
 
 
-def features(cfg, members: int) -> list[float]:
-    """The terms of ``epoch_cost`` before their constants."""
-    d = cfg.disc
-    gp = 1.0 if d.gp > 0 else 0.0
-    embedded = cfg.derived_ext_size and cfg.ext_type == "embed"
-    from tune_sd.engine.critic import pair
-
-    layers = sum(pair(d.hid_num)) + 2 if embedded else pair(d.hid_num)[1] + 1
-    return [1.0, members, d.iters * layers * (1 + gp),
-            d.iters * members * critic_work(cfg) * (1 + 0.5 * gp) * (1 + 0.1 * cfg.arch.lat_size)]
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="trend-examples", help="a space with named variants (default %(default)s)")
@@ -92,7 +80,7 @@ def main(argv=None) -> None:
                 step = pop.step
             ms = 1e3 * per_call(step, max(5, args.epochs // P))
             est = epoch_cost(cfg, P)
-            rows.append((features(cfg, P), ms))
+            rows.append((epoch_cost_terms(cfg, P), ms))
             print(f"{name:<8} {P:>3} {ms:>9.1f} {est:>9.1f} {est / ms:>6.2f}", flush=True)
     ratios = [sum(c * f for c, f in zip(EPOCH_COST_MS, feats)) / ms for feats, ms in rows]
     print(f"estimate / measured: {min(ratios):.2f} to {max(ratios):.2f} (median {statistics.median(ratios):.2f})")

@@ -289,7 +289,7 @@ EPOCH_COST_MS = (0.674, 0.206, 0.0271, 1.8e-6)
 def epoch_cost(cfg: Config, members: int = 1) -> float:
     """Milliseconds one epoch of a population of ``members`` critics of ``cfg`` takes on one CPU thread:
     what a trial that has not run yet will cost, relative to those that have (the progress line's time
-    left scales it by what they cost: tune/progress.py).
+    left fits what they cost to it: tune/progress.py).
 
     A small critic's epoch is mostly fixed costs: sampling (per member) and one batched pass per layer
     per critic step, whatever its width; a large one's is its multiply-adds, per member and step. The
@@ -297,14 +297,18 @@ def epoch_cost(cfg: Config, members: int = 1) -> float:
     real samples adds a tenth. Fitted on the 12 critics of the trend examples at 700 points, populations
     of 1, 3 and 4 (benchmarks/epoch_cost.py): within 21 % of each measured time, which span 2 to 190 ms
     (t3c, the most samples of them, k = 10, is among the cheapest: one step an epoch)."""
-    fixed, per_member, per_layer, per_mac = EPOCH_COST_MS
+    return sum(c * term for c, term in zip(EPOCH_COST_MS, epoch_cost_terms(cfg, members)))
+
+
+def epoch_cost_terms(cfg: Config, members: int = 1) -> tuple[float, float, float, float]:
+    """The terms of :func:`epoch_cost` that ``EPOCH_COST_MS`` weighs: 1, the members, the critic steps'
+    layer passes, their multiply-adds."""
     d = cfg.disc
     embedded = cfg.derived_ext_size and cfg.ext_type == "embed"
     layers = sum(pair(d.hid_num)) + 2 if embedded else pair(d.hid_num)[1] + 1
     gp = 1.0 if d.gp > 0 else 0.0
-    step = per_layer * layers * (1 + gp) + per_mac * members * critic_work(cfg) * (1 + 0.5 * gp) * (
-        1 + 0.1 * cfg.arch.lat_size)
-    return fixed + per_member * members + d.iters * step
+    return (1.0, members, d.iters * layers * (1 + gp),
+            d.iters * members * critic_work(cfg) * (1 + 0.5 * gp) * (1 + 0.1 * cfg.arch.lat_size))
 
 
 def _mlp_work(inputs: int, num: int, size: int) -> int:

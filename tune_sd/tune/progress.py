@@ -314,8 +314,6 @@ class SweepProgress(Callback):
 
         def epoch_s(t, members: int) -> float:  # seconds an epoch of t takes in a population of ``members``
             tid = t.trial_id
-            if tid in costs and self.members.get(tid, 1) == members:
-                return costs[tid]
             seen = [(costs[tid], self.members.get(tid, 1), t)] if tid in costs else measured.get(self.cost_kind(t))
             if seen:
                 return sum(c * self._relative(t, members, m, fit) for c, m, _ in seen) / len(seen)
@@ -357,9 +355,9 @@ class SweepProgress(Callback):
                     unheard[g] -= 1
                     running[g] = max(running[g], left(t, said[g]))
         # trials Tune has not created yet (a random search creates them as places free): the plan's configs
+        upcoming = getattr(self.costs, "upcoming", None) or ()
         future = [SimpleNamespace(trial_id=f"~{i}", config=c, status="PENDING")
-                  for i, c in enumerate(tuple(getattr(self.costs, "upcoming", ()) or ())[len(trials):total],
-                                        start=len(trials))]
+                  for i, c in enumerate(upcoming[len(trials):total], start=len(trials))]
         waiting = self._populations(starting + [t for t in trials if t.status not in ("RUNNING", "TERMINATED",
                                                                                         "ERROR")] + future,
                                     left, size)
